@@ -1,0 +1,1 @@
+"""Plugins shipped with worldr1 (installed as ``worldr1_plugins``), listed in ``registry.toml``."""

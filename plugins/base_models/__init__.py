@@ -1,0 +1,1 @@
+"""Shipped base_models plugins."""

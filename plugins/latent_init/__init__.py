@@ -1,0 +1,1 @@
+"""Shipped latent_init plugins."""

@@ -1,0 +1,1 @@
+"""Shipped rl_algos plugins."""

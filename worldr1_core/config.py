@@ -1,0 +1,418 @@
+"""Run configs: TOML files composed with ``extends``, dotted overrides, validation by plugin Configs.
+
+Composition rules:
+
+* ``extends = ["base.toml", ...]`` (or a single string) lists files relative to the file that
+  names them. They are merged in order, then the file itself on top.
+* Tables merge recursively; any other value -- including arrays and arrays of tables such as
+  ``[[rewards]]`` -- is replaced as a whole by the later file.
+* Command-line overrides ``a.b.c=VALUE`` come last. VALUE is parsed as a TOML value
+  (``3``, ``0.5``, ``true``, ``[1, 2]``, ``"text"``); anything that is not valid TOML is taken
+  as a plain string (``model.path=/ckpt/wan``). A segment that indexes an array is a number
+  (``rewards.0.weight=2``) or, for arrays of tables, the entry's ``name``
+  (``rewards.aesthetic.weight=2``).
+
+Every error names the file (or "command line") that set the offending key, the dotted key and
+what was expected.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import pydantic
+import tomli_w
+
+from .registry import Registry, RegistryError, get_registry
+from .sections import CoreSections
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class ConfigError(ValueError):
+    """A run config that cannot be composed or validated. ``str(err)`` is ready for the user."""
+
+
+COMMAND_LINE = "command line"
+
+# section -> (component kind, default name or None when the section is optional, required?)
+COMPONENT_SECTIONS: dict[str, tuple[str, str | None, bool]] = {
+    "model": ("base_model", None, True),
+    "latent_init": ("latent_initializer", "gaussian", False),
+    "camera": ("camera_parser", "text", False),
+    "geometry": ("geometry_estimator", None, False),
+    "rl": ("rl_algorithm", "flow_grpo", False),
+    "schedule": ("schedule", "constant", False),
+}
+REWARDS_SECTION = "rewards"
+REWARD_CORE_KEYS = {"name", "weight", "server"}
+
+
+# --------------------------------------------------------------------------- composition
+
+
+def _flatten(data: Any, prefix: str = "") -> Iterable[str]:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            yield from _flatten(value, f"{prefix}{key}.")
+    yield prefix.rstrip(".")
+
+
+def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """Tables merge recursively; every other value in ``top`` (arrays included) replaces ``base``'s."""
+    out = copy.deepcopy(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def compose_file(path: str | Path, _stack: tuple[Path, ...] = ()) -> tuple[dict[str, Any], dict[str, str]]:
+    """The composed dict of ``path`` with its ``extends`` chain, and key -> file provenance."""
+    path = Path(path).resolve()
+    if path in _stack:
+        chain = " -> ".join(str(p) for p in (*_stack, path))
+        raise ConfigError(f"{path}: 'extends' forms a cycle: {chain}")
+    data = _read_toml(path)
+    extends = data.pop("extends", [])
+    if isinstance(extends, str):
+        extends = [extends]
+    if not isinstance(extends, list) or not all(isinstance(e, str) for e in extends):
+        raise ConfigError(f"{path}: extends: expected a file name or a list of file names, got {extends!r}")
+    merged: dict[str, Any] = {}
+    provenance: dict[str, str] = {}
+    for rel in extends:
+        base_path = (path.parent / rel).resolve()
+        if not base_path.exists():
+            raise ConfigError(f"{path}: extends: {rel!r} not found (looked for {base_path})")
+        base, base_prov = compose_file(base_path, (*_stack, path))
+        merged = deep_merge(merged, base)
+        provenance.update(base_prov)
+    merged = deep_merge(merged, data)
+    provenance.update({key: str(path) for key in _flatten(data) if key})
+    return merged, provenance
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"a.b=3"`` -> (["a", "b"], 3). The value is TOML when it parses as TOML, else a string."""
+    if "=" not in text:
+        raise ConfigError(f"{COMMAND_LINE}: override {text!r}: expected KEY=VALUE, e.g. rl.group_size=4")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"{COMMAND_LINE}: override {text!r}: the key must be dotted names, e.g. train.lr=1e-5")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.split("."), value
+
+
+def _index(container: list[Any], segment: str, dotted: str) -> int:
+    if segment.lstrip("-").isdigit():
+        i = int(segment)
+        if not -len(container) <= i < len(container):
+            raise ConfigError(f"{COMMAND_LINE}: {dotted}: index {i} out of range (the array has {len(container)} entries)")
+        return i
+    matches = [i for i, item in enumerate(container) if isinstance(item, dict) and item.get("name") == segment]
+    if len(matches) != 1:
+        names = [item.get("name") for item in container if isinstance(item, dict)]
+        raise ConfigError(
+            f"{COMMAND_LINE}: {dotted}: {segment!r} must be an index or the name of exactly one entry; entries: {names}"
+        )
+    return matches[0]
+
+
+def apply_override(data: dict[str, Any], path: list[str], value: Any) -> str:
+    """Set ``value`` at ``path`` in ``data`` (in place); return the canonical dotted key."""
+    node: Any = data
+    canonical: list[str] = []
+    for depth, segment in enumerate(path):
+        last = depth == len(path) - 1
+        dotted = ".".join(path[: depth + 1])
+        if isinstance(node, list):
+            i = _index(node, segment, dotted)
+            canonical.append(str(i))
+            if last:
+                node[i] = value
+            else:
+                node = node[i]
+        elif isinstance(node, dict):
+            canonical.append(segment)
+            if last:
+                node[segment] = value
+            else:
+                if not isinstance(node.get(segment), (dict, list)):
+                    node[segment] = {}
+                node = node[segment]
+        else:
+            raise ConfigError(f"{COMMAND_LINE}: {dotted}: cannot set a key inside a {type(node).__name__} value")
+    return ".".join(canonical)
+
+
+def compose(path: str | Path | None, overrides: Iterable[str] = ()) -> tuple[dict[str, Any], dict[str, str]]:
+    """Composed raw dict (files + overrides) and provenance, before validation."""
+    data, provenance = compose_file(path) if path is not None else ({}, {})
+    for text in overrides:
+        keys, value = parse_override(text)
+        canonical = apply_override(data, keys, value)
+        provenance[canonical] = COMMAND_LINE
+        provenance.update({f"{canonical}.{k}": COMMAND_LINE for k in _flatten(value) if k})
+    return data, provenance
+
+
+# --------------------------------------------------------------------------- validated config
+
+
+@dataclass
+class ComponentConfig:
+    """A validated component section: registry name plus its plugin Config instance."""
+
+    section: str
+    kind: str
+    name: str
+    options: pydantic.BaseModel
+
+    def build(self, registry: Registry | None = None) -> Any:
+        return (registry or get_registry()).build(self.kind, self.name, self.options)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **self.options.model_dump(mode="json")}
+
+
+@dataclass
+class RewardConfig(ComponentConfig):
+    """A validated ``[[rewards]]`` entry."""
+
+    weight: float = 1.0
+    server: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"name": self.name, "weight": self.weight}
+        if self.server:
+            out["server"] = self.server
+        out.update(self.options.model_dump(mode="json"))
+        return out
+
+
+@dataclass
+class RunConfig:
+    """A composed and validated run config."""
+
+    core: CoreSections
+    components: dict[str, ComponentConfig | None]
+    rewards: list[RewardConfig]
+    source: str | None = None
+    provenance: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def __getattr__(self, item: str) -> Any:
+        # run/video/train/prompts/distributed and the component sections as attributes
+        if item in ("core", "components"):
+            raise AttributeError(item)
+        if item in CoreSections.model_fields:
+            return getattr(self.core, item)
+        if item in self.components:
+            return self.components[item]
+        raise AttributeError(f"RunConfig has no section {item!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.core.model_dump(mode="json")
+        for section, comp in self.components.items():
+            if comp is not None:
+                out[section] = comp.to_dict()
+        out[REWARDS_SECTION] = [r.to_dict() for r in self.rewards]
+        return out
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(_drop_none(self.to_dict()))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_toml(), encoding="utf-8")
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def _source_of(provenance: dict[str, str], dotted: str, default: str) -> str:
+    parts = dotted.split(".")
+    while parts:
+        key = ".".join(parts)
+        if key in provenance:
+            return provenance[key]
+        parts.pop()
+    return default
+
+
+def _fields_at(model: type[pydantic.BaseModel] | None, loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the (nested) pydantic model at ``loc`` (best effort, for error messages)."""
+    for part in loc:
+        if model is None:
+            return []
+        info = model.model_fields.get(str(part))
+        if info is None:
+            return []
+        ann = info.annotation
+        args = getattr(ann, "__args__", ()) or ()
+        candidates = [ann, *args]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, pydantic.BaseModel)), None)
+    return sorted(model.model_fields) if model is not None else []
+
+
+def _format_errors(
+    exc: pydantic.ValidationError,
+    prefix: str,
+    model: type[pydantic.BaseModel],
+    provenance: dict[str, str],
+    default_source: str,
+    skip: int = 0,
+) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        dotted = ".".join([prefix, *map(str, loc)] if prefix else map(str, loc))
+        source = _source_of(provenance, dotted, default_source)
+        if err["type"] == "extra_forbidden":
+            allowed = _fields_at(model, loc[:-1])
+            extra = sorted({"name", "weight", "server"}) if prefix.startswith(REWARDS_SECTION) and len(loc) == 1 else []
+            msg = f"unknown key; allowed keys: {', '.join(sorted(set(allowed) | set(extra))) or '(none)'}"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        else:
+            msg = f"{err['msg']} (got {err.get('input')!r})"
+        lines.append(f"{source}: {dotted}: {msg}")
+    return lines
+
+
+def _validate_component(
+    registry: Registry,
+    section: str,
+    kind: str,
+    raw: Any,
+    provenance: dict[str, str],
+    default_source: str,
+    core_keys: set[str] = frozenset({"name"}),
+) -> tuple[str, dict[str, Any], pydantic.BaseModel | None, list[str]]:
+    if not isinstance(raw, dict):
+        src = _source_of(provenance, section, default_source)
+        return "", {}, None, [f"{src}: {section}: expected a table with a 'name' key, got {raw!r}"]
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        src = _source_of(provenance, section, default_source)
+        known = ", ".join(registry.names(kind)) or "(none registered)"
+        return "", {}, None, [f"{src}: {section}.name: required; one of: {known}"]
+    try:
+        spec = registry.get(kind, name)
+    except RegistryError as exc:
+        src = _source_of(provenance, f"{section}.name", default_source)
+        return name, {}, None, [f"{src}: {section}.name: {exc}"]
+    core = {k: v for k, v in raw.items() if k in core_keys}
+    options = {k: v for k, v in raw.items() if k not in core_keys}
+    try:
+        return name, core, spec.validate(options), []
+    except pydantic.ValidationError as exc:
+        return name, core, None, _format_errors(exc, section, spec.Config, provenance, default_source)
+
+
+class _RewardCore(pydantic.BaseModel, extra="forbid"):
+    name: str
+    weight: float = 1.0
+    server: str | None = None
+
+
+def validate(
+    data: dict[str, Any],
+    provenance: dict[str, str] | None = None,
+    *,
+    source: str | None = None,
+    registry: Registry | None = None,
+) -> RunConfig:
+    """Validate a composed dict; raise :class:`ConfigError` listing every problem, one per line."""
+    registry = registry or get_registry()
+    provenance = provenance or {}
+    default_source = source or "config"
+    errors: list[str] = []
+
+    core_raw = {k: v for k, v in data.items() if k in CoreSections.model_fields}
+    unknown = [k for k in data if k not in CoreSections.model_fields and k not in COMPONENT_SECTIONS and k != REWARDS_SECTION]
+    for key in unknown:
+        allowed = sorted([*CoreSections.model_fields, *COMPONENT_SECTIONS, REWARDS_SECTION])
+        errors.append(f"{_source_of(provenance, key, default_source)}: {key}: unknown section; allowed: {', '.join(allowed)}")
+    core = CoreSections()
+    try:
+        core = CoreSections.model_validate(core_raw)
+    except pydantic.ValidationError as exc:
+        errors += _format_errors(exc, "", CoreSections, provenance, default_source)
+
+    components: dict[str, ComponentConfig | None] = {}
+    for section, (kind, default, required) in COMPONENT_SECTIONS.items():
+        raw = data.get(section)
+        if raw is None:
+            if required:
+                known = ", ".join(registry.names(kind)) or "(none registered)"
+                errors.append(f"{default_source}: {section}.name: required section [{section}] is missing; one of: {known}")
+                continue
+            if default is None or default not in registry.names(kind):
+                components[section] = None  # optional, and its default is not installed
+                continue
+            raw = {"name": default}
+        name, _, options, errs = _validate_component(registry, section, kind, raw, provenance, default_source)
+        errors += errs
+        components[section] = ComponentConfig(section, kind, name, options) if options is not None else None
+
+    rewards: list[RewardConfig] = []
+    raw_rewards = data.get(REWARDS_SECTION, [])
+    if not isinstance(raw_rewards, list):
+        errors.append(f"{_source_of(provenance, REWARDS_SECTION, default_source)}: rewards: expected an array of tables ([[rewards]])")
+        raw_rewards = []
+    for i, raw in enumerate(raw_rewards):
+        section = f"{REWARDS_SECTION}.{i}"
+        name, core_vals, options, errs = _validate_component(
+            registry, section, "reward", raw, provenance, default_source, core_keys=REWARD_CORE_KEYS
+        )
+        if not errs:
+            try:
+                rc = _RewardCore.model_validate({"name": name, **core_vals})
+            except pydantic.ValidationError as exc:
+                errs = _format_errors(exc, section, _RewardCore, provenance, default_source)
+        errors += errs
+        if not errs and options is not None:
+            rewards.append(RewardConfig(section, "reward", name, options, weight=rc.weight, server=rc.server))
+    seen = [r.name for r in rewards]
+    for dup in sorted({n for n in seen if seen.count(n) > 1}):
+        errors.append(f"{_source_of(provenance, REWARDS_SECTION, default_source)}: rewards: {dup!r} is listed more than once")
+
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return RunConfig(core=core, components=components, rewards=rewards, source=source, provenance=provenance)
+
+
+def load_config(
+    path: str | Path | None, overrides: Iterable[str] = (), *, registry: Registry | None = None
+) -> RunConfig:
+    """Compose ``path`` (with its ``extends``) and ``overrides``, then validate."""
+    data, provenance = compose(path, overrides)
+    return validate(data, provenance, source=str(path) if path is not None else None, registry=registry)

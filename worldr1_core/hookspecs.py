@@ -1,0 +1,156 @@
+"""Hook specifications of worldr1.
+
+A plugin is a module with functions named like the specs below and decorated with
+``worldr1_core.hookimpl``. Shipped plugins (``worldr1_plugins/registry.toml``) and third-party
+ones (entry-point group ``worldr1``) are loaded the same way.
+
+Registration hooks receive one argument, ``register``, with the signature
+``register(name: str, factory, *, description: str = "")``. ``factory`` is usually a component
+class from :mod:`worldr1_core.interfaces`; it must carry a pydantic ``Config`` attribute
+(``extra="forbid"``) and build the component as ``factory(config)``. Registering a name that
+another plugin already registered for the same kind is an error naming both plugins.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from . import PROJECT_NAME
+
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+
+
+# --------------------------------------------------------------------------- registration hooks
+
+
+@hookspec
+def worldr1_register_base_models(register):
+    """Register text-to-video base models (:class:`~worldr1_core.interfaces.VideoModel`).
+
+    Called once, when the registry is first built, for every loaded plugin.
+    ``register(name, factory, description=...)`` adds one model under ``name`` (the value of
+    ``model.name`` in run configs). Returns nothing.
+    """
+
+
+@hookspec
+def worldr1_register_latent_initializers(register):
+    """Register initial-latent makers (:class:`~worldr1_core.interfaces.LatentInitializer`).
+
+    Called once when the registry is built. Each registered name is a valid
+    ``latent_init.name``. Returns nothing.
+    """
+
+
+@hookspec
+def worldr1_register_camera_parsers(register):
+    """Register camera parsers (:class:`~worldr1_core.interfaces.CameraParser`): prompt text ->
+    motions -> :class:`~worldr1_core.types.CameraTrajectory`.
+
+    Called once when the registry is built. Each registered name is a valid ``camera.name``.
+    Returns nothing.
+    """
+
+
+@hookspec
+def worldr1_register_geometry_estimators(register):
+    """Register geometry estimators (:class:`~worldr1_core.interfaces.GeometryEstimator`):
+    video -> depth, camera poses, intrinsics and Gaussians, shared by the 3D rewards.
+
+    Called once when the registry is built. Each registered name is a valid
+    ``geometry.name``. Returns nothing.
+    """
+
+
+@hookspec
+def worldr1_register_rewards(register):
+    """Register rewards (:class:`~worldr1_core.interfaces.Reward`).
+
+    Called once when the registry is built. Each registered name can appear as
+    ``[[rewards]] name = ...``; the entry's other keys (besides ``weight`` and ``server``) are
+    validated by the reward's ``Config``. Returns nothing.
+    """
+
+
+@hookspec
+def worldr1_register_rl_algorithms(register):
+    """Register RL algorithms (:class:`~worldr1_core.interfaces.RLAlgorithm`): a sampler that
+    records log-probabilities and a policy loss.
+
+    Called once when the registry is built. Each registered name is a valid ``rl.name``.
+    Returns nothing.
+    """
+
+
+@hookspec
+def worldr1_register_schedules(register):
+    """Register phase schedules (:class:`~worldr1_core.interfaces.Schedule`): training step ->
+    :class:`~worldr1_core.types.Phase`.
+
+    Called once when the registry is built. Each registered name is a valid
+    ``schedule.name``. Returns nothing.
+    """
+
+
+@hookspec
+def worldr1_register_commands(subparsers: "argparse._SubParsersAction"):
+    """Add subcommands to the ``worldr1`` command line.
+
+    Called once per CLI invocation, before arguments are parsed, with the argparse
+    sub-parser collection of the top-level parser. A plugin adds its parser with
+    ``p = subparsers.add_parser("name", help=...)`` and sets ``p.set_defaults(func=callable)``;
+    the callable receives the parsed ``argparse.Namespace`` and returns an exit code (or None
+    for 0). Returns nothing.
+    """
+
+
+# --------------------------------------------------------------------------- lifecycle hooks
+
+
+@hookspec
+def worldr1_on_train_start(trainer: Any):
+    """Called once on every process after the trainer has built all components and before
+    the first step. ``trainer`` gives access to ``config``, ``model``, ``run_dir``. Returns nothing."""
+
+
+@hookspec
+def worldr1_on_step_end(trainer: Any, step: int, metrics: dict[str, float]):
+    """Called on every process after each optimisation step, with the 0-based ``step`` that
+    finished and the flat dict of its logged ``metrics`` (reward components, loss, kl, timings).
+    Loggers and callbacks read it; mutations are ignored. Returns nothing."""
+
+
+@hookspec
+def worldr1_on_phase_change(trainer: Any, step: int, previous: Any, phase: Any):
+    """Called when the schedule's phase at ``step`` differs from the phase of the previous
+    step (``previous`` is None at the first step). ``phase`` and ``previous`` are
+    :class:`~worldr1_core.types.Phase`. Returns nothing."""
+
+
+@hookspec
+def worldr1_on_checkpoint_saved(trainer: Any, step: int, path: str):
+    """Called on the main process after a checkpoint for ``step`` has been written atomically
+    to the directory ``path``. Returns nothing."""
+
+
+@hookspec
+def worldr1_on_train_end(trainer: Any, metrics: dict[str, float]):
+    """Called once on every process after the last step, with the last step's metrics (empty if
+    no step ran). Returns nothing."""
+
+
+REGISTRATION_HOOKS: dict[str, str] = {
+    "base_model": "worldr1_register_base_models",
+    "latent_initializer": "worldr1_register_latent_initializers",
+    "camera_parser": "worldr1_register_camera_parsers",
+    "geometry_estimator": "worldr1_register_geometry_estimators",
+    "reward": "worldr1_register_rewards",
+    "rl_algorithm": "worldr1_register_rl_algorithms",
+    "schedule": "worldr1_register_schedules",
+}
+"""Component kind -> the hook that registers components of that kind."""

@@ -1,0 +1,223 @@
+"""The component kinds a plugin can register, as abstract base classes.
+
+Every component class declares a nested pydantic ``Config`` with ``extra="forbid"`` and is built
+as ``factory(config)`` from its validated config section. A ``register(name, factory)`` call
+accepts the class itself (or any callable with a ``Config`` attribute that returns an instance).
+
+Kinds and the hook that registers them:
+
+==================== ============================================ ==============================
+kind                 hook                                         base class
+==================== ============================================ ==============================
+base_model           ``worldr1_register_base_models``             :class:`VideoModel`
+latent_initializer   ``worldr1_register_latent_initializers``     :class:`LatentInitializer`
+camera_parser        ``worldr1_register_camera_parsers``          :class:`CameraParser`
+geometry_estimator   ``worldr1_register_geometry_estimators``     :class:`GeometryEstimator`
+reward               ``worldr1_register_rewards``                 :class:`Reward`
+rl_algorithm         ``worldr1_register_rl_algorithms``           :class:`RLAlgorithm`
+schedule             ``worldr1_register_schedules``               :class:`Schedule`
+==================== ============================================ ==============================
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+from pathlib import Path
+from typing import Any, ClassVar, Iterator
+
+import pydantic
+import torch
+
+from .types import (
+    CameraSpec,
+    CameraTrajectory,
+    Geometry,
+    LatentLayout,
+    Phase,
+    Prompt,
+    RewardBatch,
+    RewardOutput,
+    Rollout,
+)
+
+
+class EmptyConfig(pydantic.BaseModel, extra="forbid"):
+    """Config of a component without options."""
+
+
+class Component(abc.ABC):
+    """Base of every component: holds its validated ``config``."""
+
+    Config: ClassVar[type[pydantic.BaseModel]] = EmptyConfig
+
+    def __init__(self, config: pydantic.BaseModel | None = None):
+        self.config = config if config is not None else type(self).Config()
+
+
+class VideoModel(Component):
+    """A text-to-video generator in the rectified-flow convention.
+
+    ``x_sigma = (1 - sigma) * x0 + sigma * noise`` with ``sigma`` going from 1 (noise) to 0 (data);
+    :meth:`velocity` predicts ``d x_sigma / d sigma = noise - x0``. A model whose scheduler uses
+    another parameterization converts inside its plugin, so samplers never branch on the model.
+    """
+
+    @property
+    @abc.abstractmethod
+    def device(self) -> torch.device: ...
+
+    @property
+    @abc.abstractmethod
+    def dtype(self) -> torch.dtype: ...
+
+    @abc.abstractmethod
+    def latent_layout(self, frames: int, height: int, width: int) -> LatentLayout:
+        """The latent grid for a ``frames x height x width`` video; raise ValueError naming the
+        constraint (e.g. "height must be a multiple of 16") when the size is not supported."""
+
+    @abc.abstractmethod
+    def encode_prompts(self, prompts: list[str], negative_prompt: str | None = None) -> Any:
+        """Text conditioning for a batch (cond + uncond for classifier-free guidance); cached."""
+
+    @abc.abstractmethod
+    def sigmas(self, num_steps: int) -> torch.Tensor:
+        """The ``num_steps + 1`` noise levels of the model's sampling schedule, from 1 down to 0."""
+
+    @abc.abstractmethod
+    def velocity(
+        self, latents: torch.Tensor, sigma: torch.Tensor, cond: Any, guidance_scale: float = 1.0
+    ) -> torch.Tensor:
+        """Predicted velocity ``[B, C, F', H', W']`` at noise level ``sigma`` (scalar or ``[B]``),
+        with classifier-free guidance when ``guidance_scale != 1``."""
+
+    @abc.abstractmethod
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents ``[B, C, F', H', W']`` -> videos ``[B, F, 3, H, W]`` in ``[0, 1]``."""
+
+    @abc.abstractmethod
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        """The parameters the RL update trains (the LoRA adapter)."""
+
+    @abc.abstractmethod
+    def trainable_module(self) -> torch.nn.Module:
+        """The module holding the trainable parameters (what DeepSpeed/DDP wraps)."""
+
+    @abc.abstractmethod
+    def reference(self) -> contextlib.AbstractContextManager:
+        """Context in which :meth:`velocity` is the frozen reference policy (adapter disabled)."""
+
+    @abc.abstractmethod
+    def save_adapter(self, directory: str | Path) -> None:
+        """Save the trainable adapter in its library's standard format."""
+
+    @abc.abstractmethod
+    def load_adapter(self, directory: str | Path) -> None:
+        """Load an adapter written by :meth:`save_adapter`."""
+
+
+class LatentInitializer(Component):
+    """Makes the initial noise of a rollout (e.g. camera-aware warped noise)."""
+
+    @abc.abstractmethod
+    def initial_latents(
+        self,
+        layout: LatentLayout,
+        prompts: list[Prompt],
+        trajectories: list[CameraTrajectory | None],
+        generator: torch.Generator,
+        *,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> torch.Tensor:
+        """Initial latents ``[B, *layout.shape]`` with ``B = len(prompts)``; every element
+        marginally N(0, 1). Deterministic for a given generator state."""
+
+    def inject(
+        self, step: int, latents: torch.Tensor, initial: torch.Tensor, sigma: float
+    ) -> torch.Tensor:
+        """Optional per-step injection during the first denoising steps; default: unchanged."""
+        return latents
+
+
+class CameraParser(Component):
+    """Turns prompt text into camera motions and motions into a trajectory."""
+
+    @abc.abstractmethod
+    def parse(self, text: str) -> CameraSpec:
+        """Split ``text`` into its camera sentence (as motions) and scene description."""
+
+    @abc.abstractmethod
+    def trajectory(self, spec: CameraSpec, frames: int, width: int, height: int) -> CameraTrajectory:
+        """Per-frame camera path for the motions of ``spec``."""
+
+
+class GeometryEstimator(Component):
+    """Video -> depth, camera poses, intrinsics, Gaussians (one :class:`Geometry` per video)."""
+
+    @abc.abstractmethod
+    def estimate(self, videos: torch.Tensor) -> list[Geometry]:
+        """``videos [B, F, 3, H, W]`` in ``[0, 1]`` -> one Geometry per video."""
+
+    def estimate_cached(self, batch: RewardBatch, key: str | None = None) -> list[Geometry]:
+        """Geometry of every video of ``batch``, computed once and shared by all rewards."""
+        cache_key = key or f"geometry:{type(self).__qualname__}:{id(self)}"
+        return batch.cached(cache_key, lambda: self.estimate(batch.videos))
+
+
+class Reward(Component):
+    """Scores videos; higher is better. See DESIGN.md section 3 for the public contract."""
+
+    @abc.abstractmethod
+    def score(self, batch: RewardBatch) -> RewardOutput:
+        """``RewardOutput(scores [B], components {name: [B]})`` for the videos of ``batch``."""
+
+
+class RLAlgorithm(Component):
+    """Sampler + policy loss (e.g. Flow-GRPO)."""
+
+    @abc.abstractmethod
+    def rollout(
+        self,
+        model: VideoModel,
+        initial_latents: torch.Tensor,
+        cond: Any,
+        generator: torch.Generator,
+        *,
+        initializer: LatentInitializer | None = None,
+    ) -> Rollout:
+        """Sample from ``initial_latents`` ``[B, C, F', H', W']`` and record log-probabilities."""
+
+    @abc.abstractmethod
+    def advantages(self, rewards: torch.Tensor, group_ids: torch.Tensor) -> torch.Tensor:
+        """Per-sample advantages ``[B]`` from total rewards ``[B]`` and prompt-group ids ``[B]``."""
+
+    @abc.abstractmethod
+    def loss(
+        self, model: VideoModel, rollout: Rollout, advantages: torch.Tensor, step: int
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Policy loss on transition ``step`` of ``rollout`` (scalar, differentiable w.r.t. the
+        model's trainable parameters) and metrics to log."""
+
+
+class Schedule(Component):
+    """Says which phase each training step belongs to."""
+
+    @abc.abstractmethod
+    def phase(self, step: int) -> Phase:
+        """The phase of (0-based) training ``step``."""
+
+    def phases(self, steps: int) -> Iterator[Phase]:
+        for step in range(steps):
+            yield self.phase(step)
+
+
+KIND_BASES: dict[str, type[Component]] = {
+    "base_model": VideoModel,
+    "latent_initializer": LatentInitializer,
+    "camera_parser": CameraParser,
+    "geometry_estimator": GeometryEstimator,
+    "reward": Reward,
+    "rl_algorithm": RLAlgorithm,
+    "schedule": Schedule,
+}

@@ -1,0 +1,153 @@
+"""Host-owned tables of components, filled by the plugins' ``worldr1_register_*`` hooks."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pydantic
+
+from .hookspecs import REGISTRATION_HOOKS
+from .interfaces import EmptyConfig
+
+KINDS: tuple[str, ...] = tuple(REGISTRATION_HOOKS)
+
+
+class RegistryError(LookupError):
+    """Duplicate registration, unknown component name, or a malformed factory."""
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """One registered component."""
+
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    plugin: str
+    module: str
+    description: str = ""
+
+    @property
+    def Config(self) -> type[pydantic.BaseModel]:  # noqa: N802 - mirrors the class attribute
+        return getattr(self.factory, "Config", EmptyConfig)
+
+    def validate(self, options: dict[str, Any]) -> pydantic.BaseModel:
+        """Validate a config section (without ``name``) against the component's Config."""
+        return self.Config.model_validate(options)
+
+    def build(self, config: pydantic.BaseModel | dict[str, Any] | None = None) -> Any:
+        """Instantiate the component from a validated Config (or a dict to validate)."""
+        if config is None or isinstance(config, dict):
+            config = self.validate(config or {})
+        return self.factory(config)
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "plugin": self.plugin,
+            "module": self.module,
+            "description": self.description,
+        }
+
+
+def _check_config_class(kind: str, name: str, plugin: str, factory: Any) -> None:
+    config = getattr(factory, "Config", EmptyConfig)
+    if not (isinstance(config, type) and issubclass(config, pydantic.BaseModel)):
+        raise RegistryError(
+            f"plugin {plugin!r} registered {kind} {name!r} whose Config is not a pydantic BaseModel subclass"
+        )
+    if config.model_config.get("extra") != "forbid":
+        raise RegistryError(
+            f"plugin {plugin!r} registered {kind} {name!r} whose Config does not forbid extra keys; "
+            "declare it as `class Config(pydantic.BaseModel, extra=\"forbid\")` so config typos fail early"
+        )
+
+
+class Registry:
+    """``kind -> name -> ComponentSpec``."""
+
+    def __init__(self) -> None:
+        self._tables: dict[str, dict[str, ComponentSpec]] = {kind: {} for kind in KINDS}
+
+    def add(self, spec: ComponentSpec) -> None:
+        if spec.kind not in self._tables:
+            raise RegistryError(f"unknown component kind {spec.kind!r}; kinds are {', '.join(KINDS)}")
+        table = self._tables[spec.kind]
+        if spec.name in table:
+            other = table[spec.name]
+            raise RegistryError(
+                f"{spec.kind} {spec.name!r} is registered twice: by plugin {other.plugin!r} "
+                f"({other.module}) and by plugin {spec.plugin!r} ({spec.module}); "
+                f"block one with WORLDR1_DISABLE_PLUGINS={spec.plugin}"
+            )
+        table[spec.name] = spec
+
+    def registrar(self, kind: str, plugin: str, module: str) -> Callable[..., None]:
+        """The ``register(name, factory, *, description="")`` callable handed to one plugin."""
+
+        def register(name: str, factory: Callable[..., Any], *, description: str = "") -> None:
+            if not isinstance(name, str) or not name:
+                raise RegistryError(f"plugin {plugin!r} registered a {kind} with an invalid name {name!r}")
+            if not callable(factory):
+                raise RegistryError(f"plugin {plugin!r} registered {kind} {name!r} with a non-callable factory")
+            _check_config_class(kind, name, plugin, factory)
+            if not description:
+                doc = (getattr(factory, "__doc__", None) or "").strip()
+                description = doc.splitlines()[0] if doc else ""
+            self.add(ComponentSpec(kind, name, factory, plugin, module, description))
+
+        return register
+
+    def get(self, kind: str, name: str) -> ComponentSpec:
+        table = self._tables.get(kind)
+        if table is None:
+            raise RegistryError(f"unknown component kind {kind!r}; kinds are {', '.join(KINDS)}")
+        if name not in table:
+            known = ", ".join(sorted(table)) or "(none registered)"
+            hint = difflib.get_close_matches(name, list(table), n=1)
+            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise RegistryError(f"unknown {kind} {name!r}; known: {known}{suggestion}")
+        return table[name]
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._tables[kind])
+
+    def specs(self, kind: str | None = None) -> list[ComponentSpec]:
+        kinds = [kind] if kind else list(KINDS)
+        return [self._tables[k][n] for k in kinds for n in sorted(self._tables[k])]
+
+    def build(self, kind: str, name: str, options: dict[str, Any] | pydantic.BaseModel | None = None) -> Any:
+        return self.get(kind, name).build(options)
+
+
+def build_registry(pm: Any) -> Registry:
+    """Call every registration hook of every plugin in ``pm``, attributing each entry to its plugin."""
+    registry = Registry()
+    for kind, hook_name in REGISTRATION_HOOKS.items():
+        hook = getattr(pm.hook, hook_name)
+        for impl in reversed(hook.get_hookimpls()):  # registration order
+            register = registry.registrar(kind, impl.plugin_name, pm.plugin_module(impl.plugin_name))
+            kwargs = {"register": register} if "register" in impl.argnames else {}
+            impl.function(**kwargs)
+    return registry
+
+
+_REGISTRY: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, built from the process-wide plugin manager on first use."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        from .plugins import get_plugin_manager
+
+        _REGISTRY = build_registry(get_plugin_manager())
+    return _REGISTRY
+
+
+def reset_registry() -> None:
+    global _REGISTRY
+    _REGISTRY = None

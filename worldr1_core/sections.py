@@ -1,0 +1,84 @@
+"""The core's own run-config sections (everything that is not a plugin component).
+
+Component sections (``[model]``, ``[latent_init]``, ``[camera]``, ``[geometry]``, ``[rl]``,
+``[schedule]``, ``[[rewards]]``) carry a ``name`` and are validated by the named plugin's
+``Config``; see :mod:`worldr1_core.config`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pydantic
+
+
+class _Section(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RunSection(_Section):
+    """``[run]``: identity, output and cadence of a run."""
+
+    name: str = "run"
+    output_dir: str = "runs/{name}"
+    seed: int = 0
+    max_steps: int = pydantic.Field(10, ge=0)
+    log_every: int = pydantic.Field(1, ge=1)
+    save_every: int = pydantic.Field(0, ge=0, description="checkpoint every N steps (0: only at the end)")
+    sample_every: int = pydantic.Field(0, ge=0, description="write sample videos every N steps (0: never)")
+    tensorboard: bool = True
+    progress_bar: bool = True
+
+
+class VideoSection(_Section):
+    """``[video]``: size of generated videos."""
+
+    frames: int = pydantic.Field(9, ge=1)
+    height: int = pydantic.Field(32, ge=8)
+    width: int = pydantic.Field(32, ge=8)
+    fps: int = pydantic.Field(16, ge=1)
+    negative_prompt: str = ""
+
+
+class TrainSection(_Section):
+    """``[train]``: optimisation of the trainable (LoRA) parameters."""
+
+    prompts_per_step: int = pydantic.Field(1, ge=1, description="distinct prompts per process per step")
+    lr: float = pydantic.Field(1e-4, gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = pydantic.Field(1e-4, ge=0)
+    adam_eps: float = pydantic.Field(1e-8, gt=0)
+    grad_clip: float = pydantic.Field(1.0, ge=0, description="max grad norm (0: no clipping)")
+    inner_epochs: int = pydantic.Field(1, ge=1)
+    minibatch_size: int = pydantic.Field(0, ge=0, description="samples per backward pass (0: the whole step)")
+    ema_decay: float = pydantic.Field(0.0, ge=0, lt=1, description="EMA of trainable weights (0: off)")
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+
+
+class PromptSourceSection(_Section):
+    """One prompt source: a text file with one prompt per line (``#`` comments, blank lines skipped)."""
+
+    path: str = ""
+    prompts: list[str] = pydantic.Field(default_factory=list, description="inline prompts (instead of path)")
+    shuffle: bool = True
+    seed: int = 0
+    repeat: bool = True
+
+
+class DistributedSection(_Section):
+    """``[distributed]``: how several processes share the work (launch with accelerate/deepspeed)."""
+
+    backend: Literal["auto", "none", "ddp", "deepspeed"] = "auto"
+    zero_stage: Literal[0, 1, 2, 3] = 3
+    deepspeed_config: str = ""
+    process_group_backend: Literal["auto", "nccl", "gloo"] = "auto"
+
+
+class CoreSections(_Section):
+    """All core sections; component sections are handled separately."""
+
+    run: RunSection = pydantic.Field(default_factory=RunSection)
+    video: VideoSection = pydantic.Field(default_factory=VideoSection)
+    train: TrainSection = pydantic.Field(default_factory=TrainSection)
+    prompts: dict[str, PromptSourceSection] = pydantic.Field(default_factory=dict)
+    distributed: DistributedSection = pydantic.Field(default_factory=DistributedSection)
