@@ -1,0 +1,1 @@
+"""Tiny offline components and fixtures that plugin authors reuse in their tests."""
