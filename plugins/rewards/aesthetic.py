@@ -14,8 +14,6 @@ Real weights (never downloaded at run time): get ``HPS_v2.1_compressed.pt`` (or
 
 from __future__ import annotations
 
-import logging
-import re
 import threading
 from pathlib import Path
 from typing import Literal
@@ -28,17 +26,10 @@ from worldr1_core import hookimpl
 from worldr1_core.interfaces import Reward
 from worldr1_core.types import RewardBatch, RewardOutput
 
+from .scene_text import SceneText, strip_camera_sentence
 from .vlm_judge import resolve_device
 
-log = logging.getLogger(__name__)
-
-_CAMERA_SENTENCE = re.compile(r"^\s*camera\b[^.!?]*[.!?]\s*", re.IGNORECASE)
-
-
-def strip_camera_sentence(prompt: str) -> str:
-    """Drop a leading sentence that starts with "Camera" (the World-R1 prompt format)."""
-    scene = _CAMERA_SENTENCE.sub("", prompt, count=1)
-    return scene if scene.strip() else prompt
+__all__ = ["Aesthetic", "sample_frame_indices", "strip_camera_sentence"]
 
 
 def sample_frame_indices(num_frames: int, count: int) -> list[int]:
@@ -131,34 +122,13 @@ class Aesthetic(Reward):
         if precision == "auto":
             precision = "amp" if self.device.type == "cuda" else "fp32"
         self.clip = _LoadedCLIP.shared(config.arch, config.checkpoint, self.device, precision)
-        self._parser = None
-        self._parser_checked = False
+        self._scene = SceneText(config.camera_parser)
 
     # ------------------------------------------------------------------ text
 
     def scene_text(self, prompt: str) -> str:
         """The text HPS scores against (see ``prompt_text`` / ``camera_parser``)."""
-        if self.config.prompt_text == "full":
-            return prompt
-        parser = self._camera_parser()
-        if parser is not None:
-            scene = parser.parse(prompt).scene
-            return scene if scene.strip() else prompt
-        return strip_camera_sentence(prompt)
-
-    def _camera_parser(self):
-        if self._parser_checked or self.config.camera_parser is None:
-            return self._parser
-        self._parser_checked = True
-        from worldr1_core.registry import get_registry
-
-        registry = get_registry()
-        if self.config.camera_parser in registry.names("camera_parser"):
-            self._parser = registry.build("camera_parser", self.config.camera_parser)
-        else:
-            log.info("aesthetic: camera parser %r not installed; using the 'Camera ...' sentence rule",
-                     self.config.camera_parser)
-        return self._parser
+        return prompt if self.config.prompt_text == "full" else self._scene(prompt)
 
     # ------------------------------------------------------------------ features
 
