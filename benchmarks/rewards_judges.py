@@ -13,6 +13,7 @@ random bf16 weights and timed there.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import platform
@@ -216,36 +217,50 @@ def real_estimates(views: int, frames: int) -> dict:
 # --------------------------------------------------------------------------- real architectures on a GPU
 
 
+def time_vlm(cls_name: str, config, device: torch.device, views: int, repeats: int) -> dict:
+    """Random bf16 weights of one VLM architecture; ``views`` 448px queries per video."""
+    import transformers
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        with torch.device(device):
+            model = getattr(transformers, cls_name)(config).eval()
+    finally:
+        torch.set_default_dtype(default)
+    patch = model.config.vision_config.patch_size
+    grid = 448 // patch
+    image_tokens = (grid // 2) ** 2
+    seq = torch.randint(0, 200, (1, VLM_TEXT_TOKENS + image_tokens), device=device)  # plain byte-range ids
+    seq[0, 10 : 10 + image_tokens] = model.config.image_token_id
+    pixel_values = torch.randn(grid * grid, 3 * 2 * patch * patch, device=device, dtype=torch.bfloat16)
+    inputs = {"input_ids": seq, "pixel_values": pixel_values, "image_grid_thw": torch.tensor([[1, grid, grid]], device=device)}
+    if "mm_token_type_ids" in inspect.signature(model.forward).parameters:  # newer transformers
+        inputs["mm_token_type_ids"] = (seq == model.config.image_token_id).long()
+
+    def run():
+        with torch.no_grad():
+            for _ in range(views):
+                model(**inputs)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    timing = _timeit(run, repeats)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
+    del model
+    return {"views_per_video": views, "image_tokens_per_view": image_tokens, "peak_GiB": peak, **timing}
+
+
 def real_on_gpu(views: int, frames: int, repeats: int) -> dict:
     """Random bf16 weights of the real architectures on CUDA, timed per video (no downloads)."""
-    import transformers
-    from PIL import Image
-
     out = {}
     device = torch.device("cuda")
     for name in ("Qwen2.5-VL-7B-Instruct", "Qwen3-VL-8B-Instruct"):
         cls_name, make = VLM_CONFIGS[name]
-        torch.cuda.reset_peak_memory_stats()
-        with torch.device(device):
-            model = getattr(transformers, cls_name)(make()).to(torch.bfloat16).eval()
-        patch = model.config.vision_config.patch_size
-        grid = 448 // patch
-        seq = torch.randint(0, 1000, (1, VLM_TEXT_TOKENS + (grid // 2) ** 2), device=device)
-        seq[0, 10 : 10 + (grid // 2) ** 2] = model.config.image_token_id
-        pixel_values = torch.randn(grid * grid, 3 * 2 * patch * patch, device=device, dtype=torch.bfloat16)
-        thw = torch.tensor([[1, grid, grid]], device=device)
-
-        def run():
-            with torch.no_grad():
-                for _ in range(views):
-                    model(input_ids=seq, pixel_values=pixel_values, image_grid_thw=thw)
-            torch.cuda.synchronize()
-
-        timing = _timeit(run, repeats)
-        out[name] = {"views_per_video": views, "peak_GiB": torch.cuda.max_memory_allocated() / 2**30, **timing}
-        del model
+        out[name] = time_vlm(cls_name, make(), device, views, repeats)
         torch.cuda.empty_cache()
-    del Image
     from hpsv2.src import open_clip
 
     torch.cuda.reset_peak_memory_stats()
