@@ -281,19 +281,56 @@ def real_on_gpu(views: int, frames: int, repeats: int) -> dict:
     return out
 
 
+def tiny_on_gpu(tmp: Path) -> dict:
+    """Device placement and half precision: the tiny judges on CUDA (auto dtype = bf16, fp16, amp)
+    against CPU fp32 -- same scores up to rounding, weights on the requested device and dtype."""
+    from worldr1_core.testing.tiny_clip import build_tiny_clip_checkpoint
+    from worldr1_core.testing.tiny_qwen_vl import build_tiny_qwen_vl
+    from worldr1_core.types import RewardBatch
+    from worldr1_plugins.rewards.aesthetic import Aesthetic
+    from worldr1_plugins.rewards.vlm_judge import VLMJudge, VLMJudgeConfig, to_pil
+
+    out: dict = {}
+    images = [[to_pil(torch.rand(3, 140, 140))] for _ in range(4)]
+    for variant in ("qwen2_5_vl", "qwen3_vl"):
+        path = build_tiny_qwen_vl(tmp / f"gpu_{variant}", variant=variant)
+        runs = {}
+        for device, dtype in (("cpu", "float32"), ("cuda", "auto"), ("cuda:0", "float16")):
+            judge = VLMJudge(VLMJudgeConfig(model_path=str(path), device=device, dtype=dtype, log_text_tokens=2))
+            param = next(judge.model.parameters())
+            runs[f"{device}/{dtype}"] = {"weights": f"{param.device}/{param.dtype}",
+                                         "scores": judge.rate(images, "Rate 0-9.").scores}
+        ref = runs["cpu/float32"]["scores"]
+        out[f"vlm_judge/{variant}"] = {
+            k: {"weights": v["weights"], "max_abs_diff_vs_cpu_fp32": float((v["scores"] - ref).abs().max())}
+            for k, v in runs.items()
+        }
+    arch, ckpt = build_tiny_clip_checkpoint(tmp / "gpu_clip")
+    batch = RewardBatch(videos=torch.rand(2, 9, 3, 96, 128), prompts=["Camera orbit left. A red car.", "A blue sea."])
+    scores = {}
+    for device, precision in (("cpu", "fp32"), ("cuda", "auto"), ("cuda", "fp16"), ("cuda", "bf16")):
+        reward = Aesthetic(Aesthetic.Config(arch=str(arch), checkpoint=str(ckpt), device=device, precision=precision,
+                                            camera_parser=None))
+        scores[f"{device}/{precision}"] = reward.score(batch).scores
+    out["aesthetic"] = {k: {"max_abs_diff_vs_cpu_fp32": float((v - scores["cpu/fp32"]).abs().max())} for k, v in scores.items()}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--views", type=int, default=2, help="novel views per video (meta-view)")
     parser.add_argument("--frames", type=int, default=4, help="frames per video (aesthetic)")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--real-on-gpu", action="store_true", help="also time the real architectures (random bf16) on CUDA")
+    parser.add_argument("--real-on-gpu", action="store_true",
+                        help="on a CUDA machine: tiny judges on the GPU vs CPU, and the real architectures (random bf16) timed")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # tiny models gain nothing from threads; one thread is steadier on a shared CPU
     torch.manual_seed(0)
 
     result = {
-        "machine": {"platform": platform.platform(), "torch": torch.__version__, "cpu_threads": torch.get_num_threads()},
+        "machine": {"platform": platform.platform(), "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
+                    "load_average_1min_at_start": os.getloadavg()[0], "cpu_count": os.cpu_count()},
         "note": "tiny_cpu: seconds per video with tiny random-weight models (the real code path); "
                 "real_models: exact parameter counts from the real architectures built on the meta device, "
                 f"memory = params x bytes, time = max(FLOPs / {ASSUMED_TFLOPS:.0f} TFLOP/s, bf16 weight bytes / "
@@ -308,6 +345,8 @@ def main() -> None:
         }
     result["real_models"] = real_estimates(args.views, args.frames)
     if args.real_on_gpu:
+        with tempfile.TemporaryDirectory() as tmp:
+            result["tiny_on_gpu"] = tiny_on_gpu(Path(tmp))
         result["real_on_gpu"] = real_on_gpu(args.views, args.frames, args.repeats)
     text = json.dumps(result, indent=2)
     print(text)
