@@ -64,7 +64,7 @@ def pixel_centres(height: int, width: int, dtype=torch.float64, device=None) -> 
 
 def cap_flow(flow: torch.Tensor, max_length: float) -> torch.Tensor:
     """Shorten flow vectors ``[2, ...]`` longer than ``max_length`` pixels to that length."""
-    length = flow.norm(dim=0, keepdim=True)
+    length = torch.hypot(flow[0], flow[1]).unsqueeze(0)  # (a strided norm(dim=0) is much slower on CPU)
     scale = torch.where(length > max_length, max_length / length.clamp_min(1e-12), torch.ones_like(length))
     return flow * scale
 
@@ -107,10 +107,10 @@ def reprojection_flow(
     valid = in_front.reshape(height, width) & (z_i.reshape(height, width) > 0)
     if isinstance(depth, torch.Tensor):
         valid &= _visible(q[:2], z_j, valid.reshape(-1), height, width, occlusion_tolerance).reshape(height, width)
-    flow = torch.where(valid, flow, torch.zeros_like(flow))
+    flow = torch.where(valid, flow, torch.zeros_like(flow)).float()
     if max_flow is not None:
         flow = cap_flow(flow, max_flow * width)
-    return flow.float(), valid
+    return flow, valid
 
 
 def _visible(

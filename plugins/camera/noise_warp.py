@@ -33,6 +33,7 @@ warped noise is identical along the motion correlate with ``strength^2``.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal
 
@@ -49,6 +50,13 @@ from .flow import FlowConfig, trajectory_flows
 def _round(v: torch.Tensor) -> torch.Tensor:
     """Round half up (``floor(v + 0.5)``) to long: the same rule as the reference implementation."""
     return torch.floor(v + 0.5).long()
+
+
+@functools.lru_cache(maxsize=8)
+def _pixel_grid(H: int, W: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat float64 pixel coordinates ``(x [H*W], y [H*W])`` (cached per grid)."""
+    idx = torch.arange(H * W, device=device)
+    return (idx % W).double(), torch.div(idx, W, rounding_mode="floor").double()
 
 
 def _count(index: torch.Tensor, size: int) -> torch.Tensor:
@@ -79,8 +87,7 @@ def warp_noise(
     X = noise.reshape(C, N)
     # positions in float64: exact for any grid, and the same rounding as the per-pixel reference
     flow = flow.to(device=device, dtype=torch.float32).to(torch.float64).reshape(2, N)
-    idx = torch.arange(N, device=device)
-    px, py = (idx % W).double(), torch.div(idx, W, rounding_mode="floor").double()
+    px, py = _pixel_grid(H, W, device)
 
     # 1. forward edges: source q -> target t(q)
     tx, ty = _round(px + flow[0]), _round(py + flow[1])
@@ -110,11 +117,13 @@ def warp_noise(
     k_e = k.index_select(0, src)
     n_in_e = (n_in + _count(back_dst, N)).index_select(0, dst)
 
-    # one unsplit source -> one target: a plain copy (the common case)
-    out = torch.empty_like(X)
+    # one unsplit source -> one target: a plain copy (the common case), done as one gather over all
+    # targets; the others (hard and fresh targets) are overwritten below
     simple = (k_e == 1) & (n_in_e == 1)
     s_edges = simple.nonzero().squeeze(1)
-    out.index_copy_(1, dst.index_select(0, s_edges), X.index_select(1, src.index_select(0, s_edges)))
+    source_of = torch.zeros(N, dtype=torch.long, device=device)
+    source_of.index_copy_(0, dst.index_select(0, s_edges), src.index_select(0, s_edges))
+    out = X.index_select(1, source_of)
 
     # 4. split duplicated sources, sum contracted ones, renormalize by the exact variance
     hard = (~simple).nonzero().squeeze(1)
