@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Literal
+from typing import Iterator, Literal
 
 import pydantic
 import torch
@@ -158,6 +158,33 @@ def downsample_noise(noise: torch.Tensor, factor: int) -> torch.Tensor:
     return blocks.sum(dim=(-3, -1)) / factor
 
 
+def iter_warped_noise(
+    trajectory: CameraTrajectory,
+    channels: int,
+    height: int,
+    width: int,
+    generator: torch.Generator,
+    *,
+    last_frame: int | None = None,
+    flow_config: FlowConfig | None = None,
+    depths: torch.Tensor | None = None,
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None]]:
+    """Yield ``(frame, noise [C, h, w], flow [2, h, w] or None)`` for frames ``0 .. last_frame``.
+
+    Frame 0 is fresh N(0, 1) noise; frame ``f`` is frame ``f - 1`` warped along the camera flow
+    from ``f - 1`` to ``f`` (which is yielded with it) on the ``h x w`` grid.
+    """
+    last = trajectory.num_frames - 1 if last_frame is None else last_frame
+    device = generator.device
+    noise = torch.randn((channels, height, width), generator=generator, device=device)
+    yield 0, noise, None
+    flows = trajectory_flows(trajectory, height, width, flow_config, depths=depths, device=device)
+    for f in range(1, last + 1):
+        flow, valid = next(flows)
+        noise = warp_noise(noise, flow, valid=None if bool(valid.all()) else valid, generator=generator)
+        yield f, noise, flow
+
+
 def warped_noise_video(
     trajectory: CameraTrajectory,
     layout: LatentLayout,
@@ -170,30 +197,24 @@ def warped_noise_video(
     """Warped noise on the latent grid ``[C, F', H', W']`` for one camera path (before mixing).
 
     Warps frame by frame on the ``upsample``-times finer grid along the path's pixel-rate flow and
-    keeps the frames listed in ``layout.frame_indices``.
+    keeps the frames listed in ``layout.frame_indices`` (the model's temporal compression).
     """
     if trajectory.num_frames < layout.frames:
         raise ValueError(
             f"camera trajectory has {trajectory.num_frames} frames but the video has {layout.frames} "
             f"(latent frames pick pixel frames {layout.frame_indices[:3]}...); build it with frames={layout.frames}"
         )
-    device = generator.device
-    gh, gw = layout.latent_height * upsample, layout.latent_width * upsample
     C = layout.channels
-    wanted = sorted(set(layout.frame_indices))
-    position = {f: i for i, f in enumerate(layout.frame_indices)}
-    frames = torch.empty((C, layout.latent_frames, layout.latent_height, layout.latent_width), device=device)
-    noise = torch.randn((C, gh, gw), generator=generator, device=device)
-    flows = trajectory_flows(trajectory, gh, gw, flow_config, depths=depths, device=device)
-    for f in range(wanted[-1] + 1):
-        if f > 0:
-            flow, valid = next(flows)
-            noise = warp_noise(noise, flow, valid=None if bool(valid.all()) else valid, generator=generator)
-        if f in position:
-            for i, g in enumerate(layout.frame_indices):
-                if g == f:
-                    frames[:, i] = downsample_noise(noise, upsample)
-    return frames
+    out = torch.empty((C, layout.latent_frames, layout.latent_height, layout.latent_width), device=generator.device)
+    gh, gw = layout.latent_height * upsample, layout.latent_width * upsample
+    noises = iter_warped_noise(
+        trajectory, C, gh, gw, generator, last_frame=max(layout.frame_indices), flow_config=flow_config, depths=depths
+    )
+    for f, noise, _ in noises:
+        for i, g in enumerate(layout.frame_indices):
+            if g == f:
+                out[:, i] = downsample_noise(noise, upsample)
+    return out
 
 
 class NoiseWarpInitializer(LatentInitializer):
