@@ -119,28 +119,42 @@ class ServedReward:
 def build_served_rewards(
     names: list[str], config_path: str | None = None, device: str | None = None
 ) -> dict[str, ServedReward]:
-    """Build ``names`` from the registry; options come from ``config_path``'s ``[[rewards]]``
-    entries (only that section is read and validated), ``device`` fills a ``device`` option."""
-    from worldr1_core.config import REWARD_CORE_KEYS, ConfigError, _validate_component, compose
+    """Build ``names`` from the registry.
+
+    Options come from ``config_path``'s ``[[rewards]]`` entries, with the ``geometry`` option
+    filled from its ``[geometry]`` section exactly as the trainer does (only these sections are
+    read and validated, so a full run config works). ``device`` fills a ``device`` option.
+    """
+    from worldr1_core.config import (
+        REWARD_CORE_KEYS, ComponentConfig, ConfigError, RewardConfig, _validate_component, compose,
+    )
     from worldr1_core.registry import get_registry
+    from worldr1_core.rewards import _with_geometry
 
     registry = get_registry()
-    raw_entries: dict[str, dict[str, Any]] = {}
     options_by_name: dict[str, Any] = {}
     if config_path:
         data, provenance = compose(config_path)
         entries = data.get("rewards", [])
         if not isinstance(entries, list):
             raise ConfigError(f"{config_path}: rewards: expected an array of tables ([[rewards]])")
-        errors = []
+        errors: list[str] = []
+        geometry = None
+        if isinstance(data.get("geometry"), dict):
+            g_name, _, g_opts, errs = _validate_component(
+                registry, "geometry", "geometry_estimator", data["geometry"], provenance, config_path
+            )
+            errors += errs
+            geometry = ComponentConfig("geometry", "geometry_estimator", g_name, g_opts) if g_opts is not None else None
         for i, raw in enumerate(entries):
             if isinstance(raw, dict) and raw.get("name") in names:
                 name, _, options, errs = _validate_component(
                     registry, f"rewards.{i}", "reward", raw, provenance, config_path, core_keys=REWARD_CORE_KEYS
                 )
                 errors += errs
-                raw_entries[name] = raw
-                options_by_name[name] = options
+                if options is not None:
+                    cfg = RewardConfig(f"rewards.{i}", "reward", name, options)
+                    options_by_name[name] = _with_geometry(cfg, geometry)
         if errors:
             raise ConfigError("\n".join(errors))
     served: dict[str, ServedReward] = {}
@@ -188,7 +202,7 @@ def decode_score_request(
     if options is not None:
         _need(isinstance(options, dict), "options: expected an object reward name -> options")
         for name, opts in options.items():
-            if name in served and opts != served[name].options:
+            if name in served and not _same_options(opts, served[name].options):
                 raise HTTPError(
                     409,
                     f"reward {name!r}: the client's options {opts} differ from the server's {served[name].options}; "
@@ -225,6 +239,13 @@ def decode_score_request(
     fps = payload.get("fps", 16)
     _need(isinstance(fps, int) and not isinstance(fps, bool) and fps >= 1, f"fps: expected a positive integer, got {fps!r}")
     return names, RewardBatch(videos=videos, prompts=prompts, trajectories=trajectories, metadata=metadata, fps=fps)
+
+
+def _same_options(client: Any, server: dict[str, Any]) -> bool:
+    """Scoring options agree; ``device`` is where the server runs a model, not how it scores."""
+    if not isinstance(client, dict):
+        return False
+    return {k: v for k, v in client.items() if k != "device"} == {k: v for k, v in server.items() if k != "device"}
 
 
 def _read_paths(paths: Any, settings: ServerSettings) -> torch.Tensor:
