@@ -285,3 +285,21 @@ def test_client_retries_until_a_restarted_server_answers(token_file):
     finally:
         time.sleep(0.5)
         restarted.stop()
+
+
+# --------------------------------------------------------------------------- GPU
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_server_on_cuda_scores_cuda_videos_like_in_process(token_file):
+    with RewardServerProcess(["brightness"], token_file=token_file, args=["--device", "cuda:0"]) as proc:
+        assert client(proc.url).health()["device"] == "cuda:0"
+        for wire in ("native", "uint8"):
+            batch = make_batch(3, seed=21, size=64)
+            batch.videos = batch.videos.cuda()
+            remote = client(proc.url, wire_dtype=wire).score(batch).scores
+            assert remote.device.type == "cuda"
+            local_videos = batch.videos if wire == "native" else quantize_like_wire(batch.videos)
+            local = Brightness().score(RewardBatch(videos=local_videos, prompts=batch.prompts)).scores
+            torch.testing.assert_close(remote, local, rtol=0, atol=1e-6)
