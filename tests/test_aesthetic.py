@@ -109,3 +109,17 @@ def test_missing_checkpoint_and_unknown_arch_are_named(tiny_clip, tmp_path):
         _reward(arch, tmp_path / "missing.pt")
     with pytest.raises(ValueError, match="aesthetic.arch"):
         _reward("ViT-Nope-1", tmp_path / "missing.pt")
+
+
+def test_scene_text_uses_the_installed_camera_parser_and_survives_its_errors(fresh_plugins):
+    from worldr1_core.registry import get_registry
+    from worldr1_plugins.rewards.scene_text import SceneText
+
+    if "text" not in get_registry().names("camera_parser"):
+        pytest.skip("camera parser 'text' not installed")
+    scene = SceneText("text")
+    assert scene("Camera orbit left, then pull out. A futuristic car.") == "A futuristic car."
+    assert scene("A camera shop at night.") == "A camera shop at night."
+    # a camera sentence the strict parser rejects still loses nothing but the camera sentence
+    assert scene("Camera wobble sideways. A cat.") == "A cat."
+    assert SceneText(None)("Camera wobble sideways. A cat.") == "A cat."

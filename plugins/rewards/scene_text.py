@@ -46,5 +46,10 @@ class SceneText:
         parser = self._lookup()
         if parser is None:
             return strip_camera_sentence(prompt)
-        scene = parser.parse(prompt).scene
+        try:
+            scene = parser.parse(prompt).scene
+        except ValueError as exc:  # e.g. an unknown motion under a strict parser: the text still has a scene
+            log.warning("camera parser %r could not parse %r (%s); using the 'Camera ...' sentence rule",
+                        self.parser_name, prompt[:80], exc)
+            return strip_camera_sentence(prompt)
         return scene if scene.strip() else prompt
