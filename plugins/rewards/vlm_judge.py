@@ -208,13 +208,26 @@ class VLMJudge:
     # ------------------------------------------------------------------ scoring
 
     @torch.no_grad()
-    def digit_logits(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits of the ten digit tokens ``[10]`` and the log-probability mass on digits (scalar)
-        at the answer position (the last input token)."""
-        logits = self.model(**inputs).logits[0, -1].float()  # [V]
-        log_probs = torch.log_softmax(logits, dim=-1)
+    def answer_logits(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, str]:
+        """Logits ``[V]`` at the answer position (after the last input token), and the greedy
+        answer for the logs. With ``log_text_tokens > 0`` one ``generate`` call gives both (the
+        first step's logits are exactly the forward pass's last-position logits)."""
+        if self.config.log_text_tokens == 0:
+            return self.model(**inputs).logits[0, -1].float(), ""
+        out = self.model.generate(
+            **inputs, max_new_tokens=self.config.log_text_tokens, do_sample=False,
+            output_logits=True, return_dict_in_generate=True, pad_token_id=self.tokenizer.pad_token_id,
+        )
+        text = self.tokenizer.decode(out.sequences[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        return out.logits[0][0].float(), text
+
+    def digit_scores(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Answer-position logits ``[V]`` -> (score, digit probabilities ``[10]``, probability mass
+        the full softmax puts on the ten digits)."""
         ids = self.digit_ids.to(logits.device)
-        return logits[ids], torch.logsumexp(log_probs[ids], dim=0)
+        score, probs = self.expectation(logits[ids])
+        mass = torch.logsumexp(torch.log_softmax(logits, dim=-1)[ids], dim=0).exp()
+        return score, probs, mass
 
     @staticmethod
     def expectation(digit_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -222,17 +235,6 @@ class VLMJudge:
         probs = torch.softmax(digit_logits.float(), dim=-1)
         values = torch.arange(10, dtype=probs.dtype, device=probs.device)
         return (probs * values).sum(-1) / 9.0, probs
-
-    @torch.no_grad()
-    def greedy_text(self, inputs: dict[str, torch.Tensor]) -> str:
-        if self.config.log_text_tokens == 0:
-            return ""
-        out = self.model.generate(
-            **inputs, max_new_tokens=self.config.log_text_tokens, do_sample=False,
-            pad_token_id=self.tokenizer.pad_token_id,
-        )
-        new = out[0, inputs["input_ids"].shape[1]:]
-        return self.tokenizer.decode(new, skip_special_tokens=True)
 
     def rate(self, images: Sequence[Sequence[Image.Image]], questions: Sequence[str] | str) -> JudgeResult:
         """Rate ``Q`` queries; query ``q`` shows the images ``images[q]`` (any number, may be
@@ -244,12 +246,12 @@ class VLMJudge:
         scores, probs, masses, texts, prompts = [], [], [], [], []
         for imgs, question in zip(images, questions):
             inputs = self.inputs(imgs, question)
-            logits, log_mass = self.digit_logits(inputs)
-            score, p = self.expectation(logits)
+            logits, text = self.answer_logits(inputs)
+            score, p, mass = self.digit_scores(logits)
             scores.append(score.cpu())
             probs.append(p.cpu())
-            masses.append(log_mass.exp().cpu())
-            texts.append(self.greedy_text(inputs))
+            masses.append(mass.cpu())
+            texts.append(text)
             prompts.append(self.prompt_text(imgs, question))
         if not scores:
             empty = torch.zeros(0)
