@@ -99,3 +99,25 @@ def test_question_uses_the_scene_text_and_missing_geometry_is_named():
     assert reward.question("Camera orbit left. A red car.") == "Rate A red car. 0-9."
     with pytest.raises(ValueError, match=r"\[geometry\]"):
         reward.estimator()
+
+
+def test_config_from_toml_and_typos_named(tmp_path, fresh_plugins):
+    from worldr1_core.config import ConfigError
+    from worldr1_core.testing import run_config
+
+    sections = {
+        "model": {"name": "wan2.1", "preset": "tiny"},
+        "rewards": [{
+            "name": "meta_view", "weight": 0.5, "render_size": 224,
+            "views": [{"yaw": -30.0}, {"pitch": 10.0, "anchor": "last", "forward": 0.2}],
+            "judge": {"model_path": "/ckpt/Qwen2.5-VL-7B-Instruct", "device": "cuda:1", "dtype": "bfloat16"},
+        }],
+    }
+    config = run_config(tmp_path, sections)
+    opts = config.rewards[0].options
+    assert opts.views[1] == ViewOffset(pitch=10.0, anchor="last", forward=0.2)
+    assert opts.judge.device == "cuda:1" and opts.judge.dtype == "bfloat16"
+    assert "views" in config.to_toml() and "model_path" in config.to_toml()
+    sections["rewards"][0]["judge"]["modle_path"] = "x"
+    with pytest.raises(ConfigError, match="rewards.0.judge.modle_path: unknown key"):
+        run_config(tmp_path, sections)
