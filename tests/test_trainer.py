@@ -20,6 +20,15 @@ torch.set_num_threads(2)
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _has_tiny_wan() -> bool:
+    from worldr1_core.registry import get_registry
+
+    return "wan2.1" in get_registry().names("base_model")
+
+
+pytestmark = pytest.mark.skipif(not _has_tiny_wan(), reason="needs the wan2.1 base-model plugin (tiny preset)")
+
+
 def tiny_sections(**rl) -> dict:
     """A small, fast run: 2 prompts x group 2 of 5x16x16 videos, 3 denoising steps."""
     return {
