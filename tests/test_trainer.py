@@ -156,3 +156,22 @@ def test_shipped_configs_validate(fresh_plugins):
     cfg = load_config(REPO / "configs" / "tiny_cpu.toml")
     assert cfg.model.name == "wan2.1" and cfg.rl.name == "flow_grpo"
     assert [r.name for r in cfg.rewards] == ["brightness"]
+
+
+@pytest.mark.parametrize("name", ["world_r1_small.toml", "world_r1_large.toml"])
+def test_paper_configs_validate(name, fresh_plugins):
+    from worldr1_core.registry import get_registry
+
+    reg = get_registry()
+    needed = {("reward", n) for n in ("meta_view", "reconstruction", "trajectory_alignment", "aesthetic")}
+    needed |= {("schedule", "periodic_dynamic"), ("latent_initializer", "noise_warp"),
+               ("geometry_estimator", "depth_anything_3"), ("camera_parser", "text")}
+    missing = sorted(f"{k} {n}" for k, n in needed if n not in reg.names(k))
+    if missing:
+        pytest.skip(f"plugins not installed yet: {missing}")
+    cfg = load_config(REPO / "configs" / name)
+    rl = cfg.rl.options
+    assert (cfg.video.frames, cfg.video.height, cfg.video.width) == (81, 480, 832)
+    assert (rl.num_steps, rl.guidance_scale, rl.kl_beta, cfg.train.lr) == (50, 5.0, 0.004, 1e-4)
+    assert round(rl.train_fraction * rl.num_steps) == 24
+    assert (cfg.model.options.lora.rank, cfg.model.options.lora.alpha) == (32, 64.0)
