@@ -25,9 +25,9 @@ Backends (``[distributed] backend``):
   is trained. The DeepSpeed JSON comes from ``distributed.deepspeed_config``, else accelerate's
   ``ACCELERATE_DEEPSPEED_CONFIG_FILE``, else ``configs/deepspeed/zero{stage}.json``; its
   ``"auto"`` batch/accumulation/clipping/precision keys are filled from ``[train]``.
-* ``auto``: ``deepspeed`` when launched by ``accelerate launch --use_deepspeed`` or when
-  ``distributed.deepspeed_config`` is set with several processes, ``ddp`` with several processes,
-  else ``none``.
+* ``auto``: ``deepspeed`` when launched by ``accelerate launch`` with a DeepSpeed config, by the
+  ``deepspeed`` launcher, or with ``distributed.deepspeed_config`` set and several processes;
+  ``ddp`` with several processes otherwise (``torchrun``); ``none`` for one process.
 
 Losses handed to :meth:`Distributed.backward` are divided by ``accumulation_steps`` here, on
 every backend, so the update is the mean over micro-batches.
@@ -112,7 +112,8 @@ class Distributed:
             return "none"  # nothing to synchronise
         if backend != "auto":
             return backend
-        if _truthy("ACCELERATE_USE_DEEPSPEED") or (ds_config and self.world_size > 1):
+        launched_by_deepspeed = "CROSS_RANK" in os.environ and "LOCAL_SIZE" in os.environ  # `deepspeed` launcher
+        if _truthy("ACCELERATE_USE_DEEPSPEED") or (self.world_size > 1 and (ds_config or launched_by_deepspeed)):
             return "deepspeed"
         return "ddp" if self.world_size > 1 else "none"
 
