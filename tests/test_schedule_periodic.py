@@ -84,3 +84,70 @@ def test_zero_dynamic_steps_is_all_main_and_full_cycle_is_all_dynamic(fresh_plug
 def test_bad_config_is_rejected_naming_the_problem(fresh_plugins, options, fragment):
     with pytest.raises(pydantic.ValidationError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
         _build(**options)
+
+
+class _FrameSteadiness:
+    """A real (cheap) '3D-like' reward for the composition test: 1 - mean |frame_t+1 - frame_t|."""
+
+    class Config(pydantic.BaseModel, extra="forbid"):
+        pass
+
+    def __init__(self, config):
+        self.config = config
+        self.calls = 0
+
+    def score(self, batch):
+        from worldr1_core.types import RewardOutput
+
+        self.calls += 1
+        diff = (batch.videos[:, 1:] - batch.videos[:, :-1]).abs().mean(dim=(1, 2, 3, 4))  # [B]
+        return RewardOutput(scores=1 - diff, components={"frame_diff": diff})
+
+
+def test_dynamic_steps_draw_dynamic_prompts_and_score_only_the_general_reward(fresh_plugins):
+    """Schedule -> prompt sampler (shipped World-R1 sets) -> reward composition, step by step."""
+    import torch
+
+    from worldr1_core.config import RewardConfig
+    from worldr1_core.prompts import PromptSampler
+    from worldr1_core.registry import ComponentSpec
+    from worldr1_core.rewards import RewardSet
+    from worldr1_core.sections import PromptSourceSection
+    from worldr1_core.types import RewardBatch
+
+    registry = get_registry()
+    registry.add(ComponentSpec("reward", "steadiness", _FrameSteadiness, "test", __name__))
+    sched = _build(
+        cycle=4,
+        dynamic_steps=1,
+        dynamic={"name": "dynamic", "prompts": "dynamic", "reward_weights": {"brightness": 1.0}},
+    )
+    sources = {
+        "train": PromptSourceSection(path="data/final/train.txt"),
+        "dynamic": PromptSourceSection(path="data/final/dynamic.txt"),
+    }
+    sampler = PromptSampler(sources, group_size=2, prompts_per_step=2)
+    dynamic_set = set(sampler.source("dynamic").prompts)
+    train_set = set(sampler.source("train").prompts)
+    configs = [
+        RewardConfig("rewards.0", "reward", "steadiness", _FrameSteadiness.Config(), weight=1.0),
+        RewardConfig("rewards.1", "reward", "brightness", registry.get("reward", "brightness").validate({}), weight=0.5),
+    ]
+    rewards = RewardSet(configs, registry=registry)
+    videos = torch.rand(4, 3, 3, 8, 8)
+    for step in range(8):
+        phase = sched.phase(step)
+        prompts = sampler.sample(phase.prompt_source, step)
+        out = rewards.score(RewardBatch(videos=videos, prompts=[p.text for p in prompts]), phase.reward_weights)
+        if step % 4 == 3:
+            assert phase.name == "dynamic"
+            assert all(p.text in dynamic_set and p.source == "dynamic" for p in prompts)
+            assert set(out.per_reward) == {"brightness"}  # the 3D reward is not even computed
+            assert torch.allclose(out.total, out.per_reward["brightness"])
+        else:
+            assert phase.name == "main"
+            assert all(p.text in train_set for p in prompts)
+            assert set(out.per_reward) == {"steadiness", "brightness"}
+            expected = out.per_reward["steadiness"] + 0.5 * out.per_reward["brightness"]
+            assert torch.allclose(out.total, expected)
+    assert rewards.get("steadiness").calls == 6  # 6 main steps, never in the 2 dynamic steps
