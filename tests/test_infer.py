@@ -40,6 +40,7 @@ width = 48
 fps = 8
 
 [rl]
+name = "flow_grpo"
 num_steps = 2
 guidance_scale = 2.0
 """,

@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from .config import ComponentConfig, ConfigError, RunConfig, compose, validate
+from .config import COMPONENT_SECTIONS, ComponentConfig, ConfigError, RunConfig, compose, validate
 from .generation import camera_for, euler_sample
 from .prompts import prompts_from_arg
 from .types import Prompt
@@ -93,6 +93,10 @@ def load_inference_config(args: argparse.Namespace) -> RunConfig:
             raise InferenceError("give --config CONFIG or --model PATH (a local checkpoint directory)")
         data, provenance = compose(None, ["model.name=wan2.1", *overrides])
         source = "command line"
+    for section, (_, default, _) in COMPONENT_SECTIONS.items():
+        raw = data.get(section)
+        if isinstance(raw, dict) and "name" not in raw and default is not None:
+            raw["name"] = default  # e.g. `rl.num_steps=20` alone selects the default RL algorithm
     if args.warp is not None:
         current = data.get("latent_init", {}) if isinstance(data.get("latent_init"), dict) else {}
         wanted = "noise_warp" if args.warp else "gaussian"
