@@ -1,0 +1,79 @@
+"""The launch scripts in scripts/: argument checks, server health gating, cleanup, and (slow) a
+whole `run_single_node.sh` run on CPU: reward servers + 2-process ZeRO-3 training of the tiny model."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = REPO / "scripts"
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REWARD_", "GENERAL_REWARD", "MASTER_", "NNODES", "NODE_RANK"))}
+    env.update({"PYTHON": sys.executable, "WORLDR1_DEVICE": "cpu", "OMP_NUM_THREADS": "1"})
+    env.update(extra)
+    return env
+
+
+def _run(script: str, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", str(SCRIPTS / script), *args], cwd=REPO, env=_env(**env), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_scripts_are_valid_bash():
+    for script in ["run_single_node.sh", "run_training.sh", "run_multi_node.sh", "lib/launch_common.sh"]:
+        subprocess.run(["bash", "-n", str(SCRIPTS / script)], check=True)
+        if not script.startswith("lib/"):
+            assert os.access(SCRIPTS / script, os.X_OK), f"{script} is not executable"
+
+
+def test_multi_node_requires_its_variables(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[model]\nname = 'wan2.1'\n")
+    r = _run("run_multi_node.sh", str(cfg), MASTER_ADDR="127.0.0.1", MASTER_PORT="29511", NNODES="2")
+    assert r.returncode == 2 and "NODE_RANK is required" in r.stderr
+    r = _run("run_multi_node.sh", str(cfg), MASTER_ADDR="127.0.0.1", MASTER_PORT="29511", NNODES="2", NODE_RANK="2")
+    assert r.returncode == 2 and "NODE_RANK (2) must be an integer in [0, NNODES=2)" in r.stderr
+
+
+def test_training_refuses_to_start_without_healthy_servers(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[model]\nname = 'wan2.1'\n")
+    port = _free_port()  # nothing listens there
+    t0 = time.monotonic()
+    r = _run("run_training.sh", str(cfg), REWARD_3D_SERVER_URL=f"http://127.0.0.1:{port}", SERVER_WAIT_S="2")
+    assert r.returncode == 2
+    assert f"REWARD_3D_SERVER_URL=http://127.0.0.1:{port} is not healthy" in r.stderr
+    assert time.monotonic() - t0 < 30
+
+
+def test_bad_launcher_and_missing_config_are_named(tmp_path):
+    r = _run("run_training.sh", str(tmp_path / "missing.toml"))
+    assert r.returncode == 2 and "missing.toml' not found" in r.stderr
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[model]\nname = 'wan2.1'\n")
+    r = _run("run_training.sh", str(cfg), LAUNCHER="mpirun")
+    assert r.returncode == 2 and "LAUNCHER must be accelerate, deepspeed or torchrun" in r.stderr
