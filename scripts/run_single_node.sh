@@ -14,7 +14,10 @@
 #   REWARD_3D_PORT           port of the 3D-reward server (default 18089)
 #   GENERAL_REWARD_PORT      port of the general-reward server (default 18090)
 #   SERVER_WAIT_S            seconds to wait for /health (default 600: real reward models load slowly)
-#   SERVER_LOG_DIR           server logs (default runs/reward_servers)
+#   SERVER_LOG_DIR           server pid and log files go to SERVER_LOG_DIR/<time>-<pid>/ (default runs/reward_servers)
+# The config's [[rewards]] are split between the servers by server group (3D: meta_view,
+# reconstruction, trajectory_alignment; general: the rest); entries with their own `server = ...`
+# are not served. Servers are started and stopped by scripts/run_reward_servers.sh.
 set -euo pipefail
 source "$(dirname "$0")/lib/launch_common.sh"
 
@@ -23,22 +26,37 @@ CONFIG="$1"
 [ -f "$CONFIG" ] || die "run config '$CONFIG' not found"
 
 REWARD_HOST="${REWARD_HOST:-127.0.0.1}"
-export REWARD_3D_PORT="${REWARD_3D_PORT:-18089}" GENERAL_REWARD_PORT="${GENERAL_REWARD_PORT:-18090}"
-export REWARD_HOST SERVER_VISIBLE_DEVICES="${SERVER_VISIBLE_DEVICES:-}"
-SERVER_LOG_DIR="${SERVER_LOG_DIR:-runs/reward_servers}"
-mkdir -p "$SERVER_LOG_DIR"
-SERVER_LOG="$SERVER_LOG_DIR/servers-$(date +%Y%m%d-%H%M%S)-$$.log"
+REWARD_3D_PORT="${REWARD_3D_PORT:-18089}"
+GENERAL_REWARD_PORT="${GENERAL_REWARD_PORT:-18090}"
+SERVER_VISIBLE_DEVICES="${SERVER_VISIBLE_DEVICES:-}"
+SERVER_RUN_DIR="${SERVER_LOG_DIR:-runs/reward_servers}/$(date +%Y%m%d-%H%M%S)-$$"
 
-SERVER_PID=""
+# Which rewards each server serves: the config's [[rewards]], split by server group.
+groups="$(reward_names_by_group "$@")" || die "could not read the rewards of $CONFIG"
+REWARD_3D_NAMES="$(awk '$1 == "3d" {$1 = ""; print substr($0, 2)}' <<<"$groups")"
+GENERAL_NAMES="$(awk '$1 == "general" {$1 = ""; print substr($0, 2)}' <<<"$groups")"
+
+# Devices: the 3D server on the first server GPU, the general one on the second (or the same).
+n_server_gpus=$(count_devices "$SERVER_VISIBLE_DEVICES")
+if [ "$n_server_gpus" -ge 2 ]; then dev3d=cuda:0; devgen=cuda:1
+elif [ "$n_server_gpus" -eq 1 ]; then dev3d=cuda:0; devgen=cuda:0
+else dev3d=cpu; devgen=cpu; fi
+
+servers() {  # servers start|stop: scripts/run_reward_servers.sh with this run's settings
+    CUDA_VISIBLE_DEVICES="$SERVER_VISIBLE_DEVICES" RUN_DIR="$SERVER_RUN_DIR" CONFIG="$CONFIG" HOST="$REWARD_HOST" \
+    REWARD_3D_NAMES="$REWARD_3D_NAMES" REWARD_3D_PORT="$REWARD_3D_PORT" REWARD_3D_DEVICE="$dev3d" \
+    GENERAL_NAMES="$GENERAL_NAMES" GENERAL_PORT="$GENERAL_REWARD_PORT" GENERAL_DEVICE="$devgen" \
+    STARTUP_TIMEOUT="${SERVER_WAIT_S:-600}" WORLDR1="$PYTHON -m worldr1_core.cli" \
+        "$(dirname "$0")/run_reward_servers.sh" "$1"
+}
+
+STARTED=0
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        log "stopping the reward servers (process group $SERVER_PID)"
-        kill -TERM -- "-$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 1 20); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.5; done
-        kill -KILL -- "-$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
+    if [ "$STARTED" = 1 ]; then
+        log "stopping the reward servers"
+        servers stop >&2 || true
     fi
     exit "$rc"
 }
@@ -46,21 +64,17 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# The servers run in their own process group (setsid), so one signal stops all of them.
-log "starting reward servers (devices: ${SERVER_VISIBLE_DEVICES:-cpu}); log: $SERVER_LOG"
-CUDA_VISIBLE_DEVICES="$SERVER_VISIBLE_DEVICES" setsid "$(dirname "$0")/run_reward_servers.sh" "$CONFIG" \
-    >"$SERVER_LOG" 2>&1 &
-SERVER_PID=$!
-
-export REWARD_3D_SERVER_URL="${REWARD_3D_SERVER_URL:-http://$REWARD_HOST:$REWARD_3D_PORT}"
-export GENERAL_REWARD_SERVER_URL="${GENERAL_REWARD_SERVER_URL:-http://$REWARD_HOST:$GENERAL_REWARD_PORT}"
-for url in "$REWARD_3D_SERVER_URL" "$GENERAL_REWARD_SERVER_URL"; do
-    if ! wait_healthy "$url" "${SERVER_WAIT_S:-600}" "$SERVER_PID"; then
-        log "reward server log ($SERVER_LOG):"; tail -n 30 "$SERVER_LOG" >&2 || true
-        exit 3
-    fi
-    log "$url is healthy"
-done
+unset REWARD_3D_SERVER_URL GENERAL_REWARD_SERVER_URL
+if [ -z "$REWARD_3D_NAMES$GENERAL_NAMES" ]; then
+    log "no reward of $CONFIG goes to a server; training with in-process rewards"
+else
+    log "starting reward servers on ${SERVER_VISIBLE_DEVICES:-cpu}: 3d=[${REWARD_3D_NAMES}] general=[${GENERAL_NAMES}] (logs: $SERVER_RUN_DIR)"
+    STARTED=1
+    servers start >&2 || { log "the reward servers did not start"; exit 3; }
+    client_host="$REWARD_HOST"; case "$client_host" in 0.0.0.0|::) client_host=127.0.0.1 ;; esac
+    [ -n "$REWARD_3D_NAMES" ] && export REWARD_3D_SERVER_URL="http://$client_host:$REWARD_3D_PORT"
+    [ -n "$GENERAL_NAMES" ] && export GENERAL_REWARD_SERVER_URL="http://$client_host:$GENERAL_REWARD_PORT"
+fi
 
 # Not exec: the EXIT trap must run after training to stop the servers.
 SERVER_WAIT_S=30 "$(dirname "$0")/run_training.sh" "$@"

@@ -77,3 +77,82 @@ def test_bad_launcher_and_missing_config_are_named(tmp_path):
     cfg.write_text("[model]\nname = 'wan2.1'\n")
     r = _run("run_training.sh", str(cfg), LAUNCHER="mpirun")
     assert r.returncode == 2 and "LAUNCHER must be accelerate, deepspeed or torchrun" in r.stderr
+
+
+def _tiny_config(tmp_path: Path, extra: str = "") -> Path:
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(
+        f"""
+[run]
+name = "launch"
+output_dir = "{tmp_path / 'run'}"
+max_steps = 2
+sample_every = 0
+tensorboard = false
+progress_bar = false
+
+[video]
+frames = 5
+height = 16
+width = 16
+
+[model]
+name = "wan2.1"
+preset = "tiny"
+cache_dir = "{tmp_path / 'cache'}"
+lora = {{ rank = 2, alpha = 4.0 }}
+
+[train]
+prompts_per_step = 1
+
+[prompts.train]
+prompts = ["a red car", "a boat on the sea", "a tree", "a house"]
+
+[rl]
+name = "flow_grpo"
+group_size = 2
+num_steps = 2
+
+[[rewards]]
+name = "brightness"
+{extra}
+""",
+        encoding="utf-8",
+    )
+    return cfg
+
+
+def _needs(*names: str) -> None:
+    if not (SCRIPTS / "run_reward_servers.sh").is_file():
+        pytest.skip("needs scripts/run_reward_servers.sh")
+    from worldr1_core.registry import get_registry
+
+    reg = get_registry()
+    have = set(reg.names("base_model")) | set(reg.names("rl_algorithm"))
+    missing = [n for n in names if n not in have]
+    if missing:
+        pytest.skip(f"needs {missing}")
+
+
+def test_single_node_stops_the_servers_when_training_fails(tmp_path):
+    _needs()
+    cfg = _tiny_config(tmp_path)
+    port = _free_port()
+    logs = tmp_path / "servers"
+    # a bad override makes `worldr1 train` fail right after the servers came up
+    r = _run(
+        "run_single_node.sh", str(cfg), "train.lr=-1", timeout=240, GENERAL_REWARD_PORT=str(port), REWARD_3D_PORT=str(_free_port()),
+        SERVER_LOG_DIR=str(logs), NUM_PROCESSES="1", LAUNCHER="torchrun",
+    )
+    assert r.returncode != 0
+    assert "general server healthy" in r.stderr, r.stderr[-3000:]
+    assert "stopping the reward servers" in r.stderr
+    assert "worldr1: error" in r.stderr  # the training error reached the user
+    run_dirs = list(logs.iterdir())
+    assert len(run_dirs) == 1 and not list(run_dirs[0].glob("*.pid"))  # stop removed the pid files
+    assert "brightness" in (run_dirs[0] / "general.log").read_text()
+    assert not (run_dirs[0] / "3d.log").exists()  # no 3D reward in the config: no 3D server
+    deadline = time.monotonic() + 10
+    while _port_open(port) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _port_open(port)

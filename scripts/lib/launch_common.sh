@@ -107,3 +107,29 @@ launch_train() {
         *) die "LAUNCHER must be accelerate, deepspeed or torchrun, got '$launcher'" ;;
     esac
 }
+
+# reward_names_by_group CONFIG [OVERRIDES...]: prints two lines, "3d NAME..." and "general NAME...":
+# the config's [[rewards]] that go to each reward server (entries with their own `server = ...`
+# are left out: they name their server themselves, or "local" for in-process scoring).
+reward_names_by_group() {
+    "$PYTHON" - "$@" <<'PY'
+import sys
+from worldr1_core.config import compose
+try:
+    from worldr1_core.reward_client import server_group_of
+except ImportError:  # reward servers not installed: the release's split
+    def server_group_of(name, registry=None):
+        return "3d" if name in {"meta_view", "reconstruction", "trajectory_alignment"} else "general"
+from worldr1_core.registry import get_registry
+
+overrides = [a for a in sys.argv[2:] if "=" in a and not a.startswith("-")]
+data, _ = compose(sys.argv[1], overrides)
+groups = {"3d": [], "general": []}
+for entry in data.get("rewards", []):
+    if entry.get("server"):
+        continue
+    groups.setdefault(server_group_of(entry["name"], get_registry()), []).append(entry["name"])
+for group, names in groups.items():
+    print(group, *names)
+PY
+}
