@@ -156,3 +156,62 @@ def test_single_node_stops_the_servers_when_training_fails(tmp_path):
     while _port_open(port) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _port_open(port)
+
+
+def _prebuild_tiny(cfg: Path) -> None:
+    """Write the tiny checkpoint once, before several processes load it."""
+    from worldr1_core.config import load_config
+
+    load_config(cfg).model.build()
+
+
+def _health(port: int) -> dict | None:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
+            return json.loads(resp.read())
+    except OSError:
+        return None
+
+
+@pytest.mark.slow
+def test_run_single_node_end_to_end_on_cpu(tmp_path):
+    """Servers up -> healthy -> 2-process DeepSpeed ZeRO-3 training (accelerate, gloo) that scores
+    through the server -> servers stopped."""
+    _needs("wan2.1", "flow_grpo")
+    import threading
+
+    cfg = _tiny_config(tmp_path)
+    _prebuild_tiny(cfg)
+    port = _free_port()
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def watch() -> None:  # what the server reports while training runs
+        while not stop.is_set():
+            h = _health(port)
+            if h is not None:
+                seen.append(int(h["stats"]["requests"]))
+            time.sleep(0.3)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        r = _run(
+            "run_single_node.sh", str(cfg), "--max-steps", "2", timeout=600,
+            NUM_PROCESSES="2", GENERAL_REWARD_PORT=str(port), REWARD_3D_PORT=str(_free_port()),
+            SERVER_LOG_DIR=str(tmp_path / "servers"),
+            TORCH_EXTENSIONS_DIR=os.environ.get("TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions")),
+        )
+    finally:
+        stop.set()
+        watcher.join()
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    assert "launcher=accelerate processes=2/node" in r.stderr and "zero_stage=3" in r.stderr
+    assert "general server healthy" in r.stderr and "stopping the reward servers" in r.stderr
+    steps = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps] == [0, 1]
+    assert all("reward/brightness/mean" in s for s in steps)
+    assert seen and max(seen) >= 1  # the training ranks scored through the server
+    assert not _port_open(port)  # and it is gone
