@@ -169,7 +169,7 @@ class Wan21(DiffusersVideoModel):
 
 
 def build_tiny_wan(directory: Path) -> None:
-    """Random tiny Wan2.1 (about 0.2 M parameters) saved as a diffusers WanPipeline directory."""
+    """Random tiny Wan2.1 (a 53 k-parameter transformer) saved as a diffusers WanPipeline directory."""
     from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
