@@ -91,7 +91,7 @@ def bench_meta_view(tmp: Path, views: int, repeats: int) -> dict:
         geo = Geometry(depth=torch.ones(5, 140, 140), c2w=torch.eye(4).expand(5, 4, 4).clone(), intrinsics=k, gaussians=gauss)
         reward = MetaView(MetaView.Config(
             judge=VLMJudgeConfig(model_path=str(path), device="cpu", log_text_tokens=4),
-            views=[ViewOffset(yaw=-25.0), ViewOffset(yaw=25.0)][:views], camera_parser=None,
+            views=[ViewOffset(yaw=-25.0), ViewOffset(yaw=25.0)][:views], camera_parser="",
         ))
         batch = RewardBatch(videos=torch.zeros(1, 5, 3, 140, 140), prompts=["A red car."])
         render_only = _timeit(lambda: reward.render(geo, 140, 140), repeats)
@@ -106,7 +106,7 @@ def bench_aesthetic(tmp: Path, frames: int, repeats: int) -> dict:
     from worldr1_plugins.rewards.aesthetic import Aesthetic
 
     arch, ckpt = build_tiny_clip_checkpoint(tmp / "clip")
-    reward = Aesthetic(Aesthetic.Config(arch=str(arch), checkpoint=str(ckpt), device="cpu", frames=frames, camera_parser=None))
+    reward = Aesthetic(Aesthetic.Config(arch=str(arch), checkpoint=str(ckpt), device="cpu", frames=frames, camera_parser=""))
     video = torch.rand(1, 81, 3, 240, 416)
     batch = RewardBatch(videos=video, prompts=["Camera orbit left. A red car on a street."])
     return {
@@ -310,7 +310,7 @@ def tiny_on_gpu(tmp: Path) -> dict:
     scores = {}
     for device, precision in (("cpu", "fp32"), ("cuda", "auto"), ("cuda", "fp16"), ("cuda", "bf16")):
         reward = Aesthetic(Aesthetic.Config(arch=str(arch), checkpoint=str(ckpt), device=device, precision=precision,
-                                            camera_parser=None))
+                                            camera_parser=""))
         scores[f"{device}/{precision}"] = reward.score(batch).scores
     out["aesthetic"] = {k: {"max_abs_diff_vs_cpu_fp32": float((v - scores["cpu/fp32"]).abs().max())} for k, v in scores.items()}
     return out

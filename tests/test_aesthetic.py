@@ -17,7 +17,7 @@ def tiny_clip(tmp_path_factory):
 
 
 def _reward(arch, ckpt, **kw) -> Aesthetic:
-    return Aesthetic(Aesthetic.Config(arch=str(arch), checkpoint=str(ckpt), device="cpu", camera_parser=None, **kw))
+    return Aesthetic(Aesthetic.Config(arch=str(arch), checkpoint=str(ckpt), device="cpu", camera_parser="", **kw))
 
 
 def _red_square_video(frames=5, size=48, seed=0) -> torch.Tensor:

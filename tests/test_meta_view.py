@@ -49,7 +49,7 @@ def _geometry(gaussians: Gaussians, frames=3, size=(40, 48)) -> Geometry:
 def _reward(tiny_vl, **kw) -> MetaView:
     kw.setdefault("views", [ViewOffset(yaw=-25.0), ViewOffset(yaw=25.0)])
     return MetaView(MetaView.Config(
-        judge=VLMJudgeConfig(model_path=str(tiny_vl), device="cpu", log_text_tokens=2), camera_parser=None, **kw
+        judge=VLMJudgeConfig(model_path=str(tiny_vl), device="cpu", log_text_tokens=2), camera_parser="", **kw
     ))
 
 
@@ -127,7 +127,7 @@ def test_meta_view_through_reward_set_uses_the_runs_geometry_section(tiny_vl, fr
     registry = get_registry()
 
     options = MetaView.Config(judge=VLMJudgeConfig(model_path=str(tiny_vl), device="cpu", log_text_tokens=0),
-                              views=[ViewOffset(yaw=20.0)], camera_parser=None)
+                              views=[ViewOffset(yaw=20.0)], camera_parser="")
     geometry = ComponentConfig("geometry", "geometry_estimator", "test_plane", _DepthPlaneGaussians.Config(depth=2.0))
     rs = RewardSet([RewardConfig("rewards.0", "reward", "meta_view", options, weight=2.0)], geometry=geometry, registry=registry)
     g = torch.Generator().manual_seed(0)

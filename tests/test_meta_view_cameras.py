@@ -83,7 +83,7 @@ def test_cameras_pick_anchor_frames_and_rescale_intrinsics():
     geo = Geometry(depth=torch.ones(frames, 24, 32), c2w=c2w, intrinsics=k, gaussians=g, registered=registered)
     reward = MetaView(MetaView.Config(views=[
         ViewOffset(anchor="first"), ViewOffset(anchor="middle"), ViewOffset(anchor="last"),
-    ], render_size=64, camera_parser=None))
+    ], render_size=64, camera_parser=""))
     from worldr1_core.types import RewardBatch
 
     batch = RewardBatch(videos=torch.zeros(1, frames, 3, 24, 32), prompts=["x"])
@@ -95,7 +95,7 @@ def test_cameras_pick_anchor_frames_and_rescale_intrinsics():
 
 
 def test_question_uses_the_scene_text_and_missing_geometry_is_named():
-    reward = MetaView(MetaView.Config(question="Rate {scene} 0-9.", camera_parser=None))
+    reward = MetaView(MetaView.Config(question="Rate {scene} 0-9.", camera_parser=""))
     assert reward.question("Camera orbit left. A red car.") == "Rate A red car. 0-9."
     with pytest.raises(ValueError, match=r"\[geometry\]"):
         reward.estimator()

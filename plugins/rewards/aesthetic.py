@@ -105,9 +105,9 @@ class Aesthetic(Reward):
         prompt_text: Literal["scene", "full"] = pydantic.Field(
             "scene", description="scene: drop the camera sentence; full: score against the whole prompt"
         )
-        camera_parser: str | None = pydantic.Field(
+        camera_parser: str = pydantic.Field(
             "text", description="camera parser that splits off the camera sentence (falls back to a "
-            "'Camera ...' first-sentence rule when it is not installed); None: always the rule"
+            "'Camera ...' first-sentence rule when it is not installed); \"\": always the rule"
         )
         device: str = pydantic.Field("auto", description='"auto", "cpu", "cuda:1", ...')
         precision: Literal["auto", "fp32", "fp16", "bf16", "amp"] = pydantic.Field(
@@ -122,7 +122,7 @@ class Aesthetic(Reward):
         if precision == "auto":
             precision = "amp" if self.device.type == "cuda" else "fp32"
         self.clip = _LoadedCLIP.shared(config.arch, config.checkpoint, self.device, precision)
-        self._scene = SceneText(config.camera_parser)
+        self._scene = SceneText(config.camera_parser or None)
 
     # ------------------------------------------------------------------ text
 

@@ -109,11 +109,11 @@ class MetaView(Reward):
         )
         background: tuple[float, float, float] = (1.0, 1.0, 1.0)
         render_backend: str = pydantic.Field("auto", description='"auto" (gsplat on CUDA, torch elsewhere), "torch", "gsplat"')
-        camera_parser: str | None = "text"
+        camera_parser: str = pydantic.Field("text", description='splits off the camera sentence; "": the "Camera ..." rule')
 
     def __init__(self, config: "MetaView.Config"):
         super().__init__(config)
-        self._scene = SceneText(config.camera_parser)
+        self._scene = SceneText(config.camera_parser or None)
         self._judge: VLMJudge | None = None
         self._estimator = None
 
