@@ -278,3 +278,18 @@ def test_noise_warp_is_registered(fresh_plugins):
     assert init.config.strength == 0.45 and init.config.flow.max_flow == 0.2
     with pytest.raises(Exception, match="strenght"):
         spec.build({"strenght": 0.4})
+
+
+def test_a_group_sharing_one_camera_path_gets_independent_samples():
+    """GRPO groups (same prompt, same path) are warped together; the samples stay independent."""
+    layout = _layout(frames=9, h=24, w=32, channels=8)
+    traj = build_trajectory(["orbit_right"], layout.frames, layout.width, layout.height)
+    copy = build_trajectory(["orbit_right"], layout.frames, layout.width, layout.height)
+    init = NoiseWarpInitializer(NoiseWarpInitializer.Config(strength=1.0, upsample=2))
+    z = init.initial_latents(layout, _prompts(3), [traj, copy, traj], _gen(21))
+    n = z[0].numel()
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        assert abs(_corr(z[a], z[b])) < Z / math.sqrt(n)
+    for b in range(3):
+        for f in range(layout.latent_frames):
+            _check_standard_normal(z[b, :, f], f"sample {b} latent frame {f}")
