@@ -22,25 +22,18 @@ from typing import Any
 import torch
 
 from worldr1_core import hookimpl
+from worldr1_core.cli import CommandError
 
 DEFAULT_SIZE = (81, 480, 832)  # frames, height, width when neither flags nor a config say
 DEFAULT_STEPS, DEFAULT_GUIDANCE = 20, 5.0
 
 
-class ToolError(RuntimeError):
-    """A user-facing error of the camera tools (printed without a traceback)."""
-
-
 # --------------------------------------------------------------------------- shared helpers
 
 
-def _error(message: str) -> Exception:
-    try:
-        from worldr1_core.cli import CommandError
-
-        return CommandError(message)
-    except ImportError:  # pragma: no cover
-        return ToolError(message)
+def _error(message: str) -> CommandError:
+    """A user-facing error: the CLI prints ``worldr1: error: MESSAGE`` and exits with 2."""
+    return CommandError(message)
 
 
 def _load_config(args: argparse.Namespace):
