@@ -124,3 +124,21 @@ def test_camera_noise_warp_generation_with_either_model(model_name, tmp_path, fr
     assert out.latents.shape == (1, *layout.shape)
     assert out.videos.shape == (1, 9, 3, 32, 32) and torch.isfinite(out.videos).all()
     assert out.trajectories[0] is not None and out.trajectories[0].num_frames == 9
+
+
+@pytest.mark.parametrize("arm", ["wan2_1.toml", "ltx_video.toml"])
+def test_ablation_configs_validate(arm, fresh_plugins):
+    from worldr1_core.config import load_config
+    from worldr1_core.registry import get_registry
+
+    reg = get_registry()
+    needed = {("reward", n) for n in ("meta_view", "reconstruction", "trajectory_alignment", "aesthetic")}
+    needed |= {("schedule", "periodic_dynamic"), ("latent_initializer", "noise_warp"),
+               ("geometry_estimator", "depth_anything_3"), ("camera_parser", "text")}
+    missing = sorted(f"{k} {n}" for k, n in needed if n not in reg.names(k))
+    if missing:
+        pytest.skip(f"plugins not merged yet: {missing}")
+    cfg = load_config(REPO / "configs" / "ablation" / arm)
+    assert cfg.model.name == ("wan2.1" if arm == "wan2_1.toml" else "ltx-video")
+    assert (cfg.video.frames, cfg.video.height, cfg.video.width) == (81, 480, 832)
+    assert sorted(r.name for r in cfg.rewards) == ["aesthetic", "meta_view", "reconstruction", "trajectory_alignment"]
