@@ -1,0 +1,1 @@
+"""Small offline helpers for tests of worldr1 and of third-party plugins (no downloads, no GPU)."""
