@@ -42,9 +42,11 @@ class ConfigError(ValueError):
 
 COMMAND_LINE = "command line"
 
-# section -> (component kind, default name or None when the section is optional, required?)
+# section -> (component kind, default name or None, required?). [model] is optional here so that
+# tools that need no generator (reward servers, eval) can share configs; `worldr1 train` and
+# `worldr1 infer` require it.
 COMPONENT_SECTIONS: dict[str, tuple[str, str | None, bool]] = {
-    "model": ("base_model", None, True),
+    "model": ("base_model", None, False),
     "latent_init": ("latent_initializer", "gaussian", False),
     "camera": ("camera_parser", "text", False),
     "geometry": ("geometry_estimator", None, False),

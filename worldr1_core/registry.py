@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -136,6 +137,21 @@ def build_registry(pm: Any) -> Registry:
 
 
 _REGISTRY: Registry | None = None
+_SHARED: dict[tuple[str, str, str], Any] = {}
+
+
+def shared_component(kind: str, name: str, options: dict[str, Any] | pydantic.BaseModel | None = None) -> Any:
+    """One instance per ``(kind, name, options)`` for the whole process.
+
+    Rewards that need the same heavy model (e.g. three 3D rewards on one geometry estimator)
+    get the same object, so the model is loaded once and reused.
+    """
+    spec = get_registry().get(kind, name)
+    config = options if isinstance(options, pydantic.BaseModel) else spec.validate(dict(options or {}))
+    key = (kind, name, json.dumps(config.model_dump(mode="json"), sort_keys=True))
+    if key not in _SHARED:
+        _SHARED[key] = spec.build(config)
+    return _SHARED[key]
 
 
 def get_registry() -> Registry:
@@ -151,3 +167,4 @@ def get_registry() -> Registry:
 def reset_registry() -> None:
     global _REGISTRY
     _REGISTRY = None
+    _SHARED.clear()

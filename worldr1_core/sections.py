@@ -53,6 +53,9 @@ class TrainSection(_Section):
     minibatch_size: int = pydantic.Field(0, ge=0, description="samples per backward pass (0: the whole step)")
     ema_decay: float = pydantic.Field(0.0, ge=0, lt=1, description="EMA of trainable weights (0: off)")
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    reward_on_error: Literal["raise", "drop"] = pydantic.Field(
+        "raise", description="a reward that fails or returns NaN/inf: stop the step, or drop the sample"
+    )
 
 
 class PromptSourceSection(_Section):

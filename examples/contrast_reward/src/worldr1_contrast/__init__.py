@@ -1,0 +1,1 @@
+"""Example third-party worldr1 plugin (see plugin.py)."""

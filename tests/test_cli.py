@@ -1,0 +1,52 @@
+"""The `worldr1` command line: version, plugin listing, config show, one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+from worldr1_core import __version__
+from worldr1_core.cli import main
+
+
+def test_version(capsys):
+    try:
+        main(["--version"])
+    except SystemExit as exc:
+        assert exc.code == 0
+    assert capsys.readouterr().out.strip() == f"worldr1 {__version__}"
+
+
+def test_plugins_list_json_fields(capsys):
+    assert main(["plugins", "list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and all({"kind", "name", "plugin", "module", "description"} <= set(r) for r in rows)
+    assert {"kind": "reward", "name": "brightness"}.items() <= next(r for r in rows if r["name"] == "brightness").items()
+
+
+def test_plugins_list_text_groups_by_kind(capsys):
+    assert main(["plugins", "list", "--kind", "schedule"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("schedule:") and "constant" in out and "reward:" not in out
+
+
+def test_config_show_merges_overrides(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[run]\nseed = 1\n[[rewards]]\nname = 'brightness'\n", encoding="utf-8")
+    assert main(["config", "show", str(cfg), "run.seed=3", "rewards.0.weight=0.5", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["run"]["seed"] == 3
+    assert shown["rewards"] == [{"name": "brightness", "weight": 0.5, "target": None}]
+    assert main(["config", "show", str(cfg)]) == 0
+    assert "[run]" in capsys.readouterr().out
+
+
+def test_config_errors_are_one_line_per_problem_with_exit_2(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[run]\nseed = 1\n", encoding="utf-8")
+    assert main(["config", "show", str(cfg), "run.sed=3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("worldr1: error: command line: run.sed: unknown key; allowed keys: ")
+    assert "seed" in err[0].split("allowed keys: ")[1].split(", ")
+    assert main(["config", "show", str(tmp_path / "missing.toml")]) == 2
+    assert "missing.toml: config file not found" in capsys.readouterr().err

@@ -1,0 +1,91 @@
+"""Plain (deterministic) video generation: camera parse -> initial latents -> Euler ODE -> decode.
+
+Used by inference, the noise-warp tools and evaluation. Training samples with the RL algorithm's
+own stochastic sampler instead (``RLAlgorithm.rollout``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .interfaces import CameraParser, LatentInitializer, VideoModel
+from .types import CameraTrajectory, Prompt
+
+
+@dataclass
+class Generated:
+    videos: torch.Tensor  # [B, F, 3, H, W] in [0, 1]
+    latents: torch.Tensor  # [B, C, F', H', W'] final latents
+    prompts: list[Prompt]
+    trajectories: list[CameraTrajectory | None]
+
+
+def camera_for(
+    prompts: list[str | Prompt], parser: CameraParser | None, frames: int, width: int, height: int
+) -> tuple[list[Prompt], list[CameraTrajectory | None]]:
+    """Parse each prompt's camera sentence and build its trajectory (None without a camera sentence)."""
+    out_prompts: list[Prompt] = []
+    trajectories: list[CameraTrajectory | None] = []
+    for p in prompts:
+        prompt = p if isinstance(p, Prompt) else Prompt(text=p)
+        if parser is not None and prompt.camera is None:
+            prompt.camera = parser.parse(prompt.text)
+        traj = None
+        if parser is not None and prompt.camera is not None and prompt.camera.motions:
+            traj = parser.trajectory(prompt.camera, frames, width, height)
+        out_prompts.append(prompt)
+        trajectories.append(traj)
+    return out_prompts, trajectories
+
+
+@torch.no_grad()
+def euler_sample(
+    model: VideoModel,
+    latents: torch.Tensor,
+    cond: Any,
+    sigmas: torch.Tensor,
+    guidance_scale: float,
+    initializer: LatentInitializer | None = None,
+) -> torch.Tensor:
+    """Integrate ``dx/dsigma = v`` from ``sigmas[0]`` to ``sigmas[-1]`` with Euler steps."""
+    initial = latents
+    x = latents
+    for i in range(len(sigmas) - 1):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        if initializer is not None:
+            x = initializer.inject(i, x, initial, float(sigma))
+        v = model.velocity(x, sigma, cond, guidance_scale)  # [B, C, F', H', W']
+        x = x + (sigma_next - sigma) * v
+    return x
+
+
+@torch.no_grad()
+def generate(
+    model: VideoModel,
+    prompts: list[str | Prompt],
+    *,
+    initializer: LatentInitializer,
+    parser: CameraParser | None = None,
+    frames: int,
+    height: int,
+    width: int,
+    num_steps: int,
+    guidance_scale: float,
+    seed: int,
+    negative_prompt: str | None = None,
+) -> Generated:
+    """Generate one video per prompt, deterministically for a given ``seed``."""
+    layout = model.latent_layout(frames, height, width)
+    prompt_objs, trajectories = camera_for(prompts, parser, frames, width, height)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    init = initializer.initial_latents(
+        layout, prompt_objs, trajectories, generator, device=model.device, dtype=model.dtype
+    )  # [B, C, F', H', W']
+    cond = model.encode_prompts([p.text for p in prompt_objs], negative_prompt)
+    sigmas = model.sigmas(num_steps).to(model.device)
+    latents = euler_sample(model, init, cond, sigmas, guidance_scale, initializer)
+    videos = model.decode(latents)  # [B, F, 3, H, W]
+    return Generated(videos=videos, latents=latents, prompts=prompt_objs, trajectories=trajectories)

@@ -1,0 +1,173 @@
+"""Reward composition: the run's ``[[rewards]]`` as one weighted scorer.
+
+``RewardSet.score(batch, weights)`` runs every reward whose weight is non-zero (phase weights
+override the config's), checks that each returns finite ``[B]`` scores, and returns the weighted
+total together with every reward's score and components for logging.
+
+A reward that raises or returns NaN/inf stops the step with an error naming the reward and the
+sample (``on_error="raise"``, the default), or -- with ``on_error="drop"`` -- marks that sample
+invalid (``ComposedReward.valid``) with a logged warning; the trainer then leaves it out of its
+group. A failing reward is never replaced by a silent constant.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from .config import ComponentConfig, RewardConfig
+from .interfaces import Reward
+from .registry import Registry, get_registry
+from .types import RewardBatch, RewardOutput
+
+log = logging.getLogger(__name__)
+
+OnError = Literal["raise", "drop"]
+
+
+class RewardError(RuntimeError):
+    """A reward failed or returned a non-finite score."""
+
+
+@dataclass
+class ComposedReward:
+    """Result of :meth:`RewardSet.score` for a batch of ``B`` videos."""
+
+    total: torch.Tensor  # [B] weighted sum over rewards (0 where invalid)
+    per_reward: dict[str, torch.Tensor]  # name -> [B]
+    components: dict[str, torch.Tensor]  # "name/component" -> [B]
+    weights: dict[str, float]
+    valid: torch.Tensor  # [B] bool
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def metrics(self, prefix: str = "reward") -> dict[str, float]:
+        """Mean and std of the total, each reward and each component over valid samples."""
+        out: dict[str, float] = {}
+        series = {"total": self.total, **self.per_reward, **self.components}
+        mask = self.valid
+        for key, values in series.items():
+            v = values[mask].double()
+            if v.numel() == 0:
+                continue
+            out[f"{prefix}/{key}/mean"] = float(v.mean())
+            out[f"{prefix}/{key}/std"] = float(v.std(unbiased=False))
+        out[f"{prefix}/valid_fraction"] = float(mask.double().mean())
+        return out
+
+
+def _with_geometry(cfg: RewardConfig, geometry: ComponentConfig | None):
+    """Fill a reward's ``geometry`` option from the run's ``[geometry]`` section when left unset."""
+    options = cfg.options
+    if geometry is not None and "geometry" in type(options).model_fields and getattr(options, "geometry") is None:
+        options = options.model_copy(update={"geometry": geometry.to_dict()})
+    return options
+
+
+def build_reward(cfg: RewardConfig, *, geometry: ComponentConfig | None = None, registry: Registry | None = None) -> Reward:
+    """Instantiate one ``[[rewards]]`` entry."""
+    registry = registry or get_registry()
+    return registry.build("reward", cfg.name, _with_geometry(cfg, geometry))
+
+
+class RewardSet:
+    """The configured rewards, built lazily (a reward weighted 0 in every phase never loads)."""
+
+    def __init__(
+        self,
+        configs: list[RewardConfig],
+        *,
+        geometry: ComponentConfig | None = None,
+        on_error: OnError = "raise",
+        registry: Registry | None = None,
+    ) -> None:
+        if on_error not in ("raise", "drop"):
+            raise ValueError(f"on_error must be 'raise' or 'drop', got {on_error!r}")
+        self.configs = {c.name: c for c in configs}
+        self.geometry = geometry
+        self.on_error = on_error
+        self.registry = registry or get_registry()
+        self._built: dict[str, Reward] = {}
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.configs)
+
+    def get(self, name: str) -> Reward:
+        if name not in self._built:
+            self._built[name] = build_reward(self.configs[name], geometry=self.geometry, registry=self.registry)
+        return self._built[name]
+
+    def resolve_weights(self, weights: dict[str, float] | None = None) -> dict[str, float]:
+        """Phase weights if given (every name must be a configured reward), else the config's."""
+        if weights is None:
+            return {name: cfg.weight for name, cfg in self.configs.items()}
+        unknown = sorted(set(weights) - set(self.configs))
+        if unknown:
+            raise RewardError(
+                f"phase reward weights name {unknown}, which are not in [[rewards]]; configured: {self.names}"
+            )
+        return dict(weights)
+
+    def score(self, batch: RewardBatch, weights: dict[str, float] | None = None) -> ComposedReward:
+        b = len(batch)
+        resolved = self.resolve_weights(weights)
+        total = torch.zeros(b, dtype=torch.float64)
+        valid = torch.ones(b, dtype=torch.bool)
+        per_reward: dict[str, torch.Tensor] = {}
+        components: dict[str, torch.Tensor] = {}
+        info: dict[str, Any] = {}
+        for name, weight in resolved.items():
+            if weight == 0:
+                continue
+            scores, out = self._score_one(name, batch)
+            bad = ~torch.isfinite(scores)
+            if bad.any():
+                i = int(bad.nonzero()[0])
+                message = (
+                    f"reward {name!r} returned {scores[i].item()} for sample {i} "
+                    f"(prompt {batch.prompts[i][:80]!r})"
+                )
+                if self.on_error == "raise":
+                    raise RewardError(message + "; set train.reward_on_error='drop' to drop such samples")
+                log.warning("%s; dropping %d sample(s) from their groups", message, int(bad.sum()))
+                valid &= ~bad
+            per_reward[name] = scores
+            for comp, values in out.components.items():
+                components[f"{name}/{comp}"] = values.detach().float().cpu().reshape(b)
+            if out.info:
+                info[name] = out.info
+            total += weight * torch.where(bad, torch.zeros_like(scores), scores).double()
+        total = torch.where(valid, total, torch.zeros_like(total))
+        return ComposedReward(total.float(), per_reward, components, resolved, valid, info)
+
+    def _score_one(self, name: str, batch: RewardBatch) -> tuple[torch.Tensor, RewardOutput]:
+        b = len(batch)
+        try:
+            out = self.get(name).score(batch)
+        except Exception as exc:  # noqa: BLE001 - re-raised with the reward's name, or isolated
+            if self.on_error == "raise" or b == 1:
+                raise RewardError(f"reward {name!r} failed on a batch of {b}: {type(exc).__name__}: {exc}") from exc
+            return self._score_per_sample(name, batch, exc)
+        scores = out.scores.detach().float().cpu().reshape(-1)
+        if scores.numel() != b:
+            raise RewardError(f"reward {name!r} returned {scores.numel()} scores for a batch of {b} videos")
+        return scores, out
+
+    def _score_per_sample(self, name: str, batch: RewardBatch, first: Exception) -> tuple[torch.Tensor, RewardOutput]:
+        """Drop mode: find which samples make ``name`` raise by scoring them one at a time."""
+        log.warning("reward %r raised on the batch (%s); scoring samples one by one", name, first)
+        scores = torch.full((len(batch),), float("nan"))
+        components: dict[str, torch.Tensor] = {}
+        for i in range(len(batch)):
+            try:
+                out = self.get(name).score(batch.select([i]))
+            except Exception as exc:  # noqa: BLE001
+                log.warning("reward %r failed on sample %d (prompt %r): %s", name, i, batch.prompts[i][:80], exc)
+                continue
+            scores[i] = out.scores.detach().float().cpu().reshape(-1)[0]
+            for comp, values in out.components.items():
+                components.setdefault(comp, torch.full((len(batch),), float("nan")))[i] = float(values.reshape(-1)[0])
+        return scores, RewardOutput(scores=scores, components=components)
