@@ -82,7 +82,7 @@ def test_fixed_scores_rotation_and_drift(reward):
     drift = reward.score_poses(drifting, ref, scene_scale=3.0)
     assert panning["rotation"] < 0.5 and panning["translation"] == pytest.approx(1.0)
     assert drift["rotation"] == pytest.approx(1.0) and drift["drift"] == pytest.approx(0.6 * math.sqrt(60 / (9 * 64)) / 3.0, rel=1e-9)  # RMS of 9 even steps over 0.6, / scene depth 3
-    assert drift["score"] < 0.6
+    assert drift["translation"] == pytest.approx(math.exp(-drift["drift"] / 0.05)) and drift["score"] < 0.7
     assert math.isfinite(drift["score"]) and math.isfinite(panning["score"])
 
 
