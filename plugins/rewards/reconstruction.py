@@ -14,10 +14,13 @@ frames than the estimator's minimum (``Geometry.info["failure"]``) scores 0 with
 ``RewardOutput.info`` and the log. Components (logged): ``lpips``, ``psnr`` (dB), ``ssim`` (the
 paper's table metrics, averaged over registered frames) and ``registered_fraction``.
 
-``holdout = true`` (default) renders frame ``i`` only from Gaussians that other frames produced
-(when the estimator records each Gaussian's source frame, as ``depth_anything_3`` without GS
-head and ``colmap`` do): pixel-aligned Gaussians of frame ``i`` would otherwise reproduce frame
-``i`` trivially and hide inconsistency.
+``holdout = true`` (default) renders frame ``i`` only from Gaussians that other frames produced,
+namely its temporal neighbours within ``neighbours`` frames (default 1: frames i-1 and i+1; 0 = every other frame),
+when the estimator records each Gaussian's source frame (``depth_anything_3`` without GS head and
+``colmap`` do). Pixel-aligned Gaussians of frame ``i`` would otherwise reproduce frame ``i``
+trivially and hide inconsistency, and the neighbour window makes the score a statement about the
+video as a sequence: each frame must be predictable from the 3D content of the frames around it,
+which temporally shuffled or flickering videos are not. It also keeps renders cheap.
 
 LPIPS: ``lpips_weights`` is a local file, either a full ``lpips.LPIPS`` state dict or the
 torchvision backbone (e.g. ``alexnet-owt-7be5be79.pth``); the linear heads ship with the ``lpips``
@@ -115,6 +118,7 @@ class ReconstructionConsistency(Reward):
         lpips_net: Literal["alex", "vgg", "squeeze"] = "alex"
         lpips_random_backbone: bool = pydantic.Field(False, description="tests only: random LPIPS backbone")
         holdout: bool = pydantic.Field(True, description="render frame i without the Gaussians frame i produced")
+        neighbours: int = pydantic.Field(1, ge=0, description="with holdout: render frame i from frames within this many steps of i (0: all other frames)")
         backend: Literal["auto", "gsplat", "torch"] = "auto"
         max_side: int = pydantic.Field(0, ge=0, description="score at most this many pixels on the long side (0: video size)")
         background: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -159,6 +163,8 @@ class ReconstructionConsistency(Reward):
         out = []
         for i in frames:
             keep = source != i
+            if cfg.neighbours:
+                keep &= (source - i).abs() <= cfg.neighbours
             sub = type(g)(*(t[keep] for t in (g.means, g.scales, g.quats, g.opacities, g.colors)))
             col, _ = render_gaussians(sub, c2w[i : i + 1], k[i : i + 1], width, height, bg, backend=cfg.backend)
             out.append(col)
