@@ -137,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--device", default=None, help="device for the reward models, e.g. cuda:0")
     p_serve.add_argument("--max-batch", type=int, default=16)
     p_serve.add_argument("--config", help="run config whose [[rewards]] entries configure the served rewards")
+    p_serve.add_argument("--timeout", type=float, default=600.0, help="per-request timeout in seconds")
+    p_serve.add_argument("--max-body-mb", type=float, default=1024.0, help="largest request body accepted (MiB)")
+    p_serve.add_argument("--batch-wait-ms", type=float, default=0.0, help="wait this long for more requests to merge")
+    p_serve.add_argument("--video-root", help="allow video_paths requests for files under this folder")
+    p_serve.add_argument("--insecure-no-token", action="store_true", help="allow a non-loopback --host without a token")
     p_serve.set_defaults(func=_lazy("worldr1_plugins.rewards.server", "serve_command"))
 
     get_plugin_manager().hook.worldr1_register_commands(subparsers=sub)

@@ -21,6 +21,7 @@ import torch
 from .config import ComponentConfig, RewardConfig
 from .interfaces import Reward
 from .registry import Registry, get_registry
+from .reward_client import remote_reward
 from .types import RewardBatch, RewardOutput
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,9 @@ def _with_geometry(cfg: RewardConfig, geometry: ComponentConfig | None):
 def build_reward(cfg: RewardConfig, *, geometry: ComponentConfig | None = None, registry: Registry | None = None) -> Reward:
     """Instantiate one ``[[rewards]]`` entry."""
     registry = registry or get_registry()
+    remote = remote_reward(cfg, _with_geometry(cfg, geometry), registry=registry)  # server URL set: docs/reward_servers.md
+    if remote is not None:
+        return remote
     return registry.build("reward", cfg.name, _with_geometry(cfg, geometry))
 
 

@@ -1,0 +1,359 @@
+"""Pieces shared by the shipped base-model plugins (``wan2.1``, ``ltx-video``).
+
+* :class:`LoraSettings` - the ``[model.lora]`` config sub-table.
+* :class:`LoraAdapter` - attaches a peft LoRA adapter to a diffusers transformer and owns
+  everything about it: trainable parameters, the ``reference()`` context (adapter disabled),
+  and save/load in the diffusers LoRA format (``pytorch_lora_weights.safetensors`` plus the
+  adapter metadata), including the DeepSpeed ZeRO-3 gather.
+* :class:`TextConditioning` - cached, padded text embeddings for cond + uncond.
+* :class:`PromptCache` - an LRU cache of per-prompt embeddings.
+* checkpoint-directory checks and the atomic, deterministic build of tiny presets.
+
+Heavy libraries (diffusers, peft, deepspeed) are imported inside functions, so that importing
+the plugin module (which the plugin manager does at start-up) stays cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal, Sequence
+
+import pydantic
+import torch
+
+DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise ValueError(f"model.dtype must be one of {sorted(DTYPES)}, got {name!r}") from None
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> cuda (this process's LOCAL_RANK device) if available, else cpu."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+# ----------------------------------------------------------------------------------------------
+# checkpoint directories
+
+
+def check_checkpoint_dir(path: str | Path, required: dict[str, Sequence[str]], *, key: str, what: str) -> Path:
+    """Check that ``path`` is a diffusers-format checkpoint directory.
+
+    ``required`` maps each subfolder to the files of which at least one must exist in it
+    (e.g. ``{"vae": ["config.json"]}``). Raise FileNotFoundError naming the config ``key``, the
+    path and the first missing subfolder or file.
+    """
+    root = Path(path).expanduser()
+    layout = ", ".join(f"{name}/" for name in required)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"{key}: checkpoint directory {str(root)!r} does not exist (expected a diffusers-format "
+            f"{what} directory with the subfolders {layout})"
+        )
+    for sub, files in required.items():
+        folder = root / sub
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"{key}: checkpoint directory {str(root)!r} is incomplete: missing subfolder {sub!r} "
+                f"(a diffusers-format {what} directory has {layout})"
+            )
+        if files and not any((folder / f).is_file() for f in files):
+            raise FileNotFoundError(
+                f"{key}: checkpoint directory {str(root)!r} is incomplete: subfolder {sub!r} has none of "
+                f"{', '.join(files)}"
+            )
+    return root
+
+
+def default_cache_root() -> Path:
+    """Where tiny presets are cached: ``$WORLDR1_CACHE`` or ``~/.cache/worldr1``."""
+    return Path(os.environ.get("WORLDR1_CACHE", Path.home() / ".cache" / "worldr1")).expanduser()
+
+
+def build_dir_atomically(target: Path, build: Callable[[Path], None]) -> Path:
+    """Create ``target`` by calling ``build(tmp)`` on a fresh temporary directory next to it and
+    renaming it into place. Concurrent processes may all build; the first rename wins and the
+    others discard their copy (builds are deterministic, so all copies are identical)."""
+    target = Path(target)
+    if (target / ".complete").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        build(tmp)
+        (tmp / ".complete").write_text("ok\n")
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not (target / ".complete").is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Deterministic CPU RNG inside the block, leaving the caller's RNG state untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+# ----------------------------------------------------------------------------------------------
+# text conditioning
+
+
+@dataclass
+class TextConditioning:
+    """Text embeddings of a batch for classifier-free guidance.
+
+    ``embeds [B, L, D]`` (the prompts), ``negative [B, L, D]`` (the negative prompt, the same for
+    every row), ``mask`` / ``negative_mask`` ``[B, L]`` (1 for real tokens; models that do not use
+    a mask ignore them), ``prompts``: the texts. Trainers slice it per sample with :meth:`select`.
+    """
+
+    embeds: torch.Tensor
+    negative: torch.Tensor
+    mask: torch.Tensor
+    negative_mask: torch.Tensor
+    prompts: list[str]
+
+    def __len__(self) -> int:
+        return int(self.embeds.shape[0])
+
+    def select(self, indices: Sequence[int] | torch.Tensor) -> "TextConditioning":
+        """The rows ``indices`` (e.g. a minibatch of a rollout)."""
+        idx = torch.as_tensor(list(indices) if not torch.is_tensor(indices) else indices, dtype=torch.long)
+        dev = idx.to(self.embeds.device)
+        return TextConditioning(
+            embeds=self.embeds[dev],
+            negative=self.negative[dev],
+            mask=self.mask[dev],
+            negative_mask=self.negative_mask[dev],
+            prompts=[self.prompts[int(i)] for i in idx],
+        )
+
+    def to(self, device: torch.device | str) -> "TextConditioning":
+        return TextConditioning(
+            self.embeds.to(device), self.negative.to(device), self.mask.to(device),
+            self.negative_mask.to(device), list(self.prompts),
+        )
+
+
+class PromptCache:
+    """LRU cache ``text -> embeddings [L_text, D]`` (trimmed to the real tokens, so a cached
+    prompt costs its own length, not the padded length)."""
+
+    def __init__(self, max_entries: int):
+        self.max_entries = max_entries
+        self._data: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get_many(self, texts: Sequence[str], encode: Callable[[list[str]], list[torch.Tensor]]) -> list[torch.Tensor]:
+        """Embeddings of ``texts``, calling ``encode`` once for the ones not cached yet."""
+        missing = list(dict.fromkeys(t for t in texts if t not in self._data))
+        self.misses += len(missing)
+        self.hits += len(texts) - len(missing)
+        fresh = dict(zip(missing, encode(missing))) if missing else {}
+        out = []
+        for text in texts:
+            value = fresh[text] if text in fresh else self._data[text]
+            out.append(value)
+            if self.max_entries > 0:
+                self._data[text] = value
+                self._data.move_to_end(text)
+        while len(self._data) > self.max_entries:
+            self._data.popitem(last=False)
+        return out
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def pad_stack(rows: Sequence[torch.Tensor], length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad each ``[L_i, D]`` row to ``length`` -> ``([B, length, D], mask [B, length])``."""
+    dim = rows[0].shape[-1]
+    out = rows[0].new_zeros(len(rows), length, dim)
+    mask = torch.zeros(len(rows), length, dtype=torch.long, device=rows[0].device)
+    for i, row in enumerate(rows):
+        n = min(int(row.shape[0]), length)
+        out[i, :n] = row[:n]
+        mask[i, :n] = 1
+    return out, mask
+
+
+# ----------------------------------------------------------------------------------------------
+# LoRA
+
+
+class LoraSettings(pydantic.BaseModel, extra="forbid"):
+    """``[model.lora]``: the LoRA adapter the RL update trains (peft ``LoraConfig``)."""
+
+    rank: int = pydantic.Field(32, ge=1)
+    alpha: float = pydantic.Field(64.0, gt=0)
+    dropout: float = pydantic.Field(0.0, ge=0, lt=1)
+    target_modules: list[str] | None = pydantic.Field(
+        None, description="module-name suffixes to adapt; None: the model's attention projections"
+    )
+    init: bool | Literal["gaussian"] = pydantic.Field(
+        True,
+        description="peft init_lora_weights: True (B = 0, so the adapter starts as the base model), "
+        "'gaussian', or False (A and B random; the adapter changes the output from the start)",
+    )
+    seed: int = pydantic.Field(0, description="seed of the adapter's random init (same on every rank)")
+    dtype: Literal["fp32", "bf16", "fp16"] = pydantic.Field(
+        "fp32", description="dtype of the adapter weights (fp32 keeps small updates exact with a bf16 base)"
+    )
+
+
+def _is_zero3_partitioned(params: Sequence[torch.nn.Parameter]) -> bool:
+    return any(hasattr(p, "ds_id") for p in params)
+
+
+@contextlib.contextmanager
+def gathered(params: Sequence[torch.nn.Parameter], *, modifier_rank: int | None = None) -> Iterator[None]:
+    """Full values of ZeRO-3 partitioned ``params`` inside the block (no-op otherwise).
+
+    Every rank must enter this together: the gather is a collective."""
+    if _is_zero3_partitioned(params):
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(list(params), modifier_rank=modifier_rank):
+            yield
+    else:
+        yield
+
+
+def is_main_process() -> bool:
+    dist = torch.distributed
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+class LoraAdapter:
+    """A peft LoRA adapter named ``default`` on a diffusers transformer.
+
+    ``pipeline_cls`` is the diffusers pipeline whose ``save_lora_weights`` / ``lora_state_dict``
+    define the on-disk format (e.g. ``WanPipeline``), so a saved adapter loads with
+    ``pipeline_cls.load_lora_weights(directory)``.
+    """
+
+    ADAPTER = "default"
+
+    def __init__(self, transformer: torch.nn.Module, settings: LoraSettings, default_targets: list[str], pipeline_cls: Any):
+        from peft import LoraConfig
+
+        self.transformer = transformer
+        self.settings = settings
+        self.pipeline_cls = pipeline_cls
+        targets = list(settings.target_modules or default_targets)
+        self.peft_config = LoraConfig(
+            r=settings.rank,
+            lora_alpha=settings.alpha,
+            lora_dropout=settings.dropout,
+            target_modules=targets,
+            init_lora_weights=settings.init,
+        )
+        transformer.requires_grad_(False)
+        with seeded(settings.seed):
+            transformer.add_adapter(self.peft_config, adapter_name=self.ADAPTER)
+        dtype = DTYPES[settings.dtype]
+        self._params: list[torch.nn.Parameter] = []
+        for name, param in transformer.named_parameters():
+            if "lora_" in name:
+                param.data = param.data.to(dtype)
+                param.requires_grad_(True)
+                self._params.append(param)
+        if not self._params:
+            raise ValueError(f"model.lora.target_modules {targets} matched no module of the transformer")
+
+    # -- training ------------------------------------------------------------------------------
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return list(self._params)
+
+    @contextlib.contextmanager
+    def disabled(self) -> Iterator[None]:
+        """The base model: adapter off inside the block, restored after (also on error)."""
+        self.transformer.disable_adapters()
+        try:
+            yield
+        finally:
+            self.transformer.enable_adapters()
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    def metadata(self) -> dict[str, Any]:
+        """The peft ``LoraConfig`` as a JSON-able dict (diffusers stores it in the safetensors
+        header; without it a reload assumes ``lora_alpha == r``)."""
+        meta = self.peft_config.to_dict()
+        return json.loads(json.dumps(meta, default=lambda o: sorted(o) if isinstance(o, set) else str(o)))
+
+    def save(self, directory: str | Path) -> None:
+        """Write ``pytorch_lora_weights.safetensors`` (diffusers format) to ``directory``.
+
+        Under DeepSpeed ZeRO-3 each rank holds a shard of every LoRA parameter; all ranks must
+        call this together: the parameters are gathered on every rank (a collective), and only
+        rank 0 writes.
+        """
+        from peft.utils import get_peft_model_state_dict
+
+        with gathered(self._params, modifier_rank=None):
+            state = {
+                k: v.detach().to("cpu", copy=True).contiguous()
+                for k, v in get_peft_model_state_dict(self.transformer, adapter_name=self.ADAPTER).items()
+            }
+        if is_main_process():
+            empty = [k for k, v in state.items() if v.numel() == 0]
+            if empty:
+                raise RuntimeError(f"LoRA weights {empty[:3]} are empty: a ZeRO-3 partition was not gathered")
+            Path(directory).mkdir(parents=True, exist_ok=True)
+            self.pipeline_cls.save_lora_weights(
+                str(directory), transformer_lora_layers=state, transformer_lora_adapter_metadata=self.metadata()
+            )
+
+    def load(self, directory: str | Path) -> None:
+        """Load weights written by :meth:`save` (or any diffusers LoRA of the same rank and targets)
+        into this adapter. Under ZeRO-3 every rank must call it (the load is a collective)."""
+        from peft.utils import set_peft_model_state_dict
+
+        path = Path(directory)
+        if not path.exists():
+            raise FileNotFoundError(f"adapter directory {str(path)!r} does not exist")
+        state, meta = self.pipeline_cls.lora_state_dict(str(path), return_lora_metadata=True)
+        prefix = "transformer."
+        meta = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in (meta or {}).items()}
+        if meta:
+            saved = (int(meta.get("r", -1)), float(meta.get("lora_alpha", -1)))
+            if saved != (self.settings.rank, float(self.settings.alpha)):
+                raise ValueError(
+                    f"adapter {str(path)!r} has rank/alpha {saved}, but model.lora has "
+                    f"({self.settings.rank}, {self.settings.alpha}); set model.lora.rank/alpha to match"
+                )
+        state = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
+        with gathered(self._params, modifier_rank=0):
+            result = set_peft_model_state_dict(self.transformer, state, adapter_name=self.ADAPTER)
+        unexpected = getattr(result, "unexpected_keys", None) or []
+        missing = [k for k in (getattr(result, "missing_keys", None) or []) if "lora_" in k]
+        if unexpected or missing:
+            raise ValueError(
+                f"adapter {str(path)!r} does not match model.lora.target_modules: "
+                f"unexpected {unexpected[:3]}, missing {missing[:3]}"
+            )
