@@ -37,7 +37,7 @@ ALPHA_MIN = 1.0 / 255.0
 ALPHA_MAX = 0.999
 T_MIN = 1e-4
 TILE = 16  # gsplat's tile size
-TORCH_TILE = 8  # smaller tiles waste less work on the many small Gaussians of per-pixel sets
+TORCH_TILE = 4  # small tiles: per-pixel Gaussians rarely make a pixel opaque early, so every pixel pays for every Gaussian of its tile
 
 
 def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
@@ -199,7 +199,9 @@ def _splat_view(g: Gaussians, cov, w2c, k, width: int, height: int, bg, chunk_bu
     trans = torch.ones(n_tiles * n_pix, device=device)  # transmittance per (tile, pixel)
     colour = torch.zeros(n_tiles * n_pix, 3, device=device)
     alive = torch.ones(n_tiles, n_pix, dtype=torch.bool, device=device)  # pixels that can still change
-    g_centre, g_conic, g_opac, g_col = centre[idx], conic[idx], opac[idx], g.colors.float()[idx].clamp(0, 1)
+    # per-Gaussian record gathered once per (pixel, slot): centre x, y, conic a, b, c, opacity, rgb
+    packed = torch.cat([centre[idx], conic[idx], opac[idx, None], g.colors.float()[idx].clamp(0, 1)], -1)  # [Nv, 9]
+    packed = torch.cat([packed, torch.zeros(1, 9, device=device)])  # row -1: empty slot (opacity 0)
     k_max = int(per_tile.max())
     k0, step = 0, 0
     while k0 < k_max:
@@ -210,28 +212,27 @@ def _splat_view(g: Gaussians, cov, w2c, k, width: int, height: int, bg, chunk_bu
         kc = max(8, min(16 * 2**step, 512, chunk_budget // n_busy))
         step += 1
         lo, hi = torch.searchsorted(pos, torch.tensor([k0, k0 + kc], device=device)).tolist()
-        sel_tile, sel_g, sel_pos = pair_tile[lo:hi], pair_g[lo:hi], pos[lo:hi] - k0
-        k0 += kc
         # dense [tile, slot] table of this chunk's Gaussians (-1: empty slot)
         slot = torch.full((n_tiles, kc), -1, dtype=torch.long, device=device)
-        slot[sel_tile, sel_pos] = sel_g
+        slot[pair_tile[lo:hi], pos[lo:hi] - k0] = pair_g[lo:hi]
+        k0 += kc
         ti, pi = busy.nonzero(as_tuple=True)  # [Q] busy pixels
         flat = ti * n_pix + pi
-        gq = slot[ti]  # [Q, K]
-        gi = gq.clamp_min(0)
+        rec = packed[slot[ti]]  # [Q, K, 9]
         pix = tile_origin[ti] + local[pi]  # [Q, 2]
-        d = pix[:, None, :] - g_centre[gi]  # [Q, K, 2]
-        cn = g_conic[gi]  # [Q, K, 3]
-        sigma = 0.5 * (cn[..., 0] * d[..., 0] ** 2 + cn[..., 2] * d[..., 1] ** 2) + cn[..., 1] * d[..., 0] * d[..., 1]
-        alpha = (g_opac[gi] * torch.exp(-sigma)).clamp_max(ALPHA_MAX)  # [Q, K]
-        alpha = torch.where((gq >= 0) & (sigma >= 0) & (alpha >= ALPHA_MIN), alpha, 0.0)
+        dx = pix[:, 0:1] - rec[..., 0]  # [Q, K]
+        dy = pix[:, 1:2] - rec[..., 1]
+        sigma = 0.5 * (rec[..., 2] * dx * dx + rec[..., 4] * dy * dy) + rec[..., 3] * dx * dy
+        alpha = (rec[..., 5] * torch.exp(-sigma)).clamp_max(ALPHA_MAX)
+        alpha = torch.where((sigma >= 0) & (alpha >= ALPHA_MIN), alpha, 0.0)
         t_in = trans[flat]  # [Q]
-        t_excl = t_in[:, None] * torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1 - alpha[:, :-1]], -1), -1)
-        alpha = torch.where(t_excl * (1 - alpha) >= T_MIN, alpha, 0.0)  # 3DGS early stop, exactly
-        colour[flat] += torch.einsum("qk,qkc->qc", t_excl * alpha, g_col[gi])
-        t_out = t_in * torch.prod(1 - alpha, -1)
-        trans[flat] = t_out
-        alive.view(-1)[flat] = t_out >= T_MIN / (1 - ALPHA_MIN)
+        incl = t_in[:, None] * torch.cumprod(1 - alpha, -1)  # transmittance after each Gaussian
+        alpha = torch.where(incl >= T_MIN, alpha, 0.0)  # 3DGS early stop, exactly (see module doc)
+        incl = t_in[:, None] * torch.cumprod(1 - alpha, -1)
+        weight = incl / (1 - alpha) * alpha  # transmittance before x alpha (alpha <= 0.999)
+        colour[flat] += torch.einsum("qk,qkc->qc", weight, rec[..., 6:9])
+        trans[flat] = incl[:, -1]
+        alive.view(-1)[flat] = incl[:, -1] >= T_MIN / (1 - ALPHA_MIN)
     colour, trans = colour.view(n_tiles, n_pix, 3), trans.view(n_tiles, n_pix)
     # --- tiles -> image
     img = colour.view(tiles_y, tiles_x, TILE, TILE, 3).permute(4, 0, 2, 1, 3).reshape(3, tiles_y * TILE, tiles_x * TILE)
