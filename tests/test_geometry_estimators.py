@@ -14,7 +14,6 @@ from worldr1_core.types import RewardBatch
 from worldr1_plugins.rewards.geometry.gaussians import backproject, gaussians_from_depth
 from worldr1_plugins.rewards.trajectory import trajectory_errors
 
-torch.set_num_threads(2)
 
 
 @pytest.fixture(scope="module")

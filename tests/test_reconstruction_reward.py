@@ -11,7 +11,6 @@ from worldr1_core.testing.synthetic_scene import default_scene, make_trajectory,
 from worldr1_core.types import RewardBatch
 from worldr1_plugins.rewards.reconstruction import load_lpips, psnr, ssim
 
-torch.set_num_threads(2)
 SIZE = 96
 
 

@@ -13,7 +13,6 @@ from worldr1_plugins.rewards.geometry.gaussians import gaussians_from_depth
 from worldr1_plugins.rewards.reconstruction import psnr
 from worldr1_plugins.rewards.render import EPS2D, render_gaussians
 
-torch.set_num_threads(2)
 
 
 def _one(mean, sigma, colour, opacity=1.0) -> Gaussians:

@@ -15,10 +15,11 @@ Both backends implement the same image formation as 3D Gaussian Splatting (Kerbl
    ``alpha_i = min(0.999, o_i exp(-d^T Sigma2d^-1 d / 2))`` (skipped below 1/255), stopping where the
    transmittance would fall below 1e-4. Pixel ``(row i, column j)`` is sampled at ``(j + .5, i + .5)``.
 
-The torch splatter is vectorised over (tile, pixel, Gaussian-chunk): per chunk of depth-sorted
-Gaussians it computes a ``[tiles, 256, chunk]`` alpha block, composites it with a cumulative
-product and carries the transmittance to the next chunk; tiles that became opaque drop out. It is
-not differentiable (``torch.no_grad``); the rewards only need forward renders.
+The torch splatter bins (tile, Gaussian) pairs into 4x4-pixel tiles, sorts them by tile and depth,
+then walks the depth order in chunks: for every pixel that can still change it gathers the chunk's
+Gaussians of its tile (``[pixels, chunk]``), composites them with a cumulative product and carries
+the transmittance to the next chunk; chunks start at 16 Gaussians and double. It is not
+differentiable (``torch.no_grad``); the rewards only need forward renders.
 """
 
 from __future__ import annotations
