@@ -16,9 +16,8 @@ from worldr1_core.rewards import RewardSet
 from worldr1_core.testing.tiny_qwen_vl import build_tiny_qwen_vl
 from worldr1_core.types import Gaussians, Geometry, RewardBatch
 from worldr1_plugins.rewards.meta_view import MetaView, ViewOffset
+from worldr1_plugins.rewards.render import render_gaussians
 from worldr1_plugins.rewards.vlm_judge import VLMJudgeConfig, to_pil
-
-render_gaussians = pytest.importorskip("worldr1_plugins.rewards.render").render_gaussians
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +60,7 @@ def test_score_is_the_digit_expectation_over_rendered_novel_views(tiny_vl):
     batch = RewardBatch(videos=torch.zeros(1, 3, 3, 40, 48), prompts=["Camera truck right. A red and blue box."])
     out = reward.score_geometries(batch, [geo])
     assert out.scores.shape == (1,) and 0.0 <= float(out.scores[0]) <= 1.0
-    assert set(out.components) == {"plausibility", "coverage", "view_0", "view_1"}
+    assert set(out.components) == {"plausibility", "coverage", "geometry_failed", "view_0", "view_1"}
     assert 0.05 < float(out.components["coverage"][0]) <= 1.0  # the scene is in view
 
     # by hand: render the two novel cameras, ask an independently loaded copy of the model
@@ -84,6 +83,21 @@ def test_score_is_the_digit_expectation_over_rendered_novel_views(tiny_vl):
         assert float(out.components[f"view_{v}"][0]) == pytest.approx(per_view[-1], abs=1e-5)
     assert float(out.scores[0]) == pytest.approx(sum(per_view) / 2, abs=1e-5)
     assert len(out.info["answers"][0]) == 2
+
+
+def test_failed_reconstruction_gets_the_documented_floor_with_its_reason(tiny_vl):
+    reward = _reward(tiny_vl, render_size=32)
+    ok = _geometry(_blob_scene())
+    failed = _geometry(_blob_scene(seed=1))
+    failed.info["failure"] = "colmap registered 1/3 frames (min_registered=3)"
+    batch = RewardBatch(videos=torch.zeros(2, 3, 3, 40, 48), prompts=["A box.", "A box."])
+    out = reward.score_geometries(batch, [ok, failed])
+    assert out.components["geometry_failed"].tolist() == [0.0, 1.0]
+    assert float(out.scores[1]) == 0.0 and float(out.scores[0]) > 0.0
+    assert out.info["failures"] == {1: "colmap registered 1/3 frames (min_registered=3)"}
+    with pytest.raises(ValueError, match="no Gaussians"):
+        single = RewardBatch(videos=torch.zeros(1, 3, 3, 40, 48), prompts=["x"])
+        reward.score_geometries(single, [Geometry(depth=None, c2w=torch.eye(4).repeat(3, 1, 1), intrinsics=ok.intrinsics)])
 
 
 class _DepthPlaneGaussians(GeometryEstimator):

@@ -13,8 +13,10 @@ reconstruction is seen from somewhere else (smears, holes, cardboard cut-outs). 
 3. the Gaussians are rendered from each novel camera and a :class:`VLMJudge` rates each render's
    3D plausibility 0-9 as the digit-logit expectation / 9; the video's score is the mean over views.
 
-Components logged: ``plausibility`` (the score), ``view_<i>`` (each view) and ``coverage`` (mean
-rendered alpha: how much of the novel view the reconstruction covers at all).
+Components logged: ``plausibility`` (the score), ``view_<i>`` (each view), ``coverage`` (mean
+rendered alpha: how much of the novel view the reconstruction covers at all) and
+``geometry_failed``. A video whose reconstruction failed (``Geometry.info["failure"]``) scores the
+floor 0 with the reason in ``info["failures"]``, as the other 3D rewards do.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from worldr1_core import hookimpl
 from worldr1_core.interfaces import Reward
 from worldr1_core.types import Geometry, RewardBatch, RewardOutput
 
+from .geometry.common import frame_cameras, resolve_estimator
+from .render import render_gaussians
 from .scene_text import SceneText
 from .vlm_judge import VLMJudge, VLMJudgeConfig, to_pil
 
@@ -126,17 +130,9 @@ class MetaView(Reward):
         return self._judge
 
     def estimator(self):
+        """The shared geometry estimator named by ``geometry`` (or the run's ``[geometry]``)."""
         if self._estimator is None:
-            geometry = self.config.geometry
-            if not geometry or "name" not in geometry:
-                raise ValueError(
-                    "meta_view needs a geometry estimator: add a [geometry] section to the run config "
-                    "(e.g. name = \"depth_anything_3\") or set rewards.meta_view.geometry = {name = ...}"
-                )
-            from worldr1_core.registry import shared_component
-
-            options = {k: v for k, v in geometry.items() if k != "name"}
-            self._estimator = shared_component("geometry_estimator", geometry["name"], options)
+            self._estimator = resolve_estimator(self.config.geometry, "meta_view")
         return self._estimator
 
     # ------------------------------------------------------------------ views
@@ -145,34 +141,30 @@ class MetaView(Reward):
         """Novel cameras of one video: ``c2w [V, 4, 4]`` and intrinsics ``[V, 3, 3]`` for a
         ``width x height`` render (the anchor frame's intrinsics, rescaled)."""
         g = geometry.gaussians
-        c2w_all = geometry.c2w.double()
-        frames = c2w_all.shape[0]
+        frames = geometry.c2w.shape[0]
         registered = (
             geometry.registered.nonzero().flatten().tolist() if geometry.registered is not None else list(range(frames))
         )
         if not registered:
             raise ValueError("meta_view: the geometry estimator registered no frame of this video")
         pick = {"first": registered[0], "middle": registered[len(registered) // 2], "last": registered[-1]}
-        if geometry.depth is not None:
-            src_h, src_w = geometry.depth.shape[-2:]
-        else:
-            src_w, src_h = float(2 * geometry.intrinsics[0, 0, 2]), float(2 * geometry.intrinsics[0, 1, 2])
-        sx, sy = width / float(src_w), height / float(src_h)
+        c2w_all, k_all = frame_cameras(geometry, width, height)  # intrinsics rescaled to the render
+        points = g.means.detach().double().cpu()
         c2ws, ks = [], []
         for view in self.config.views:
             index = pick[view.anchor]
-            anchor = c2w_all[index]
-            center, distance = scene_center(anchor, g.means.double().cpu())
+            anchor = c2w_all[index].cpu()
+            center, distance = scene_center(anchor, points)
             c2ws.append(novel_camera(anchor, center, distance, view))
-            k = geometry.intrinsics[index].double().clone()
-            k[0] *= sx
-            k[1] *= sy
-            ks.append(k)
+            ks.append(k_all[index].cpu())
         return torch.stack(c2ws).float(), torch.stack(ks).float()
 
     def render_size(self, geometry: Geometry, batch: RewardBatch) -> tuple[int, int]:
-        """``(width, height)`` of the renders."""
-        if geometry.depth is not None:
+        """``(width, height)`` of the renders: the estimator's image size (``info["width"]``,
+        ``info["height"]``, else the depth maps'), scaled so the longer side is ``render_size``."""
+        if "width" in geometry.info and "height" in geometry.info:
+            h, w = int(geometry.info["height"]), int(geometry.info["width"])
+        elif geometry.depth is not None:
             h, w = geometry.depth.shape[-2:]
         else:
             h, w = batch.videos.shape[-2:]
@@ -183,8 +175,6 @@ class MetaView(Reward):
 
     def render(self, geometry: Geometry, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Renders of the novel views: ``rgb [V, 3, H, W]``, ``alpha [V, 1, H, W]``."""
-        from .render import render_gaussians
-
         if geometry.gaussians is None or len(geometry.gaussians) == 0:
             raise ValueError(
                 "meta_view: the geometry estimator returned no Gaussians; choose an estimator that "
@@ -204,24 +194,39 @@ class MetaView(Reward):
         return self.config.question.format(scene=self._scene(prompt))
 
     def score_geometries(self, batch: RewardBatch, geometries: list[Geometry]) -> RewardOutput:
-        """Score ``batch`` given one :class:`Geometry` per video (what :meth:`score` estimates)."""
+        """Score ``batch`` given one :class:`Geometry` per video (what :meth:`score` estimates).
+
+        A video whose reconstruction failed (``Geometry.info["failure"]``, e.g. COLMAP registered
+        too few frames) gets the floor score 0 -- nothing 3D-consistent was recovered -- with
+        ``geometry_failed = 1`` and the reason in ``info["failures"]``.
+        """
         views = len(self.config.views)
         per_view = torch.zeros(len(batch), views)
         coverage = torch.zeros(len(batch))
-        texts, questions = [], []
+        failed = torch.zeros(len(batch))
+        texts, questions, failures = [], [], {}
         for b, geometry in enumerate(geometries):
+            question = self.question(batch.prompts[b])
+            questions.append(question)
+            reason = geometry.info.get("failure")
+            if reason:
+                failed[b] = 1.0
+                failures[b] = str(reason)
+                texts.append([])
+                continue
             width, height = self.render_size(geometry, batch)
             rgb, alpha = self.render(geometry, width, height)  # [V, 3, H, W], [V, 1, H, W]
-            question = self.question(batch.prompts[b])
             result = self.judge.rate([[to_pil(img)] for img in rgb], question)
             per_view[b] = result.scores
             coverage[b] = alpha.float().mean().cpu()
             texts.append(result.texts)
-            questions.append(question)
         score = per_view.mean(dim=1)
-        components = {"plausibility": score, "coverage": coverage}
+        components = {"plausibility": score, "coverage": coverage, "geometry_failed": failed}
         components.update({f"view_{i}": per_view[:, i] for i in range(views)})
-        return RewardOutput(scores=score, components=components, info={"answers": texts, "questions": questions})
+        info = {"answers": texts, "questions": questions}
+        if failures:
+            info["failures"] = failures
+        return RewardOutput(scores=score, components=components, info=info)
 
     def score(self, batch: RewardBatch) -> RewardOutput:
         return self.score_geometries(batch, self.estimator().estimate_cached(batch))
