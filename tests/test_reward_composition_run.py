@@ -17,6 +17,7 @@ from worldr1_core.plugins import get_plugin_manager
 from worldr1_core.registry import reset_registry
 from worldr1_core.testing import run_config
 from worldr1_core.testing.tiny_clip import build_tiny_clip_checkpoint
+from worldr1_core.testing.tiny_qwen_vl import build_tiny_qwen_vl
 from worldr1_core.types import RewardBatch, RewardOutput
 
 from worldr1_core import trainer as trainer_module
@@ -63,22 +64,32 @@ def _rows(run_dir: Path) -> list[dict]:
 
 
 def test_every_component_of_every_reward_is_in_metrics_jsonl(tmp_path, nan_plugin):
+    """brightness + aesthetic (tiny CLIP) + meta_view (random da3-small geometry from the run's
+    [geometry] section, tiny Qwen-VL judge) + a test reward, one training step."""
     arch, ckpt = build_tiny_clip_checkpoint(tmp_path / "clip")
+    qwen = build_tiny_qwen_vl(tmp_path / "qwen")
     rewards = [
         {"name": "brightness", "weight": 1.0},
         {"name": "aesthetic", "weight": 0.5, "arch": str(arch), "checkpoint": str(ckpt), "frames": 2,
          "device": "cpu", "camera_parser": ""},
         {"name": "nan_on_word", "weight": 0.25, "word": "<never>"},
+        {"name": "meta_view", "weight": 0.75, "render_size": 28, "views": [{"yaw": -20.0}, {"pitch": 10.0}],
+         "camera_parser": "", "judge": {"model_path": str(qwen), "device": "cpu", "log_text_tokens": 0}},
     ]
-    config = run_config(tmp_path, _sections(tmp_path, rewards, ["Camera pan left. A red car.", "A house."]))
+    sections = _sections(tmp_path, rewards, ["Camera pan left. A red car.", "A house."])
+    sections["geometry"] = {"name": "depth_anything_3", "model_name": "da3-small", "process_res": 56, "device": "cpu"}
+    config = run_config(tmp_path, sections)
     trainer = trainer_module.Trainer(config, run_dir=tmp_path / "run")
     trainer.train(max_steps=1)
     row = _rows(tmp_path / "run")[0]
-    for key in ["total", "brightness", "aesthetic", "nan_on_word", "brightness/luma", "aesthetic/hps",
-                "aesthetic/hps_frame_std", "nan_on_word/green"]:
+    for key in ["total", "brightness", "aesthetic", "nan_on_word", "meta_view", "brightness/luma", "aesthetic/hps",
+                "aesthetic/hps_frame_std", "nan_on_word/green", "meta_view/plausibility", "meta_view/coverage",
+                "meta_view/geometry_failed", "meta_view/view_0", "meta_view/view_1"]:
         assert f"reward/{key}/mean" in row and f"reward/{key}/std" in row, key
     assert row["reward/valid_fraction"] == 1.0
-    expected = row["reward/brightness/mean"] + 0.5 * row["reward/aesthetic/mean"] + 0.25 * row["reward/nan_on_word/mean"]
+    assert 0.0 <= row["reward/meta_view/mean"] <= 1.0
+    expected = (row["reward/brightness/mean"] + 0.5 * row["reward/aesthetic/mean"]
+                + 0.25 * row["reward/nan_on_word/mean"] + 0.75 * row["reward/meta_view/mean"])
     assert row["reward/total/mean"] == pytest.approx(expected, rel=1e-4, abs=1e-6)
 
 
