@@ -123,3 +123,14 @@ def test_scene_text_uses_the_installed_camera_parser_and_survives_its_errors(fre
     # a camera sentence the strict parser rejects still loses nothing but the camera sentence
     assert scene("Camera push in and zoom. A cat.") == "A cat."  # "zoom" is not a known motion
     assert SceneText(None)("Camera push in and zoom. A cat.") == "A cat."
+
+
+def test_bf16_weights_give_the_same_ranking_of_frames(tiny_clip):
+    arch, ckpt = tiny_clip
+    videos = torch.stack([_red_square_video(), _blue_stripes_video()])
+    batch = RewardBatch(videos=videos, prompts=["A red square.", "A red square."])
+    full = _reward(arch, ckpt, frames=2).score(batch).scores
+    half_reward = _reward(arch, ckpt, frames=2, precision="bf16")
+    assert half_reward.clip.model.visual.conv1.weight.dtype == torch.bfloat16
+    half = half_reward.score(batch).scores
+    assert (half - full).abs().max() < 0.02

@@ -25,7 +25,8 @@ def _image(seed: int, size=(48, 64)) -> Image.Image:
 
 
 def _judge(path, **kw) -> VLMJudge:
-    return VLMJudge(VLMJudgeConfig(model_path=str(path), device="cpu", log_text_tokens=2, **kw))
+    kw.setdefault("log_text_tokens", 2)
+    return VLMJudge(VLMJudgeConfig(model_path=str(path), device="cpu", **kw))
 
 
 def test_score_is_the_digit_expectation_of_the_models_logits(tiny_vl_dir):
@@ -92,3 +93,17 @@ def test_shared_judge_is_loaded_once_and_missing_weights_are_named(tiny_vl_dir, 
         VLMJudge(VLMJudgeConfig(model_path=str(tmp_path / "nope")))
     with pytest.raises(ValueError, match="min_pixels"):
         VLMJudgeConfig(model_path="x", min_pixels=10, max_pixels=5)
+
+
+def test_half_precision_and_device_resolution(tiny_vl_dir):
+    from worldr1_plugins.rewards.vlm_judge import resolve_device, resolve_dtype
+
+    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    assert resolve_dtype("float16", torch.device("cpu")) == torch.float16
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    images = [[_image(5)], [_image(6)]]
+    full = _judge(tiny_vl_dir, log_text_tokens=0).rate(images, "Rate 0-9.")
+    half = VLMJudge(VLMJudgeConfig(model_path=str(tiny_vl_dir), device="cpu", dtype="bfloat16", log_text_tokens=0))
+    assert next(half.model.parameters()).dtype == torch.bfloat16
+    out = half.rate(images, "Rate 0-9.")
+    assert (out.scores - full.scores).abs().max() < 0.05  # bf16 rounding, same belief

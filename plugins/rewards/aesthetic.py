@@ -80,7 +80,9 @@ class _LoadedCLIP:
         std = getattr(self.model.visual, "image_std", None) or (0.26862954, 0.26130258, 0.27577711)
         self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, device=device).view(1, 3, 1, 1)
-        self.param_dtype = next(self.model.parameters()).dtype
+        # low-precision open_clip keeps norms/embeddings in fp32: feed images in the patch conv's dtype
+        first = getattr(self.model.visual, "conv1", None)
+        self.param_dtype = first.weight.dtype if first is not None else next(self.model.parameters()).dtype
 
     @classmethod
     def shared(cls, arch: str, checkpoint: str, device: torch.device, precision: str) -> "_LoadedCLIP":
