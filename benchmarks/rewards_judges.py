@@ -274,8 +274,9 @@ def real_on_gpu(views: int, frames: int, repeats: int) -> dict:
             model.encode_text(tokens, normalize=True)
         torch.cuda.synchronize()
 
+    timing = _timeit(run_hps, repeats)
     out["HPSv2.1 (open_clip ViT-H-14, amp)"] = {
-        "frames_per_video": frames, "peak_GiB": torch.cuda.max_memory_allocated() / 2**30, **_timeit(run_hps, repeats),
+        "frames_per_video": frames, "peak_GiB": torch.cuda.max_memory_allocated() / 2**30, **timing,
     }
     out["gpu"] = torch.cuda.get_device_name()
     return out
