@@ -33,9 +33,10 @@ warped noise is identical along the motion correlate with ``strength^2``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
-from typing import Iterator, Literal
+from typing import Any, Iterator, Literal
 
 import pydantic
 import torch
@@ -147,6 +148,14 @@ def warp_noise(
     return out.reshape(C, H, W)
 
 
+def _path_key(trajectory: CameraTrajectory) -> tuple:
+    """Hashable identity of a camera path (equal paths -> equal keys)."""
+    return (
+        trajectory.width, trajectory.height,
+        tuple(trajectory.c2w.double().flatten().tolist()), tuple(trajectory.intrinsics.double().flatten().tolist()),
+    )  # fmt: skip
+
+
 def downsample_noise(noise: torch.Tensor, factor: int) -> torch.Tensor:
     """Variance-preserving block sum ``[..., H*f, W*f] -> [..., H, W]``: sum of ``f x f`` / ``f``."""
     if factor == 1:
@@ -231,6 +240,17 @@ class NoiseWarpInitializer(LatentInitializer):
         no_camera: Literal["gaussian", "fixed"] = pydantic.Field(
             "gaussian", description="prompts without a trajectory: plain noise, or noise of a fixed camera"
         )
+        warp_device: str = pydantic.Field(
+            "generator",
+            description="where to warp: 'generator' (the device of the generator passed in), or e.g. 'cuda' "
+            "(a generator on that device is seeded from the one passed in, so results stay deterministic)",
+        )
+
+    def _generator(self, generator: torch.Generator) -> torch.Generator:
+        if self.config.warp_device == "generator":
+            return generator
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+        return torch.Generator(device=self.config.warp_device).manual_seed(seed)
 
     def initial_latents(
         self,
@@ -245,18 +265,29 @@ class NoiseWarpInitializer(LatentInitializer):
         if len(trajectories) != len(prompts):
             raise ValueError(f"noise_warp got {len(prompts)} prompts but {len(trajectories)} trajectories")
         cfg = self.config
-        out = []
-        for trajectory in trajectories:
-            if trajectory is None and cfg.no_camera == "fixed":
-                from .trajectory import build_trajectory
+        generator = self._generator(generator)
+        if cfg.no_camera == "fixed":
+            from .trajectory import build_trajectory
 
-                trajectory = build_trajectory(["fixed"], layout.frames, layout.width, layout.height)
+            fixed = build_trajectory(["fixed"], layout.frames, layout.width, layout.height)
+            trajectories = [fixed if t is None else t for t in trajectories]
+        # Samples with the same camera path (a GRPO group) are warped together: their noises are
+        # stacked along the channels and share one flow computation and one set of indices.
+        groups: dict[Any, list[int]] = {}
+        for i, trajectory in enumerate(trajectories):
+            groups.setdefault(("plain", i) if trajectory is None else _path_key(trajectory), []).append(i)
+        out: list[torch.Tensor | None] = [None] * len(trajectories)
+        C = layout.shape[0]
+        for members in groups.values():  # in order of first appearance: deterministic
+            trajectory = trajectories[members[0]]
             if trajectory is None:
-                out.append(torch.randn(layout.shape, generator=generator, device=generator.device))
+                out[members[0]] = torch.randn(layout.shape, generator=generator, device=generator.device)
                 continue
-            warped = warped_noise_video(trajectory, layout, generator, upsample=cfg.upsample, flow_config=cfg.flow)
-            fresh = torch.randn(layout.shape, generator=generator, device=generator.device)
-            out.append(cfg.strength * warped + math.sqrt(1.0 - cfg.strength**2) * fresh)
+            stacked = dataclasses.replace(layout, channels=C * len(members))
+            warped = warped_noise_video(trajectory, stacked, generator, upsample=cfg.upsample, flow_config=cfg.flow)
+            for k, i in enumerate(members):
+                fresh = torch.randn(layout.shape, generator=generator, device=generator.device)
+                out[i] = cfg.strength * warped[k * C : (k + 1) * C] + math.sqrt(1.0 - cfg.strength**2) * fresh
         return torch.stack(out).to(device=device, dtype=dtype)  # [B, C, F', H', W']
 
     def inject(self, step: int, latents: torch.Tensor, initial: torch.Tensor, sigma: float) -> torch.Tensor:
