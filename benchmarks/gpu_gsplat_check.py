@@ -50,9 +50,10 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=9)
     parser.add_argument("--spacing", type=float, default=0.05, help="surface Gaussian pitch (world units)")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for the torch splatter (0: torch default)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     scene = default_scene(seed=0)
     traj = make_trajectory("orbit_left", frames=args.frames, width=args.size, height=args.size)
     frames = render_scene(scene, traj).frames  # [F, 3, H, W]

@@ -62,7 +62,7 @@ def main() -> None:
         "sizes": {},
     }
     for size in (int(s) for s in args.sizes.split(",")):
-        traj = make_trajectory("orbit_left", frames=FRAMES, width=size, height=size, amount=60)
+        traj = make_trajectory("orbit_left", frames=FRAMES, width=size, height=size)  # 40 degrees
         video, t_scene = _timed(lambda: render_scene(scene, traj, supersample=2))
         row: dict = {"synthetic_render_s": t_scene, "estimators": {}}
         estimators = {

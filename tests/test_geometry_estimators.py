@@ -35,6 +35,13 @@ def test_colmap_registers_orbit_and_recovers_centres(orbit96):
     scale = ratio.median()
     assert ((ratio / scale - 1).abs().median()) < 0.1
     assert len(geo.gaussians) == int(geo.info["gaussian_frame"].numel())
+    # and the trajectory reward, fed this geometry, recognises the intended orbit
+    from worldr1_plugins.rewards.trajectory import TrajectoryAlignment
+
+    reward = TrajectoryAlignment(TrajectoryAlignment.Config(geometry={"name": "colmap"}))
+    right = reward._score_video(geo, orbit96.trajectory)
+    wrong = reward._score_video(geo, make_trajectory("orbit_right", frames=9, width=96, height=96, amount=60))
+    assert right["score"] > 0.8 and right["score"] > wrong["score"] + 0.3
 
 
 def test_colmap_reports_unregistered_noise():

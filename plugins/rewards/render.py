@@ -106,6 +106,7 @@ def _render_gsplat(g: Gaussians, w2c, k, width, height, bg):
         g.means.float(), g.quats.float(), g.scales.float(), g.opacities.float(), g.colors.float(),
         viewmats=w2c, Ks=k, width=width, height=height, near_plane=NEAR_PLANE, eps2d=EPS2D,
         tile_size=TILE, backgrounds=bg.expand(v, 3).contiguous(), render_mode="RGB",
+        packed=False,  # gsplat 1.5.3 checks per-view backgrounds against packed (nnz) shapes and fails
     )  # [V, H, W, 3], [V, H, W, 1]
     return colour.permute(0, 3, 1, 2).clamp(0, 1), alpha.permute(0, 3, 1, 2)
 
