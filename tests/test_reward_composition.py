@@ -76,7 +76,7 @@ def test_weighted_total_and_every_component_is_reported(registry):
     for key in ["total", "brightness", "red_share", "brightness/luma", "red_share/red", "red_share/rest"]:
         assert f"reward/{key}/mean" in metrics and f"reward/{key}/std" in metrics
     assert metrics["reward/total/mean"] == pytest.approx(float(out.total.double().mean()))
-    assert metrics["reward/red_share/seconds"] >= 0.0
+    assert metrics["time/reward/red_share"] >= 0.0
 
 
 def test_phase_weights_override_and_zero_weight_is_never_computed(registry):

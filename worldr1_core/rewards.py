@@ -13,7 +13,7 @@ Device placement is each reward's own option (``device = "cuda:1"`` in its ``[[r
 entry, or in its ``judge`` table for VLM-based rewards): the composition only moves scores to the
 CPU. Heavy models are loaded once per process and shared (see
 :func:`worldr1_core.registry.shared_component`). Every reward's wall time is logged too
-(``reward/<name>/seconds``).
+(``time/reward/<name>``).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class ComposedReward:
             out[f"{prefix}/{key}/std"] = float(v.std(unbiased=False))
         out[f"{prefix}/valid_fraction"] = float(mask.double().mean())
         for name, secs in self.seconds.items():
-            out[f"{prefix}/{name}/seconds"] = secs
+            out[f"time/{prefix}/{name}"] = secs  # time/ like the trainer's stage timers
         return out
 
 
