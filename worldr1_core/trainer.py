@@ -23,7 +23,6 @@ One training step::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import random
 import sys
@@ -417,7 +416,6 @@ def train_command(args: argparse.Namespace) -> int:
     if trainer.dist.is_main:
         print(f"worldr1: run dir {trainer.run_dir} ({trainer.dist.describe()}), "
               f"{trainer.batch_size} videos/step/process", flush=True)
-    with contextlib.ExitStack():
-        trainer.train()
+    trainer.train()
     trainer.dist.close()
     return 0
