@@ -136,6 +136,10 @@ def test_resume_is_exact(tmp_path, fresh_plugins):
         assert torch.equal(p.detach(), q.detach())
     for p, q in zip(full.ema.shadow, resumed.ema.shadow):
         assert torch.equal(p, q)
+    # the EMA adapter is saved beside the trained one, and differs from it
+    last = ckpt.find_checkpoint(tmp_path / "b" / "run")
+    a_file, e_file = last / "adapter" / "pytorch_lora_weights.safetensors", last / "adapter_ema" / "pytorch_lora_weights.safetensors"
+    assert e_file.is_file() and a_file.read_bytes() != e_file.read_bytes()
 
 
 def test_existing_run_dir_needs_resume(tmp_path, fresh_plugins):

@@ -23,6 +23,7 @@ One training step::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import random
 import sys
@@ -70,6 +71,20 @@ class EMA:
     def update(self, params: list[torch.Tensor]) -> None:
         for s, p in zip(self.shadow, params):
             s.lerp_(p.detach().float(), 1.0 - self.decay)
+
+    @contextlib.contextmanager
+    def swapped_into(self, params: list[torch.Tensor]):
+        """Inside the block ``params`` hold the EMA weights (restored afterwards)."""
+        saved = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            for p, s in zip(params, self.shadow):
+                p.copy_(s.to(p.dtype))
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, s in zip(params, saved):
+                    p.copy_(s)
 
     def state_dict(self) -> dict[str, Any]:
         return {"decay": self.decay, "shadow": [s.cpu() for s in self.shadow]}
@@ -343,6 +358,9 @@ class Trainer:
         tmp = tmp or self.run_dir / ckpt.CHECKPOINTS / f".tmp-{ckpt.checkpoint_name(step)}"
         # every rank calls save_adapter (a collective gather under ZeRO-3); the plugin writes on rank 0
         self.model.save_adapter(tmp / "adapter")
+        if self.ema is not None and not self.dist.zero3:  # (under ZeRO-3 the EMA is in trainer_state.pt)
+            with self.ema.swapped_into(self.params):
+                self.model.save_adapter(tmp / "adapter_ema")
         with self.dist.gathered():  # full LoRA tensors on every rank under ZeRO-3
             if self.dist.is_main:
                 state = ckpt.TrainerState(
