@@ -9,10 +9,14 @@ the rank and the seeds, so a resumed run draws exactly what an uninterrupted one
 With ``W`` processes and ``P`` prompts per process, step ``s`` uses the ``W * P`` consecutive
 entries ``s*W*P ... (s+1)*W*P - 1`` of the (shuffled) source; rank ``r`` takes its ``P``
 distinct ones and repeats each ``group_size`` times, so a group never spans processes.
+Within one epoch of a source every prompt is drawn once; a step whose window straddles an epoch
+boundary may draw one prompt twice (in two different groups), which is harmless for
+group-relative advantages.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -39,10 +43,38 @@ def resolve_data_path(path: str, *, key: str) -> Path:
     raise PromptError(f"{key}: prompt file {path!r} not found (tried {tried})")
 
 
-def read_prompt_file(path: Path) -> list[str]:
+def read_prompt_file(path: Path, *, key: str = "prompts") -> list[str]:
     """Non-empty, non-comment lines of a UTF-8 text file, stripped."""
-    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise PromptError(f"{key}: prompt file {str(path)!r} is not UTF-8 text ({exc})") from None
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def prompts_from_arg(value: str, *, key: str = "--prompts") -> list[str]:
+    """A command-line ``--prompts`` value: a prompts file if such a file exists, else one prompt text.
+
+    A value that looks like a file name (ends in ``.txt``) but does not exist is an error, so a
+    typo in a path is not silently generated as a prompt.
+    """
+    p = Path(value).expanduser()
+    if p.is_file():
+        prompts = read_prompt_file(p, key=key)
+        if not prompts:
+            raise PromptError(f"{key}: prompt file {value!r} has no prompts (blank lines and '#' comments are skipped)")
+        return prompts
+    if value.endswith(".txt") and "\n" not in value:
+        raise PromptError(f"{key}: prompt file {value!r} not found")
+    if not value.strip():
+        raise PromptError(f"{key}: empty prompt")
+    return [value.strip()]
+
+
+@lru_cache(maxsize=64)
+def _permutation(n: int, seed: int, epoch: int) -> tuple[int, ...]:
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return tuple(torch.randperm(n, generator=g).tolist())
 
 
 class PromptSource:
@@ -56,7 +88,7 @@ class PromptSource:
             raise PromptError(f"{key}: give either 'path' or 'prompts', not both")
         if section.path:
             self.path: Path | None = resolve_data_path(section.path, key=f"{key}.path")
-            self.prompts = read_prompt_file(self.path)
+            self.prompts = read_prompt_file(self.path, key=f"{key}.path")
         else:
             self.path = None
             self.prompts = [p.strip() for p in section.prompts if p.strip()]
@@ -76,8 +108,7 @@ class PromptSource:
             )
         if not self.section.shuffle:
             return offset
-        g = torch.Generator().manual_seed(self.section.seed * 1_000_003 + epoch)
-        return int(torch.randperm(len(self.prompts), generator=g)[offset])
+        return _permutation(len(self.prompts), self.section.seed, epoch)[offset]
 
 
 class PromptSampler:
@@ -93,6 +124,10 @@ class PromptSampler:
         world_size: int = 1,
         parse: Callable[[str], CameraSpec] | None = None,
     ) -> None:
+        if group_size < 1 or prompts_per_step < 1:
+            raise PromptError(f"group_size ({group_size}) and prompts_per_step ({prompts_per_step}) must be >= 1")
+        if not 0 <= rank < world_size:
+            raise PromptError(f"rank {rank} is not in [0, world_size={world_size})")
         if not sources:
             raise PromptError("prompts: no prompt source configured; add e.g. [prompts.train] path = \"data/final/train.txt\"")
         self.sources = {name: PromptSource(name, section) for name, section in sources.items()}

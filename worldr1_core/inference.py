@@ -1,0 +1,286 @@
+"""``worldr1 infer``: generate one mp4 per prompt, with an index of prompts, seeds and settings.
+
+::
+
+    worldr1 infer --config configs/world_r1_small.toml --lora runs/small/checkpoints/step-600/lora \\
+        --prompts data/final/test.txt --out outputs/small --seed 42 --batch-size 4
+    worldr1 infer --model /ckpt/Wan2.1-T2V-1.3B-Diffusers --prompts "Camera orbit left. A red car." --out out/
+
+Output directory::
+
+    OUT/videos/00000_camera-orbit-left-a-red-car.mp4   one H.264 video per prompt
+    OUT/cameras/00000.json                             the intended camera path (prompts with a camera sentence)
+    OUT/index.json                                     {"settings": {...}, "videos": [{index, prompt, seed, file, ...}]}
+    OUT/index.csv                                      the same entries as a table
+
+Sample ``i`` of the prompt list uses seed ``--seed + i`` for its own initial noise, so a video
+does not depend on the batch size or on which prompts were already done. Running the command again
+on a partly done directory (an interrupted run) generates only the missing videos; running it with
+different settings on the same directory is an error (choose another ``--out``).
+
+Settings come from the run config: ``[model]`` (or ``--model PATH``), ``[video]`` (frames,
+height, width, fps, negative_prompt), ``[latent_init]`` (``--warp`` / ``--no-warp`` switch between
+``noise_warp`` and ``gaussian``), ``[camera]``, and ``rl.num_steps`` / ``rl.guidance_scale``
+(defaults 50 and 5.0 without an ``[rl]`` section). Dotted overrides work as for ``train``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import COMPONENT_SECTIONS, ComponentConfig, ConfigError, RunConfig, compose, validate
+from .generation import camera_for, euler_sample
+from .prompts import prompts_from_arg
+from .types import Prompt
+from .video_io import write_video
+
+INDEX_JSON = "index.json"
+INDEX_CSV = "index.csv"
+DEFAULT_NUM_STEPS = 50
+DEFAULT_GUIDANCE = 5.0
+
+
+class InferenceError(RuntimeError):
+    """A user-facing inference problem (bad arguments, mismatching resume)."""
+
+
+@dataclass
+class VideoEntry:
+    """One row of the index."""
+
+    index: int
+    prompt: str
+    seed: int
+    file: str  # relative to the output directory
+    camera_file: str = ""  # relative; "" when the prompt has no camera sentence
+    motions: str = ""  # "orbit_left+pull_out"
+    frames: int = 0
+    height: int = 0
+    width: int = 0
+    fps: int = 0
+    seconds: float = 0.0
+
+
+def slugify(text: str, max_len: int = 40) -> str:
+    """``"Camera orbit left. A red car!"`` -> ``"camera-orbit-left-a-red-car"``."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:max_len].rstrip("-") or "prompt"
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def load_inference_config(args: argparse.Namespace) -> RunConfig:
+    """The run config of ``--config`` (or a minimal one around ``--model``) plus overrides."""
+    overrides = list(getattr(args, "overrides", None) or [])
+    if args.model:
+        overrides.append(f"model.path={args.model}")
+    if args.config:
+        data, provenance = compose(args.config, overrides)
+        source = args.config
+    else:
+        if not args.model:
+            raise InferenceError("give --config CONFIG or --model PATH (a local checkpoint directory)")
+        data, provenance = compose(None, ["model.name=wan2.1", *overrides])
+        source = "command line"
+    for section, (_, default, _) in COMPONENT_SECTIONS.items():
+        raw = data.get(section)
+        if isinstance(raw, dict) and "name" not in raw and default is not None:
+            raw["name"] = default  # e.g. `rl.num_steps=20` alone selects the default RL algorithm
+    if args.warp is not None:
+        current = data.get("latent_init", {}) if isinstance(data.get("latent_init"), dict) else {}
+        wanted = "noise_warp" if args.warp else "gaussian"
+        if current.get("name") != wanted:
+            data["latent_init"] = {"name": wanted}  # the other initializer's options do not apply
+    return validate(data, provenance, source=source)
+
+
+def generation_settings(config: RunConfig, args: argparse.Namespace) -> dict[str, Any]:
+    """Everything that determines the videos (recorded in the index; a resume must match it)."""
+    rl = config.components.get("rl")
+    opts = rl.options if rl is not None else None
+    video = config.video
+    latent = config.components.get("latent_init")
+    camera = config.components.get("camera")
+    return {
+        "model": config.model.to_dict(),
+        "lora": str(Path(args.lora).resolve()) if args.lora else "",
+        "latent_init": latent.to_dict() if latent is not None else None,
+        "camera": camera.to_dict() if camera is not None else None,
+        "frames": video.frames,
+        "height": video.height,
+        "width": video.width,
+        "fps": video.fps,
+        "negative_prompt": video.negative_prompt,
+        "num_steps": int(getattr(opts, "num_steps", DEFAULT_NUM_STEPS)),
+        "guidance_scale": float(getattr(opts, "guidance_scale", DEFAULT_GUIDANCE)),
+        "base_seed": int(args.seed),
+    }
+
+
+# --------------------------------------------------------------------------- index
+
+
+def read_index(out: Path) -> tuple[dict[str, Any] | None, list[VideoEntry]]:
+    path = out / INDEX_JSON
+    if not path.is_file():
+        return None, []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data["settings"], [VideoEntry(**e) for e in data["videos"]]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InferenceError(f"{path}: not an index written by `worldr1 infer` ({exc}); use another --out") from None
+
+
+def write_index(out: Path, settings: dict[str, Any], entries: list[VideoEntry]) -> None:
+    """index.json and index.csv, each written atomically."""
+    entries = sorted(entries, key=lambda e: e.index)
+    tmp = out / f".{INDEX_JSON}.tmp"
+    tmp.write_text(json.dumps({"settings": settings, "videos": [asdict(e) for e in entries]}, indent=2), "utf-8")
+    os.replace(tmp, out / INDEX_JSON)
+    tmp = out / f".{INDEX_CSV}.tmp"
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(VideoEntry.__dataclass_fields__))
+        writer.writeheader()
+        writer.writerows(asdict(e) for e in entries)
+    os.replace(tmp, out / INDEX_CSV)
+
+
+def _settings_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    keys = sorted(set(old) | set(new))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+# --------------------------------------------------------------------------- generation
+
+
+@torch.no_grad()
+def generate_batch(model, initializer, parser, texts: list[str], seeds: list[int], settings: dict[str, Any]):
+    """Videos ``[B, F, 3, H, W]`` and trajectories; sample ``b``'s noise comes from ``seeds[b]`` alone."""
+    frames, height, width = settings["frames"], settings["height"], settings["width"]
+    layout = model.latent_layout(frames, height, width)
+    prompts, trajectories = camera_for([Prompt(text=t) for t in texts], parser, frames, width, height)
+    init = torch.cat(
+        [
+            initializer.initial_latents(
+                layout, [p], [t], torch.Generator().manual_seed(s), device=model.device, dtype=model.dtype
+            )
+            for p, t, s in zip(prompts, trajectories, seeds)
+        ]
+    )  # [B, C, F', H', W']
+    cond = model.encode_prompts(texts, settings["negative_prompt"] or None)
+    sigmas = model.sigmas(settings["num_steps"]).to(model.device)
+    latents = euler_sample(model, init, cond, sigmas, settings["guidance_scale"], initializer)
+    return model.decode(latents).float().cpu(), prompts, trajectories  # [B, F, 3, H, W]
+
+
+def _build(component: ComponentConfig | None, what: str):
+    if component is None:
+        raise InferenceError(f"no {what} is configured or installed")
+    return component.build()
+
+
+def run_inference(
+    config: RunConfig,
+    prompts: list[str],
+    out: str | Path,
+    *,
+    seed: int = 0,
+    batch_size: int = 1,
+    lora: str | None = None,
+    model: Any = None,
+    log: Any = print,
+) -> list[VideoEntry]:
+    """Generate the missing videos of ``prompts`` into ``out``; return the full index."""
+    if batch_size < 1:
+        raise InferenceError(f"--batch-size must be >= 1, got {batch_size}")
+    out = Path(out)
+    args = argparse.Namespace(lora=lora, seed=seed)
+    settings = generation_settings(config, args)
+    old_settings, old_entries = read_index(out)
+    if old_settings is not None and old_settings != settings:
+        diff = "; ".join(_settings_diff(old_settings, settings))
+        raise InferenceError(f"{out} holds videos made with other settings ({diff}); use another --out")
+    done = {
+        (e.index, e.prompt): e for e in old_entries if (out / e.file).is_file() and e.seed == seed + e.index
+    }
+    entries = [done[(i, p)] for i, p in enumerate(prompts) if (i, p) in done]
+    todo = [i for i, p in enumerate(prompts) if (i, p) not in done]
+    log(f"worldr1 infer: {len(prompts)} prompts, {len(prompts) - len(todo)} already done, {len(todo)} to generate -> {out}")
+    (out / "videos").mkdir(parents=True, exist_ok=True)
+    write_index(out, settings, entries)
+    if not todo:
+        return sorted(entries, key=lambda e: e.index)
+
+    if model is None:
+        model = _build(config.model, "[model]")
+    if lora:
+        if not Path(lora).is_dir():
+            raise InferenceError(f"--lora: adapter directory {lora!r} not found")
+        model.load_adapter(lora)
+    initializer = _build(config.components.get("latent_init"), "[latent_init]")
+    camera = config.components.get("camera")
+    parser = camera.build() if camera is not None else None
+
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start : start + batch_size]
+        t0 = time.perf_counter()
+        videos, prompt_objs, trajectories = generate_batch(
+            model, initializer, parser, [prompts[i] for i in batch], [seed + i for i in batch], settings
+        )
+        per_video = (time.perf_counter() - t0) / len(batch)
+        for b, i in enumerate(batch):
+            name = f"{i:05d}_{slugify(prompts[i])}"
+            file = write_video(out / "videos" / f"{name}.mp4", videos[b], fps=settings["fps"])
+            camera_file = ""
+            if trajectories[b] is not None:
+                camera_file = f"cameras/{i:05d}.json"
+                (out / "cameras").mkdir(exist_ok=True)
+                (out / camera_file).write_text(json.dumps(trajectories[b].to_dict()), encoding="utf-8")
+            spec = prompt_objs[b].camera
+            entries.append(
+                VideoEntry(
+                    index=i,
+                    prompt=prompts[i],
+                    seed=seed + i,
+                    file=str(file.relative_to(out)),
+                    camera_file=camera_file,
+                    motions="+".join(spec.motions) if spec is not None else "",
+                    frames=int(videos.shape[1]),
+                    height=int(videos.shape[3]),
+                    width=int(videos.shape[4]),
+                    fps=settings["fps"],
+                    seconds=round(per_video, 3),
+                )
+            )
+        write_index(out, settings, entries)  # after every batch: an interrupted run resumes here
+        log(f"  [{len(prompts) - len(todo) + start + len(batch)}/{len(prompts)}] {per_video:.2f} s/video")
+    return sorted(entries, key=lambda e: e.index)
+
+
+def infer_command(args: argparse.Namespace) -> int:
+    """Entry point of ``worldr1 infer`` (arguments: see :mod:`worldr1_core.cli`)."""
+    from .cli import CommandError
+    from .prompts import PromptError
+
+    try:
+        config = load_inference_config(args)
+        prompts = prompts_from_arg(args.prompts)
+        run_inference(config, prompts, args.out, seed=args.seed, batch_size=args.batch_size, lora=args.lora)
+    except (InferenceError, PromptError) as exc:
+        raise CommandError(str(exc)) from None
+    except ValueError as exc:  # e.g. a model path that is not a checkpoint, a video size the model rejects
+        if isinstance(exc, ConfigError):
+            raise
+        raise CommandError(str(exc)) from None
+    return 0
