@@ -179,3 +179,29 @@ def test_paper_configs_validate(name, fresh_plugins):
     assert (rl.num_steps, rl.guidance_scale, rl.kl_beta, cfg.train.lr) == (50, 5.0, 0.004, 1e-4)
     assert round(rl.train_fraction * rl.num_steps) == 24
     assert (cfg.model.options.lora.rank, cfg.model.options.lora.alpha) == (32, 64.0)
+
+
+def test_periodic_dynamic_phases_switch_prompts(tmp_path, fresh_plugins):
+    """World-R1's schedule through the trainer: phase-change hooks and the dynamic prompt source."""
+    recorder = Recorder()
+    get_plugin_manager().register(recorder, name="recorder")
+    sections = tiny_sections()
+    sections["prompts"]["dynamic"] = {"prompts": ["a dog running in a park"]}
+    sections["schedule"] = {"name": "periodic_dynamic", "cycle": 2, "dynamic_steps": 1,
+                            "dynamic": {"name": "dynamic", "prompts": "dynamic", "reward_weights": {"brightness": 1.0}}}
+    sections["train"]["prompts_per_step"] = 1
+    sections["train"]["minibatch_size"] = 0
+    seen: list[list[str]] = []
+
+    class PromptSpy:
+        @hookimpl
+        def worldr1_on_step_end(self, trainer, step, metrics):
+            seen.append(sorted({p for p in trainer.last_prompts}))
+
+    get_plugin_manager().register(PromptSpy(), name="prompt_spy")
+    trainer = Trainer(run_config(tmp_path, sections), run_dir=tmp_path / "run")
+    trainer.train(max_steps=3)
+    phases = [e for e in recorder.events if e[0] == "phase"]
+    assert phases == [("phase", 0, None, "main"), ("phase", 1, "main", "dynamic"), ("phase", 2, "dynamic", "main")]
+    assert seen[1] == ["a dog running in a park"] and "a dog running in a park" not in seen[0] + seen[2]
+    assert [r["phase"] for r in _metrics(tmp_path / "run")] == ["main", "dynamic", "main"]

@@ -189,6 +189,7 @@ class Trainer:
             self.config.save(self.run_dir / "config.toml")
         self.previous_phase: Phase | None = self.schedule.phase(self.step - 1) if self.step > 0 else None
         self.last_metrics: dict[str, Any] = {}
+        self.last_prompts: list[str] = []
 
     def _default_run_dir(self) -> Path:
         run = self.config.run
@@ -247,6 +248,7 @@ class Trainer:
         with timer("rollout"):
             rollout = self.algo.rollout(self.model, x_1, cond, generator, initializer=self.initializer)
             rollout.prompts = [p.text for p in prompts]
+        self.last_prompts = rollout.prompts  # for callbacks (worldr1_on_step_end)
         with timer("decode"), torch.no_grad():
             videos = self.model.decode(rollout.final)  # [B, F, 3, H, W] in [0, 1]
         with timer("reward"):
