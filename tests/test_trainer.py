@@ -205,3 +205,58 @@ def test_periodic_dynamic_phases_switch_prompts(tmp_path, fresh_plugins):
     assert phases == [("phase", 0, None, "main"), ("phase", 1, "main", "dynamic"), ("phase", 2, "dynamic", "main")]
     assert seen[1] == ["a dog running in a park"] and "a dog running in a park" not in seen[0] + seen[2]
     assert [r["phase"] for r in _metrics(tmp_path / "run")] == ["main", "dynamic", "main"]
+
+
+@pytest.mark.slow
+def test_world_r1_recipe_runs_end_to_end(tmp_path, fresh_plugins):
+    """world_r1_small.toml shrunk to CPU size: camera parse -> noise warp -> Flow-GRPO -> DA3 geometry
+    (random da3-small) shared by the reconstruction and trajectory rewards -> update."""
+    from worldr1_core.registry import get_registry
+
+    reg = get_registry()
+    if not {"reconstruction", "trajectory_alignment"} <= set(reg.names("reward")) or \
+            "depth_anything_3" not in reg.names("geometry_estimator"):
+        pytest.skip("3D reward plugins not installed")
+    (tmp_path / "run.toml").write_text(f'''
+extends = ["{REPO / "configs" / "world_r1_small.toml"}"]
+[run]
+progress_bar = false
+tensorboard = false
+sample_every = 0
+[video]
+frames = 9
+height = 64
+width = 64
+[model]
+preset = "tiny"
+dtype = "auto"
+gradient_checkpointing = false
+lora = {{ rank = 4, alpha = 8.0 }}
+[train]
+mixed_precision = "no"
+prompts_per_step = 1
+[rl]
+num_steps = 4
+train_fraction = 0.5
+[geometry]
+name = "depth_anything_3"
+model_name = "da3-small"
+process_res = 112
+[prompts.train]
+path = ""
+prompts = ["Camera orbit left. A red car on a road."]
+[[rewards]]
+name = "reconstruction"
+lpips_random_backbone = true
+[[rewards]]
+name = "trajectory_alignment"
+''')
+    config = load_config(tmp_path / "run.toml")
+    trainer = Trainer(config, run_dir=tmp_path / "out")
+    assert trainer.initializer.__class__.__name__ != "GaussianInitializer"  # noise_warp
+    before = [p.detach().clone() for p in trainer.params]
+    metrics = trainer.train(max_steps=1)
+    for key in ("reward/reconstruction/mean", "reward/trajectory_alignment/mean", "reward/total/mean"):
+        assert key in metrics and metrics[key] == metrics[key]  # present, not NaN
+    assert abs(metrics["train/ratio_max"] - 1) < 1e-5
+    assert any(not torch.equal(b, p.detach()) for b, p in zip(before, trainer.params))
