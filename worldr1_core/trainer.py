@@ -242,8 +242,10 @@ class Trainer:
         generator = torch.Generator().manual_seed(derive_seed(self.config.run.seed, step, self.dist.rank, 1))
 
         with timer("latent_init"):
+            # fp32 sampler state even for a bf16 model (velocity() casts its input): the stored
+            # transitions are then exactly those whose log-probs the update recomputes.
             x_1 = self.initializer.initial_latents(
-                self.layout, prompts, trajectories, generator, device=self.model.device, dtype=self.model.dtype
+                self.layout, prompts, trajectories, generator, device=self.model.device, dtype=torch.float32
             )  # [B, C, F', H', W']
         with timer("rollout"):
             rollout = self.algo.rollout(self.model, x_1, cond, generator, initializer=self.initializer)
