@@ -385,6 +385,37 @@ class DiffusersModelConfig(pydantic.BaseModel, extra="forbid"):
     negative_prompt: str = ""
     prompt_cache_size: int = pydantic.Field(1024, ge=0, description="encoded prompts kept (LRU)")
     lora: LoraSettings = pydantic.Field(default_factory=LoraSettings)
+    decoder: Literal["vae", "latent_preview"] = pydantic.Field(
+        "vae",
+        description="'vae': the model's VAE; 'latent_preview': a fixed linear latent -> RGB projection + "
+        "sigmoid (fast thumbnails; makes pixel rewards learnable with the random tiny presets' VAE)",
+    )
+
+
+PREVIEW_SEED = 1234  # seed of the fixed latent -> RGB projection of decoder = "latent_preview"
+
+
+def latent_preview(latents: torch.Tensor, temporal_compression: int, spatial_compression: int) -> torch.Tensor:
+    """Decode latents ``[B, C, F', H', W']`` to videos ``[B, F, 3, H, W]`` in ``(0, 1)`` without a VAE.
+
+    Each latent pixel is projected to RGB by a fixed matrix ``P [3, C]`` (standard normal entries
+    drawn with seed :data:`PREVIEW_SEED`, divided by ``sqrt(C)`` so unit-variance latents give
+    unit-variance logits), squashed by a sigmoid, and upsampled to the VAE's output size:
+    nearest-neighbour by ``spatial_compression`` in space, and in time as a causal video VAE maps
+    frames (``F = 1 + tc (F' - 1)``): pixel frame ``f`` shows latent frame ``ceil(f / tc)``, so
+    latent frame ``i`` is shown at pixel frame ``i * tc`` (``LatentLayout.frame_indices``) and the
+    ``tc - 1`` frames before it. This is the "latent preview" video UIs use for thumbnails.
+    """
+    b, c, f_lat, h_lat, w_lat = latents.shape
+    tc, sc = int(temporal_compression), int(spatial_compression)
+    g = torch.Generator(device="cpu").manual_seed(PREVIEW_SEED)
+    proj = (torch.randn(3, c, generator=g) / c**0.5).to(latents.device)  # [3, C]
+    rgb = torch.sigmoid(torch.einsum("kc,bcfhw->bfkhw", proj, latents.float()))  # [B, F', 3, H', W']
+    frames = 1 + tc * (f_lat - 1)
+    index = torch.div(torch.arange(frames, device=latents.device) + tc - 1, tc, rounding_mode="floor")  # [F]
+    rgb = rgb.index_select(1, index)  # [B, F, 3, H', W']
+    rgb = rgb.repeat_interleave(sc, dim=3).repeat_interleave(sc, dim=4)  # [B, F, 3, H, W]
+    return rgb.contiguous()
 
 
 class DiffusersVideoModel(VideoModel):
@@ -395,8 +426,11 @@ class DiffusersVideoModel(VideoModel):
     (``REQUIRED``), ``_load`` it, attach the LoRA adapter to ``self.transformer`` (default targets
     ``LORA_TARGETS``, file format of ``_pipeline_cls()``), enable gradient checkpointing.
 
-    A subclass implements ``_load(path)``, ``_build_tiny(cache_root) -> Path``,
-    ``_pipeline_cls()``, ``latent_layout``, ``sigmas``, ``decode`` and
+    A subclass implements ``_load(path)`` (which also sets ``temporal_compression`` and
+    ``spatial_compression``), ``_build_tiny(cache_root) -> Path``, ``_pipeline_cls()``,
+    ``latent_layout``, ``sigmas``, ``_vae_decode`` (latents -> ``[B, F, 3, H, W]`` in [0, 1]
+    through the VAE; :meth:`decode` calls it, or :func:`latent_preview` when
+    ``model.decoder = "latent_preview"``) and
 
     * ``_encode_texts(texts) -> list[[L_i, D]]``: embeddings of the real tokens of each text;
     * ``_forward(latents [N, C, F', H', W'], sigma [N], embeds [N, L, D], mask [N, L])``: the
@@ -492,6 +526,16 @@ class DiffusersVideoModel(VideoModel):
         ).to(latents.dtype)
         v_cond, v_uncond = out.chunk(2)
         return v_uncond + guidance_scale * (v_cond - v_uncond)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents ``[B, C, F', H', W']`` -> videos ``[B, F, 3, H, W]`` in [0, 1], through the VAE or,
+        with ``model.decoder = "latent_preview"``, the fixed linear preview (same output shape)."""
+        if self.config.decoder == "latent_preview":
+            return latent_preview(latents.to(self._device), self.temporal_compression, self.spatial_compression)
+        return self._vae_decode(latents)
+
+    def _vae_decode(self, latents: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return self.adapter.parameters()

@@ -206,7 +206,7 @@ class LTXVideo(DiffusersVideoModel):
         # LTX predicts noise - x0 (flow matching): the interface's convention, no conversion
         return LTXPipeline._unpack_latents(out, f // pt, h // p, w // p, p, pt)  # [N, C, F', H', W']
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+    def _vae_decode(self, latents: torch.Tensor) -> torch.Tensor:
         vae = self.vae
         z = latents.to(self._device, vae.dtype)  # [B, C, F', H', W'], normalised latents
         mean = vae.latents_mean.view(1, -1, 1, 1, 1).to(z)

@@ -155,7 +155,7 @@ class Wan21(DiffusersVideoModel):
             return_dict=False,
         )[0]
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+    def _vae_decode(self, latents: torch.Tensor) -> torch.Tensor:
         vae = self.vae
         z = latents.to(self._device, vae.dtype)  # [B, 16, F', H', W'], normalized latents
         mean = torch.tensor(vae.config.latents_mean, device=z.device, dtype=z.dtype).view(1, -1, 1, 1, 1)
