@@ -482,6 +482,21 @@ class DiffusersVideoModel(VideoModel):
     def _load(self, path: Path) -> None:
         raise NotImplementedError
 
+    def _load_parts(self, path: Path, text_encoder_cls: Any, vae_cls: Any, transformer_cls: Any) -> None:
+        """Load tokenizer, text encoder, VAE and transformer of a diffusers-format checkpoint dir,
+        frozen, on the model's device: text encoder and transformer in ``dtype``, VAE in ``vae_dtype``."""
+        from transformers import AutoTokenizer
+
+        dev, dt = self._device, self._dtype
+        self.tokenizer = AutoTokenizer.from_pretrained(path / "tokenizer")
+        self.text_encoder = text_encoder_cls.from_pretrained(path / "text_encoder", dtype=dt).to(dev).eval()
+        self.vae = vae_cls.from_pretrained(
+            path, subfolder="vae", torch_dtype=resolve_dtype(self.config.vae_dtype)
+        ).to(dev).eval()
+        self.transformer = transformer_cls.from_pretrained(path, subfolder="transformer", torch_dtype=dt).to(dev)
+        for module in (self.text_encoder, self.vae, self.transformer):
+            module.requires_grad_(False)
+
     def _encode_texts(self, texts: list[str]) -> list[torch.Tensor]:
         raise NotImplementedError
 

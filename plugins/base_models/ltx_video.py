@@ -42,7 +42,6 @@ from .common import (
     DiffusersVideoModel,
     build_dir_atomically,
     char_tokenizer,
-    resolve_dtype,
     seeded,
 )
 
@@ -93,17 +92,9 @@ class LTXVideo(DiffusersVideoModel):
 
     def _load(self, path: Path) -> None:
         from diffusers import AutoencoderKLLTXVideo, LTXVideoTransformer3DModel
-        from transformers import AutoTokenizer, T5EncoderModel
+        from transformers import T5EncoderModel
 
-        dev, dt = self._device, self._dtype
-        self.tokenizer = AutoTokenizer.from_pretrained(path / "tokenizer")
-        self.text_encoder = T5EncoderModel.from_pretrained(path / "text_encoder", dtype=dt).to(dev).eval()
-        self.vae = AutoencoderKLLTXVideo.from_pretrained(
-            path, subfolder="vae", torch_dtype=resolve_dtype(self.config.vae_dtype)
-        ).to(dev).eval()
-        self.transformer = LTXVideoTransformer3DModel.from_pretrained(path, subfolder="transformer", torch_dtype=dt).to(dev)
-        for module in (self.text_encoder, self.vae, self.transformer):
-            module.requires_grad_(False)
+        self._load_parts(path, T5EncoderModel, AutoencoderKLLTXVideo, LTXVideoTransformer3DModel)
         self.scheduler_config = json.loads((path / "scheduler" / "scheduler_config.json").read_text())
         self.num_train_timesteps = int(self.scheduler_config.get("num_train_timesteps", 1000))
         self.temporal_compression = int(self.vae.temporal_compression_ratio)

@@ -28,7 +28,6 @@ from .common import (
     DiffusersVideoModel,
     build_dir_atomically,
     char_tokenizer,
-    resolve_dtype,
     seeded,
 )
 
@@ -73,17 +72,9 @@ class Wan21(DiffusersVideoModel):
 
     def _load(self, path: Path) -> None:
         from diffusers import AutoencoderKLWan, WanTransformer3DModel
-        from transformers import AutoTokenizer, UMT5EncoderModel
+        from transformers import UMT5EncoderModel
 
-        dev, dt = self._device, self._dtype
-        self.tokenizer = AutoTokenizer.from_pretrained(path / "tokenizer")
-        self.text_encoder = UMT5EncoderModel.from_pretrained(path / "text_encoder", dtype=dt).to(dev).eval()
-        self.vae = AutoencoderKLWan.from_pretrained(
-            path, subfolder="vae", torch_dtype=resolve_dtype(self.config.vae_dtype)
-        ).to(dev).eval()
-        self.transformer = WanTransformer3DModel.from_pretrained(path, subfolder="transformer", torch_dtype=dt).to(dev)
-        for module in (self.text_encoder, self.vae, self.transformer):
-            module.requires_grad_(False)
+        self._load_parts(path, UMT5EncoderModel, AutoencoderKLWan, WanTransformer3DModel)
         sched = json.loads((path / "scheduler" / "scheduler_config.json").read_text())
         # FlowMatchEulerDiscreteScheduler stores `shift`; the published Wan2.1-Diffusers ships
         # UniPCMultistepScheduler with `flow_shift` (use_flow_sigmas): both are the same shift.
