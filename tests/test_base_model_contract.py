@@ -63,3 +63,15 @@ def test_contract_catches_broken_models(cls, clause, tiny_wan_dir):
     factory = lambda: cls(Wan21.Config(path=str(tiny_wan_dir), device="cpu", dtype="fp32", lora={"rank": 4}))  # noqa: E731
     with pytest.raises(AssertionError):
         getattr(suite, clause)(factory)
+
+
+class TestLTXVideoContract(BaseModelContract):
+    frames, height, width = 9, 32, 48
+
+    @pytest.fixture
+    def model_factory(self, tmp_path_factory):
+        from worldr1_plugins.base_models.ltx_video import LTXVideo
+        from worldr1_plugins.base_models.ltx_video import ensure_tiny_checkpoint as ensure_tiny_ltx
+
+        ckpt = ensure_tiny_ltx(tmp_path_factory.getbasetemp() / "ltx_contract")
+        return lambda: LTXVideo(LTXVideo.Config(path=str(ckpt), device="cpu", dtype="fp32", lora={"rank": 4}))

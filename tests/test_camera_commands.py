@@ -63,3 +63,65 @@ def test_warp_sweep_needs_a_model_and_rewards(tmp_path, capsys, fresh_plugins):
 def test_warp_sweep_rejects_bad_strengths(tmp_path, capsys, fresh_plugins):
     code = main(["warp", "sweep", "--strengths", "0.2,1.5", "--prompts", "x", "--config", "c.toml", "--out", str(tmp_path)])
     assert code == 2 and "--strengths" in capsys.readouterr().err
+
+
+def _tiny_config(tmp_path) -> str:
+    path = tmp_path / "run.toml"
+    path.write_text(
+        f"""
+[model]
+name = "wan2.1"
+preset = "tiny"
+cache_dir = "{tmp_path / 'cache'}"
+
+[video]
+frames = 9
+height = 32
+width = 48
+
+[latent_init]
+name = "noise_warp"
+strength = 0.45
+upsample = 2
+
+[[rewards]]
+name = "brightness"
+weight = 1.0
+"""
+    )
+    return str(path)
+
+
+@pytest.mark.slow
+def test_warp_ablation_with_the_tiny_model_renders_both_videos(tmp_path, fresh_plugins):
+    out = tmp_path / "ablation"
+    args = ["warp", "ablation", "--prompt", "Camera pan left. A street.", "--out", str(out),
+            "--config", _tiny_config(tmp_path), "--steps", "2"]  # fmt: skip
+    assert main(args) == 0
+    plain = imageio.mimread(out / "video_gaussian.mp4")
+    warped = imageio.mimread(out / "video_noise_warp.mp4")
+    both = imageio.mimread(out / "side_by_side.mp4")
+    assert len(plain) == len(warped) == len(both) == 9
+    assert both[0].shape[1] == 2 * 48 + 4 and plain[0].shape[:2] == (32, 48)
+    # the warped initial noise reaches the model: same seed, different videos
+    assert any((a.astype(int) - b.astype(int)).any() for a, b in zip(plain, warped))
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["layout"]["frame_indices"] == [0, 4, 8] and stats["generation"]["steps"] == 2
+
+
+@pytest.mark.slow
+def test_warp_sweep_with_the_tiny_model_writes_csv_json_png(tmp_path, fresh_plugins):
+    import csv
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Camera pan left. A street.\nCamera push in, then orbit right. A statue.\n")
+    out = tmp_path / "sweep"
+    args = ["warp", "sweep", "--strengths", "0.2,0.6", "--prompts", str(prompts), "--config", _tiny_config(tmp_path),
+            "--out", str(out), "--steps", "2", "--batch-size", "2"]  # fmt: skip
+    assert main(args) == 0
+    rows = list(csv.DictReader(open(out / "sweep.csv")))
+    assert [r["setting"] for r in rows] == ["gaussian"] * 2 + ["noise_warp@0.2"] * 2 + ["noise_warp@0.6"] * 2
+    assert all(0.0 <= float(r["brightness"]) <= 1.0 and r["total"] == r["brightness"] for r in rows)
+    summary = json.loads((out / "sweep.json").read_text())["summary"]
+    assert summary["noise_warp@0.6"]["n"] == 2 and "brightness" in summary["gaussian"]
+    assert imageio.imread(out / "sweep.png").shape[2] in (3, 4)

@@ -218,6 +218,17 @@ def test_same_seed_same_result_and_no_camera_is_plain_noise():
     assert torch.equal(a[1], torch.randn(layout.shape, generator=_gen_after(init, layout, traj)))
 
 
+def test_warp_device_seeds_its_own_generator_deterministically():
+    layout = _layout(frames=9, h=16, w=24, channels=8)
+    traj = build_trajectory(["pan_left"], layout.frames, layout.width, layout.height)
+    init = NoiseWarpInitializer(NoiseWarpInitializer.Config(upsample=2, warp_device="cpu"))
+    a = init.initial_latents(layout, _prompts(1), [traj], _gen(18))
+    assert torch.equal(a, init.initial_latents(layout, _prompts(1), [traj], _gen(18)))
+    assert not torch.equal(a, init.initial_latents(layout, _prompts(1), [traj], _gen(19)))
+    for f in range(layout.latent_frames):
+        _check_standard_normal(a[0, :, f], f"latent frame {f}")
+
+
 def _gen_after(init, layout, traj) -> torch.Generator:
     """The generator state after the first sample of the previous test consumed its draws."""
     g = _gen(15)

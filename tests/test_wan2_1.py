@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 
 import pytest
 import torch
@@ -227,26 +226,20 @@ def test_gradient_checkpointing_gives_same_gradients(tiny_dir):
     torch.testing.assert_close(grads[0], grads[1])
 
 
-def test_tiny_rollout_is_fast(tiny_dir):
+def test_tiny_rollout_shapes(tiny_dir):
+    """A whole 9-frame 32x32 rollout (4 steps, CFG, decode); its speed is measured in
+    benchmarks/step_breakdown.py, not asserted here (timed tests are flaky on shared CPUs)."""
     model = make(tiny_dir)
     layout = model.latent_layout(9, 32, 32)
-
-    def rollout(prompts):
-        x = torch.randn(2, *layout.shape, generator=torch.Generator().manual_seed(0))
-        with torch.no_grad():
-            cond = model.encode_prompts(prompts)
-            s = model.sigmas(4)
-            for i in range(4):
-                x = x + (s[i + 1] - s[i]) * model.velocity(x, s[i], cond, guidance_scale=4.0)
-            return model.decode(x)
-
-    rollout(["warm up", "twice"])  # the first call pays one-time kernel setup (~1 s on CPU)
-    start = time.perf_counter()
-    video = rollout(PROMPTS)
-    elapsed = time.perf_counter() - start
+    x = torch.randn(2, *layout.shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        cond = model.encode_prompts(PROMPTS)
+        s = model.sigmas(4)
+        for i in range(4):
+            x = x + (s[i + 1] - s[i]) * model.velocity(x, s[i], cond, guidance_scale=4.0)
+        video = model.decode(x)
     assert video.shape == (2, 9, 3, 32, 32)
-    # generous bound for a shared 2-core machine; typically ~0.1 s
-    assert elapsed < 1.0, f"tiny 9x32x32 rollout (4 steps, CFG, decode) took {elapsed:.2f} s"
+    assert torch.isfinite(video).all() and video.min() >= 0 and video.max() <= 1
 
 
 def test_registered_and_config_validated(fresh_plugins, tiny_dir):
@@ -260,3 +253,34 @@ def test_registered_and_config_validated(fresh_plugins, tiny_dir):
     assert isinstance(model, Wan21) and model.config.lora.rank == 2
     with pytest.raises(pydantic.ValidationError, match="rnak"):
         spec.validate({"lora": {"rnak": 2}})
+
+
+def test_euler_sampling_matches_wan_pipeline(tiny_dir):
+    """Our sigmas + velocity + CFG, integrated with Euler, reproduce WanPipeline's own denoising loop
+    (its scheduler steps x += (sigma' - sigma) * v): the rectified-flow convention needs no conversion."""
+    from diffusers import WanPipeline
+
+    from worldr1_core.generation import euler_sample
+
+    model = make(tiny_dir, lora={"init": False, "rank": 4})
+    pipe = WanPipeline.from_pretrained(tiny_dir)
+    pipe.transformer = model.transformer  # same weights, adapter included
+    pipe.set_progress_bar_config(disable=True)
+    cond = model.encode_prompts(PROMPTS, negative_prompt="static")
+    layout = model.latent_layout(9, 32, 32)
+    x = torch.randn(2, *layout.shape, generator=torch.Generator().manual_seed(5))
+    ours = euler_sample(model, x, cond, model.sigmas(4), guidance_scale=5.0)
+    with torch.no_grad():
+        theirs = pipe(
+            prompt_embeds=cond.embeds, negative_prompt_embeds=cond.negative, latents=x.clone(),
+            num_frames=9, height=32, width=32, num_inference_steps=4, guidance_scale=5.0, output_type="latent",
+        ).frames
+    torch.testing.assert_close(ours, theirs, rtol=1e-3, atol=2e-4)  # batched vs separate CFG forwards
+    assert (ours - x).abs().max() > 0.1  # the loop really moved the latents
+    # and decoding matches the pipeline's decode of the same latents
+    with torch.no_grad():
+        video = pipe(
+            prompt_embeds=cond.embeds, negative_prompt_embeds=cond.negative, latents=x.clone(),
+            num_frames=9, height=32, width=32, num_inference_steps=4, guidance_scale=5.0, output_type="pt",
+        ).frames  # [B, F, 3, H, W] in [0, 1]
+    torch.testing.assert_close(model.decode(ours), video, rtol=1e-4, atol=1e-4)

@@ -176,6 +176,12 @@ class Reward(Component):
 class RLAlgorithm(Component):
     """Sampler + policy loss (e.g. Flow-GRPO)."""
 
+    @property
+    def group_size(self) -> int:
+        """Samples per prompt (one advantage group); the trainer repeats each prompt this often.
+        Default: the Config's ``group_size`` if it has one, else 1."""
+        return int(getattr(self.config, "group_size", 1))
+
     @abc.abstractmethod
     def rollout(
         self,

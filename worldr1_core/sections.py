@@ -28,6 +28,8 @@ class RunSection(_Section):
     sample_every: int = pydantic.Field(0, ge=0, description="write sample videos every N steps (0: never)")
     tensorboard: bool = True
     progress_bar: bool = True
+    keep_checkpoints: int = pydantic.Field(0, ge=0, description="keep only the last N checkpoints (0: all)")
+    sample_videos: int = pydantic.Field(2, ge=0, description="videos written every sample_every steps")
 
 
 class VideoSection(_Section):
@@ -55,6 +57,9 @@ class TrainSection(_Section):
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     reward_on_error: Literal["raise", "drop"] = pydantic.Field(
         "raise", description="a reward that fails or returns NaN/inf: stop the step, or drop the sample"
+    )
+    grad_accumulation: int = pydantic.Field(
+        0, ge=0, description="minibatches accumulated per optimizer update (0: all of an inner epoch)"
     )
 
 

@@ -7,7 +7,10 @@
   adapter metadata), including the DeepSpeed ZeRO-3 gather.
 * :class:`TextConditioning` - cached, padded text embeddings for cond + uncond.
 * :class:`PromptCache` - an LRU cache of per-prompt embeddings.
-* checkpoint-directory checks and the atomic, deterministic build of tiny presets.
+* :class:`DiffusersVideoModel` - the model-independent half of a diffusers base model: cached
+  prompt encoding, CFG as one batched forward, and the adapter methods of the interface.
+* checkpoint-directory checks, the atomic, deterministic build of tiny presets, and the
+  character-level tokenizer of the tiny presets.
 
 Heavy libraries (diffusers, peft, deepspeed) are imported inside functions, so that importing
 the plugin module (which the plugin manager does at start-up) stays cheap.
@@ -27,6 +30,8 @@ from typing import Any, Callable, Iterator, Literal, Sequence
 
 import pydantic
 import torch
+
+from worldr1_core.interfaces import VideoModel
 
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -357,3 +362,165 @@ class LoraAdapter:
                 f"adapter {str(path)!r} does not match model.lora.target_modules: "
                 f"unexpected {unexpected[:3]}, missing {missing[:3]}"
             )
+
+
+# ----------------------------------------------------------------------------------------------
+# the shared half of a diffusers video model
+
+
+class DiffusersModelConfig(pydantic.BaseModel, extra="forbid"):
+    """Config keys shared by the diffusers base models (each model's ``Config`` extends it)."""
+
+    path: str = pydantic.Field("", description="local diffusers-format checkpoint directory (or the model's env var)")
+    preset: Literal["", "tiny"] = pydantic.Field("", description="'tiny': random tiny model built in code")
+    cache_dir: str = pydantic.Field("", description="where a tiny preset is written (default $WORLDR1_CACHE)")
+    dtype: Literal["auto", "fp32", "bf16"] = pydantic.Field("auto", description="auto: bf16 on cuda, fp32 on cpu")
+    vae_dtype: Literal["fp32", "bf16"] = "fp32"
+    device: str = pydantic.Field("auto", description="auto: cuda:$LOCAL_RANK if available, else cpu")
+    gradient_checkpointing: bool = False
+    max_sequence_length: int = pydantic.Field(512, ge=1, description="text tokens")
+    negative_prompt: str = ""
+    prompt_cache_size: int = pydantic.Field(1024, ge=0, description="encoded prompts kept (LRU)")
+    lora: LoraSettings = pydantic.Field(default_factory=LoraSettings)
+
+
+class DiffusersVideoModel(VideoModel):
+    """Model-independent parts of the shipped diffusers base models.
+
+    Construction (:meth:`__init__`): resolve device/dtype, find the checkpoint (``path``, the env
+    var ``ENV_PATH``, or the tiny preset built by ``_build_tiny``), check its subfolders
+    (``REQUIRED``), ``_load`` it, attach the LoRA adapter to ``self.transformer`` (default targets
+    ``LORA_TARGETS``, file format of ``_pipeline_cls()``), enable gradient checkpointing.
+
+    A subclass implements ``_load(path)``, ``_build_tiny(cache_root) -> Path``,
+    ``_pipeline_cls()``, ``latent_layout``, ``sigmas``, ``decode`` and
+
+    * ``_encode_texts(texts) -> list[[L_i, D]]``: embeddings of the real tokens of each text;
+    * ``_forward(latents [N, C, F', H', W'], sigma [N], embeds [N, L, D], mask [N, L])``: the
+      velocity ``noise - x0`` (converted if the model predicts something else).
+    """
+
+    Config = DiffusersModelConfig
+    NAME = "model"  # human-readable, for error messages
+    ENV_PATH = ""
+    REQUIRED: dict[str, list[str]] = {}
+    LORA_TARGETS: list[str] = []
+
+    def __init__(self, config: pydantic.BaseModel | None = None):
+        super().__init__(config)
+        cfg = self.config
+        self._device = resolve_device(cfg.device)
+        dtype_name = cfg.dtype if cfg.dtype != "auto" else ("bf16" if self._device.type == "cuda" else "fp32")
+        self._dtype = resolve_dtype(dtype_name)
+        self.path = self._resolve_path()
+        self._load(self.path)
+        self.adapter = LoraAdapter(self.transformer, cfg.lora, self.LORA_TARGETS, self._pipeline_cls())
+        if cfg.gradient_checkpointing:
+            self.transformer.enable_gradient_checkpointing()
+        self._prompt_cache = PromptCache(cfg.prompt_cache_size)
+
+    def _resolve_path(self) -> Path:
+        cfg = self.config
+        if cfg.preset == "tiny":
+            if cfg.path:
+                raise ValueError("model.path and model.preset='tiny' are exclusive; set one of them")
+            root = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_root()
+            return self._build_tiny(root)
+        path = cfg.path or os.environ.get(self.ENV_PATH, "")
+        if not path:
+            raise ValueError(
+                f"model.path is empty and ${self.ENV_PATH} is unset: point one of them at a local "
+                f"diffusers-format {self.NAME} directory, or set model.preset='tiny'"
+            )
+        return check_checkpoint_dir(path, self.REQUIRED, key="model.path", what=self.NAME)
+
+    @classmethod
+    def _build_tiny(cls, cache_root: Path) -> Path:
+        raise NotImplementedError
+
+    @staticmethod
+    def _pipeline_cls() -> Any:
+        raise NotImplementedError
+
+    def _load(self, path: Path) -> None:
+        raise NotImplementedError
+
+    def _encode_texts(self, texts: list[str]) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def _forward(self, latents: torch.Tensor, sigma: torch.Tensor, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._dtype
+
+    def encode_prompts(self, prompts: list[str], negative_prompt: str | None = None) -> TextConditioning:
+        """``TextConditioning`` ``[B, max_sequence_length, D]`` for the prompts and the negative prompt
+        (zero-padded after the real tokens, with masks). Texts are encoded once and cached (LRU)."""
+        negative_prompt = self.config.negative_prompt if negative_prompt is None else negative_prompt
+        rows = self._prompt_cache.get_many([*prompts, negative_prompt], self._encode_texts)
+        length = self.config.max_sequence_length
+        embeds, mask = pad_stack(rows[:-1], length)  # [B, L, D], [B, L]
+        neg, neg_mask = pad_stack(rows[-1:], length)  # [1, L, D], [1, L]
+        b = len(prompts)
+        return TextConditioning(embeds, neg.expand(b, -1, -1), mask, neg_mask.expand(b, -1), list(prompts))
+
+    def velocity(
+        self, latents: torch.Tensor, sigma: torch.Tensor | float, cond: TextConditioning, guidance_scale: float = 1.0
+    ) -> torch.Tensor:
+        b = latents.shape[0]  # latents: [B, C, F', H', W']
+        sigma = torch.as_tensor(sigma, dtype=torch.float32).reshape(-1).to(latents.device)
+        sigma = sigma.expand(b) if sigma.numel() == 1 else sigma  # [B]
+        if len(cond) != b:
+            raise ValueError(f"velocity: {b} latents but conditioning for {len(cond)} prompts")
+        if guidance_scale == 1.0:
+            return self._forward(latents, sigma, cond.embeds, cond.mask).to(latents.dtype)
+        # classifier-free guidance: ONE batched forward of cond + uncond
+        out = self._forward(
+            torch.cat([latents, latents]),
+            torch.cat([sigma, sigma]),
+            torch.cat([cond.embeds, cond.negative]),
+            torch.cat([cond.mask, cond.negative_mask]),
+        ).to(latents.dtype)
+        v_cond, v_uncond = out.chunk(2)
+        return v_uncond + guidance_scale * (v_cond - v_uncond)
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return self.adapter.parameters()
+
+    def trainable_module(self) -> torch.nn.Module:
+        return self.transformer
+
+    def reference(self) -> contextlib.AbstractContextManager:
+        return self.adapter.disabled()
+
+    def save_adapter(self, directory: str | Path) -> None:
+        """``directory/pytorch_lora_weights.safetensors`` in the diffusers LoRA format of the model's
+        pipeline. Under DeepSpeed ZeRO-3 call it on every rank (the gather is a collective)."""
+        self.adapter.save(directory)
+
+    def load_adapter(self, directory: str | Path) -> None:
+        self.adapter.load(directory)
+
+
+def char_tokenizer(model_max_length: int = 512):
+    """A character-level WordLevel tokenizer for tiny presets: every character is a token, so
+    different prompts get different conditioning even in a tiny model. Ids 0 pad, 1 eos, 2 unk
+    (as T5/UMT5); 51 ids in all."""
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    chars = "abcdefghijklmnopqrstuvwxyz0123456789 .,;:!?'\"-()"
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{c: i + 3 for i, c in enumerate(chars)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", model_max_length=model_max_length
+    )

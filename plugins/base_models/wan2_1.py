@@ -14,95 +14,56 @@ Wan's flow-matching objective is exactly this, so no conversion is needed.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from pathlib import Path
-from typing import Any, Literal
 
 import pydantic
 import torch
 
 from worldr1_core import hookimpl
-from worldr1_core.interfaces import VideoModel
 from worldr1_core.types import LatentLayout
 
 from .common import (
-    LoraAdapter,
-    LoraSettings,
-    PromptCache,
-    TextConditioning,
+    DiffusersModelConfig,
+    DiffusersVideoModel,
     build_dir_atomically,
-    check_checkpoint_dir,
-    default_cache_root,
-    pad_stack,
-    resolve_device,
+    char_tokenizer,
     resolve_dtype,
     seeded,
 )
 
 ENV_PATH = "WORLD_R1_WAN_MODEL"
-REQUIRED = {
-    "transformer": ["config.json"],
-    "vae": ["config.json"],
-    "text_encoder": ["config.json"],
-    "tokenizer": ["tokenizer.json", "tokenizer_config.json", "spiece.model"],
-    "scheduler": ["scheduler_config.json"],
-}
-ATTENTION_PROJECTIONS = ["to_q", "to_k", "to_v", "to_out.0"]  # blocks.N.attn{1,2}.*
 TINY_SEED = 0
 TINY_VERSION = 1  # bump when the tiny architecture below changes (new cache directory)
 
 
-class Wan21(VideoModel):
+class Wan21(DiffusersVideoModel):
     """Wan2.1 T2V: UMT5 text encoder, 3D causal VAE (4x temporal, 8x spatial), DiT transformer."""
 
-    class Config(pydantic.BaseModel, extra="forbid"):
+    class Config(DiffusersModelConfig):
         path: str = pydantic.Field("", description=f"diffusers-format checkpoint dir (default: ${ENV_PATH})")
-        preset: Literal["", "tiny"] = pydantic.Field("", description="'tiny': random tiny model built in code")
-        cache_dir: str = pydantic.Field("", description="where the tiny preset is written ($WORLDR1_CACHE)")
-        dtype: Literal["auto", "fp32", "bf16"] = pydantic.Field("auto", description="auto: bf16 on cuda, fp32 on cpu")
-        vae_dtype: Literal["fp32", "bf16"] = "fp32"
-        device: str = pydantic.Field("auto", description="auto: cuda if available, else cpu")
-        gradient_checkpointing: bool = False
         flow_shift: float | None = pydantic.Field(
             None, gt=0, description="sigma shift; None: the scheduler config's (Wan: 3.0 for 480p, 5.0 for 720p)"
         )
         max_sequence_length: int = pydantic.Field(512, ge=1, description="text tokens (Wan2.1 was trained with 512)")
-        negative_prompt: str = ""
-        prompt_cache_size: int = pydantic.Field(1024, ge=0, description="encoded prompts kept (LRU)")
-        lora: LoraSettings = pydantic.Field(default_factory=LoraSettings)
 
-    def __init__(self, config: "Wan21.Config | None" = None):
-        super().__init__(config)
-        cfg = self.config
-        self._device = resolve_device(cfg.device)
-        dtype_name = cfg.dtype if cfg.dtype != "auto" else ("bf16" if self._device.type == "cuda" else "fp32")
-        self._dtype = resolve_dtype(dtype_name)
-        self.path = self._resolve_path()
-        self._load(self.path)
-        self.adapter = LoraAdapter(self.transformer, cfg.lora, ATTENTION_PROJECTIONS, self._pipeline_cls())
-        if cfg.gradient_checkpointing:
-            self.transformer.enable_gradient_checkpointing()
-        self._prompt_cache = PromptCache(cfg.prompt_cache_size)
+    NAME = "Wan2.1"
+    ENV_PATH = ENV_PATH
+    REQUIRED = {
+        "transformer": ["config.json"],
+        "vae": ["config.json"],
+        "text_encoder": ["config.json"],
+        "tokenizer": ["tokenizer.json", "tokenizer_config.json", "spiece.model"],
+        "scheduler": ["scheduler_config.json"],
+    }
+    LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]  # blocks.N.attn{1,2}.*: all attention projections
 
     # ------------------------------------------------------------------------------------------
     # loading
 
-    def _resolve_path(self) -> Path:
-        cfg = self.config
-        if cfg.preset == "tiny":
-            if cfg.path:
-                raise ValueError("model.path and model.preset='tiny' are exclusive; set one of them")
-            root = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_root()
-            return ensure_tiny_checkpoint(root)
-        path = cfg.path or os.environ.get(ENV_PATH, "")
-        if not path:
-            raise ValueError(
-                f"model.path is empty and ${ENV_PATH} is unset: point one of them at a local "
-                "Wan2.1-T2V-*-Diffusers directory, or set model.preset='tiny'"
-            )
-        return check_checkpoint_dir(path, REQUIRED, key="model.path", what="Wan2.1")
+    @classmethod
+    def _build_tiny(cls, cache_root: Path) -> Path:
+        return ensure_tiny_checkpoint(cache_root)
 
     @staticmethod
     def _pipeline_cls():
@@ -114,7 +75,6 @@ class Wan21(VideoModel):
         from diffusers import AutoencoderKLWan, WanTransformer3DModel
         from transformers import AutoTokenizer, UMT5EncoderModel
 
-        path = check_checkpoint_dir(path, REQUIRED, key="model.path", what="Wan2.1")
         dev, dt = self._device, self._dtype
         self.tokenizer = AutoTokenizer.from_pretrained(path / "tokenizer")
         self.text_encoder = UMT5EncoderModel.from_pretrained(path / "text_encoder", dtype=dt).to(dev).eval()
@@ -135,14 +95,6 @@ class Wan21(VideoModel):
 
     # ------------------------------------------------------------------------------------------
     # VideoModel
-
-    @property
-    def device(self) -> torch.device:
-        return self._device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self._dtype
 
     @property
     def latent_channels(self) -> int:
@@ -185,17 +137,6 @@ class Wan21(VideoModel):
         lengths = mask.gt(0).sum(dim=1).tolist()
         return [h[:n].clone() for h, n in zip(hidden, lengths)]
 
-    def encode_prompts(self, prompts: list[str], negative_prompt: str | None = None) -> TextConditioning:
-        """``TextConditioning`` with ``embeds``/``negative`` ``[B, 512, 4096]`` (zero-padded after the
-        real tokens, as WanPipeline does). Prompts and the negative prompt are cached (LRU)."""
-        negative_prompt = self.config.negative_prompt if negative_prompt is None else negative_prompt
-        rows = self._prompt_cache.get_many([*prompts, negative_prompt], self._encode_texts)
-        length = self.config.max_sequence_length
-        embeds, mask = pad_stack(rows[:-1], length)  # [B, L, D], [B, L]
-        neg, neg_mask = pad_stack(rows[-1:], length)  # [1, L, D]
-        b = len(prompts)
-        return TextConditioning(embeds, neg.expand(b, -1, -1), mask, neg_mask.expand(b, -1), list(prompts))
-
     def sigmas(self, num_steps: int) -> torch.Tensor:
         from diffusers import FlowMatchEulerDiscreteScheduler
 
@@ -203,7 +144,9 @@ class Wan21(VideoModel):
         scheduler.set_timesteps(num_steps, device="cpu")
         return scheduler.sigmas.to(torch.float32)  # [S + 1], 1 -> 0
 
-    def _forward(self, latents: torch.Tensor, sigma: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
+    def _forward(self, latents: torch.Tensor, sigma: torch.Tensor, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # Wan predicts noise - x0 at timestep 1000 * sigma: the interface's convention as is.
+        # The text mask is not used: WanPipeline zero-pads the embeddings instead.
         timestep = sigma.to(self._device, torch.float32) * self.num_train_timesteps  # [B]
         return self.transformer(
             hidden_states=latents.to(self._device, self._dtype),
@@ -211,23 +154,6 @@ class Wan21(VideoModel):
             encoder_hidden_states=embeds.to(self._device, self._dtype),
             return_dict=False,
         )[0]
-
-    def velocity(
-        self, latents: torch.Tensor, sigma: torch.Tensor | float, cond: TextConditioning, guidance_scale: float = 1.0
-    ) -> torch.Tensor:
-        b = latents.shape[0]  # latents: [B, C, F', H', W']
-        sigma = torch.as_tensor(sigma, dtype=torch.float32).reshape(-1).to(latents.device)
-        sigma = sigma.expand(b) if sigma.numel() == 1 else sigma  # [B]
-        if len(cond) != b:
-            raise ValueError(f"velocity: {b} latents but conditioning for {len(cond)} prompts")
-        if guidance_scale == 1.0:
-            return self._forward(latents, sigma, cond.embeds).to(latents.dtype)
-        # one batched forward for cond + uncond
-        out = self._forward(
-            torch.cat([latents, latents]), torch.cat([sigma, sigma]), torch.cat([cond.embeds, cond.negative])
-        ).to(latents.dtype)
-        v_cond, v_uncond = out.chunk(2)
-        return v_uncond + guidance_scale * (v_cond - v_uncond)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         vae = self.vae
@@ -237,47 +163,13 @@ class Wan21(VideoModel):
         video = vae.decode(z * std + mean, return_dict=False)[0]  # [B, 3, F, H, W] in [-1, 1]
         return ((video.float() + 1) / 2).clamp(0, 1).permute(0, 2, 1, 3, 4).contiguous()  # [B, F, 3, H, W]
 
-    def trainable_parameters(self) -> list[torch.nn.Parameter]:
-        return self.adapter.parameters()
-
-    def trainable_module(self) -> torch.nn.Module:
-        return self.transformer
-
-    def reference(self) -> contextlib.AbstractContextManager:
-        return self.adapter.disabled()
-
-    def save_adapter(self, directory: str | Path) -> None:
-        """``directory/pytorch_lora_weights.safetensors`` loadable by ``WanPipeline.load_lora_weights``.
-        Under DeepSpeed ZeRO-3 call it on every rank (gather is collective); rank 0 writes."""
-        self.adapter.save(directory)
-
-    def load_adapter(self, directory: str | Path) -> None:
-        self.adapter.load(directory)
-
 
 # ----------------------------------------------------------------------------------------------
 # tiny preset
 
 
-def _tiny_tokenizer():
-    """A character-level WordLevel tokenizer: every character is a token, so different prompts
-    get different conditioning even in the tiny model (ids 0 pad, 1 eos, 2 unk, as UMT5)."""
-    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    chars = "abcdefghijklmnopqrstuvwxyz0123456789 .,;:!?'\"-()"
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{c: i + 3 for i, c in enumerate(chars)}}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", model_max_length=512
-    )
-
-
 def build_tiny_wan(directory: Path) -> None:
-    """Random tiny Wan2.1 (about 0.2 M parameters) saved as a diffusers WanPipeline directory."""
+    """Random tiny Wan2.1 (a 53 k-parameter transformer) saved as a diffusers WanPipeline directory."""
     from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
@@ -297,7 +189,7 @@ def build_tiny_wan(directory: Path) -> None:
             )
         )
     pipe = WanPipeline(
-        tokenizer=_tiny_tokenizer(),
+        tokenizer=char_tokenizer(),
         text_encoder=text_encoder.eval(),
         vae=vae.eval(),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),

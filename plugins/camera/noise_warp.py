@@ -231,6 +231,17 @@ class NoiseWarpInitializer(LatentInitializer):
         no_camera: Literal["gaussian", "fixed"] = pydantic.Field(
             "gaussian", description="prompts without a trajectory: plain noise, or noise of a fixed camera"
         )
+        warp_device: str = pydantic.Field(
+            "generator",
+            description="where to warp: 'generator' (the device of the generator passed in), or e.g. 'cuda' "
+            "(a generator on that device is seeded from the one passed in, so results stay deterministic)",
+        )
+
+    def _generator(self, generator: torch.Generator) -> torch.Generator:
+        if self.config.warp_device == "generator":
+            return generator
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+        return torch.Generator(device=self.config.warp_device).manual_seed(seed)
 
     def initial_latents(
         self,
@@ -245,6 +256,7 @@ class NoiseWarpInitializer(LatentInitializer):
         if len(trajectories) != len(prompts):
             raise ValueError(f"noise_warp got {len(prompts)} prompts but {len(trajectories)} trajectories")
         cfg = self.config
+        generator = self._generator(generator)
         out = []
         for trajectory in trajectories:
             if trajectory is None and cfg.no_camera == "fixed":

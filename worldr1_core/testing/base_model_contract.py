@@ -127,6 +127,7 @@ class BaseModelContract:
 
     def test_contract_sigmas_go_from_one_to_zero(self, model_factory):
         model = model_factory()
+        model.latent_layout(self.frames, self.height, self.width)  # callers know the size first
         for n in (1, 4, 20):
             s = model.sigmas(n)
             assert s.shape == (n + 1,)

@@ -1,0 +1,93 @@
+"""Two CPU processes (gloo): DeepSpeed ZeRO-3 through `accelerate launch`, and plain data parallel
+through `torchrun`. A few LoRA steps of the real trainer on the tiny Wan2.1; afterwards the LoRA
+weights must be identical on both ranks and differ from the initial ones.
+
+The first DeepSpeed run JIT-builds `deepspeed_shm_comm` (~50 s), cached in TORCH_EXTENSIONS_DIR
+(tests/conftest.py: .cache/torch_extensions).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from worldr1_core.testing import run_config
+
+REPO = Path(__file__).resolve().parents[1]
+WORKER = REPO / "tests" / "dist_train_worker.py"
+
+
+def _has_tiny_wan() -> bool:
+    from worldr1_core.registry import get_registry
+
+    return "wan2.1" in get_registry().names("base_model")
+
+
+pytestmark = pytest.mark.skipif(not _has_tiny_wan(), reason="needs the wan2.1 base-model plugin (tiny preset)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _sections(backend: str) -> dict:
+    return {
+        "run": {"seed": 1, "progress_bar": False, "tensorboard": False, "sample_every": 0},
+        "video": {"frames": 5, "height": 16, "width": 16},
+        "model": {"name": "wan2.1", "preset": "tiny", "lora": {"rank": 4, "alpha": 8.0}},
+        "train": {"prompts_per_step": 1, "lr": 1e-2},
+        # each rank draws its own prompts, so the ranks' gradients differ before the reduction
+        "prompts": {"train": {"prompts": ["a red car", "a house in the snow", "a tree on a hill", "a boat"]}},
+        "rl": {"name": "flow_grpo", "group_size": 2, "num_steps": 2, "guidance_scale": 2.0, "kl_beta": 0.01},
+        "rewards": [{"name": "brightness"}],
+        "distributed": {"backend": backend},
+    }
+
+
+def _launch(cmd: list[str], tmp_path: Path) -> None:
+    env = dict(os.environ, DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
+               MASTER_PORT=str(_free_port()), PYTHONPATH=str(REPO))
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions"))
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=480)
+    if proc.returncode != 0:
+        pytest.fail(f"launch failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+
+
+def _check(out: Path, backend_words: str) -> None:
+    init = [torch.load(out / f"rank{r}_init.pt") for r in (0, 1)]
+    final = [torch.load(out / f"rank{r}_final.pt") for r in (0, 1)]
+    assert len(final[0]) > 0
+    assert all(torch.equal(a, b) for a, b in zip(init[0], init[1])), "ranks started from different LoRA weights"
+    assert all(torch.equal(a, b) for a, b in zip(final[0], final[1])), "LoRA weights differ between ranks"
+    assert all(not torch.equal(a, b) for a, b in zip(init[0], final[0])), "some LoRA tensor did not change"
+    for r in (0, 1):
+        assert (out / f"rank{r}_info.txt").read_text().startswith(backend_words)
+    assert (out / "run" / "checkpoints" / "step_000002" / "adapter" / "pytorch_lora_weights.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_zero3_two_processes_accelerate(tmp_path, fresh_plugins):
+    run_config(tmp_path, _sections("deepspeed"))
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+           str(REPO / "configs" / "accelerate" / "zero3_cpu.yaml"), "--main_process_port", str(_free_port()),
+           str(WORKER), str(tmp_path / "run.toml"), str(tmp_path), "2"]
+    _launch(cmd, tmp_path)
+    _check(tmp_path, "deepspeed ZeRO-3")
+    assert (tmp_path / "run" / "checkpoints" / "step_000002" / "engine").is_dir()
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_torchrun(tmp_path, fresh_plugins):
+    run_config(tmp_path, _sections("auto"))  # auto + 2 processes -> ddp
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           str(_free_port()), str(WORKER), str(tmp_path / "run.toml"), str(tmp_path), "2"]
+    _launch(cmd, tmp_path)
+    _check(tmp_path, "ddp")

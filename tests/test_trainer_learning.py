@@ -1,0 +1,82 @@
+"""Learning test: Flow-GRPO on the tiny Wan2.1 raises a real reward (frame brightness).
+
+The tiny preset's random VAE decodes frames whose brightness does not depend on the latents
+(measured: under direct gradient ascent through sampler + VAE the mean luma moves by ~3e-4 while
+the latents move by > 1; random Wan VAEs normalise it away), so no reward computed on its frames
+can be learned. Here the transformer, LoRA, sampler, trainer and reward are the real ones, and
+frames are decoded with a fixed linear latent -> RGB map instead (the "latent preview" decoders
+of video UIs): brightness then depends on the latents, and the test checks that RL finds that.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from worldr1_core import hookimpl
+from worldr1_core.plugins import get_plugin_manager
+from worldr1_core.registry import get_registry, reset_registry
+from worldr1_core.testing import run_config
+from worldr1_core.trainer import Trainer
+
+torch.set_num_threads(2)
+
+
+def _wan_class():
+    try:
+        from worldr1_plugins.base_models.wan2_1 import Wan21
+    except ImportError:
+        return None
+    return Wan21
+
+
+Wan21 = _wan_class()
+pytestmark = pytest.mark.skipif(Wan21 is None, reason="needs the wan2.1 base-model plugin (tiny preset)")
+
+
+if Wan21 is not None:
+
+    class PreviewWan(Wan21):
+        """Tiny Wan2.1 whose ``decode`` is a fixed linear latent -> RGB projection + sigmoid."""
+
+        def decode(self, latents: torch.Tensor) -> torch.Tensor:
+            g = torch.Generator().manual_seed(1234)
+            proj = torch.randn(3, latents.shape[1], generator=g) / latents.shape[1] ** 0.5  # [3, C]
+            rgb = torch.einsum("kc,bcfhw->bfkhw", proj.to(latents), latents)  # [B, F', 3, H', W']
+            return torch.sigmoid(rgb).float()
+
+    class PreviewPlugin:
+        @hookimpl
+        def worldr1_register_base_models(self, register):
+            register("tiny_wan_preview", PreviewWan, description="tiny Wan2.1 with a linear preview decoder")
+
+
+@pytest.mark.slow
+def test_flow_grpo_raises_brightness(tmp_path, fresh_plugins):
+    get_plugin_manager().register(PreviewPlugin(), name="preview_wan")
+    reset_registry()
+    assert "tiny_wan_preview" in get_registry().names("base_model")
+    steps = 24
+    sections = {
+        "run": {"seed": 0, "progress_bar": False, "tensorboard": False, "sample_every": 0},
+        "video": {"frames": 5, "height": 16, "width": 16},
+        "model": {"name": "tiny_wan_preview", "preset": "tiny", "lora": {"rank": 4, "alpha": 8.0}},
+        "train": {"prompts_per_step": 2, "lr": 2e-2},
+        "prompts": {"train": {"prompts": ["a red car", "a house in the snow", "a tree on a hill", "a boat"]}},
+        "rl": {"name": "flow_grpo", "group_size": 4, "num_steps": 3, "guidance_scale": 2.0, "noise_level": 0.8,
+               "kl_beta": 0.0, "clip_range": 1e-2},
+        "rewards": [{"name": "brightness", "weight": 1.0}],
+    }
+    Trainer(run_config(tmp_path, sections), run_dir=tmp_path / "run").train(max_steps=steps)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    reward = torch.tensor([r["reward/total/mean"] for r in rows])
+    spread = torch.tensor([r["reward/total/std"] for r in rows[:4]]).mean()  # within-step std at the start
+    early, late = reward[:4].mean(), reward[-4:].mean()
+    # measured (seed 0): 0.50 -> 0.57 over 20 steps with a within-step spread of 0.057; the
+    # last steps' mean exceeds the first steps' by half the initial spread, and the trend is up
+    assert late - early > 0.5 * spread, (reward.tolist(), float(spread))
+    slope = torch.linalg.lstsq(torch.stack([torch.arange(steps, dtype=torch.float64), torch.ones(steps, dtype=torch.float64)], 1),
+                               reward.double().unsqueeze(1)).solution[0, 0]
+    assert slope > 0, reward.tolist()

@@ -1,0 +1,113 @@
+"""Run logging: ``metrics.jsonl`` + TensorBoard scalars + sample videos, on the main process.
+
+``metrics.jsonl`` holds one JSON object per step (``step``, ``phase``, and flat float metrics:
+``reward/<name>/mean``, ``reward/<name>/<component>/std``, ``train/loss``, ``train/kl``,
+``train/clip_frac``, ``train/approx_kl``, ``train/ratio_*``, ``train/grad_norm``, ``train/lr``,
+``time/<stage>`` ...). Read it with ``pandas.read_json(path, lines=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+
+class StageTimer:
+    """Wall-clock seconds per named stage of one step (synchronising CUDA around each stage)."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        sync = torch.cuda.is_available() and torch.cuda.is_initialized()
+        if sync:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            if sync:
+                torch.cuda.synchronize()
+            self.times[stage] = self.times.get(stage, 0.0) + time.perf_counter() - t0
+
+    def metrics(self) -> dict[str, float]:
+        out = {f"time/{k}": v for k, v in self.times.items()}
+        out["time/step"] = sum(self.times.values())
+        return out
+
+
+class RunLogger:
+    """Appends metrics to ``RUN_DIR/metrics.jsonl`` and TensorBoard; writes sample videos."""
+
+    def __init__(self, run_dir: str | Path, *, tensorboard: bool = True, enabled: bool = True,
+                 resume_step: int | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.enabled = enabled
+        self.path = self.run_dir / "metrics.jsonl"
+        self._tb = None
+        if not enabled:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None and self.path.exists():
+            # drop steps a crashed run logged after its last checkpoint
+            kept = [line for line in self.path.read_text().splitlines()
+                    if line.strip() and json.loads(line).get("step", -1) < resume_step]
+            self.path.write_text("".join(k + "\n" for k in kept))
+        elif self.path.exists():
+            self.path.unlink()
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=resume_step)
+
+    def log(self, step: int, metrics: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        record = {"step": step, **{k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v)
+                                   for k, v in metrics.items() if k != "step"}}
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, allow_nan=True) + "\n")
+        if self._tb is not None:
+            for key, value in record.items():
+                if isinstance(value, float) and math.isfinite(value):
+                    self._tb.add_scalar(key, value, step)
+            self._tb.flush()
+
+    def save_videos(self, step: int, videos: torch.Tensor, names: list[str], fps: int) -> list[Path]:
+        """``videos [N, F, 3, H, W]`` in [0, 1] -> ``samples/step_000010_<name>.mp4`` (gif fallback)."""
+        if not self.enabled:
+            return []
+        out_dir = self.run_dir / "samples"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for video, name in zip(videos, names):
+            frames = (video.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+            frames = frames.permute(0, 2, 3, 1).cpu().numpy()  # [F, H, W, 3]
+            paths.append(write_video(out_dir / f"step_{step:06d}_{name}", frames, fps))
+        return paths
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+def write_video(stem: Path, frames: Any, fps: int) -> Path:
+    """``frames [F, H, W, 3]`` uint8 -> ``stem.mp4`` (ffmpeg via imageio), else ``stem.gif``."""
+    import imageio.v2 as imageio
+
+    try:
+        path = stem.parent / f"{stem.name}.mp4"
+        imageio.mimwrite(path, list(frames), fps=fps, macro_block_size=1)
+        return path
+    except Exception:  # noqa: BLE001 - no ffmpeg backend: a gif is still useful
+        path = stem.parent / f"{stem.name}.gif"
+        imageio.mimwrite(path, list(frames), duration=1000.0 / fps, loop=0)
+        return path
