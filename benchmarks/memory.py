@@ -1,4 +1,4 @@
-"""Per-GPU memory of model states for Wan2.1-T2V-1.3B and -14B under DeepSpeed ZeRO-2 / ZeRO-3.
+"""Per-GPU memory of model states for Wan2.1-T2V-1.3B, -14B (and LTX-Video 2B) under ZeRO-2 / ZeRO-3.
 
 The real transformer architectures are built on the meta device (no memory, no weights) from the
 published config numbers (Wan2.1 ``wan/configs/wan_t2v_{1_3B,14B}.py``; diffusers
@@ -12,9 +12,9 @@ Adam states; no activations, no offload):
   base, which ZeRO-2 replicates on every GPU (2 bytes/param) and ZeRO-3 partitions
   (2 bytes/param / N, plus the gather buffer of the largest layer that the estimator reports).
 
-The frozen text encoder (UMT5-XXL encoder, bf16) and the VAE (fp32) are not wrapped by
-DeepSpeed; they are reported separately (``frozen_extras``) since every process holds them
-unless prompt embeddings are precomputed.
+The frozen text encoder (Wan: UMT5-XXL encoder, bf16) and the VAE (fp32) are not wrapped by
+DeepSpeed; they are reported separately (``frozen_extras``, Wan2.1's) since every process holds
+them unless prompt embeddings are precomputed.
 
 Run: ``python benchmarks/memory.py`` -> prints a table, writes ``benchmarks/results/memory.json``.
 """
@@ -35,13 +35,19 @@ import torch  # noqa: E402
 GiB = 1024**3
 ATTENTION_PROJECTIONS = ["to_q", "to_k", "to_v", "to_out.0"]
 
-# Published Wan2.1 T2V transformer configs (dim = heads * 128).
+# Published transformer configs: Wan2.1 T2V (dim = heads * 128) and, for the base-model ablation,
+# LTX-Video 2B (the diffusers LTXVideoTransformer3DModel defaults: 32 x 64 heads, 28 layers).
+WAN_COMMON = dict(patch_size=(1, 2, 2), in_channels=16, out_channels=16, text_dim=4096, freq_dim=256,
+                  cross_attn_norm=True, qk_norm="rms_norm_across_heads")
 ARCHS = {
-    "Wan2.1-T2V-1.3B": dict(num_attention_heads=12, attention_head_dim=128, ffn_dim=8960, num_layers=30),
-    "Wan2.1-T2V-14B": dict(num_attention_heads=40, attention_head_dim=128, ffn_dim=13824, num_layers=40),
+    "Wan2.1-T2V-1.3B": ("WanTransformer3DModel",
+                        dict(num_attention_heads=12, attention_head_dim=128, ffn_dim=8960, num_layers=30, **WAN_COMMON)),
+    "Wan2.1-T2V-14B": ("WanTransformer3DModel",
+                       dict(num_attention_heads=40, attention_head_dim=128, ffn_dim=13824, num_layers=40, **WAN_COMMON)),
+    "LTX-Video-2B": ("LTXVideoTransformer3DModel",
+                     dict(in_channels=128, out_channels=128, num_attention_heads=32, attention_head_dim=64,
+                          cross_attention_dim=2048, num_layers=28, caption_channels=4096)),
 }
-COMMON = dict(patch_size=(1, 2, 2), in_channels=16, out_channels=16, text_dim=4096, freq_dim=256,
-              cross_attn_norm=True, qk_norm="rms_norm_across_heads")
 # umt5-xxl encoder (text_encoder/config.json of the Wan2.1 Diffusers checkpoints)
 UMT5_XXL = dict(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
                 feed_forward_proj="gated-gelu", relative_attention_num_buckets=32)
@@ -60,12 +66,12 @@ def count(module: torch.nn.Module, only_lora: bool = False) -> tuple[int, int]:
     return total, largest
 
 
-def meta_transformer(arch: dict, lora_rank: int):
-    from diffusers import WanTransformer3DModel
+def meta_transformer(cls_name: str, arch: dict, lora_rank: int):
+    import diffusers
     from peft import LoraConfig
 
     with torch.device("meta"):
-        model = WanTransformer3DModel(**arch, **COMMON)
+        model = getattr(diffusers, cls_name)(**arch)
     base = count(model)
     with torch.device("meta"):
         model.add_adapter(LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, target_modules=ATTENTION_PROJECTIONS))
@@ -112,9 +118,10 @@ def main() -> None:
     start = time.perf_counter()
 
     rows, models = [], {}
-    for name, arch in ARCHS.items():
-        (p_base, l_base), (p_lora, l_lora) = meta_transformer(arch, args.lora_rank)
-        models[name] = {"params": p_base, "largest_layer_params": l_base, "lora_params": p_lora, **arch}
+    for name, (cls_name, arch) in ARCHS.items():
+        (p_base, l_base), (p_lora, l_lora) = meta_transformer(cls_name, arch, args.lora_rank)
+        models[name] = {"class": cls_name, "params": p_base, "largest_layer_params": l_base, "lora_params": p_lora,
+                        **{k: v for k, v in arch.items() if isinstance(v, (int, float, str))}}
         for gpn, nodes in SETUPS:
             gpus = gpn * nodes
             for stage in (2, 3):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 
 import pytest
+import torch
 
 from worldr1_core.types import CameraSpec
 from worldr1_plugins.camera.parser import MOTIONS, CameraParseError, TextCameraParser, parse_camera_prompt
@@ -97,4 +99,6 @@ def test_parser_is_registered_and_builds_a_trajectory(fresh_plugins):
     spec = parser.parse("Camera pan left. A road.")
     traj = parser.trajectory(spec, frames=9, width=64, height=48)
     assert traj.num_frames == 9 and traj.motions == ["pan_left"]
-    assert traj.c2w[0].equal(traj.c2w[0].new_tensor(__import__("torch").eye(4).double()))
+    assert torch.equal(traj.c2w[0], torch.eye(4, dtype=torch.float64))
+    assert traj.c2w[-1][0, 2] < 0  # the view turned left by the configured 10 degrees
+    assert abs(math.degrees(math.atan2(-float(traj.c2w[-1][0, 2]), float(traj.c2w[-1][2, 2]))) - 10) < 1e-9

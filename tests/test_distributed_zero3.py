@@ -91,3 +91,27 @@ def test_ddp_two_processes_torchrun(tmp_path, fresh_plugins):
            str(_free_port()), str(WORKER), str(tmp_path / "run.toml"), str(tmp_path), "2"]
     _launch(cmd, tmp_path)
     _check(tmp_path, "ddp")
+
+
+@pytest.mark.slow
+def test_zero3_resume_is_exact_through_the_cli(tmp_path, fresh_plugins):
+    """`worldr1 train` under `accelerate launch` ZeRO-3: 1 step + --resume + 1 step == 2 steps."""
+    import json
+
+    run_config(tmp_path, _sections("deepspeed"))
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+              str(REPO / "configs" / "accelerate" / "zero3_cpu.yaml"), "--main_process_port"]
+    train = ["-m", "worldr1_core.cli", "train", str(tmp_path / "run.toml"), "run.save_every=1"]
+    _launch([*launch, str(_free_port()), *train, "--max-steps", "2", "--output-dir", str(tmp_path / "full")], tmp_path)
+    _launch([*launch, str(_free_port()), *train, "--max-steps", "1", "--output-dir", str(tmp_path / "split")], tmp_path)
+    _launch([*launch, str(_free_port()), *train, "--max-steps", "2", "--resume", str(tmp_path / "split")], tmp_path)
+
+    def rows(run: str) -> list[dict]:
+        lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(line).items() if not k.startswith("time/")} for line in lines]
+
+    assert [r["step"] for r in rows("split")] == [0, 1]
+    assert rows("split") == rows("full")
+    full = torch.load(tmp_path / "full" / "checkpoints" / "step_000002" / "trainable.pt")
+    split = torch.load(tmp_path / "split" / "checkpoints" / "step_000002" / "trainable.pt")
+    assert all(torch.equal(a, b) for a, b in zip(full, split))

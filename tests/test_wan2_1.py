@@ -284,3 +284,26 @@ def test_euler_sampling_matches_wan_pipeline(tiny_dir):
             num_frames=9, height=32, width=32, num_inference_steps=4, guidance_scale=5.0, output_type="pt",
         ).frames  # [B, F, 3, H, W] in [0, 1]
     torch.testing.assert_close(model.decode(ours), video, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_concurrent_processes_share_one_identical_tiny_build(tmp_path):
+    """Two processes building the tiny preset into the same cache at once: both succeed, one
+    directory remains (no temp leftovers), and both loaded identical weights."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch; from worldr1_plugins.base_models.wan2_1 import Wan21;"
+        "m = Wan21(Wan21.Config(preset='tiny', cache_dir=sys.argv[1], device='cpu'));"
+        "print(float(sum(p.double().sum() for p in m.transformer.parameters())), m.path)"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    lines = [o[0].strip().splitlines()[-1] for o in outs]
+    assert lines[0] == lines[1]  # same checksum, same directory
+    assert [p.name for p in tmp_path.iterdir()] == [lines[0].split()[-1].rsplit("/", 1)[-1]]

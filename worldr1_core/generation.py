@@ -81,8 +81,10 @@ def generate(
     layout = model.latent_layout(frames, height, width)
     prompt_objs, trajectories = camera_for(prompts, parser, frames, width, height)
     generator = torch.Generator(device="cpu").manual_seed(seed)
+    # The ODE state stays in fp32 even for a bf16 model: velocity() casts its input and returns
+    # the state's dtype, so the integration does not accumulate bf16 rounding over the steps.
     init = initializer.initial_latents(
-        layout, prompt_objs, trajectories, generator, device=model.device, dtype=model.dtype
+        layout, prompt_objs, trajectories, generator, device=model.device, dtype=torch.float32
     )  # [B, C, F', H', W']
     cond = model.encode_prompts([p.text for p in prompt_objs], negative_prompt)
     sigmas = model.sigmas(num_steps).to(model.device)

@@ -8,11 +8,18 @@ A reward that raises or returns NaN/inf stops the step with an error naming the 
 sample (``on_error="raise"``, the default), or -- with ``on_error="drop"`` -- marks that sample
 invalid (``ComposedReward.valid``) with a logged warning; the trainer then leaves it out of its
 group. A failing reward is never replaced by a silent constant.
+
+Device placement is each reward's own option (``device = "cuda:1"`` in its ``[[rewards]]``
+entry, or in its ``judge`` table for VLM-based rewards): the composition only moves scores to the
+CPU. Heavy models are loaded once per process and shared (see
+:func:`worldr1_core.registry.shared_component`). Every reward's wall time is logged too
+(``time/reward/<name>``).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -43,6 +50,7 @@ class ComposedReward:
     weights: dict[str, float]
     valid: torch.Tensor  # [B] bool
     info: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # name -> wall time of its score()
 
     def metrics(self, prefix: str = "reward") -> dict[str, float]:
         """Mean and std of the total, each reward and each component over valid samples."""
@@ -56,6 +64,8 @@ class ComposedReward:
             out[f"{prefix}/{key}/mean"] = float(v.mean())
             out[f"{prefix}/{key}/std"] = float(v.std(unbiased=False))
         out[f"{prefix}/valid_fraction"] = float(mask.double().mean())
+        for name, secs in self.seconds.items():
+            out[f"time/{prefix}/{name}"] = secs  # time/ like the trainer's stage timers
         return out
 
 
@@ -123,10 +133,13 @@ class RewardSet:
         per_reward: dict[str, torch.Tensor] = {}
         components: dict[str, torch.Tensor] = {}
         info: dict[str, Any] = {}
+        seconds: dict[str, float] = {}
         for name, weight in resolved.items():
             if weight == 0:
                 continue
+            start = time.perf_counter()
             scores, out = self._score_one(name, batch)
+            seconds[name] = time.perf_counter() - start
             bad = ~torch.isfinite(scores)
             if bad.any():
                 i = int(bad.nonzero()[0])
@@ -140,31 +153,58 @@ class RewardSet:
                 valid &= ~bad
             per_reward[name] = scores
             for comp, values in out.components.items():
-                components[f"{name}/{comp}"] = values.detach().float().cpu().reshape(b)
+                values = torch.as_tensor(values).detach().float().cpu()
+                if values.numel() != b:
+                    raise RewardError(
+                        f"reward {name!r} returned component {comp!r} with shape {tuple(values.shape)}; "
+                        f"expected [B] = [{b}]"
+                    )
+                components[f"{name}/{comp}"] = values.reshape(b)
             if out.info:
                 info[name] = out.info
             total += weight * torch.where(bad, torch.zeros_like(scores), scores).double()
         total = torch.where(valid, total, torch.zeros_like(total))
-        return ComposedReward(total.float(), per_reward, components, resolved, valid, info)
+        return ComposedReward(total.float(), per_reward, components, resolved, valid, info, seconds)
 
     def _score_one(self, name: str, batch: RewardBatch) -> tuple[torch.Tensor, RewardOutput]:
         b = len(batch)
+        reward = self.get(name)
         try:
-            out = self.get(name).score(batch)
+            out = reward.score(batch)
         except Exception as exc:  # noqa: BLE001 - re-raised with the reward's name, or isolated
-            if self.on_error == "raise" or b == 1:
-                raise RewardError(f"reward {name!r} failed on a batch of {b}: {type(exc).__name__}: {exc}") from exc
+            if self.on_error == "raise":
+                raise RewardError(self._failure_message(name, reward, batch, exc)) from exc
             return self._score_per_sample(name, batch, exc)
         scores = out.scores.detach().float().cpu().reshape(-1)
         if scores.numel() != b:
             raise RewardError(f"reward {name!r} returned {scores.numel()} scores for a batch of {b} videos")
         return scores, out
 
+    @staticmethod
+    def _failure_message(name: str, reward: Reward, batch: RewardBatch, exc: Exception) -> str:
+        """Name the sample that makes ``reward`` raise: re-score the samples one at a time (only on
+        this error path) and report the first that fails on its own."""
+        what = f"{type(exc).__name__}: {exc}"
+        if len(batch) == 1:
+            return f"reward {name!r} failed on sample 0 (prompt {batch.prompts[0][:80]!r}): {what}"
+        for i in range(len(batch)):
+            try:
+                reward.score(batch.select([i]))
+            except Exception as single:  # noqa: BLE001
+                return (
+                    f"reward {name!r} failed on sample {i} (prompt {batch.prompts[i][:80]!r}): "
+                    f"{type(single).__name__}: {single}; set train.reward_on_error='drop' to drop such samples"
+                )
+        return f"reward {name!r} failed on the batch of {len(batch)} (every sample scores alone): {what}"
+
     def _score_per_sample(self, name: str, batch: RewardBatch, first: Exception) -> tuple[torch.Tensor, RewardOutput]:
         """Drop mode: find which samples make ``name`` raise by scoring them one at a time."""
         log.warning("reward %r raised on the batch (%s); scoring samples one by one", name, first)
         scores = torch.full((len(batch),), float("nan"))
         components: dict[str, torch.Tensor] = {}
+        if len(batch) == 1:
+            log.warning("reward %r failed on sample 0 (prompt %r): %s", name, batch.prompts[0][:80], first)
+            return scores, RewardOutput(scores=scores, components=components)
         for i in range(len(batch)):
             try:
                 out = self.get(name).score(batch.select([i]))

@@ -72,6 +72,20 @@ class EMA:
         for s, p in zip(self.shadow, params):
             s.lerp_(p.detach().float(), 1.0 - self.decay)
 
+    @contextlib.contextmanager
+    def swapped_into(self, params: list[torch.Tensor]):
+        """Inside the block ``params`` hold the EMA weights (restored afterwards)."""
+        saved = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            for p, s in zip(params, self.shadow):
+                p.copy_(s.to(p.dtype))
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, s in zip(params, saved):
+                    p.copy_(s)
+
     def state_dict(self) -> dict[str, Any]:
         return {"decay": self.decay, "shadow": [s.cpu() for s in self.shadow]}
 
@@ -99,28 +113,34 @@ class Trainer:
     def __init__(self, config: RunConfig, *, run_dir: str | Path | None = None, resume: str | Path | None = None):
         self.config = config
         self.dist = Distributed.from_config(config)
-        run, train = config.run, config.train
-        seed_everything(derive_seed(run.seed, self.dist.rank))
+        seed_everything(derive_seed(config.run.seed, self.dist.rank))
         self.hook = get_plugin_manager().hook
+        self._build_components()
+        self._build_optimizer()
+        self._open_run(run_dir, resume)
 
-        # ---- components (every one from its [section] via the registry)
+    def _build_components(self) -> None:
+        """Every component from its config section, through the registry."""
+        config = self.config
+        if not config.rewards:
+            raise ValueError(f"{config.source}: rewards: training needs at least one [[rewards]] entry")
         self.model: VideoModel = config.model.build()
         self.algo: RLAlgorithm = config.rl.build()
         self.schedule = config.schedule.build()
         self.initializer = config.latent_init.build()
         self.camera = config.camera.build() if config.camera is not None else None
-        self.rewards = RewardSet(config.rewards, geometry=config.geometry, on_error=train.reward_on_error)
-        if not config.rewards:
-            raise ValueError(f"{config.source}: rewards: training needs at least one [[rewards]] entry")
+        self.rewards = RewardSet(config.rewards, geometry=config.geometry, on_error=config.train.reward_on_error)
         self.group_size = self.algo.group_size
         self.sampler = PromptSampler(
-            config.prompts, group_size=self.group_size, prompts_per_step=train.prompts_per_step,
+            config.prompts, group_size=self.group_size, prompts_per_step=config.train.prompts_per_step,
             rank=self.dist.rank, world_size=self.dist.world_size,
             parse=self.camera.parse if self.camera is not None else None,
         )
         self.layout = self.model.latent_layout(config.video.frames, config.video.height, config.video.width)
 
-        # ---- optimisation: AdamW on the adapter, minibatches, accumulation
+    def _build_optimizer(self) -> None:
+        """AdamW on the adapter; minibatches and accumulation; DDP/DeepSpeed wrapping; EMA."""
+        train = self.config.train
         self.batch_size = train.prompts_per_step * self.group_size  # samples per rank per step
         self.minibatch = train.minibatch_size or self.batch_size
         if self.batch_size % self.minibatch:
@@ -137,7 +157,7 @@ class Trainer:
         self.train_steps_per_rollout = getattr(self.algo, "num_train_steps", lambda: 1)()
         self.params = self.model.trainable_parameters()
         if not self.params:
-            raise ValueError(f"model {config.model.name!r} has no trainable parameters (is the LoRA configured?)")
+            raise ValueError(f"model {self.config.model.name!r} has no trainable parameters (is the LoRA configured?)")
         self.optimizer = torch.optim.AdamW(
             self.params, lr=train.lr, betas=tuple(train.betas), weight_decay=train.weight_decay, eps=train.adam_eps
         )
@@ -148,7 +168,8 @@ class Trainer:
         with self.dist.gathered():
             self.ema = EMA(self.params, train.ema_decay) if train.ema_decay > 0 else None
 
-        # ---- run directory, logging, resume
+    def _open_run(self, run_dir: str | Path | None, resume: str | Path | None) -> None:
+        """Run directory, logger, and (with ``resume``) the state of the checkpoint."""
         self.step = 0
         checkpoint = ckpt.find_checkpoint(resume) if resume else None
         if run_dir is None:
@@ -156,18 +177,19 @@ class Trainer:
         self.run_dir = Path(run_dir)
         if checkpoint is not None:
             self._load(checkpoint)
-        elif self.dist.is_main and (self.run_dir / ckpt.CHECKPOINTS).is_dir():
+        elif (self.run_dir / ckpt.CHECKPOINTS).is_dir():
             raise FileExistsError(
                 f"run.output_dir {str(self.run_dir)!r} already holds checkpoints; pass --resume {self.run_dir} "
                 "or choose another --output-dir"
             )
-        self.logger = RunLogger(self.run_dir, tensorboard=run.tensorboard, enabled=self.dist.is_main,
+        self.logger = RunLogger(self.run_dir, tensorboard=self.config.run.tensorboard, enabled=self.dist.is_main,
                                 resume_step=self.step if checkpoint else None)
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            config.save(self.run_dir / "config.toml")
+            self.config.save(self.run_dir / "config.toml")
         self.previous_phase: Phase | None = self.schedule.phase(self.step - 1) if self.step > 0 else None
         self.last_metrics: dict[str, Any] = {}
+        self.last_prompts: list[str] = []
 
     def _default_run_dir(self) -> Path:
         run = self.config.run
@@ -220,12 +242,15 @@ class Trainer:
         generator = torch.Generator().manual_seed(derive_seed(self.config.run.seed, step, self.dist.rank, 1))
 
         with timer("latent_init"):
+            # fp32 sampler state even for a bf16 model (velocity() casts its input): the stored
+            # transitions are then exactly those whose log-probs the update recomputes.
             x_1 = self.initializer.initial_latents(
-                self.layout, prompts, trajectories, generator, device=self.model.device, dtype=self.model.dtype
+                self.layout, prompts, trajectories, generator, device=self.model.device, dtype=torch.float32
             )  # [B, C, F', H', W']
         with timer("rollout"):
             rollout = self.algo.rollout(self.model, x_1, cond, generator, initializer=self.initializer)
             rollout.prompts = [p.text for p in prompts]
+        self.last_prompts = rollout.prompts  # for callbacks (worldr1_on_step_end)
         with timer("decode"), torch.no_grad():
             videos = self.model.decode(rollout.final)  # [B, F, 3, H, W] in [0, 1]
         with timer("reward"):
@@ -337,6 +362,9 @@ class Trainer:
         tmp = tmp or self.run_dir / ckpt.CHECKPOINTS / f".tmp-{ckpt.checkpoint_name(step)}"
         # every rank calls save_adapter (a collective gather under ZeRO-3); the plugin writes on rank 0
         self.model.save_adapter(tmp / "adapter")
+        if self.ema is not None and not self.dist.zero3:  # (under ZeRO-3 the EMA is in trainer_state.pt)
+            with self.ema.swapped_into(self.params):
+                self.model.save_adapter(tmp / "adapter_ema")
         with self.dist.gathered():  # full LoRA tensors on every rank under ZeRO-3
             if self.dist.is_main:
                 state = ckpt.TrainerState(
@@ -417,7 +445,6 @@ def train_command(args: argparse.Namespace) -> int:
     if trainer.dist.is_main:
         print(f"worldr1: run dir {trainer.run_dir} ({trainer.dist.describe()}), "
               f"{trainer.batch_size} videos/step/process", flush=True)
-    with contextlib.ExitStack():
-        trainer.train()
+    trainer.train()
     trainer.dist.close()
     return 0

@@ -106,7 +106,10 @@ def build_dir_atomically(target: Path, build: Callable[[Path], None]) -> Path:
             os.rename(tmp, target)
         except OSError:
             if not (target / ".complete").is_file():
-                raise
+                raise FileExistsError(
+                    f"{str(target)!r} exists but is not a complete build (no .complete marker); delete it "
+                    "and retry"
+                ) from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

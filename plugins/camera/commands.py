@@ -22,25 +22,18 @@ from typing import Any
 import torch
 
 from worldr1_core import hookimpl
+from worldr1_core.cli import CommandError
 
 DEFAULT_SIZE = (81, 480, 832)  # frames, height, width when neither flags nor a config say
 DEFAULT_STEPS, DEFAULT_GUIDANCE = 20, 5.0
 
 
-class ToolError(RuntimeError):
-    """A user-facing error of the camera tools (printed without a traceback)."""
-
-
 # --------------------------------------------------------------------------- shared helpers
 
 
-def _error(message: str) -> Exception:
-    try:
-        from worldr1_core.cli import CommandError
-
-        return CommandError(message)
-    except ImportError:  # pragma: no cover
-        return ToolError(message)
+def _error(message: str) -> CommandError:
+    """A user-facing error: the CLI prints ``worldr1: error: MESSAGE`` and exits with 2."""
+    return CommandError(message)
 
 
 def _load_config(args: argparse.Namespace):
@@ -145,9 +138,11 @@ def _build_model(cfg):
 
 
 def warp_ablation_command(args: argparse.Namespace) -> int:
-    from .noise_warp import NoiseWarpInitializer, downsample_noise, iter_warped_noise
-    from .visualize import flow_to_rgb, noise_to_rgb, side_by_side, write_pngs, write_video
     from worldr1_core.types import Prompt
+    from worldr1_core.video_io import write_video
+
+    from .noise_warp import NoiseWarpInitializer, downsample_noise, iter_warped_noise
+    from .visualize import flow_to_rgb, noise_to_rgb, side_by_side, write_pngs
 
     cfg = _load_config(args)
     out = Path(args.out)
@@ -187,8 +182,8 @@ def warp_ablation_command(args: argparse.Namespace) -> int:
     longest = max(max(flow_len), 1e-6) * 2.0  # colour saturation: twice the largest mean length
     flow_video = torch.stack([flow_to_rgb(f.float(), max_length=longest) for f in flows])
     noise_video = torch.stack(noise_rgb)
-    write_video(flow_video, out / "flow.mp4", fps)
-    write_video(noise_video, out / "warped_noise.mp4", fps)
+    write_video(out / "flow.mp4", flow_video, fps)
+    write_video(out / "warped_noise.mp4", noise_video, fps)
     picks = sorted(png_frames)
     write_pngs(flow_video[picks], out / "flow", picks)
     write_pngs(noise_video[picks], out / "warped_noise", picks)
@@ -198,7 +193,7 @@ def warp_ablation_command(args: argparse.Namespace) -> int:
     latents = init.initial_latents(layout, [Prompt(args.prompt, camera=spec)], [traj], torch.Generator().manual_seed(args.seed))[0]
     scale = layout.spatial_compression
     latent_rgb = torch.stack([noise_to_rgb(latents[:, i], scale) for i in range(layout.latent_frames)])
-    write_video(latent_rgb, out / "latents.mp4", max(1, fps // max(1, frames // layout.latent_frames)))
+    write_video(out / "latents.mp4", latent_rgb, max(1, fps // max(1, frames // layout.latent_frames)))
     write_pngs(latent_rgb, out / "latents", layout.frame_indices)
 
     def corr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -234,9 +229,9 @@ def warp_ablation_command(args: argparse.Namespace) -> int:
                       guidance_scale=guidance, seed=args.seed, negative_prompt=cfg.video.negative_prompt or None)  # fmt: skip
         plain = generate(model, [args.prompt], initializer=GaussianInitializer(), **common).videos[0]
         warped_video = generate(model, [args.prompt], initializer=init, **common).videos[0]
-        write_video(plain.cpu(), out / "video_gaussian.mp4", fps)
-        write_video(warped_video.cpu(), out / "video_noise_warp.mp4", fps)
-        write_video(side_by_side(plain.cpu(), warped_video.cpu()), out / "side_by_side.mp4", fps)
+        write_video(out / "video_gaussian.mp4", plain.cpu(), fps)
+        write_video(out / "video_noise_warp.mp4", warped_video.cpu(), fps)
+        write_video(out / "side_by_side.mp4", side_by_side(plain.cpu(), warped_video.cpu()), fps)
         stats["generation"] = {"steps": steps, "guidance_scale": guidance, "seed": args.seed,
                                "left": "gaussian", "right": "noise_warp"}  # fmt: skip
     (out / "stats.json").write_text(json.dumps(stats, indent=1), encoding="utf-8")

@@ -33,9 +33,10 @@ warped noise is identical along the motion correlate with ``strength^2``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
-from typing import Iterator, Literal
+from typing import Any, Iterator, Literal
 
 import pydantic
 import torch
@@ -145,6 +146,14 @@ def warp_noise(
     if fresh_dst.numel():
         out.index_copy_(1, fresh_dst, torch.randn((C, fresh_dst.numel()), generator=generator, device=device, dtype=X.dtype))
     return out.reshape(C, H, W)
+
+
+def _path_key(trajectory: CameraTrajectory) -> tuple:
+    """Hashable identity of a camera path (equal paths -> equal keys)."""
+    return (
+        trajectory.width, trajectory.height,
+        tuple(trajectory.c2w.double().flatten().tolist()), tuple(trajectory.intrinsics.double().flatten().tolist()),
+    )  # fmt: skip
 
 
 def downsample_noise(noise: torch.Tensor, factor: int) -> torch.Tensor:
@@ -257,18 +266,28 @@ class NoiseWarpInitializer(LatentInitializer):
             raise ValueError(f"noise_warp got {len(prompts)} prompts but {len(trajectories)} trajectories")
         cfg = self.config
         generator = self._generator(generator)
-        out = []
-        for trajectory in trajectories:
-            if trajectory is None and cfg.no_camera == "fixed":
-                from .trajectory import build_trajectory
+        if cfg.no_camera == "fixed":
+            from .trajectory import build_trajectory
 
-                trajectory = build_trajectory(["fixed"], layout.frames, layout.width, layout.height)
+            fixed = build_trajectory(["fixed"], layout.frames, layout.width, layout.height)
+            trajectories = [fixed if t is None else t for t in trajectories]
+        # Samples with the same camera path (a GRPO group) are warped together: their noises are
+        # stacked along the channels and share one flow computation and one set of indices.
+        groups: dict[Any, list[int]] = {}
+        for i, trajectory in enumerate(trajectories):
+            groups.setdefault(("plain", i) if trajectory is None else _path_key(trajectory), []).append(i)
+        out: list[torch.Tensor | None] = [None] * len(trajectories)
+        C = layout.shape[0]
+        for members in groups.values():  # in order of first appearance: deterministic
+            trajectory = trajectories[members[0]]
             if trajectory is None:
-                out.append(torch.randn(layout.shape, generator=generator, device=generator.device))
+                out[members[0]] = torch.randn(layout.shape, generator=generator, device=generator.device)
                 continue
-            warped = warped_noise_video(trajectory, layout, generator, upsample=cfg.upsample, flow_config=cfg.flow)
-            fresh = torch.randn(layout.shape, generator=generator, device=generator.device)
-            out.append(cfg.strength * warped + math.sqrt(1.0 - cfg.strength**2) * fresh)
+            stacked = dataclasses.replace(layout, channels=C * len(members))
+            warped = warped_noise_video(trajectory, stacked, generator, upsample=cfg.upsample, flow_config=cfg.flow)
+            for k, i in enumerate(members):
+                fresh = torch.randn(layout.shape, generator=generator, device=generator.device)
+                out[i] = cfg.strength * warped[k * C : (k + 1) * C] + math.sqrt(1.0 - cfg.strength**2) * fresh
         return torch.stack(out).to(device=device, dtype=dtype)  # [B, C, F', H', W']
 
     def inject(self, step: int, latents: torch.Tensor, initial: torch.Tensor, sigma: float) -> torch.Tensor:

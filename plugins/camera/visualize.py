@@ -1,4 +1,7 @@
-"""Pictures of flows and noise for the ``warp`` tools: colour-coded flow, noise as RGB, PNG/MP4 writers."""
+"""Pictures of flows and noise for the ``warp`` tools: colour-coded flow, noise as RGB, PNG frames.
+
+Videos are written with :func:`worldr1_core.video_io.write_video`.
+"""
 
 from __future__ import annotations
 
@@ -52,16 +55,6 @@ def to_uint8(frames: torch.Tensor) -> np.ndarray:
     if pad_h or pad_w:
         x = np.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
     return x
-
-
-def write_video(frames: torch.Tensor, path: str | Path, fps: int = 16) -> Path:
-    """Write ``[F, 3, H, W]`` in ``[0, 1]`` as an MP4 (libx264 through imageio-ffmpeg)."""
-    import imageio.v2 as imageio
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    imageio.mimwrite(path, list(to_uint8(frames)), fps=fps, macro_block_size=1)
-    return path
 
 
 def write_pngs(frames: torch.Tensor, directory: str | Path, indices: list[int] | None = None) -> list[Path]:

@@ -17,6 +17,8 @@ Three pieces, each usable on its own:
 * :meth:`FlowGRPO.advantages` and :meth:`FlowGRPO.loss` -- group-relative advantages and the
   PPO-clipped objective plus ``beta * ||mu_theta - mu_ref||^2 / (2 std^2)`` (KL between the two
   Gaussian transition kernels, the reference being the base model with the adapter disabled).
+  Like the log-prob, the squared distance is averaged over elements (a per-dimension KL), so
+  ``kl_beta`` does not depend on the video size.
 """
 
 from __future__ import annotations
