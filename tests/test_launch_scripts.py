@@ -158,11 +158,11 @@ def test_single_node_stops_the_servers_when_training_fails(tmp_path):
     assert not _port_open(port)
 
 
-def _prebuild_tiny(cfg: Path) -> None:
+def _prebuild_tiny(cfg: Path, overrides: tuple[str, ...] = ()) -> None:
     """Write the tiny checkpoint once, before several processes load it."""
     from worldr1_core.config import load_config
 
-    load_config(cfg).model.build()
+    load_config(cfg, overrides).model.build()
 
 
 def _health(port: int) -> dict | None:
@@ -177,13 +177,15 @@ def _health(port: int) -> dict | None:
 
 @pytest.mark.slow
 def test_run_single_node_end_to_end_on_cpu(tmp_path):
-    """Servers up -> healthy -> 2-process DeepSpeed ZeRO-3 training (accelerate, gloo) that scores
-    through the server -> servers stopped."""
+    """configs/tiny_cpu.toml: servers up -> healthy -> 2-process DeepSpeed ZeRO-3 training
+    (accelerate, gloo) that scores through the server -> servers stopped."""
     _needs("wan2.1", "flow_grpo")
     import threading
 
-    cfg = _tiny_config(tmp_path)
-    _prebuild_tiny(cfg)
+    cfg = REPO / "configs" / "tiny_cpu.toml"
+    overrides = (f"run.output_dir={tmp_path / 'run'}", f"model.cache_dir={tmp_path / 'cache'}", "run.sample_every=0",
+                 "run.tensorboard=false", "run.progress_bar=false")
+    _prebuild_tiny(cfg, overrides)
     port = _free_port()
     seen: list[int] = []
     stop = threading.Event()
@@ -199,7 +201,7 @@ def test_run_single_node_end_to_end_on_cpu(tmp_path):
     watcher.start()
     try:
         r = _run(
-            "run_single_node.sh", str(cfg), "--max-steps", "2", timeout=600,
+            "run_single_node.sh", str(cfg), *overrides, "--max-steps", "2", timeout=600,
             NUM_PROCESSES="2", GENERAL_REWARD_PORT=str(port), REWARD_3D_PORT=str(_free_port()),
             SERVER_LOG_DIR=str(tmp_path / "servers"),
             TORCH_EXTENSIONS_DIR=os.environ.get("TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions")),
