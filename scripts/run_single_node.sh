@@ -15,6 +15,8 @@
 #   GENERAL_REWARD_PORT      port of the general-reward server (default 18090)
 #   SERVER_WAIT_S            seconds to wait for /health (default 600: real reward models load slowly)
 #   SERVER_LOG_DIR           server pid and log files go to SERVER_LOG_DIR/<time>-<pid>/ (default runs/reward_servers)
+#   WORLDR1_REWARD_TOKEN_FILE  bearer token file: the servers require it and the trainer sends it
+#                            (needed when REWARD_HOST is not a loopback address)
 # The config's [[rewards]] are split between the servers by server group (3D: meta_view,
 # reconstruction, trajectory_alignment; general: the rest); entries with their own `server = ...`
 # are not served. Servers are started and stopped by scripts/run_reward_servers.sh.
@@ -46,7 +48,7 @@ servers() {  # servers start|stop: scripts/run_reward_servers.sh with this run's
     CUDA_VISIBLE_DEVICES="$SERVER_VISIBLE_DEVICES" RUN_DIR="$SERVER_RUN_DIR" CONFIG="$CONFIG" HOST="$REWARD_HOST" \
     REWARD_3D_NAMES="$REWARD_3D_NAMES" REWARD_3D_PORT="$REWARD_3D_PORT" REWARD_3D_DEVICE="$dev3d" \
     GENERAL_NAMES="$GENERAL_NAMES" GENERAL_PORT="$GENERAL_REWARD_PORT" GENERAL_DEVICE="$devgen" \
-    STARTUP_TIMEOUT="${SERVER_WAIT_S:-600}" WORLDR1="$PYTHON -m worldr1_core.cli" \
+    STARTUP_TIMEOUT="${SERVER_WAIT_S:-600}" WORLDR1="$PYTHON -m worldr1_core.cli" TOKEN_FILE="${WORLDR1_REWARD_TOKEN_FILE:-}" \
         "$(dirname "$0")/run_reward_servers.sh" "$1"
 }
 

@@ -121,11 +121,19 @@ def test_single_text_prompt_with_model_path_and_lora(tmp_path, capsys):
     model.save_adapter(adapter)
     ckpt = model.path  # the directory the tiny preset wrote, in the real checkpoint layout
     out = tmp_path / "out"
-    argv = ["--model", str(ckpt), "--prompts", "A boat on the sea.", "--out", str(out), "video.frames=5", "video.height=32",
-            "video.width=32", "rl.num_steps=2"]
-    assert _infer(*argv, "--lora", str(adapter)) == 0
+    argv = ["--model", str(ckpt), "--prompts", "Camera pan left. A boat on the sea.", "--out", str(out), "video.frames=5",
+            "video.height=32", "video.width=32", "rl.num_steps=2"]
+    warp = "noise_warp" in get_registry().names("latent_initializer")
+    assert _infer(*argv, "--lora", str(adapter), *(["--warp"] if warp else [])) == 0
     index = json.loads((out / "index.json").read_text())
     assert index["settings"]["lora"] == str(adapter.resolve())
+    if warp:
+        assert index["settings"]["latent_init"]["name"] == "noise_warp"
     frames, _ = read_video(out / index["videos"][0]["file"])
     assert tuple(frames.shape) == (5, 3, 32, 32)
-    assert os.path.basename(index["videos"][0]["file"]).startswith("00000_a-boat-on-the-sea")
+    assert os.path.basename(index["videos"][0]["file"]).startswith("00000_camera-pan-left-a-boat-on-the-sea")
+    # the adapter is really applied: the same seed without it gives another video
+    plain = tmp_path / "plain"
+    assert _infer(*[a if a != str(out) else str(plain) for a in argv], *(["--warp"] if warp else [])) == 0
+    plain_frames, _ = read_video(plain / json.loads((plain / "index.json").read_text())["videos"][0]["file"])
+    assert (plain_frames - frames).abs().mean() > 1e-3

@@ -158,11 +158,11 @@ def test_single_node_stops_the_servers_when_training_fails(tmp_path):
     assert not _port_open(port)
 
 
-def _prebuild_tiny(cfg: Path) -> None:
+def _prebuild_tiny(cfg: Path, overrides: tuple[str, ...] = ()) -> None:
     """Write the tiny checkpoint once, before several processes load it."""
     from worldr1_core.config import load_config
 
-    load_config(cfg).model.build()
+    load_config(cfg, overrides).model.build()
 
 
 def _health(port: int) -> dict | None:
@@ -177,13 +177,15 @@ def _health(port: int) -> dict | None:
 
 @pytest.mark.slow
 def test_run_single_node_end_to_end_on_cpu(tmp_path):
-    """Servers up -> healthy -> 2-process DeepSpeed ZeRO-3 training (accelerate, gloo) that scores
-    through the server -> servers stopped."""
+    """configs/tiny_cpu.toml: servers up -> healthy -> 2-process DeepSpeed ZeRO-3 training
+    (accelerate, gloo) that scores through the server -> servers stopped."""
     _needs("wan2.1", "flow_grpo")
     import threading
 
-    cfg = _tiny_config(tmp_path)
-    _prebuild_tiny(cfg)
+    cfg = REPO / "configs" / "tiny_cpu.toml"
+    overrides = (f"run.output_dir={tmp_path / 'run'}", f"model.cache_dir={tmp_path / 'cache'}", "run.sample_every=0",
+                 "run.tensorboard=false", "run.progress_bar=false")
+    _prebuild_tiny(cfg, overrides)
     port = _free_port()
     seen: list[int] = []
     stop = threading.Event()
@@ -199,7 +201,7 @@ def test_run_single_node_end_to_end_on_cpu(tmp_path):
     watcher.start()
     try:
         r = _run(
-            "run_single_node.sh", str(cfg), "--max-steps", "2", timeout=600,
+            "run_single_node.sh", str(cfg), *overrides, "--max-steps", "2", timeout=600,
             NUM_PROCESSES="2", GENERAL_REWARD_PORT=str(port), REWARD_3D_PORT=str(_free_port()),
             SERVER_LOG_DIR=str(tmp_path / "servers"),
             TORCH_EXTENSIONS_DIR=os.environ.get("TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions")),
@@ -215,3 +217,66 @@ def test_run_single_node_end_to_end_on_cpu(tmp_path):
     assert all("reward/brightness/mean" in s for s in steps)
     assert seen and max(seen) >= 1  # the training ranks scored through the server
     assert not _port_open(port)  # and it is gone
+
+
+@pytest.fixture
+def running_server(tmp_path):
+    """A general reward server started the way a user would (`worldr1 reward serve`)."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worldr1_core.cli", "reward", "serve", "brightness", "--port", str(port)],
+        cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 120
+    while _health(port) is None:
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, "reward server did not come up"
+        time.sleep(0.5)
+    yield port
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["deepspeed", "torchrun"])
+def test_run_training_with_running_servers(tmp_path, running_server, launcher):
+    """`run_training.sh` against a server that is already up: 2 processes, ZeRO-3, both launchers."""
+    _needs("wan2.1", "flow_grpo")
+    cfg = _tiny_config(tmp_path)
+    _prebuild_tiny(cfg)
+    before = _health(running_server)["stats"]["requests"]
+    r = _run(
+        "run_training.sh", str(cfg), "--max-steps", "1", timeout=400, LAUNCHER=launcher, NUM_PROCESSES="2",
+        MASTER_PORT=str(_free_port()), GENERAL_REWARD_SERVER_URL=f"http://127.0.0.1:{running_server}",
+        TORCH_EXTENSIONS_DIR=os.environ.get("TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions")),
+    )
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    assert "deepspeed ZeRO-3 rank 0/2" in r.stdout + r.stderr
+    assert _health(running_server)["stats"]["requests"] >= before + 2  # one request per rank and step
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_run_multi_node_two_nodes_on_one_machine(tmp_path):
+    """Two `run_multi_node.sh` processes (NODE_RANK 0 and 1, one training process each) form one
+    2-rank ZeRO-3 job through MASTER_ADDR/MASTER_PORT."""
+    _needs("wan2.1", "flow_grpo")
+    cfg = _tiny_config(tmp_path)
+    _prebuild_tiny(cfg)
+    env = dict(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), NNODES="2", NUM_PROCESSES="1",
+        TORCH_EXTENSIONS_DIR=os.environ.get("TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions")),
+    )
+    other = subprocess.Popen(
+        ["bash", str(SCRIPTS / "run_multi_node.sh"), str(cfg), "--max-steps", "1"], cwd=REPO,
+        env=_env(NODE_RANK="1", **env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        r = _run("run_multi_node.sh", str(cfg), "--max-steps", "1", timeout=400, NODE_RANK="0", **env)
+        other_out, _ = other.communicate(timeout=120)
+    finally:
+        if other.poll() is None:
+            other.kill()
+    assert r.returncode == 0 and other.returncode == 0, r.stderr[-3000:] + other_out[-3000:]
+    assert "nodes=2 node_rank=0" in r.stderr and "deepspeed ZeRO-3 rank 0/2" in r.stdout + r.stderr
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pydantic
 import pytest
 
+from worldr1_core import hookimpl
 from worldr1_core.registry import get_registry
 
 
@@ -151,3 +152,92 @@ def test_dynamic_steps_draw_dynamic_prompts_and_score_only_the_general_reward(fr
             expected = out.per_reward["steadiness"] + 0.5 * out.per_reward["brightness"]
             assert torch.allclose(out.total, expected)
     assert rewards.get("steadiness").calls == 6  # 6 main steps, never in the 2 dynamic steps
+
+
+class _SourceProbe:
+    """A real general reward for the trainer test: brightness, plus a record of the prompt
+    sources and prompts of every batch it scores (the trainer passes them in the metadata)."""
+
+    seen: list[tuple[int, str, str]] = []
+
+    class Config(pydantic.BaseModel, extra="forbid"):
+        pass
+
+    def __init__(self, config):
+        self.config = config
+
+    def score(self, batch):
+        from worldr1_core.types import RewardOutput
+
+        for meta, text in zip(batch.metadata, batch.prompts):
+            _SourceProbe.seen.append((meta["step"], meta["source"], text))
+        luma = batch.videos.mean(dim=(1, 2, 3, 4))  # [B]
+        return RewardOutput(scores=luma, components={"luma": luma})
+
+
+class _TrainerTestPlugin:
+    """Registers the two test rewards and records phase changes (a plugin like any other)."""
+
+    def __init__(self):
+        self.phase_changes: list[tuple[int, str | None, str]] = []
+
+    @hookimpl
+    def worldr1_register_rewards(self, register):
+        register("steadiness", _FrameSteadiness, description="test: 1 - mean frame difference")
+        register("probe", _SourceProbe, description="test: brightness recording its prompts")
+
+    @hookimpl
+    def worldr1_on_phase_change(self, trainer, step, previous, phase):
+        self.phase_changes.append((step, None if previous is None else previous.name, phase.name))
+
+
+def test_trainer_runs_the_periodic_schedule(fresh_plugins, tmp_path):
+    """A tiny training run: phase logged per step, phase-change hook, dynamic steps draw only
+    dynamic prompts and compute only the general reward."""
+    import json
+
+    from worldr1_core.plugins import get_plugin_manager
+    from worldr1_core.testing import run_config
+
+    if "wan2.1" not in get_registry().names("base_model") or "flow_grpo" not in get_registry().names("rl_algorithm"):
+        pytest.skip("needs wan2.1 and flow_grpo")
+    from worldr1_core.registry import reset_registry
+    from worldr1_core.trainer import Trainer
+
+    plugin = _TrainerTestPlugin()
+    get_plugin_manager().register(plugin, name="sched_test_plugin")
+    reset_registry()
+    _SourceProbe.seen.clear()
+    train_prompts = ["a red car", "a house in the snow", "a tree on a hill"]
+    dynamic_prompts = ["a dog running in a park", "waves crashing on rocks"]
+    config = run_config(
+        tmp_path,
+        {
+            "run": {"seed": 0, "max_steps": 4, "progress_bar": False, "tensorboard": False, "save_every": 0, "sample_every": 0},
+            "video": {"frames": 5, "height": 16, "width": 16},
+            "model": {"name": "wan2.1", "preset": "tiny", "lora": {"rank": 2, "alpha": 4.0}},
+            "train": {"prompts_per_step": 1},
+            "prompts": {"train": {"prompts": train_prompts}, "dynamic": {"prompts": dynamic_prompts}},
+            "rl": {"name": "flow_grpo", "group_size": 2, "num_steps": 2},
+            "schedule": {"name": "periodic_dynamic", "cycle": 2, "dynamic_steps": 1,
+                         "dynamic": {"name": "dynamic", "prompts": "dynamic", "reward_weights": {"probe": 1.0}}},
+            "rewards": [{"name": "steadiness", "weight": 1.0}, {"name": "probe", "weight": 0.5}],
+        },
+    )
+    trainer = Trainer(config)
+    trainer.train()
+    rows = [json.loads(line) for line in (trainer.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["phase"] for r in rows] == ["main", "dynamic", "main", "dynamic"]
+    for r in rows:
+        assert "reward/probe/mean" in r
+        assert ("reward/steadiness/mean" in r) == (r["phase"] == "main")  # the 3D-like reward: main only
+    assert plugin.phase_changes == [(0, None, "main"), (1, "main", "dynamic"), (2, "dynamic", "main"), (3, "main", "dynamic")]
+    by_step: dict[int, set[tuple[str, str]]] = {}
+    for step, source, text in _SourceProbe.seen:
+        by_step.setdefault(step, set()).add((source, text))
+    assert sorted(by_step) == [0, 1, 2, 3]
+    for step, seen in by_step.items():
+        if step % 2 == 1:
+            assert all(source == "dynamic" and text in dynamic_prompts for source, text in seen)
+        else:
+            assert all(source == "train" and text in train_prompts for source, text in seen)

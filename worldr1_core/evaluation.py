@@ -52,7 +52,7 @@ from .types import CameraTrajectory, RewardBatch
 from .video_io import read_video
 
 DEFAULT_EVAL_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "eval" / "world_r1.toml"
-LOWER_IS_BETTER = ("lpips", "error", "err", "ate", "rpe", "drift", "distance", "loss", "deg")
+LOWER_IS_BETTER = ("lpips", "error", "err", "ate", "rpe", "drift", "distance", "loss", "deg", "failed")
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".avi", ".mkv", ".gif")
 
 
@@ -206,6 +206,7 @@ def evaluate_videos(items: list[VideoItem], config: EvalConfig, *, batch_size: i
     parser = config.camera.build() if config.camera is not None else None
     rows: list[dict[str, Any]] = []
     pending: list[tuple[VideoItem, torch.Tensor]] = []
+    failing: set[str] = set()  # rewards that reported failed samples: they get a `/failed` column
 
     def flush() -> None:
         if not pending:
@@ -221,11 +222,20 @@ def evaluate_videos(items: list[VideoItem], config: EvalConfig, *, batch_size: i
             fps=config.fps,
         )
         composed = rewards.score(batch, weights)
+        failures = _failures(composed.info)
         for b, (item, _) in enumerate(pending):
             row: dict[str, Any] = {"video": item.name, "prompt": item.prompt, "frames": f, "height": h, "width": w}
             row["has_camera"] = trajectories[b] is not None
-            for name, values in {**composed.per_reward, **composed.components}.items():
+            for name, values in composed.per_reward.items():
                 row[name] = float(values[b])
+                if name in failures:
+                    failing.add(name)
+                    row[f"{name}/failed"] = float(b in failures[name])
+            for key, values in composed.components.items():
+                name = key.split("/", 1)[0]
+                # a failed sample's score is the reward's documented floor; its components (errors,
+                # PSNR ...) describe nothing, so they are left out of the means instead of posing as 0
+                row[key] = float("nan") if b in failures.get(name, {}) else float(values[b])
             rows.append(row)
         log(f"  scored {len(rows)}/{len(items)} videos")
         pending.clear()
@@ -238,7 +248,20 @@ def evaluate_videos(items: list[VideoItem], config: EvalConfig, *, batch_size: i
         shape = tuple(video.shape)
         pending.append((item, video))
     flush()
+    for row in rows:
+        for name in failing:
+            row.setdefault(f"{name}/failed", 0.0)
     return rows
+
+
+def _failures(info: dict[str, Any]) -> dict[str, dict[int, str]]:
+    """reward name -> {sample index: reason} from the rewards' ``info["failures"]`` (the convention
+    of the geometry rewards: samples whose geometry failed and got the floor score)."""
+    out: dict[str, dict[int, str]] = {}
+    for name, reward_info in info.items():
+        if isinstance(reward_info, dict) and reward_info.get("failures"):
+            out[name] = {int(i): str(r) for i, r in reward_info["failures"].items()}
+    return out
 
 
 def metric_columns(rows: list[dict[str, Any]]) -> list[str]:
@@ -301,7 +324,8 @@ def compare(
                 "baseline": b["mean"],
                 "run": r["mean"],
                 "delta": delta,
-                "better": "run" if direction * delta > 0 else ("baseline" if direction * delta < 0 else "tie"),
+                "better": "n/a" if not math.isfinite(delta) else
+                ("run" if direction * delta > 0 else ("baseline" if direction * delta < 0 else "tie")),
                 "win_rate": wins / total if total else float("nan"),
                 "paired": total,
             }
@@ -440,17 +464,23 @@ def run_eval(
     run_name = videos_dir.resolve().name
     log(f"worldr1 eval: {videos_dir} with rewards {[r.name for r in config.rewards]}")
     rows = evaluate_videos(discover_videos(videos_dir, prompts), config, log=log)
+    base_rows: list[dict[str, Any]] = []
+    if baseline is not None:
+        log(f"worldr1 eval: baseline {baseline}")
+        base_rows = evaluate_videos(discover_videos(baseline, prompts), config, log=log)
+    failed_cols = {k for r in rows + base_rows for k in r if k.endswith("/failed")}
+    for r in rows + base_rows:  # a reward that failed only in one run: 0 failures in the other
+        for k in failed_cols:
+            r.setdefault(k, 0.0)
+
     summary = summarize(rows)
     write_reports(out, rows, summary, run_name)
     (out / "eval_config.json").write_text(json.dumps(config.to_dict(), indent=2), encoding="utf-8")
     result = EvalResult(rows, summary, out=out)
     if baseline is not None:
-        baseline = Path(baseline)
-        base_name = baseline.resolve().name
+        base_name = Path(baseline).resolve().name
         if base_name == run_name:
             base_name = f"baseline:{base_name}"
-        log(f"worldr1 eval: baseline {baseline}")
-        base_rows = evaluate_videos(discover_videos(baseline, prompts), config, log=log)
         base_summary = summarize(base_rows)
         write_reports(out / "baseline", base_rows, base_summary, base_name)
         comparison = compare(summary, base_summary, rows, base_rows)

@@ -50,6 +50,15 @@ PY
     done
 }
 
+# Config overrides selecting DeepSpeed ZeRO-STAGE for launchers without an accelerate yaml
+# (ZERO_STAGE=0: none; the trainer's `auto` backend then picks DDP for several processes).
+zero_overrides() {
+    local stage="$1" ds_cfg="$REPO_ROOT/configs/deepspeed/zero$1.json"
+    [ "$stage" = 0 ] && return 0
+    [ -f "$ds_cfg" ] || die "ZERO_STAGE=$stage: DeepSpeed config '$ds_cfg' not found"
+    echo "distributed.backend=deepspeed distributed.zero_stage=$stage distributed.deepspeed_config=$ds_cfg"
+}
+
 # launch_train CONFIG [OVERRIDES...]: start `worldr1 train` under the chosen launcher.
 # Environment: NUM_PROCESSES (per node), LAUNCHER (accelerate | deepspeed | torchrun),
 # ZERO_STAGE (3 | 2 | 0 = plain data parallel), ACCELERATE_CONFIG, and for several nodes
@@ -82,27 +91,33 @@ launch_train() {
             [ -f "$acfg" ] || die "accelerate config '$acfg' not found"
             local extra=()
             if [ -n "${DS_ACCELERATOR:-}" ] && ! grep -q '^use_cpu: *true' "$acfg"; then extra+=(--cpu); fi
+            # several nodes under DeepSpeed: one torchrun-style launcher per node (no pdsh/ssh)
+            if [ "$nnodes" -gt 1 ] && grep -q '^distributed_type: *DEEPSPEED' "$acfg"; then
+                extra+=(--deepspeed_multinode_launcher standard)
+            fi
             exec "$PYTHON" -m accelerate.commands.launch --config_file "$acfg" "${extra[@]}" \
                 --num_processes "$total" --num_machines "$nnodes" --machine_rank "$node_rank" \
                 --main_process_ip "$master_addr" --main_process_port "$master_port" \
                 "${train[@]}"
             ;;
         deepspeed)
-            local ds_cfg="$REPO_ROOT/configs/deepspeed/zero${stage}.json"
             [ "$stage" = 0 ] && die "LAUNCHER=deepspeed needs ZERO_STAGE 2 or 3"
-            [ -f "$ds_cfg" ] || die "DeepSpeed config '$ds_cfg' not found"
             local hostargs=()
             if [ "$nnodes" -gt 1 ]; then
                 hostargs=(--num_nodes "$nnodes" --node_rank "$node_rank" --master_addr "$master_addr" --no_ssh)
             fi
+            # --no_local_rank: ranks come from the environment (LOCAL_RANK), not from argv
+            local zo; zo=$(zero_overrides "$stage")
+            # shellcheck disable=SC2086  # $zo: separate KEY=VALUE words, before the user's own overrides
             exec "$PYTHON" -m deepspeed.launcher.runner "${hostargs[@]}" --num_gpus "$nproc" --master_port "$master_port" \
-                --module worldr1_core.cli train "$config" "$@" "distributed.backend=\"deepspeed\"" \
-                "distributed.zero_stage=$stage" "distributed.deepspeed_config=\"$ds_cfg\""
+                --no_local_rank --module worldr1_core.cli train "$config" $zo "$@"
             ;;
         torchrun)
+            local zo; zo=$(zero_overrides "$stage")
+            # shellcheck disable=SC2086  # $zo: separate KEY=VALUE words, before the user's own overrides
             exec "$PYTHON" -m torch.distributed.run --nnodes "$nnodes" --node_rank "$node_rank" \
                 --nproc_per_node "$nproc" --master_addr "$master_addr" --master_port "$master_port" \
-                "${train[@]}"
+                -m worldr1_core.cli train "$config" $zo "$@"
             ;;
         *) die "LAUNCHER must be accelerate, deepspeed or torchrun, got '$launcher'" ;;
     esac
