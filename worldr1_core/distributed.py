@@ -264,15 +264,18 @@ class Distributed:
         return torch.cat(parts).to(tensor.device)
 
     def all_reduce_mean(self, values: dict[str, float]) -> dict[str, float]:
-        """Mean of scalar metrics over ranks (same keys on every rank)."""
+        """Mean of scalar metrics over ranks (same keys on every rank). NaN marks a value a rank
+        did not measure: it is left out of that key's mean (NaN only if no rank measured it)."""
         if not self.is_distributed or not values:
             return values
         keys = sorted(values)
-        t = torch.tensor([values[k] for k in keys], dtype=torch.float64,
+        v = torch.tensor([values[k] for k in keys], dtype=torch.float64,
                          device=self.device if self.pg_backend == "nccl" else "cpu")
+        finite = torch.isfinite(v)
+        t = torch.stack([torch.where(finite, v, torch.zeros_like(v)), finite.double()])  # [2, K]
         torch.distributed.all_reduce(t)
-        t /= self.world_size
-        return dict(zip(keys, t.tolist()))
+        mean = torch.where(t[1] > 0, t[0] / t[1].clamp_min(1), torch.full_like(t[0], float("nan")))
+        return dict(zip(keys, mean.tolist()))
 
     def broadcast_parameters(self, params: list[torch.Tensor]) -> None:
         if not self.is_distributed:

@@ -53,16 +53,19 @@ class ComposedReward:
     seconds: dict[str, float] = field(default_factory=dict)  # name -> wall time of its score()
 
     def metrics(self, prefix: str = "reward") -> dict[str, float]:
-        """Mean and std of the total, each reward and each component over valid samples."""
+        """Mean and std of the total, each reward and each component over valid samples.
+
+        A component value that is NaN means "not measured for this sample" (e.g. the trajectory
+        error of a video whose geometry failed) and is left out; a series with no measured value
+        gives NaN, so every process reports the same keys."""
         out: dict[str, float] = {}
         series = {"total": self.total, **self.per_reward, **self.components}
         mask = self.valid
         for key, values in series.items():
             v = values[mask].double()
-            if v.numel() == 0:
-                continue
-            out[f"{prefix}/{key}/mean"] = float(v.mean())
-            out[f"{prefix}/{key}/std"] = float(v.std(unbiased=False))
+            v = v[torch.isfinite(v)]
+            out[f"{prefix}/{key}/mean"] = float(v.mean()) if v.numel() else float("nan")
+            out[f"{prefix}/{key}/std"] = float(v.std(unbiased=False)) if v.numel() else float("nan")
         out[f"{prefix}/valid_fraction"] = float(mask.double().mean())
         for name, secs in self.seconds.items():
             out[f"time/{prefix}/{name}"] = secs  # time/ like the trainer's stage timers

@@ -182,7 +182,9 @@ class TrajectoryAlignment(Reward):
                 reasons[i] = row["reason"]
             rows.append(row)
         names = ("translation", "rotation", "ate", "rotation_error", "drift")
-        comps = {n: torch.tensor([float(r.get(n, 0.0)) for r in rows], dtype=torch.float32) for n in names}
+        # NaN = not measured (no intended path, failed geometry, or drift of a moving path):
+        # never a perfect-looking 0 error. The trainer's metrics leave NaN out of the means.
+        comps = {n: torch.tensor([float(r.get(n, math.nan)) for r in rows], dtype=torch.float32) for n in names}
         scores = torch.tensor([float(r["score"]) for r in rows], dtype=torch.float32)
         info = {"methods": [r.get("method", "none") for r in rows]}
         if reasons:
