@@ -17,6 +17,8 @@ from typing import Any, Iterator
 
 import torch
 
+from .video_io import write_video
+
 
 class StageTimer:
     """Wall-clock seconds per named stage of one step (synchronising CUDA around each stage)."""
@@ -81,33 +83,14 @@ class RunLogger:
             self._tb.flush()
 
     def save_videos(self, step: int, videos: torch.Tensor, names: list[str], fps: int) -> list[Path]:
-        """``videos [N, F, 3, H, W]`` in [0, 1] -> ``samples/step_000010_<name>.mp4`` (gif fallback)."""
+        """``videos [N, F, 3, H, W]`` in [0, 1] -> ``samples/step_000010_<name>.mp4`` (H.264, atomic)."""
         if not self.enabled:
             return []
         out_dir = self.run_dir / "samples"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for video, name in zip(videos, names):
-            frames = (video.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
-            frames = frames.permute(0, 2, 3, 1).cpu().numpy()  # [F, H, W, 3]
-            paths.append(write_video(out_dir / f"step_{step:06d}_{name}", frames, fps))
-        return paths
+        return [write_video(out_dir / f"step_{step:06d}_{name}.mp4", video, fps) for video, name in zip(videos, names)]
 
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
 
-
-def write_video(stem: Path, frames: Any, fps: int) -> Path:
-    """``frames [F, H, W, 3]`` uint8 -> ``stem.mp4`` (ffmpeg via imageio), else ``stem.gif``."""
-    import imageio.v2 as imageio
-
-    try:
-        path = stem.parent / f"{stem.name}.mp4"
-        imageio.mimwrite(path, list(frames), fps=fps, macro_block_size=1)
-        return path
-    except Exception:  # noqa: BLE001 - no ffmpeg backend: a gif is still useful
-        path = stem.parent / f"{stem.name}.gif"
-        imageio.mimwrite(path, list(frames), duration=1000.0 / fps, loop=0)
-        return path
