@@ -260,3 +260,17 @@ name = "trajectory_alignment"
         assert key in metrics and metrics[key] == metrics[key]  # present, not NaN
     assert abs(metrics["train/ratio_max"] - 1) < 1e-5
     assert any(not torch.equal(b, p.detach()) for b, p in zip(before, trainer.params))
+
+
+def test_sample_videos_are_playable_mp4s(tmp_path):
+    from worldr1_core.video_io import read_video
+
+    sections = tiny_sections()
+    sections["run"].update({"sample_every": 1, "sample_videos": 2})
+    cfg = run_config(tmp_path, sections)
+    trainer = Trainer(cfg, run_dir=tmp_path / "run")
+    trainer.train(max_steps=1)
+    files = sorted((tmp_path / "run" / "samples").glob("step_000000_*.mp4"))
+    assert len(files) == 2
+    frames, fps = read_video(files[0])
+    assert frames.shape[0] == 5 and tuple(frames.shape[-2:]) == (16, 16)
