@@ -45,7 +45,6 @@ from typing import TYPE_CHECKING, Any, Literal, Mapping
 from urllib.parse import urlsplit
 
 import pydantic
-import torch
 
 from .interfaces import Reward
 from .reward_wire import WIRE_VIDEO_DTYPES, decode_output, encode_request
