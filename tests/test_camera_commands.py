@@ -1,0 +1,65 @@
+"""The camera CLI tools: `worldr1 camera parse`, `worldr1 warp ablation` (model-free), `worldr1 warp sweep` errors."""
+
+from __future__ import annotations
+
+import json
+
+import imageio.v2 as imageio
+import pytest
+import torch
+
+from worldr1_core.cli import main
+
+
+def test_camera_parse_json(capsys, fresh_plugins):
+    assert main(["camera", "parse", "Camera orbit left, then pull out. A car.", "--frames", "9", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["motions"] == ["orbit_left", "pull_out"] and data["scene"] == "A car."
+    c2w = torch.tensor(data["trajectory"]["c2w"])
+    assert c2w.shape == (9, 4, 4) and torch.equal(c2w[0], torch.eye(4, dtype=c2w.dtype))
+    assert data["trajectory"]["width"] == 832  # the default video size without a config
+
+
+def test_camera_parse_table_and_save(capsys, tmp_path, fresh_plugins):
+    out = tmp_path / "traj.json"
+    assert main(["camera", "parse", "Camera pan left. A road.", "--frames", "5", "--save", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "pan_left" in text and "yaw" in text
+    from worldr1_plugins.camera.trajectory import load_trajectory
+
+    assert load_trajectory(out).num_frames == 5
+
+
+def test_camera_parse_unknown_motion_is_a_clean_error(capsys, fresh_plugins):
+    assert main(["camera", "parse", "Camera zoom out. A plane."]) == 2
+    err = capsys.readouterr().err
+    assert "zoom out" in err and "orbit left" in err and "Traceback" not in err
+
+
+def test_warp_ablation_without_a_model(tmp_path, capsys, fresh_plugins):
+    out = tmp_path / "ablation"
+    args = ["warp", "ablation", "--prompt", "Camera pan right, then push in. A street.", "--out", str(out),
+            "--frames", "9", "--height", "48", "--width", "64", "--upsample", "2", "--strength", "0.5"]  # fmt: skip
+    assert main(args) == 0
+    for name in ("flow.mp4", "warped_noise.mp4", "latents.mp4", "trajectory.json", "stats.json"):
+        assert (out / name).is_file(), name
+    assert sorted(p.name for p in (out / "flow").iterdir()) == ["frame_0000.png", "frame_0004.png", "frame_0008.png"]
+    assert len(imageio.mimread(out / "warped_noise.mp4")) == 9
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["layout"]["shape"] == [16, 3, 6, 8] and stats["noise_warp"]["strength"] == 0.5
+    n = 16 * 6 * 8  # elements per latent frame: std within 5 standard errors of 1
+    assert all(abs(s - 1) < 5 * (0.5 / n) ** 0.5 + 5 / n**0.5 for s in stats["latent_std"])
+    assert stats["mean_flow_px_per_frame"][0] == 0 and min(stats["mean_flow_px_per_frame"][1:]) > 0
+
+
+def test_warp_sweep_needs_a_model_and_rewards(tmp_path, capsys, fresh_plugins):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text("[video]\nframes = 5\n")
+    code = main(["warp", "sweep", "--prompts", "Camera push in. A.", "--config", str(cfg), "--out", str(tmp_path / "s")])
+    assert code == 2
+    assert "[model]" in capsys.readouterr().err
+
+
+def test_warp_sweep_rejects_bad_strengths(tmp_path, capsys, fresh_plugins):
+    code = main(["warp", "sweep", "--strengths", "0.2,1.5", "--prompts", "x", "--config", "c.toml", "--out", str(tmp_path)])
+    assert code == 2 and "--strengths" in capsys.readouterr().err
