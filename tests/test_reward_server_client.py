@@ -239,3 +239,38 @@ def test_served_options_come_from_the_run_config(tmp_path):
 def test_registry_config_classes_forbid_extra_keys():
     with pytest.raises(pydantic.ValidationError):
         RemoteReward.Config(url="http://h:1", reward="x", retry=3)
+
+
+# --------------------------------------------------------------------------- the codec
+
+
+def test_wire_arrays_round_trip_exactly_including_non_finite_values():
+    from worldr1_core.reward_wire import WireError, decode_array, encode_array
+
+    for dtype in (torch.uint8, torch.float16, torch.float32, torch.float64):
+        t = (torch.rand(2, 3, 4) * 200).to(dtype)
+        if dtype.is_floating_point:
+            t[0, 0, 0], t[0, 0, 1] = float("nan"), float("inf")
+        back = torch.from_numpy(decode_array(encode_array(t), "x").copy())
+        assert back.dtype == dtype and torch.equal(back.nan_to_num(), t.nan_to_num())
+    bf16 = torch.rand(5).bfloat16()
+    assert torch.equal(torch.from_numpy(decode_array(encode_array(bf16), "x").copy()), bf16.float())
+    with pytest.raises(WireError, match="int64"):
+        encode_array(torch.arange(3))
+    with pytest.raises(WireError, match=r"x\.dtype: 'float16' is not accepted"):
+        decode_array(encode_array(torch.rand(2).half()), "x", dtypes=("float32",))
+
+
+def test_trajectories_keep_their_dtype_and_metadata_dataclasses_become_dicts():
+    from worldr1_core.reward_wire import WireError, decode_trajectory, encode_trajectory, jsonable
+    from worldr1_core.types import CameraSpec, CameraTrajectory, Prompt
+
+    traj = CameraTrajectory(c2w=torch.randn(4, 4, 4), intrinsics=torch.eye(3), width=8, height=6, motions=["push_in"])
+    back = decode_trajectory(encode_trajectory(traj), "t")
+    assert back.c2w.dtype == torch.float32 and torch.equal(back.c2w, traj.c2w) and back.motions == ["push_in"]
+    meta = jsonable({"prompt": Prompt("a car", camera=CameraSpec(["orbit_left"], "a car")), "t": torch.ones(2)}, "metadata[0]")
+    assert meta == {"prompt": {"text": "a car", "source": "", "index": -1,
+                               "camera": {"motions": ["orbit_left"], "scene": "a car", "camera_text": ""}},
+                    "t": [1.0, 1.0]}
+    with pytest.raises(WireError, match=r"metadata\[0\]\.x: a object cannot be sent"):
+        jsonable({"x": object()}, "metadata[0]")

@@ -45,7 +45,6 @@ from typing import TYPE_CHECKING, Any, Literal, Mapping
 from urllib.parse import urlsplit
 
 import pydantic
-import torch
 
 from .interfaces import Reward
 from .reward_wire import WIRE_VIDEO_DTYPES, decode_output, encode_request
@@ -266,9 +265,10 @@ class RemoteReward(Reward):
         answers: dict[str, RewardOutput] = batch.shared.setdefault(f"remote:{self.url}", {})
         if self._cache_key not in answers:
             peers = [self]
-            if self.config.group_requests:
-                peers += [p for p in self._session.peers() if p is not self and p._cache_key not in answers
-                          and p.name != self.name]
+            if self.config.group_requests:  # one peer per reward name (a request names each once)
+                for p in self._session.peers():
+                    if p._cache_key not in answers and p.name not in {q.name for q in peers}:
+                        peers.append(p)
             names = [p.name for p in peers]
             body = encode_request(
                 batch, names, wire_dtype=self.config.wire_dtype,

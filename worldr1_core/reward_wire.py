@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any, Sequence
@@ -212,20 +213,26 @@ def decode_trajectory(obj: Any, field: str) -> CameraTrajectory | None:
     return traj
 
 
-def jsonable(value: Any, field: str) -> Any:
-    """Metadata/info -> plain JSON values (tensors and numpy arrays become lists)."""
+def jsonable(value: Any, field: str, *, strict: bool = True) -> Any:
+    """Metadata/info -> plain JSON values: tensors and numpy arrays become lists, dataclasses
+    dicts. Anything else raises :class:`WireError` naming ``field``, or with ``strict=False``
+    (diagnostic ``info``, logged as text) becomes its ``repr``."""
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else repr(value)
     if isinstance(value, (torch.Tensor, np.ndarray, np.generic)):
-        return jsonable(value.tolist(), field)
+        return jsonable(value.tolist(), field, strict=strict)
     if isinstance(value, Path):
         return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable({f.name: getattr(value, f.name) for f in dataclasses.fields(value)}, field, strict=strict)
     if isinstance(value, dict):
-        return {str(k): jsonable(v, f"{field}.{k}") for k, v in value.items()}
+        return {str(k): jsonable(v, f"{field}.{k}", strict=strict) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [jsonable(v, f"{field}[{i}]") for i, v in enumerate(value)]
+        return [jsonable(v, f"{field}[{i}]", strict=strict) for i, v in enumerate(value)]
+    if not strict:
+        return repr(value)
     raise WireError(f"{field}: a {type(value).__name__} cannot be sent as JSON")
 
 
@@ -264,7 +271,7 @@ def encode_output(output: RewardOutput, batch_size: int, reward: str) -> dict[st
     return {
         "scores": checked(output.scores, "scores"),
         "components": {k: checked(v, f"component {k!r}") for k, v in output.components.items()},
-        "info": jsonable(output.info, f"reward {reward!r} info"),
+        "info": jsonable(output.info, f"reward {reward!r} info", strict=False),
     }
 
 

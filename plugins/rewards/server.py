@@ -327,6 +327,7 @@ class Batcher:
         self.queue: queue.Queue[Job | None] = queue.Queue(maxsize=settings.max_queue)
         self.pending: collections.deque[Job] = collections.deque()
         self.stats = Stats()
+        self.stopping = False
         self.thread = threading.Thread(target=self._run, name="reward-worker", daemon=True)
 
     def start(self) -> None:
@@ -350,18 +351,21 @@ class Batcher:
             return self.pending.popleft()
         return self.queue.get(timeout=timeout) if timeout is None or timeout > 0 else self.queue.get_nowait()
 
-    def _collect(self, first: Job) -> list[Job] | None:
-        """``first`` plus compatible waiting jobs up to ``max_batch`` samples; None on shutdown."""
+    def _collect(self, first: Job) -> list[Job]:
+        """``first`` plus the compatible waiting jobs, up to ``max_batch`` samples in all.
+
+        Incompatible jobs keep their place in the line (``pending``); waits at most
+        ``batch_wait_s`` for more jobs to arrive.
+        """
         jobs, size, skipped = [first], len(first), []
         deadline = time.monotonic() + self.settings.batch_wait_s
-        stop = False
         while size < self.settings.max_batch:
             try:
                 job = self._next(deadline - time.monotonic())
             except queue.Empty:
                 break
-            if job is None:
-                stop = True
+            if job is None:  # shutdown: serve what was collected, then stop
+                self.stopping = True
                 break
             if job.cancelled:
                 continue
@@ -371,12 +375,10 @@ class Batcher:
             else:
                 skipped.append(job)
         self.pending.extendleft(reversed(skipped))
-        if stop:
-            self.queue.put(None)
         return jobs
 
     def _run(self) -> None:
-        while True:
+        while not self.stopping:
             job = self._next(None)
             if job is None:
                 return
