@@ -53,6 +53,14 @@ def test_every_hookspec_is_documented():
         assert "Called" in doc and "Return" in doc, f"{f.__name__} docstring must say when it is called and what it returns"
 
 
+def test_every_hookspec_is_implemented_by_a_shipped_plugin():
+    """Dogfooding (the datasette/llm pattern): each hook has at least one shipped implementation."""
+    pm = create_plugin_manager(load_entry_points=False)
+    names = [name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("worldr1_")]
+    missing = [name for name in names if not getattr(pm.hook, name).get_hookimpls()]
+    assert not missing, f"hooks with no shipped implementation: {missing}"
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_component_kind_has_a_shipped_implementation(kind, request):
     pm = create_plugin_manager(load_entry_points=False)

@@ -274,3 +274,22 @@ def test_sample_videos_are_playable_mp4s(tmp_path):
     assert len(files) == 2
     frames, fps = read_video(files[0])
     assert frames.shape[0] == 5 and tuple(frames.shape[-2:]) == (16, 16)
+
+
+def test_run_events_plugin_writes_events_and_progress(tmp_path):
+    """The shipped lifecycle-hook plugin `run_events`: events.jsonl and an atomic progress.json."""
+    cfg = run_config(tmp_path, tiny_sections())
+    trainer = Trainer(cfg, run_dir=tmp_path / "run")
+    trainer.train(max_steps=2)
+    run_dir = tmp_path / "run"
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "train_start" and kinds[-1] == "train_end"
+    assert {"phase_change", "checkpoint"} <= set(kinds)
+    phase = next(e for e in events if e["event"] == "phase_change")
+    assert phase["previous"] is None and phase["phase"] == "main" and phase["prompt_source"] == "train"
+    checkpoint = next(e for e in events if e["event"] == "checkpoint")
+    assert checkpoint["step"] == 2 and Path(checkpoint["path"]).is_dir()
+    progress = json.loads((run_dir / "progress.json").read_text())
+    assert progress["step"] == 2 and progress["max_steps"] == 2 and progress["eta_s"] == 0
+    assert progress["reward"] == _metrics(run_dir)[-1]["reward/total/mean"]

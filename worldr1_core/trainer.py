@@ -206,6 +206,7 @@ class Trainer:
     def train(self, max_steps: int | None = None) -> dict[str, Any]:
         """Run steps ``self.step .. max_steps - 1``; returns the last step's metrics."""
         max_steps = self.config.run.max_steps if max_steps is None else max_steps
+        self.max_steps = max_steps  # for callbacks (progress, ETA)
         run = self.config.run
         self.hook.worldr1_on_train_start(trainer=self)
         bar = self._progress(max_steps)

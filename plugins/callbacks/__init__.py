@@ -1,0 +1,1 @@
+"""Shipped lifecycle-hook plugins (callbacks)."""
