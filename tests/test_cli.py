@@ -50,3 +50,15 @@ def test_config_errors_are_one_line_per_problem_with_exit_2(tmp_path, capsys):
     assert "seed" in err[0].split("allowed keys: ")[1].split(", ")
     assert main(["config", "show", str(tmp_path / "missing.toml")]) == 2
     assert "missing.toml: config file not found" in capsys.readouterr().err
+
+
+def test_train_user_errors_are_one_line(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[[rewards]]\nname = 'brightness'\n", encoding="utf-8")
+    assert main(["train", str(cfg)]) == 2
+    assert "model.name: training needs a [model] section" in capsys.readouterr().err
+    cfg.write_text("[model]\nname = 'wan2.1'\npath = '/nonexistent/wan'\n[[rewards]]\nname = 'brightness'\n", encoding="utf-8")
+    assert main(["train", str(cfg), f"run.output_dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("worldr1: error: model.path: checkpoint directory '/nonexistent/wan' does not exist")
+    assert "Traceback" not in err

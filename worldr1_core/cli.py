@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 from . import __version__
 from .config import ConfigError
 from .plugins import PluginLoadError, get_plugin_manager
+from .prompts import PromptError
 from .registry import KINDS, RegistryError, get_registry
 
 
@@ -157,7 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         result = args.func(args)
         return int(result or 0)
-    except (ConfigError, RegistryError, PluginLoadError, CommandError) as exc:
+    except (ConfigError, RegistryError, PluginLoadError, CommandError, PromptError, FileNotFoundError) as exc:
+        # user errors (config, missing files/checkpoints): one message, no traceback
         print(f"worldr1: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

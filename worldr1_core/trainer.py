@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
-from .config import RunConfig, load_config
+from .config import ConfigError, RunConfig, load_config
 from .distributed import Distributed
 from .generation import camera_for
 from .interfaces import RLAlgorithm, VideoModel
@@ -122,8 +122,12 @@ class Trainer:
     def _build_components(self) -> None:
         """Every component from its config section, through the registry."""
         config = self.config
+        if config.model is None:
+            raise ConfigError(f"{config.source}: model.name: training needs a [model] section (e.g. name = \"wan2.1\")")
+        if config.rl is None:
+            raise ConfigError(f"{config.source}: rl.name: training needs an [rl] section (e.g. name = \"flow_grpo\")")
         if not config.rewards:
-            raise ValueError(f"{config.source}: rewards: training needs at least one [[rewards]] entry")
+            raise ConfigError(f"{config.source}: rewards: training needs at least one [[rewards]] entry")
         self.model: VideoModel = config.model.build()
         self.algo: RLAlgorithm = config.rl.build()
         self.schedule = config.schedule.build()
