@@ -67,6 +67,29 @@ def bench_vlm_judge(tmp: Path, views: int, repeats: int) -> dict:
     return out
 
 
+def bench_vlm_batching(tmp: Path, queries: int, repeats: int) -> dict:
+    """One ``rate`` call of ``queries`` queries (e.g. 4 videos x 2 views), one query per forward
+    (``batch_size = 1``) vs all of them in one left-padded forward, side by side."""
+    from worldr1_core.testing.tiny_qwen_vl import build_tiny_qwen_vl
+    from worldr1_plugins.rewards.vlm_judge import VLMJudge, VLMJudgeConfig, to_pil
+
+    out = {}
+    images = [[to_pil(torch.rand(3, 140, 140))] for _ in range(queries)]
+    for variant in ("qwen2_5_vl", "qwen3_vl"):
+        path = tmp / variant
+        if not (path / "config.json").is_file():
+            build_tiny_qwen_vl(path, variant=variant)
+        for text_tokens in (0, 4):
+            row = {"queries": queries, "image_px": "140x140"}
+            for batch_size in (1, queries):
+                judge = VLMJudge(VLMJudgeConfig(model_path=str(path), device="cpu",
+                                                log_text_tokens=text_tokens, batch_size=batch_size))
+                row[f"batch_size={batch_size}"] = _timeit(lambda: judge.rate(images, "Rate 0-9."), repeats)
+            row["speedup"] = row["batch_size=1"]["median_s"] / row[f"batch_size={queries}"]["median_s"]
+            out[f"{variant}/greedy_tokens={text_tokens}"] = row
+    return out
+
+
 def bench_meta_view(tmp: Path, views: int, repeats: int) -> dict:
     """Full meta-view (render + judge) on hand-built Gaussians, if the renderer is installed."""
     try:
@@ -322,6 +345,8 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=2, help="novel views per video (meta-view)")
     parser.add_argument("--frames", type=int, default=4, help="frames per video (aesthetic)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch-queries", type=int, default=8,
+                        help="queries per rate() call in the batched-vs-sequential judge timing")
     parser.add_argument("--real-on-gpu", action="store_true",
                         help="on a CUDA machine: tiny judges on the GPU vs CPU, and the real architectures (random bf16) timed")
     parser.add_argument("--output", type=Path, default=RESULTS)
@@ -332,7 +357,8 @@ def main() -> None:
     result = {
         "machine": {"platform": platform.platform(), "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
                     "load_average_1min_at_start": os.getloadavg()[0], "cpu_count": os.cpu_count()},
-        "note": "tiny_cpu: seconds per video with tiny random-weight models (the real code path); "
+        "note": "tiny_cpu: seconds per video with tiny random-weight models (the real code path; "
+                "vlm_judge_batching: seconds per rate() call, batch_size 1 vs all queries in one forward); "
                 "real_models: exact parameter counts from the real architectures built on the meta device, "
                 f"memory = params x bytes, time = max(FLOPs / {ASSUMED_TFLOPS:.0f} TFLOP/s, bf16 weight bytes / "
                 f"{ASSUMED_TBPS:.0f} TB/s) (assumed GPU figures, not a measurement; see real_on_gpu when present)",
@@ -341,6 +367,7 @@ def main() -> None:
         tmp = Path(tmp)
         result["tiny_cpu"] = {
             "vlm_judge": bench_vlm_judge(tmp, args.views, args.repeats),
+            "vlm_judge_batching": bench_vlm_batching(tmp, args.batch_queries, args.repeats),
             "meta_view": bench_meta_view(tmp, args.views, max(2, args.repeats // 2)),
             "aesthetic": bench_aesthetic(tmp, args.frames, args.repeats),
         }

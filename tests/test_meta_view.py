@@ -100,6 +100,25 @@ def test_failed_reconstruction_gets_the_documented_floor_with_its_reason(tiny_vl
         reward.score_geometries(single, [Geometry(depth=None, c2w=torch.eye(4).repeat(3, 1, 1), intrinsics=ok.intrinsics)])
 
 
+def test_views_of_all_videos_are_judged_in_one_batch_like_each_video_alone(tiny_vl):
+    geos = [_geometry(_blob_scene(seed=s)) for s in range(3)]
+    geos[1].info["failure"] = "colmap registered 1/3 frames (min_registered=3)"
+    prompts = ["A red box.", "A box.", "A tall blue tower next to a red box in a sunny courtyard."]
+    batch = RewardBatch(videos=torch.zeros(3, 3, 3, 40, 48), prompts=prompts)
+    batched = _reward(tiny_vl, render_size=32).score_geometries(batch, geos)  # 2 videos x 2 views, one chunk
+    alone = MetaView(MetaView.Config(
+        judge=VLMJudgeConfig(model_path=str(tiny_vl), device="cpu", log_text_tokens=2, batch_size=1),
+        camera_parser="", views=[ViewOffset(yaw=-25.0), ViewOffset(yaw=25.0)], render_size=32,
+    ))
+    for b in (0, 2):
+        one = alone.score_geometries(RewardBatch(videos=torch.zeros(1, 3, 3, 40, 48), prompts=[prompts[b]]), [geos[b]])
+        for v in range(2):
+            assert float(batched.components[f"view_{v}"][b]) == pytest.approx(float(one.components[f"view_{v}"][0]), abs=1e-6)
+        assert batched.info["answers"][b] == one.info["answers"][0]
+    assert float(batched.scores[1]) == 0.0 and batched.info["answers"][1] == []
+    assert float(batched.scores[0]) != float(batched.scores[2])
+
+
 class _DepthPlaneGaussians(GeometryEstimator):
     """Test estimator: known cameras (fixed, at the origin) and one Gaussian per pixel of the
     middle frame, unprojected at a constant depth -- enough to exercise the [geometry] wiring."""

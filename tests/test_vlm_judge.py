@@ -107,3 +107,51 @@ def test_half_precision_and_device_resolution(tiny_vl_dir):
     assert next(half.model.parameters()).dtype == torch.bfloat16
     out = half.rate(images, "Rate 0-9.")
     assert (out.scores - full.scores).abs().max() < 0.05  # bf16 rounding, same belief
+
+
+def _hand_score(model, tokenizer, inputs) -> float:
+    """E[digit] / 9 from the last-position logits of an independent forward, in float64."""
+    with torch.no_grad():
+        logits = model(**inputs).logits[0, -1].double()
+    digit_logits = [float(logits[tokenizer.convert_tokens_to_ids(str(k))]) for k in range(10)]
+    weights = [math.exp(v - max(digit_logits)) for v in digit_logits]
+    return sum(k * w for k, w in enumerate(weights)) / sum(weights) / 9.0
+
+
+def test_batched_queries_score_exactly_like_one_query_at_a_time(tiny_vl_dir):
+    from transformers import AutoModelForImageTextToText, AutoTokenizer
+
+    # prompts of different lengths, 0-3 images of different sizes per query: the batch is padded
+    images = [[_image(10)], [_image(11), _image(12, (80, 60))], [], [_image(13, (100, 40))],
+              [_image(14), _image(15), _image(16, (56, 56))]]
+    questions = ["Rate 0-9.", "How plausible is this 3D scene, considering every view? Answer 0-9.",
+                 "No image here; rate it 0-9.", "0-9?", "Score these three pictures from 0 to 9, please."]
+    one = _judge(tiny_vl_dir, batch_size=1).rate(images, questions)
+    batched_judge = _judge(tiny_vl_dir, batch_size=4)  # chunks of 4 and 1
+    batched = batched_judge.rate(images, questions)
+
+    inputs = batched_judge.batch_inputs(images[:4], questions[:4])
+    mask = inputs["attention_mask"]
+    assert inputs["input_ids"].shape[0] == 4
+    assert bool((mask[:, -1] == 1).all()) and bool((mask[:, 0] == 0).any())  # left padding, really padded
+    assert int(inputs["image_grid_thw"].shape[0]) == 4  # 1 + 2 + 0 + 1 images, in query order
+
+    assert batched.scores.shape == (5,) and batched.digit_probs.shape == (5, 10)
+    torch.testing.assert_close(batched.scores, one.scores, atol=1e-6, rtol=0)
+    torch.testing.assert_close(batched.digit_probs, one.digit_probs, atol=1e-6, rtol=0)
+    torch.testing.assert_close(batched.digit_mass, one.digit_mass, atol=1e-7, rtol=1e-5)
+    assert batched.texts == one.texts and len(batched.texts) == 5  # greedy logs survive the padding
+    assert batched.prompts == one.prompts
+    assert len(set(batched.scores.tolist())) == 5  # five different answers, not one row repeated
+
+    # both equal the hand computation on an independently loaded copy, one unpadded query each
+    model = AutoModelForImageTextToText.from_pretrained(tiny_vl_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_vl_dir)
+    for q, (imgs, question) in enumerate(zip(images, questions)):
+        expected = _hand_score(model, tokenizer, batched_judge.inputs(imgs, question))
+        assert float(batched.scores[q]) == pytest.approx(expected, abs=1e-5)
+
+    # without generation (one forward, last position only) the batch scores the same
+    forward_only = _judge(tiny_vl_dir, batch_size=4, log_text_tokens=0).rate(images, questions)
+    torch.testing.assert_close(forward_only.scores, one.scores, atol=1e-6, rtol=0)
+    assert forward_only.texts == [""] * 5

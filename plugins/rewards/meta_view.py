@@ -205,6 +205,7 @@ class MetaView(Reward):
         coverage = torch.zeros(len(batch))
         failed = torch.zeros(len(batch))
         texts, questions, failures = [], [], {}
+        rated, queries = [], []  # videos with a reconstruction; one [render] per (video, view)
         for b, geometry in enumerate(geometries):
             question = self.question(batch.prompts[b])
             questions.append(question)
@@ -216,10 +217,16 @@ class MetaView(Reward):
                 continue
             width, height = self.render_size(geometry, batch)
             rgb, alpha = self.render(geometry, width, height)  # [V, 3, H, W], [V, 1, H, W]
-            result = self.judge.rate([[to_pil(img)] for img in rgb], question)
-            per_view[b] = result.scores
             coverage[b] = alpha.float().mean().cpu()
-            texts.append(result.texts)
+            rated.append(b)
+            queries.extend([to_pil(img)] for img in rgb)
+            texts.append([])
+        # every view of every video in one judge call, so it batches across videos (judge.batch_size)
+        if rated:
+            result = self.judge.rate(queries, [questions[b] for b in rated for _ in range(views)])
+        for i, b in enumerate(rated):
+            per_view[b] = result.scores[i * views:(i + 1) * views]
+            texts[b] = result.texts[i * views:(i + 1) * views]
         score = per_view.mean(dim=1)
         components = {"plausibility": score, "coverage": coverage, "geometry_failed": failed}
         components.update({f"view_{i}": per_view[:, i] for i in range(views)})

@@ -10,6 +10,12 @@ tokens ``0``..``9``, softmaxes them, and returns the expected digit divided by 9
 This is smooth in the model's belief (a 50/50 split between 6 and 8 scores 7/9 instead of a
 coin flip) and never fails to parse. The greedy answer is generated only for the logs.
 
+Queries are batched ``batch_size`` at a time: one processor call pads the prompts on the LEFT,
+so the answer position is the last column of every row, and the attention mask goes to the
+model, whose ``get_rope_index`` skips the padding when it numbers Qwen's multimodal (t, h, w)
+rotary positions. A batch therefore scores exactly what one query at a time would (to float
+rounding), and the greedy log text comes from one batched ``generate`` on the same inputs.
+
 Any Qwen2.5-VL or Qwen3-VL checkpoint directory works (``AutoProcessor`` +
 ``AutoModelForImageTextToText``, loaded from a local path, never downloaded). Other reward
 plugins reuse the judge with their own question::
@@ -54,6 +60,9 @@ class VLMJudgeConfig(pydantic.BaseModel, extra="forbid"):
         4, ge=0, description="greedy tokens generated per query for the logs (0: none; never scored)"
     )
     attn_implementation: str | None = pydantic.Field(None, description='e.g. "sdpa", "flash_attention_2"')
+    batch_size: int = pydantic.Field(
+        8, ge=1, description="queries per forward pass (one processor call, left-padded; 1: one query at a time)"
+    )
 
     @pydantic.model_validator(mode="after")
     def _pixels_ordered(self) -> "VLMJudgeConfig":
@@ -126,6 +135,8 @@ class VLMJudge:
         self.model = AutoModelForImageTextToText.from_pretrained(path, **kwargs).to(self.device).eval()
         self.model.requires_grad_(False)
         self.tokenizer = self.processor.tokenizer
+        # batches are padded on the left so the answer position is the last column of every row
+        self.tokenizer.padding_side = "left"
         self.digit_ids = self._digit_token_ids()
         self.patch_size = int(getattr(self.processor.image_processor, "patch_size", 14))
         self.merge_size = int(getattr(self.processor.image_processor, "merge_size", 2))
@@ -188,12 +199,22 @@ class VLMJudge:
 
     def inputs(self, images: Sequence[Image.Image], question: str) -> dict[str, torch.Tensor]:
         """Model inputs (token ids, pixel patches, grid sizes) for one query, on the judge's device."""
-        text = self.prompt_text(images, question)
-        prepared = self._prepare_images(images)
+        return self.batch_inputs([images], [question])
+
+    def batch_inputs(
+        self, images: Sequence[Sequence[Image.Image]], questions: Sequence[str]
+    ) -> dict[str, torch.Tensor]:
+        """Model inputs for ``B`` queries in one processor call: ``input_ids`` / ``attention_mask``
+        ``[B, L]`` padded on the left (the answer position is column ``L - 1`` of every row), the
+        pixel patches of all images of all queries in order, and their grid sizes."""
+        texts = [self.prompt_text(imgs, q) for imgs, q in zip(images, questions)]
+        prepared = [image for imgs in images for image in self._prepare_images(imgs)]
         batch = self.processor(
-            text=[text],
+            text=texts,
             images=prepared or None,
             return_tensors="pt",
+            padding=True,
+            padding_side="left",
             size={"shortest_edge": self.config.min_pixels, "longest_edge": self.config.max_pixels},
         )
         out = {}
@@ -208,25 +229,29 @@ class VLMJudge:
     # ------------------------------------------------------------------ scoring
 
     @torch.no_grad()
-    def answer_logits(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, str]:
-        """Logits ``[V]`` at the answer position (after the last input token), and the greedy
-        answer for the logs. With ``log_text_tokens > 0`` one ``generate`` call gives both (the
-        first step's logits are exactly the forward pass's last-position logits)."""
+    def answer_logits(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[str]]:
+        """Logits ``[B, V]`` at the answer position (after the last input token; the inputs are
+        left-padded, so that is the last column of every row), and the greedy answers for the logs.
+        With ``log_text_tokens > 0`` one batched ``generate`` call gives both (its first step's
+        logits are exactly the forward pass's last-position logits); otherwise one forward pass
+        that computes the logits of the last position only."""
+        rows = inputs["input_ids"].shape[0]
         if self.config.log_text_tokens == 0:
-            return self.model(**inputs).logits[0, -1].float(), ""
+            return self.model(**inputs, logits_to_keep=1).logits[:, -1].float(), [""] * rows
         out = self.model.generate(
             **inputs, max_new_tokens=self.config.log_text_tokens, do_sample=False,
             output_logits=True, return_dict_in_generate=True, pad_token_id=self.tokenizer.pad_token_id,
         )
-        text = self.tokenizer.decode(out.sequences[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-        return out.logits[0][0].float(), text
+        answers = out.sequences[:, inputs["input_ids"].shape[1]:]  # [B, new tokens]
+        texts = self.tokenizer.batch_decode(answers, skip_special_tokens=True)
+        return out.logits[0].float(), texts
 
     def digit_scores(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Answer-position logits ``[V]`` -> (score, digit probabilities ``[10]``, probability mass
-        the full softmax puts on the ten digits)."""
+        """Answer-position logits ``[..., V]`` -> (score ``[...]``, digit probabilities ``[..., 10]``,
+        probability mass ``[...]`` the full softmax puts on the ten digits)."""
         ids = self.digit_ids.to(logits.device)
-        score, probs = self.expectation(logits[ids])
-        mass = torch.logsumexp(torch.log_softmax(logits, dim=-1)[ids], dim=0).exp()
+        score, probs = self.expectation(logits[..., ids])
+        mass = torch.logsumexp(torch.log_softmax(logits, dim=-1)[..., ids], dim=-1).exp()
         return score, probs, mass
 
     @staticmethod
@@ -243,17 +268,18 @@ class VLMJudge:
             questions = [questions] * len(images)
         if len(questions) != len(images):
             raise ValueError(f"VLMJudge.rate got {len(images)} image lists but {len(questions)} questions")
-        scores, probs, masses, texts, prompts = [], [], [], [], []
-        for imgs, question in zip(images, questions):
-            inputs = self.inputs(imgs, question)
-            logits, text = self.answer_logits(inputs)
-            score, p, mass = self.digit_scores(logits)
+        scores, probs, masses, texts = [], [], [], []
+        size = self.config.batch_size
+        for start in range(0, len(images), size):
+            chunk_images, chunk_questions = images[start:start + size], questions[start:start + size]
+            logits, answers = self.answer_logits(self.batch_inputs(chunk_images, chunk_questions))
+            score, p, mass = self.digit_scores(logits)  # [b], [b, 10], [b]
             scores.append(score.cpu())
             probs.append(p.cpu())
             masses.append(mass.cpu())
-            texts.append(text)
-            prompts.append(self.prompt_text(imgs, question))
+            texts.extend(answers)
         if not scores:
             empty = torch.zeros(0)
             return JudgeResult(empty, torch.zeros(0, 10), empty)
-        return JudgeResult(torch.stack(scores), torch.stack(probs), torch.stack(masses), texts, prompts)
+        prompts = [self.prompt_text(imgs, q) for imgs, q in zip(images, questions)]
+        return JudgeResult(torch.cat(scores), torch.cat(probs), torch.cat(masses), texts, prompts)
