@@ -112,11 +112,8 @@ def test_missing_checkpoint_and_unknown_arch_are_named(tiny_clip, tmp_path):
 
 
 def test_scene_text_uses_the_installed_camera_parser_and_survives_its_errors(fresh_plugins):
-    from worldr1_core.registry import get_registry
     from worldr1_plugins.rewards.scene_text import SceneText
 
-    if "text" not in get_registry().names("camera_parser"):
-        pytest.skip("camera parser 'text' not installed")
     scene = SceneText("text")
     assert scene("Camera orbit left, then pull out. A futuristic car.") == "A futuristic car."
     assert scene("A camera shop at night.") == "A camera shop at night."

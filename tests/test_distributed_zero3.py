@@ -23,13 +23,6 @@ REPO = Path(__file__).resolve().parents[1]
 WORKER = REPO / "tests" / "dist_train_worker.py"
 
 
-def _has_tiny_wan() -> bool:
-    from worldr1_core.registry import get_registry
-
-    return "wan2.1" in get_registry().names("base_model")
-
-
-pytestmark = pytest.mark.skipif(not _has_tiny_wan(), reason="needs the wan2.1 base-model plugin (tiny preset)")
 
 
 def _free_port() -> int:

@@ -12,10 +12,6 @@ import torch
 from worldr1_core.registry import get_registry
 from worldr1_core.video_io import read_video
 
-pytestmark = pytest.mark.skipif(
-    "wan2.1" not in get_registry().names("base_model") or "flow_grpo" not in get_registry().names("rl_algorithm"),
-    reason="needs the wan2.1 base-model plugin and flow_grpo (rl.num_steps)",
-)
 
 PROMPTS = [
     "Camera orbit left. A red car on a road.",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -123,15 +122,13 @@ name = "brightness"
 
 
 def _needs(*names: str) -> None:
-    if not (SCRIPTS / "run_reward_servers.sh").is_file():
-        pytest.skip("needs scripts/run_reward_servers.sh")
+    """What these end-to-end runs use is shipped (fail, not skip, when it is not)."""
+    assert (SCRIPTS / "run_reward_servers.sh").is_file()
     from worldr1_core.registry import get_registry
 
     reg = get_registry()
     have = set(reg.names("base_model")) | set(reg.names("rl_algorithm"))
-    missing = [n for n in names if n not in have]
-    if missing:
-        pytest.skip(f"needs {missing}")
+    assert set(names) <= have, f"missing {sorted(set(names) - have)}"
 
 
 def test_single_node_stops_the_servers_when_training_fails(tmp_path):

@@ -63,9 +63,6 @@ def test_the_check_would_catch_a_model_branch(tmp_path, monkeypatch):
 def test_ablation_arms_differ_only_in_model():
     from worldr1_core.config import compose
 
-    if not (REPO / "configs" / "base.toml").exists():
-        pytest.skip("configs/base.toml lands with the trainer")
-
     wan, _ = compose(REPO / "configs" / "ablation" / "wan2_1.toml")
     ltx, _ = compose(REPO / "configs" / "ablation" / "ltx_video.toml")
     assert wan.pop("model")["name"] == "wan2.1" and ltx.pop("model")["name"] == "ltx-video"
@@ -77,11 +74,9 @@ def test_ablation_arms_differ_only_in_model():
 @pytest.mark.parametrize("model_name", ["wan2.1", "ltx-video"])
 def test_tiny_training_run_with_either_model(model_name, tmp_path, fresh_plugins, monkeypatch):
     """`worldr1 train configs/tiny_cpu.toml model.name=NAME`: 2 steps of Flow-GRPO on CPU."""
-    trainer_mod = pytest.importorskip("worldr1_core.trainer", reason="the trainer lands from its own branch")
+    from worldr1_core import trainer as trainer_mod
     from worldr1_core.config import load_config
 
-    if not (REPO / "configs" / "tiny_cpu.toml").exists():
-        pytest.skip("configs/tiny_cpu.toml lands with the trainer")
     monkeypatch.setenv("WORLDR1_CACHE", str(tmp_path / "cache"))
     torch.set_num_threads(2)
     config = load_config(
@@ -105,14 +100,11 @@ def test_camera_noise_warp_generation_with_either_model(model_name, tmp_path, fr
     layout -> Euler ODE -> decode) runs unchanged on both models; the warped noise follows each
     model's temporal compression through LatentLayout.frame_indices."""
     from worldr1_core.generation import generate
-    from worldr1_core.registry import RegistryError, get_registry
+    from worldr1_core.registry import get_registry
 
     registry = get_registry()
-    try:
-        parser = registry.build("camera_parser", "text")
-        warp = registry.build("latent_initializer", "noise_warp", {"strength": 1.0})
-    except RegistryError as exc:  # the camera plugins land from their own branch
-        pytest.skip(f"camera plugins not available: {exc}")
+    parser = registry.build("camera_parser", "text")
+    warp = registry.build("latent_initializer", "noise_warp", {"strength": 1.0})
     model = registry.build(
         "base_model", model_name, {"preset": "tiny", "cache_dir": str(tmp_path), "device": "cpu", "dtype": "fp32"}
     )
@@ -129,15 +121,7 @@ def test_camera_noise_warp_generation_with_either_model(model_name, tmp_path, fr
 @pytest.mark.parametrize("arm", ["wan2_1.toml", "ltx_video.toml"])
 def test_ablation_configs_validate(arm, fresh_plugins):
     from worldr1_core.config import load_config
-    from worldr1_core.registry import get_registry
 
-    reg = get_registry()
-    needed = {("reward", n) for n in ("meta_view", "reconstruction", "trajectory_alignment", "aesthetic")}
-    needed |= {("schedule", "periodic_dynamic"), ("latent_initializer", "noise_warp"),
-               ("geometry_estimator", "depth_anything_3"), ("camera_parser", "text")}
-    missing = sorted(f"{k} {n}" for k, n in needed if n not in reg.names(k))
-    if missing:
-        pytest.skip(f"plugins not merged yet: {missing}")
     cfg = load_config(REPO / "configs" / "ablation" / arm)
     assert cfg.model.name == ("wan2.1" if arm == "wan2_1.toml" else "ltx-video")
     assert (cfg.video.frames, cfg.video.height, cfg.video.width) == (81, 480, 832)

@@ -27,7 +27,6 @@ pytestmark = pytest.mark.slow  # tiny but real training runs
 
 class NanOnWord(Reward):
     """Mean green level; NaN for prompts containing ``word`` (a degenerate input)."""
-
     class Config(pydantic.BaseModel, extra="forbid"):
         word: str = "snow"
 

@@ -34,7 +34,6 @@ from worldr1_plugins.rewards.server_process import free_port
 
 class SharedGeometry(Reward):
     """Scores from a per-batch 'geometry' that several rewards share through ``batch.cached``."""
-
     computed = 0
 
     def __init__(self, config=None, channel: int = 0):

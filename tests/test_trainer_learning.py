@@ -22,15 +22,6 @@ from worldr1_core.trainer import Trainer
 torch.set_num_threads(2)
 
 
-def _has_wan() -> bool:
-    try:
-        from worldr1_plugins.base_models.wan2_1 import Wan21  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-pytestmark = pytest.mark.skipif(not _has_wan(), reason="needs the wan2.1 base-model plugin (tiny preset)")
 
 
 @pytest.mark.slow
