@@ -74,18 +74,26 @@ def generate(
     width: int,
     num_steps: int,
     guidance_scale: float,
-    seed: int,
+    seed: int | list[int],
     negative_prompt: str | None = None,
 ) -> Generated:
-    """Generate one video per prompt, deterministically for a given ``seed``."""
+    """Generate one video per prompt, deterministically for a given ``seed``; with one seed per
+    prompt, each sample's noise depends on its own seed alone (independent of batching)."""
     layout = model.latent_layout(frames, height, width)
     prompt_objs, trajectories = camera_for(prompts, parser, frames, width, height)
-    generator = torch.Generator(device="cpu").manual_seed(seed)
+
     # The ODE state stays in fp32 even for a bf16 model: velocity() casts its input and returns
     # the state's dtype, so the integration does not accumulate bf16 rounding over the steps.
-    init = initializer.initial_latents(
-        layout, prompt_objs, trajectories, generator, device=model.device, dtype=torch.float32
-    )  # [B, C, F', H', W']
+    def noise(ps: list[Prompt], ts: list[CameraTrajectory | None], s: int) -> torch.Tensor:
+        g = torch.Generator(device="cpu").manual_seed(s)
+        return initializer.initial_latents(layout, ps, ts, g, device=model.device, dtype=torch.float32)
+
+    if isinstance(seed, int):
+        init = noise(prompt_objs, trajectories, seed)  # [B, C, F', H', W']
+    else:
+        if len(seed) != len(prompt_objs):
+            raise ValueError(f"generate: {len(seed)} seeds for {len(prompt_objs)} prompts")
+        init = torch.cat([noise([p], [t], s) for p, t, s in zip(prompt_objs, trajectories, seed)])
     cond = model.encode_prompts([p.text for p in prompt_objs], negative_prompt)
     sigmas = model.sigmas(num_steps).to(model.device)
     latents = euler_sample(model, init, cond, sigmas, guidance_scale, initializer)

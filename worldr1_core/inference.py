@@ -36,12 +36,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .config import COMPONENT_SECTIONS, ComponentConfig, ConfigError, RunConfig, compose, validate
-from .generation import camera_for, euler_sample
+from .generation import generate
 from .prompts import prompts_from_arg
-from .types import Prompt
 from .video_io import write_video
 
 INDEX_JSON = "index.json"
@@ -164,26 +161,6 @@ def _settings_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 # --------------------------------------------------------------------------- generation
 
 
-@torch.no_grad()
-def generate_batch(model, initializer, parser, texts: list[str], seeds: list[int], settings: dict[str, Any]):
-    """Videos ``[B, F, 3, H, W]`` and trajectories; sample ``b``'s noise comes from ``seeds[b]`` alone."""
-    frames, height, width = settings["frames"], settings["height"], settings["width"]
-    layout = model.latent_layout(frames, height, width)
-    prompts, trajectories = camera_for([Prompt(text=t) for t in texts], parser, frames, width, height)
-    init = torch.cat(
-        [
-            initializer.initial_latents(
-                layout, [p], [t], torch.Generator().manual_seed(s), device=model.device, dtype=model.dtype
-            )
-            for p, t, s in zip(prompts, trajectories, seeds)
-        ]
-    )  # [B, C, F', H', W']
-    cond = model.encode_prompts(texts, settings["negative_prompt"] or None)
-    sigmas = model.sigmas(settings["num_steps"]).to(model.device)
-    latents = euler_sample(model, init, cond, sigmas, settings["guidance_scale"], initializer)
-    return model.decode(latents).float().cpu(), prompts, trajectories  # [B, F, 3, H, W]
-
-
 def _build(component: ComponentConfig | None, what: str):
     if component is None:
         raise InferenceError(f"no {what} is configured or installed")
@@ -235,9 +212,13 @@ def run_inference(
     for start in range(0, len(todo), batch_size):
         batch = todo[start : start + batch_size]
         t0 = time.perf_counter()
-        videos, prompt_objs, trajectories = generate_batch(
-            model, initializer, parser, [prompts[i] for i in batch], [seed + i for i in batch], settings
-        )
+        gen = generate(
+            model, [prompts[i] for i in batch], initializer=initializer, parser=parser,
+            frames=settings["frames"], height=settings["height"], width=settings["width"],
+            num_steps=settings["num_steps"], guidance_scale=settings["guidance_scale"],
+            seed=[seed + i for i in batch], negative_prompt=settings["negative_prompt"] or None,
+        )  # sample i's noise comes from seed + i alone: batching does not change the videos
+        videos, prompt_objs, trajectories = gen.videos.float().cpu(), gen.prompts, gen.trajectories
         per_video = (time.perf_counter() - t0) / len(batch)
         for b, i in enumerate(batch):
             name = f"{i:05d}_{slugify(prompts[i])}"

@@ -83,10 +83,11 @@ def _with_geometry(cfg: RewardConfig, geometry: ComponentConfig | None):
 def build_reward(cfg: RewardConfig, *, geometry: ComponentConfig | None = None, registry: Registry | None = None) -> Reward:
     """Instantiate one ``[[rewards]]`` entry."""
     registry = registry or get_registry()
-    remote = remote_reward(cfg, _with_geometry(cfg, geometry), registry=registry)  # server URL set: docs/reward_servers.md
+    options = _with_geometry(cfg, geometry)
+    remote = remote_reward(cfg, options, registry=registry)  # server URL set: docs/reward_servers.md
     if remote is not None:
         return remote
-    return registry.build("reward", cfg.name, _with_geometry(cfg, geometry))
+    return registry.build("reward", cfg.name, options)
 
 
 class RewardSet:
