@@ -96,7 +96,8 @@ def test_shared_judge_is_loaded_once_and_missing_weights_are_named(tiny_vl_dir, 
 
 
 def test_half_precision_and_device_resolution(tiny_vl_dir):
-    from worldr1_plugins.rewards.vlm_judge import resolve_device, resolve_dtype
+    from worldr1_core.devices import resolve_device
+    from worldr1_plugins.rewards.vlm_judge import resolve_dtype
 
     assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
     assert resolve_dtype("float16", torch.device("cpu")) == torch.float16

@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterator, Literal, Sequence
 import pydantic
 import torch
 
+from worldr1_core.devices import resolve_device
 from worldr1_core.interfaces import VideoModel
 
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -41,15 +42,6 @@ def resolve_dtype(name: str) -> torch.dtype:
         return DTYPES[name]
     except KeyError:
         raise ValueError(f"model.dtype must be one of {sorted(DTYPES)}, got {name!r}") from None
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` -> cuda (this process's LOCAL_RANK device) if available, else cpu."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
-        return torch.device("cpu")
-    return torch.device(name)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from worldr1_core.interfaces import Reward
 from worldr1_core.types import RewardBatch, RewardOutput
 
 from .scene_text import SceneText, strip_camera_sentence
-from .vlm_judge import resolve_device
+from worldr1_core.devices import resolve_device
 
 __all__ = ["Aesthetic", "sample_frame_indices", "strip_camera_sentence"]
 

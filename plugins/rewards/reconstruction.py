@@ -36,6 +36,7 @@ import pydantic
 import torch
 import torch.nn.functional as F
 
+from worldr1_core.devices import resolve_device
 from worldr1_core import hookimpl
 from worldr1_core.interfaces import Reward
 from worldr1_core.types import Geometry, RewardBatch, RewardOutput
@@ -128,7 +129,7 @@ class ReconstructionConsistency(Reward):
         super().__init__(config)
         cfg = self.config
         self.lpips = load_lpips(cfg.lpips_net, cfg.lpips_weights, cfg.lpips_random_backbone)
-        self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+        self.device = resolve_device(cfg.device)
         self.lpips.to(self.device)
         self._estimator = None
 

@@ -37,6 +37,8 @@ import pydantic
 import torch
 from PIL import Image
 
+from worldr1_core.devices import resolve_device
+
 DIGITS = tuple(str(d) for d in range(10))
 
 
@@ -83,13 +85,6 @@ class JudgeResult:
     digit_mass: torch.Tensor
     texts: list[str] = field(default_factory=list)
     prompts: list[str] = field(default_factory=list)
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> ``cuda`` when available, else ``cpu``; anything else as given."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:

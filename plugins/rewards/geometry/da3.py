@@ -20,6 +20,7 @@ import numpy as np
 import pydantic
 import torch
 
+from worldr1_core.devices import resolve_device
 from worldr1_core.interfaces import GeometryEstimator
 from worldr1_core.types import Gaussians, Geometry
 
@@ -50,8 +51,7 @@ class DepthAnything3Estimator(GeometryEstimator):
 
     @property
     def device(self) -> torch.device:
-        d = self.config.device
-        return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if d == "auto" else d)
+        return resolve_device(self.config.device)
 
     @property
     def model(self):
