@@ -23,7 +23,12 @@ from pathlib import Path
 
 import torch
 
-from worldr1_core.testing.synthetic_scene import default_scene, make_trajectory, render_scene, scene_gaussians
+from worldr1_core.testing.synthetic_scene import (
+    default_scene,
+    make_trajectory,
+    render_scene,
+    scene_gaussians,
+)
 from worldr1_plugins.rewards.reconstruction import psnr
 from worldr1_plugins.rewards.render import render_gaussians
 
@@ -48,9 +53,16 @@ def main() -> None:
     parser.add_argument("--out", default="gsplat_check.json")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--frames", type=int, default=9)
-    parser.add_argument("--spacing", type=float, default=0.05, help="surface Gaussian pitch (world units)")
+    parser.add_argument(
+        "--spacing", type=float, default=0.05, help="surface Gaussian pitch (world units)"
+    )
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads for the torch splatter (0: torch default)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="CPU threads for the torch splatter (0: torch default)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -58,10 +70,19 @@ def main() -> None:
     traj = make_trajectory("orbit_left", frames=args.frames, width=args.size, height=args.size)
     frames = render_scene(scene, traj).frames  # [F, 3, H, W]
     g = scene_gaussians(scene, spacing=args.spacing)
-    res: dict = {"size": args.size, "frames": args.frames, "gaussians": len(g), "cuda": torch.cuda.is_available(),
-                 "torch": torch.__version__}
+    res: dict = {
+        "size": args.size,
+        "frames": args.frames,
+        "gaussians": len(g),
+        "cuda": torch.cuda.is_available(),
+        "torch": torch.__version__,
+    }
     (cpu_col, cpu_alpha), t_cpu = _time(
-        lambda: render_gaussians(g, traj.c2w, traj.intrinsics, args.size, args.size, backend="torch"), 1, False
+        lambda: render_gaussians(
+            g, traj.c2w, traj.intrinsics, args.size, args.size, backend="torch"
+        ),
+        1,
+        False,
     )
     res["torch_cpu_s"] = t_cpu
     res["torch_cpu_gaussian_views_per_s"] = len(g) * args.frames / t_cpu
@@ -72,10 +93,14 @@ def main() -> None:
         res["gsplat"] = gsplat.__version__
         res["device"] = torch.cuda.get_device_name(0)
         gc = g.to("cuda")
-        run = lambda: render_gaussians(gc, traj.c2w, traj.intrinsics, args.size, args.size, backend="gsplat")  # noqa: E731
+        run = lambda: render_gaussians(
+            gc, traj.c2w, traj.intrinsics, args.size, args.size, backend="gsplat"
+        )  # noqa: E731
         run()  # warm-up (JIT/first launch)
         (gs_col, gs_alpha), t_gs = _time(run, args.repeats, True)
-        run_t = lambda: render_gaussians(gc, traj.c2w, traj.intrinsics, args.size, args.size, backend="torch")  # noqa: E731
+        run_t = lambda: render_gaussians(
+            gc, traj.c2w, traj.intrinsics, args.size, args.size, backend="torch"
+        )  # noqa: E731
         run_t()
         (tg_col, _), t_tg = _time(run_t, max(1, args.repeats // 2), True)
         gs_col, gs_alpha = gs_col.cpu(), gs_alpha.cpu()

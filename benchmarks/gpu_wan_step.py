@@ -29,12 +29,22 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+sys.path.insert(
+    0, str(Path(__file__).resolve().parents[1])
+)  # run from a checkout without installing
 
-WAN_1_3B = dict(num_attention_heads=12, attention_head_dim=128, ffn_dim=8960, num_layers=30, text_dim=4096)
+WAN_1_3B = dict(
+    num_attention_heads=12, attention_head_dim=128, ffn_dim=8960, num_layers=30, text_dim=4096
+)
 TINY = dict(num_attention_heads=2, attention_head_dim=12, ffn_dim=32, num_layers=2, text_dim=32)
-COMMON = dict(patch_size=(1, 2, 2), in_channels=16, out_channels=16, freq_dim=256,
-              cross_attn_norm=True, qk_norm="rms_norm_across_heads")
+COMMON = dict(
+    patch_size=(1, 2, 2),
+    in_channels=16,
+    out_channels=16,
+    freq_dim=256,
+    cross_attn_norm=True,
+    qk_norm="rms_norm_across_heads",
+)
 
 
 def sync(device: torch.device) -> None:
@@ -66,7 +76,9 @@ def reset_peak(device: torch.device) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="JSON output path")
-    ap.add_argument("--tiny", action="store_true", help="tiny architecture and size (CPU smoke test)")
+    ap.add_argument(
+        "--tiny", action="store_true", help="tiny architecture and size (CPU smoke test)"
+    )
     ap.add_argument("--frames", type=int, default=81)
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--width", type=int, default=832)
@@ -84,7 +96,9 @@ def main() -> None:
         args.frames, args.height, args.width, args.text_len = 9, 32, 32, 16
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cpu" and not args.tiny:
-        sys.exit("no CUDA device: the full-size benchmark needs a GPU (use --tiny for a CPU smoke test)")
+        sys.exit(
+            "no CUDA device: the full-size benchmark needs a GPU (use --tiny for a CPU smoke test)"
+        )
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     torch.manual_seed(0)
     arch = TINY if args.tiny else WAN_1_3B
@@ -97,16 +111,31 @@ def main() -> None:
     build_s = time.perf_counter() - t0
     n_params = sum(p.numel() for p in transformer.parameters())
 
-    lat_shape = (1, 16, (args.frames - 1) // 4 + 1, args.height // 8, args.width // 8)  # [B, C, F', H', W']
+    lat_shape = (
+        1,
+        16,
+        (args.frames - 1) // 4 + 1,
+        args.height // 8,
+        args.width // 8,
+    )  # [B, C, F', H', W']
     latents = torch.randn(lat_shape, device=device, dtype=dtype)
-    text = torch.randn(1, args.text_len, arch["text_dim"], device=device, dtype=dtype)  # cond embeddings
-    neg = torch.randn(1, args.text_len, arch["text_dim"], device=device, dtype=dtype)  # negative prompt
+    text = torch.randn(
+        1, args.text_len, arch["text_dim"], device=device, dtype=dtype
+    )  # cond embeddings
+    neg = torch.randn(
+        1, args.text_len, arch["text_dim"], device=device, dtype=dtype
+    )  # negative prompt
     tokens = lat_shape[2] * (lat_shape[3] // 2) * (lat_shape[4] // 2)
 
     def cfg_velocity() -> torch.Tensor:
         x = torch.cat([latents, latents])  # [2, C, F', H', W']: cond + uncond in one forward
         t = torch.full((2,), 700.0, device=device)
-        out = transformer(hidden_states=x, timestep=t, encoder_hidden_states=torch.cat([text, neg]), return_dict=False)[0]
+        out = transformer(
+            hidden_states=x,
+            timestep=t,
+            encoder_hidden_states=torch.cat([text, neg]),
+            return_dict=False,
+        )[0]
         v_c, v_u = out.float().chunk(2)
         return v_u + args.guidance * (v_c - v_u)
 
@@ -118,8 +147,12 @@ def main() -> None:
     cfg_peak = peak_gib(device)
 
     # 2) LoRA forward + backward with gradient checkpointing
-    adapter = LoraAdapter(transformer, LoraSettings(rank=args.lora_rank, alpha=2 * args.lora_rank),
-                          ["to_q", "to_k", "to_v", "to_out.0"], WanPipeline)
+    adapter = LoraAdapter(
+        transformer,
+        LoraSettings(rank=args.lora_rank, alpha=2 * args.lora_rank),
+        ["to_q", "to_k", "to_v", "to_out.0"],
+        WanPipeline,
+    )
     transformer.enable_gradient_checkpointing()
     transformer.train()
     params = adapter.parameters()
@@ -139,8 +172,12 @@ def main() -> None:
     train_peak = peak_gib(device)
 
     result = {
-        "model": "Wan2.1-T2V-1.3B architecture, random weights" if not args.tiny else "tiny Wan (smoke test)",
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "model": "Wan2.1-T2V-1.3B architecture, random weights"
+        if not args.tiny
+        else "tiny Wan (smoke test)",
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or "cpu",
         "dtype": str(dtype).replace("torch.", ""),
         "params": n_params,
         "lora_params": n_lora,
@@ -150,13 +187,26 @@ def main() -> None:
         "video_tokens": tokens,
         "text_embeddings": [1, args.text_len, arch["text_dim"]],
         "build_s": build_s,
-        "cfg_step": {"batch": 2, "warmup_s": warm[0], "times_s": cfg_times,
-                     "mean_s": sum(cfg_times) / len(cfg_times), "peak_gib": cfg_peak},
-        "lora_train_step": {"batch": 2, "gradient_checkpointing": True, "warmup_s": warm_train[0],
-                            "times_s": train_times, "mean_s": sum(train_times) / len(train_times),
-                            "peak_gib": train_peak},
-        "versions": {"torch": torch.__version__, "diffusers": __import__("diffusers").__version__,
-                     "cuda": torch.version.cuda},
+        "cfg_step": {
+            "batch": 2,
+            "warmup_s": warm[0],
+            "times_s": cfg_times,
+            "mean_s": sum(cfg_times) / len(cfg_times),
+            "peak_gib": cfg_peak,
+        },
+        "lora_train_step": {
+            "batch": 2,
+            "gradient_checkpointing": True,
+            "warmup_s": warm_train[0],
+            "times_s": train_times,
+            "mean_s": sum(train_times) / len(train_times),
+            "peak_gib": train_peak,
+        },
+        "versions": {
+            "torch": torch.__version__,
+            "diffusers": __import__("diffusers").__version__,
+            "cuda": torch.version.cuda,
+        },
         "total_s": time.perf_counter() - total_start,
     }
     out = Path(args.out)

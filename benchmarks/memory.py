@@ -37,20 +37,60 @@ ATTENTION_PROJECTIONS = ["to_q", "to_k", "to_v", "to_out.0"]
 
 # Published transformer configs: Wan2.1 T2V (dim = heads * 128) and, for the base-model ablation,
 # LTX-Video 2B (the diffusers LTXVideoTransformer3DModel defaults: 32 x 64 heads, 28 layers).
-WAN_COMMON = dict(patch_size=(1, 2, 2), in_channels=16, out_channels=16, text_dim=4096, freq_dim=256,
-                  cross_attn_norm=True, qk_norm="rms_norm_across_heads")
+WAN_COMMON = dict(
+    patch_size=(1, 2, 2),
+    in_channels=16,
+    out_channels=16,
+    text_dim=4096,
+    freq_dim=256,
+    cross_attn_norm=True,
+    qk_norm="rms_norm_across_heads",
+)
 ARCHS = {
-    "Wan2.1-T2V-1.3B": ("WanTransformer3DModel",
-                        dict(num_attention_heads=12, attention_head_dim=128, ffn_dim=8960, num_layers=30, **WAN_COMMON)),
-    "Wan2.1-T2V-14B": ("WanTransformer3DModel",
-                       dict(num_attention_heads=40, attention_head_dim=128, ffn_dim=13824, num_layers=40, **WAN_COMMON)),
-    "LTX-Video-2B": ("LTXVideoTransformer3DModel",
-                     dict(in_channels=128, out_channels=128, num_attention_heads=32, attention_head_dim=64,
-                          cross_attention_dim=2048, num_layers=28, caption_channels=4096)),
+    "Wan2.1-T2V-1.3B": (
+        "WanTransformer3DModel",
+        dict(
+            num_attention_heads=12,
+            attention_head_dim=128,
+            ffn_dim=8960,
+            num_layers=30,
+            **WAN_COMMON,
+        ),
+    ),
+    "Wan2.1-T2V-14B": (
+        "WanTransformer3DModel",
+        dict(
+            num_attention_heads=40,
+            attention_head_dim=128,
+            ffn_dim=13824,
+            num_layers=40,
+            **WAN_COMMON,
+        ),
+    ),
+    "LTX-Video-2B": (
+        "LTXVideoTransformer3DModel",
+        dict(
+            in_channels=128,
+            out_channels=128,
+            num_attention_heads=32,
+            attention_head_dim=64,
+            cross_attention_dim=2048,
+            num_layers=28,
+            caption_channels=4096,
+        ),
+    ),
 }
 # umt5-xxl encoder (text_encoder/config.json of the Wan2.1 Diffusers checkpoints)
-UMT5_XXL = dict(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
-                feed_forward_proj="gated-gelu", relative_attention_num_buckets=32)
+UMT5_XXL = dict(
+    vocab_size=256384,
+    d_model=4096,
+    d_kv=64,
+    d_ff=10240,
+    num_layers=24,
+    num_heads=64,
+    feed_forward_proj="gated-gelu",
+    relative_attention_num_buckets=32,
+)
 SETUPS = [(1, 1), (8, 1), (8, 2)]  # (gpus per node, nodes): 1, 8, 16 GPUs
 
 
@@ -61,7 +101,9 @@ def count(module: torch.nn.Module, only_lora: bool = False) -> tuple[int, int]:
     total = sum(p.numel() for _, p in params)
     largest = 0
     for m in module.modules():
-        own = [(n, p) for n, p in m.named_parameters(recurse=False) if not only_lora or "lora_" in n]
+        own = [
+            (n, p) for n, p in m.named_parameters(recurse=False) if not only_lora or "lora_" in n
+        ]
         largest = max(largest, sum(p.numel() for _, p in own))
     return total, largest
 
@@ -74,7 +116,9 @@ def meta_transformer(cls_name: str, arch: dict, lora_rank: int):
         model = getattr(diffusers, cls_name)(**arch)
     base = count(model)
     with torch.device("meta"):
-        model.add_adapter(LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, target_modules=ATTENTION_PROJECTIONS))
+        model.add_adapter(
+            LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, target_modules=ATTENTION_PROJECTIONS)
+        )
     lora = count(model, only_lora=True)
     return base, lora
 
@@ -89,8 +133,10 @@ def frozen_extras() -> dict[str, float]:
     n_text, _ = count(text)
     n_vae, _ = count(vae)
     return {
-        "text_encoder_params": n_text, "text_encoder_bf16_gib": 2 * n_text / GiB,
-        "vae_params": n_vae, "vae_fp32_gib": 4 * n_vae / GiB,
+        "text_encoder_params": n_text,
+        "text_encoder_bf16_gib": 2 * n_text / GiB,
+        "vae_params": n_vae,
+        "vae_fp32_gib": 4 * n_vae / GiB,
     }
 
 
@@ -120,8 +166,13 @@ def main() -> None:
     rows, models = [], {}
     for name, (cls_name, arch) in ARCHS.items():
         (p_base, l_base), (p_lora, l_lora) = meta_transformer(cls_name, arch, args.lora_rank)
-        models[name] = {"class": cls_name, "params": p_base, "largest_layer_params": l_base, "lora_params": p_lora,
-                        **{k: v for k, v in arch.items() if isinstance(v, (int, float, str))}}
+        models[name] = {
+            "class": cls_name,
+            "params": p_base,
+            "largest_layer_params": l_base,
+            "lora_params": p_lora,
+            **{k: v for k, v in arch.items() if isinstance(v, (int, float, str))},
+        }
         for gpn, nodes in SETUPS:
             gpus = gpn * nodes
             for stage in (2, 3):
@@ -130,12 +181,18 @@ def main() -> None:
                 if stage == 2:
                     frozen = 2.0 * p_base  # bf16 base replicated on every GPU
                 else:
-                    frozen = 2.0 * p_base / gpus + 4.0 * l_base  # partitioned + largest-layer gather buffer
-                rows.append({
-                    "model": name, "gpus": gpus, "zero_stage": stage,
-                    "full_finetune_gib": full / GiB,
-                    "lora_gib": (lora_states + frozen) / GiB,
-                })
+                    frozen = (
+                        2.0 * p_base / gpus + 4.0 * l_base
+                    )  # partitioned + largest-layer gather buffer
+                rows.append(
+                    {
+                        "model": name,
+                        "gpus": gpus,
+                        "zero_stage": stage,
+                        "full_finetune_gib": full / GiB,
+                        "lora_gib": (lora_states + frozen) / GiB,
+                    }
+                )
     extras = frozen_extras()
     result = {
         "what": "per-GPU memory of model states (params + grads + Adam), DeepSpeed estimators, no offload, "
@@ -145,8 +202,11 @@ def main() -> None:
         "models": models,
         "frozen_extras_per_process": extras,
         "rows": rows,
-        "versions": {"torch": torch.__version__, "deepspeed": __import__("deepspeed").__version__,
-                     "diffusers": __import__("diffusers").__version__},
+        "versions": {
+            "torch": torch.__version__,
+            "deepspeed": __import__("deepspeed").__version__,
+            "diffusers": __import__("diffusers").__version__,
+        },
         "host": platform.node(),
         "seconds": time.perf_counter() - start,
     }
@@ -157,12 +217,18 @@ def main() -> None:
     print(f"LoRA rank {args.lora_rank} on {', '.join(ATTENTION_PROJECTIONS)}; GiB per GPU")
     print(f"{'model':18} {'GPUs':>4} {'ZeRO':>4} {'full FT':>9} {'LoRA':>8}")
     for r in rows:
-        print(f"{r['model']:18} {r['gpus']:>4} {r['zero_stage']:>4} {r['full_finetune_gib']:9.1f} {r['lora_gib']:8.2f}")
+        print(
+            f"{r['model']:18} {r['gpus']:>4} {r['zero_stage']:>4} {r['full_finetune_gib']:9.1f} {r['lora_gib']:8.2f}"
+        )
     for name, m in models.items():
-        print(f"{name}: {m['params'] / 1e9:.3f} B params, largest layer {m['largest_layer_params'] / 1e6:.1f} M, "
-              f"LoRA {m['lora_params'] / 1e6:.1f} M")
-    print(f"frozen extras per process: UMT5-XXL encoder {extras['text_encoder_bf16_gib']:.1f} GiB bf16, "
-          f"VAE {extras['vae_fp32_gib']:.2f} GiB fp32")
+        print(
+            f"{name}: {m['params'] / 1e9:.3f} B params, largest layer {m['largest_layer_params'] / 1e6:.1f} M, "
+            f"LoRA {m['lora_params'] / 1e6:.1f} M"
+        )
+    print(
+        f"frozen extras per process: UMT5-XXL encoder {extras['text_encoder_bf16_gib']:.1f} GiB bf16, "
+        f"VAE {extras['vae_fp32_gib']:.2f} GiB fp32"
+    )
     print(f"wrote {out}")
 
 

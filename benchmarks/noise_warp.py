@@ -46,8 +46,14 @@ def timed(fn):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", default="1,2", help="torch thread counts for the vectorized version (<= 2 cores)")
-    parser.add_argument("--reference-frames", type=int, default=3, help="warp steps the per-pixel reference runs")
+    parser.add_argument(
+        "--threads",
+        default="1,2",
+        help="torch thread counts for the vectorized version (<= 2 cores)",
+    )
+    parser.add_argument(
+        "--reference-frames", type=int, default=3, help="warp steps the per-pixel reference runs"
+    )
     parser.add_argument("--motions", default="orbit_left,pull_out")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "noise_warp.json"))
     args = parser.parse_args()
@@ -57,9 +63,16 @@ def main() -> None:
 
     torch.set_num_threads(thread_counts[0])
     traj = build_trajectory(motions, FRAMES, WIDTH, HEIGHT)
-    flows, flow_wall, _ = timed(lambda: [f for f, _ in trajectory_flows(traj, HEIGHT, WIDTH, FlowConfig())])
+    flows, flow_wall, _ = timed(
+        lambda: [f for f, _ in trajectory_flows(traj, HEIGHT, WIDTH, FlowConfig())]
+    )
     steps = len(flows)
-    picks = sorted({round(i * (steps - 1) / max(args.reference_frames - 1, 1)) for i in range(args.reference_frames)})
+    picks = sorted(
+        {
+            round(i * (steps - 1) / max(args.reference_frames - 1, 1))
+            for i in range(args.reference_frames)
+        }
+    )
 
     # 1. the whole sequence, vectorized
     def sequence() -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
@@ -77,7 +90,9 @@ def main() -> None:
         torch.set_num_threads(threads)
         kept, wall, cpu = timed(sequence)
         full[str(threads)] = {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3)}
-        print(f"vectorized, {threads} thread(s): {steps} steps of [{CHANNELS}, {HEIGHT}, {WIDTH}] in {wall:.2f} s wall, {cpu:.2f} s CPU")
+        print(
+            f"vectorized, {threads} thread(s): {steps} steps of [{CHANNELS}, {HEIGHT}, {WIDTH}] in {wall:.2f} s wall, {cpu:.2f} s CPU"
+        )
     best = min(full, key=lambda t: full[t]["wall_s"])
     torch.set_num_threads(int(best))
 
@@ -97,23 +112,37 @@ def main() -> None:
         max_diff = max(max_diff, float((ref - vec).abs().max()))
         rows.append({"step": i, "reference_wall_s": round(ref_wall, 3), "reference_cpu_s": round(ref_cpu, 3),
                      "vectorized_wall_s": round(vec_wall, 4), "vectorized_cpu_s": round(vec_cpu, 4)})  # fmt: skip
-        print(f"step {i}: reference {ref_wall:.2f} s wall / {ref_cpu:.2f} s CPU, vectorized {vec_wall * 1e3:.1f} ms / {vec_cpu * 1e3:.1f} ms")
-    ratio_wall = sum(r["reference_wall_s"] for r in rows) / sum(r["vectorized_wall_s"] for r in rows)
+        print(
+            f"step {i}: reference {ref_wall:.2f} s wall / {ref_cpu:.2f} s CPU, vectorized {vec_wall * 1e3:.1f} ms / {vec_cpu * 1e3:.1f} ms"
+        )
+    ratio_wall = sum(r["reference_wall_s"] for r in rows) / sum(
+        r["vectorized_wall_s"] for r in rows
+    )
     ratio_cpu = sum(r["reference_cpu_s"] for r in rows) / sum(r["vectorized_cpu_s"] for r in rows)
     ref_total = sum(r["reference_wall_s"] for r in rows) / len(rows) * steps
 
     # 3. the whole initializer for one prompt at Wan2.1's latent layout (flows + warping + mixing)
-    layout = LatentLayout(CHANNELS, 21, HEIGHT // 8, WIDTH // 8, FRAMES, HEIGHT, WIDTH, list(range(0, FRAMES, 4)))
+    layout = LatentLayout(
+        CHANNELS, 21, HEIGHT // 8, WIDTH // 8, FRAMES, HEIGHT, WIDTH, list(range(0, FRAMES, 4))
+    )
     init = NoiseWarpInitializer(NoiseWarpInitializer.Config())
-    z, init_wall, _ = timed(lambda: init.initial_latents(layout, [Prompt("p")], [traj], torch.Generator().manual_seed(1)))
+    z, init_wall, _ = timed(
+        lambda: init.initial_latents(
+            layout, [Prompt("p")], [traj], torch.Generator().manual_seed(1)
+        )
+    )
 
     vec_wall = full[best]["wall_s"]
     result = {
         "task": f"warp {FRAMES} frames ({steps} steps) of {CHANNELS}-channel noise at {HEIGHT}x{WIDTH}",
         "motions": motions,
-        "machine": {"cpu_count": os.cpu_count(), "arch": platform.machine(), "torch": torch.__version__,
-                    "load_average_1min_at_start": load_at_start,
-                    "note": "shared with other jobs; under contention one torch thread is much faster than two"},  # fmt: skip
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "arch": platform.machine(),
+            "torch": torch.__version__,
+            "load_average_1min_at_start": load_at_start,
+            "note": "shared with other jobs; under contention one torch thread is much faster than two",
+        },  # fmt: skip
         "vectorized_full_sequence": full,
         "vectorized_threads_used": int(best),
         "vectorized_s": vec_wall,

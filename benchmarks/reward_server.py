@@ -38,8 +38,13 @@ RESULTS = Path(__file__).resolve().parent / "results" / "reward_server.json"
 
 def fresh(batch: RewardBatch) -> RewardBatch:
     """Same tensors, empty ``shared`` cache (a RemoteReward caches its answer per batch)."""
-    return RewardBatch(videos=batch.videos, prompts=batch.prompts, trajectories=batch.trajectories,
-                       metadata=batch.metadata, fps=batch.fps)
+    return RewardBatch(
+        videos=batch.videos,
+        prompts=batch.prompts,
+        trajectories=batch.trajectories,
+        metadata=batch.metadata,
+        fps=batch.fps,
+    )
 
 
 def timings_ms(fn, iters: int, warmup: int = 5) -> dict[str, float]:
@@ -58,14 +63,18 @@ def timings_ms(fn, iters: int, warmup: int = 5) -> dict[str, float]:
     }
 
 
-def throughput(url: str, token: str, batch: RewardBatch, clients: int, seconds: float, wire: str) -> dict[str, float]:
+def throughput(
+    url: str, token: str, batch: RewardBatch, clients: int, seconds: float, wire: str
+) -> dict[str, float]:
     """Requests/s with ``clients`` threads each sending requests back to back for ``seconds``."""
     counts = [0] * clients
     stop = threading.Event()
     barrier = threading.Barrier(clients + 1)
 
     def rank(i: int) -> None:
-        reward = RemoteReward(RemoteReward.Config(url=url, reward="brightness", token=token, wire_dtype=wire))
+        reward = RemoteReward(
+            RemoteReward.Config(url=url, reward="brightness", token=token, wire_dtype=wire)
+        )
         reward.score(fresh(batch))  # connect
         barrier.wait()
         while not stop.is_set():
@@ -83,7 +92,11 @@ def throughput(url: str, token: str, batch: RewardBatch, clients: int, seconds: 
         t.join()
     elapsed = time.perf_counter() - t0
     total = sum(counts)
-    return {"clients": clients, "requests_per_s": total / elapsed, "samples_per_s": total * len(batch) / elapsed}
+    return {
+        "clients": clients,
+        "requests_per_s": total / elapsed,
+        "samples_per_s": total * len(batch) / elapsed,
+    }
 
 
 def main() -> None:
@@ -100,15 +113,22 @@ def main() -> None:
 
     g = torch.Generator().manual_seed(0)
     batch = RewardBatch(
-        videos=torch.rand(args.batch, args.frames, 3, args.size, args.size, generator=g),  # [B, F, 3, H, W]
+        videos=torch.rand(
+            args.batch, args.frames, 3, args.size, args.size, generator=g
+        ),  # [B, F, 3, H, W]
         prompts=[f"prompt {i}" for i in range(args.batch)],
     )
     local = Brightness()
     result: dict = {
         "batch_shape": list(batch.videos.shape),
         "reward": "brightness",
-        "machine": {"platform": platform.platform(), "python": sys.version.split()[0], "cpus": os.cpu_count(),
-                    "torch_threads": 1, "server_threads": 1},
+        "machine": {
+            "platform": platform.platform(),
+            "python": sys.version.split()[0],
+            "cpus": os.cpu_count(),
+            "torch_threads": 1,
+            "server_threads": 1,
+        },
         "in_process": timings_ms(lambda: local.score(fresh(batch)), args.iters),
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -116,20 +136,32 @@ def main() -> None:
         token_file = Path(tmp) / "token"
         token_file.write_text(token)
         token_file.chmod(0o600)
-        with RewardServerProcess(["brightness"], token_file=token_file, args=["--max-batch", "64"]) as server:
+        with RewardServerProcess(
+            ["brightness"], token_file=token_file, args=["--max-batch", "64"]
+        ) as server:
             for wire in ("native", "uint8"):
-                remote = RemoteReward(RemoteReward.Config(url=server.url, reward="brightness", token=token, wire_dtype=wire))
+                remote = RemoteReward(
+                    RemoteReward.Config(
+                        url=server.url, reward="brightness", token=token, wire_dtype=wire
+                    )
+                )
                 body = json.dumps(encode_request(batch, ["brightness"], wire_dtype=wire)).encode()
                 entry = {
                     "request_bytes": len(body),
                     "client_encode": timings_ms(
-                        lambda: json.dumps(encode_request(batch, ["brightness"], wire_dtype=wire)).encode(), args.iters // 4
+                        lambda: json.dumps(
+                            encode_request(batch, ["brightness"], wire_dtype=wire)
+                        ).encode(),
+                        args.iters // 4,
                     ),
                     "remote_sequential": timings_ms(lambda: remote.score(fresh(batch)), args.iters),
                 }
-                entry["added_latency_ms"] = entry["remote_sequential"]["median_ms"] - result["in_process"]["median_ms"]
+                entry["added_latency_ms"] = (
+                    entry["remote_sequential"]["median_ms"] - result["in_process"]["median_ms"]
+                )
                 entry["throughput"] = [
-                    throughput(server.url, token, batch, n, args.seconds, wire) for n in sorted({1, args.clients})
+                    throughput(server.url, token, batch, n, args.seconds, wire)
+                    for n in sorted({1, args.clients})
                 ]
                 entry["server_stats"] = remote.health()["stats"]
                 result[f"wire_{wire}"] = entry
@@ -141,9 +173,13 @@ def main() -> None:
     print(f"  in-process score: {result['in_process']['median_ms']:.3f} ms (median)")
     for wire in ("native", "uint8"):
         e = result[f"wire_{wire}"]
-        tp = ", ".join(f"{t['clients']} client(s): {t['requests_per_s']:.0f} req/s" for t in e["throughput"])
-        print(f"  wire {wire:>6}: {e['request_bytes'] / 1e6:.2f} MB/request, remote {e['remote_sequential']['median_ms']:.2f} ms "
-              f"(+{e['added_latency_ms']:.2f} ms; client encode {e['client_encode']['median_ms']:.2f} ms); {tp}")
+        tp = ", ".join(
+            f"{t['clients']} client(s): {t['requests_per_s']:.0f} req/s" for t in e["throughput"]
+        )
+        print(
+            f"  wire {wire:>6}: {e['request_bytes'] / 1e6:.2f} MB/request, remote {e['remote_sequential']['median_ms']:.2f} ms "
+            f"(+{e['added_latency_ms']:.2f} ms; client encode {e['client_encode']['median_ms']:.2f} ms); {tp}"
+        )
     print(f"wrote {args.out}")
 
 

@@ -29,7 +29,12 @@ from pathlib import Path
 import torch
 
 from worldr1_core.registry import get_registry, shared_component
-from worldr1_core.testing.synthetic_scene import default_scene, make_trajectory, render_scene, scene_gaussians
+from worldr1_core.testing.synthetic_scene import (
+    default_scene,
+    make_trajectory,
+    render_scene,
+    scene_gaussians,
+)
 from worldr1_core.types import RewardBatch
 from worldr1_plugins.rewards.render import render_gaussians
 
@@ -44,9 +49,13 @@ def _timed(fn):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1, help="1 is fastest on the shared 2-core reference machine")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="1 is fastest on the shared 2-core reference machine"
+    )
     parser.add_argument("--sizes", default="64,256")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "rewards_geometry.json"))
+    parser.add_argument(
+        "--out", default=str(Path(__file__).parent / "results" / "rewards_geometry.json")
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
@@ -56,8 +65,13 @@ def main() -> None:
     reg = get_registry()
     scene = default_scene(seed=0)
     results: dict = {
-        "machine": {"cpu_count": os.cpu_count(), "threads": args.threads, "python": platform.python_version(),
-                    "torch": torch.__version__, "loadavg_start": os.getloadavg()[0]},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "threads": args.threads,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "loadavg_start": os.getloadavg()[0],
+        },
         "frames": FRAMES,
         "sizes": {},
     }
@@ -67,11 +81,18 @@ def main() -> None:
         row: dict = {"synthetic_render_s": t_scene, "estimators": {}}
         estimators = {
             "colmap": {"name": "colmap"},
-            "depth_anything_3": {"name": "depth_anything_3", "model_name": "da3-small", "process_res": max(70, size), "device": "cpu"},
+            "depth_anything_3": {
+                "name": "depth_anything_3",
+                "model_name": "da3-small",
+                "process_res": max(70, size),
+                "device": "cpu",
+            },
         }
         for est_name, spec in estimators.items():
             options = {k: v for k, v in spec.items() if k != "name"}
-            est, t_build = _timed(lambda: shared_component("geometry_estimator", spec["name"], options))
+            est, t_build = _timed(
+                lambda: shared_component("geometry_estimator", spec["name"], options)
+            )
             if est_name == "depth_anything_3":
                 _, t_load = _timed(lambda: est.model)
                 t_build += t_load
@@ -96,18 +117,26 @@ def main() -> None:
                 entry["rewards_s_per_video"][reward_name] = t_reward
                 entry.setdefault("scores", {})[reward_name] = float(out.scores[0])
             row["estimators"][est_name] = entry
-            print(f"{size}x{size} {est_name}: estimate {t_est:.2f}s, rewards {entry['rewards_s_per_video']}, "
-                  f"registered {geo.num_registered}/{FRAMES}, gaussians {entry['gaussians']}")
+            print(
+                f"{size}x{size} {est_name}: estimate {t_est:.2f}s, rewards {entry['rewards_s_per_video']}, "
+                f"registered {geo.num_registered}/{FRAMES}, gaussians {entry['gaussians']}"
+            )
         gaussians = scene_gaussians(scene, spacing=0.05)
-        _, t_splat = _timed(lambda: render_gaussians(gaussians, traj.c2w, traj.intrinsics, size, size, backend="torch"))
+        _, t_splat = _timed(
+            lambda: render_gaussians(
+                gaussians, traj.c2w, traj.intrinsics, size, size, backend="torch"
+            )
+        )
         row["splatter"] = {
             "gaussians": len(gaussians),
             "views": FRAMES,
             "seconds": t_splat,
             "gaussian_views_per_s": len(gaussians) * FRAMES / t_splat,
         }
-        print(f"{size}x{size} splatter: {len(gaussians)} Gaussians x {FRAMES} views in {t_splat:.2f}s "
-              f"= {row['splatter']['gaussian_views_per_s']:.3g} Gaussian-views/s")
+        print(
+            f"{size}x{size} splatter: {len(gaussians)} Gaussians x {FRAMES} views in {t_splat:.2f}s "
+            f"= {row['splatter']['gaussian_views_per_s']:.3g} Gaussian-views/s"
+        )
         results["sizes"][f"{size}x{size}"] = row
     results["machine"]["loadavg_end"] = os.getloadavg()[0]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

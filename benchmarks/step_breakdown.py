@@ -68,8 +68,13 @@ def main() -> int:
     from worldr1_core.config import load_config
     from worldr1_core.trainer import Trainer
 
-    overrides = ["run.progress_bar=false", "run.tensorboard=false", "run.sample_every=0", "run.save_every=0",
-                 *args.overrides]
+    overrides = [
+        "run.progress_bar=false",
+        "run.tensorboard=false",
+        "run.sample_every=0",
+        "run.save_every=0",
+        *args.overrides,
+    ]
     config = load_config(REPO / "configs" / "tiny_cpu.toml", overrides)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(config, run_dir=Path(tmp) / "run")
@@ -83,13 +88,23 @@ def main() -> int:
             trainer.step = step + 1
             if step < args.warmup:
                 continue
-            stages = {k[5:]: v for k, v in metrics.items() if k.startswith("time/") and k != "time/step"}
+            stages = {
+                k[5:]: v for k, v in metrics.items() if k.startswith("time/") and k != "time/step"
+            }
             model = dict(clock.seconds)
             model["backward"] = stages.get("backward", 0.0)
             model_total = sum(model.values())
             reward = stages.get("reward", 0.0)
-            per_step.append({"wall": wall, "stages": stages, "model": model, "model_total": model_total,
-                             "reward": reward, "overhead": wall - model_total - reward})
+            per_step.append(
+                {
+                    "wall": wall,
+                    "stages": stages,
+                    "model": model,
+                    "model_total": model_total,
+                    "reward": reward,
+                    "overhead": wall - model_total - reward,
+                }
+            )
 
     def mean(values):
         return sum(values) / len(values)
@@ -102,14 +117,20 @@ def main() -> int:
         "videos_per_step": trainer.batch_size,
         "steps_measured": args.steps,
         "step_seconds": wall,
-        "stages_seconds": {k: mean([s["stages"].get(k, 0.0) for s in per_step]) for k in per_step[0]["stages"]},
+        "stages_seconds": {
+            k: mean([s["stages"].get(k, 0.0) for s in per_step]) for k in per_step[0]["stages"]
+        },
         "model_seconds": {k: mean([s["model"][k] for s in per_step]) for k in per_step[0]["model"]},
         "model_forward_backward_fraction": model_total / wall,
         "reward_fraction": mean([s["reward"] for s in per_step]) / wall,
         "framework_overhead_fraction": overhead / wall,
         "goal": "framework_overhead_fraction < 0.10",
-        "machine": {"cpu_threads": args.threads, "platform": platform.platform(), "torch": torch.__version__,
-                    "device": str(trainer.model.device)},
+        "machine": {
+            "cpu_threads": args.threads,
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "device": str(trainer.model.device),
+        },
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")

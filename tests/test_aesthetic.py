@@ -17,7 +17,9 @@ def tiny_clip(tmp_path_factory):
 
 
 def _reward(arch, ckpt, **kw) -> Aesthetic:
-    return Aesthetic(Aesthetic.Config(arch=str(arch), checkpoint=str(ckpt), device="cpu", camera_parser="", **kw))
+    return Aesthetic(
+        Aesthetic.Config(arch=str(arch), checkpoint=str(ckpt), device="cpu", camera_parser="", **kw)
+    )
 
 
 def _red_square_video(frames=5, size=48, seed=0) -> torch.Tensor:
@@ -36,7 +38,10 @@ def _blue_stripes_video(frames=5, size=48, seed=1) -> torch.Tensor:
 
 
 def test_camera_sentence_is_removed_and_frames_are_spread():
-    assert strip_camera_sentence("Camera orbit left, then pull out. A futuristic car.") == "A futuristic car."
+    assert (
+        strip_camera_sentence("Camera orbit left, then pull out. A futuristic car.")
+        == "A futuristic car."
+    )
     assert strip_camera_sentence("A camera shop at night.") == "A camera shop at night."
     assert strip_camera_sentence("Camera fixed.") == "Camera fixed."  # nothing else left: keep all
     assert sample_frame_indices(81, 4) == [0, 27, 53, 80]
@@ -63,7 +68,9 @@ def test_score_is_mean_cosine_of_sampled_frames_against_scene_text(tiny_clip):
     # the camera sentence does not change the score; scoring the full prompt does
     same = reward.score(RewardBatch(videos=videos[:1], prompts=["A red square."]))
     assert float(same.scores[0]) == pytest.approx(float(out.scores[0]), abs=1e-6)
-    full = _reward(arch, ckpt, frames=3, prompt_text="full").score(RewardBatch(videos=videos[:1], prompts=prompts[:1]))
+    full = _reward(arch, ckpt, frames=3, prompt_text="full").score(
+        RewardBatch(videos=videos[:1], prompts=prompts[:1])
+    )
     assert float(full.scores[0]) != pytest.approx(float(out.scores[0]), abs=1e-6)
 
 
@@ -98,8 +105,16 @@ def test_fitted_tiny_clip_ranks_matching_prompt_above_mismatched(tiny_clip, tmp_
     reward = _reward(arch, fitted, frames=4)
     # held-out noise draws of the same two scenes, with the camera sentence in the prompt
     test_videos = torch.stack([_red_square_video(seed=20), _blue_stripes_video(seed=21)])
-    own = reward.score(RewardBatch(test_videos, ["Camera push in. A red square.", "Camera pan left. Blue stripes."]))
-    swapped = reward.score(RewardBatch(test_videos, ["Camera push in. Blue stripes.", "Camera pan left. A red square."]))
+    own = reward.score(
+        RewardBatch(
+            test_videos, ["Camera push in. A red square.", "Camera pan left. Blue stripes."]
+        )
+    )
+    swapped = reward.score(
+        RewardBatch(
+            test_videos, ["Camera push in. Blue stripes.", "Camera pan left. A red square."]
+        )
+    )
     assert (own.scores > swapped.scores).all(), (own.scores, swapped.scores)
 
 

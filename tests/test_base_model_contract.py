@@ -21,7 +21,9 @@ class TestWan21Contract(BaseModelContract):
 
     @pytest.fixture
     def model_factory(self, tiny_wan_dir):
-        return lambda: Wan21(Wan21.Config(path=str(tiny_wan_dir), device="cpu", dtype="fp32", lora={"rank": 4}))
+        return lambda: Wan21(
+            Wan21.Config(path=str(tiny_wan_dir), device="cpu", dtype="fp32", lora={"rank": 4})
+        )
 
 
 # The suite has teeth: deliberately broken variants of the plugin fail the matching clause.
@@ -39,7 +41,9 @@ class _TwoForwardCFG(Wan21):
         v_c = super().velocity(latents, sigma, cond, 1.0)
         if guidance_scale == 1.0:
             return v_c
-        uncond = type(cond)(cond.negative, cond.negative, cond.negative_mask, cond.negative_mask, cond.prompts)
+        uncond = type(cond)(
+            cond.negative, cond.negative, cond.negative_mask, cond.negative_mask, cond.prompts
+        )
         v_u = super().velocity(latents, sigma, uncond, 1.0)  # bug: a second forward
         return v_u + guidance_scale * (v_c - v_u)
 
@@ -60,7 +64,9 @@ class _TrainsTheVae(Wan21):
 )
 def test_contract_catches_broken_models(cls, clause, tiny_wan_dir):
     suite = TestWan21Contract()
-    factory = lambda: cls(Wan21.Config(path=str(tiny_wan_dir), device="cpu", dtype="fp32", lora={"rank": 4}))  # noqa: E731
+    factory = lambda: cls(
+        Wan21.Config(path=str(tiny_wan_dir), device="cpu", dtype="fp32", lora={"rank": 4})
+    )  # noqa: E731
     with pytest.raises(AssertionError):
         getattr(suite, clause)(factory)
 
@@ -74,4 +80,6 @@ class TestLTXVideoContract(BaseModelContract):
         from worldr1_plugins.base_models.ltx_video import ensure_tiny_checkpoint as ensure_tiny_ltx
 
         ckpt = ensure_tiny_ltx(tmp_path_factory.getbasetemp() / "ltx_contract")
-        return lambda: LTXVideo(LTXVideo.Config(path=str(ckpt), device="cpu", dtype="fp32", lora={"rank": 4}))
+        return lambda: LTXVideo(
+            LTXVideo.Config(path=str(ckpt), device="cpu", dtype="fp32", lora={"rank": 4})
+        )

@@ -12,7 +12,19 @@ from worldr1_core.cli import main
 
 
 def test_camera_parse_json(capsys, fresh_plugins):
-    assert main(["camera", "parse", "Camera orbit left, then pull out. A car.", "--frames", "9", "--json"]) == 0
+    assert (
+        main(
+            [
+                "camera",
+                "parse",
+                "Camera orbit left, then pull out. A car.",
+                "--frames",
+                "9",
+                "--json",
+            ]
+        )
+        == 0
+    )
     data = json.loads(capsys.readouterr().out)
     assert data["motions"] == ["orbit_left", "pull_out"] and data["scene"] == "A car."
     c2w = torch.tensor(data["trajectory"]["c2w"])
@@ -22,7 +34,10 @@ def test_camera_parse_json(capsys, fresh_plugins):
 
 def test_camera_parse_table_and_save(capsys, tmp_path, fresh_plugins):
     out = tmp_path / "traj.json"
-    assert main(["camera", "parse", "Camera pan left. A road.", "--frames", "5", "--save", str(out)]) == 0
+    assert (
+        main(["camera", "parse", "Camera pan left. A road.", "--frames", "5", "--save", str(out)])
+        == 0
+    )
     text = capsys.readouterr().out
     assert "pan_left" in text and "yaw" in text
     from worldr1_plugins.camera.trajectory import load_trajectory
@@ -43,7 +58,11 @@ def test_warp_ablation_without_a_model(tmp_path, capsys, fresh_plugins):
     assert main(args) == 0
     for name in ("flow.mp4", "warped_noise.mp4", "latents.mp4", "trajectory.json", "stats.json"):
         assert (out / name).is_file(), name
-    assert sorted(p.name for p in (out / "flow").iterdir()) == ["frame_0000.png", "frame_0004.png", "frame_0008.png"]
+    assert sorted(p.name for p in (out / "flow").iterdir()) == [
+        "frame_0000.png",
+        "frame_0004.png",
+        "frame_0008.png",
+    ]
     assert len(imageio.mimread(out / "warped_noise.mp4")) == 9
     stats = json.loads((out / "stats.json").read_text())
     assert stats["layout"]["shape"] == [16, 3, 6, 8] and stats["noise_warp"]["strength"] == 0.5
@@ -55,13 +74,37 @@ def test_warp_ablation_without_a_model(tmp_path, capsys, fresh_plugins):
 def test_warp_sweep_needs_a_model_and_rewards(tmp_path, capsys, fresh_plugins):
     cfg = tmp_path / "run.toml"
     cfg.write_text("[video]\nframes = 5\n")
-    code = main(["warp", "sweep", "--prompts", "Camera push in. A.", "--config", str(cfg), "--out", str(tmp_path / "s")])
+    code = main(
+        [
+            "warp",
+            "sweep",
+            "--prompts",
+            "Camera push in. A.",
+            "--config",
+            str(cfg),
+            "--out",
+            str(tmp_path / "s"),
+        ]
+    )
     assert code == 2
     assert "[model]" in capsys.readouterr().err
 
 
 def test_warp_sweep_rejects_bad_strengths(tmp_path, capsys, fresh_plugins):
-    code = main(["warp", "sweep", "--strengths", "0.2,1.5", "--prompts", "x", "--config", "c.toml", "--out", str(tmp_path)])
+    code = main(
+        [
+            "warp",
+            "sweep",
+            "--strengths",
+            "0.2,1.5",
+            "--prompts",
+            "x",
+            "--config",
+            "c.toml",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 2 and "--strengths" in capsys.readouterr().err
 
 
@@ -72,7 +115,7 @@ def _tiny_config(tmp_path) -> str:
 [model]
 name = "wan2.1"
 preset = "tiny"
-cache_dir = "{tmp_path / 'cache'}"
+cache_dir = "{tmp_path / "cache"}"
 
 [video]
 frames = 9
@@ -120,7 +163,9 @@ def test_warp_sweep_with_the_tiny_model_writes_csv_json_png(tmp_path, fresh_plug
             "--out", str(out), "--steps", "2", "--batch-size", "2"]  # fmt: skip
     assert main(args) == 0
     rows = list(csv.DictReader(open(out / "sweep.csv")))
-    assert [r["setting"] for r in rows] == ["gaussian"] * 2 + ["noise_warp@0.2"] * 2 + ["noise_warp@0.6"] * 2
+    assert [r["setting"] for r in rows] == ["gaussian"] * 2 + ["noise_warp@0.2"] * 2 + [
+        "noise_warp@0.6"
+    ] * 2
     assert all(0.0 <= float(r["brightness"]) <= 1.0 and r["total"] == r["brightness"] for r in rows)
     summary = json.loads((out / "sweep.json").read_text())["summary"]
     assert summary["noise_warp@0.6"]["n"] == 2 and "brightness" in summary["gaussian"]

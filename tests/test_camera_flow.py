@@ -14,7 +14,12 @@ from worldr1_plugins.camera.flow import (
     rotation_homography,
     trajectory_flows,
 )
-from worldr1_plugins.camera.trajectory import build_trajectory, intrinsics, motion_pose, TrajectoryConfig
+from worldr1_plugins.camera.trajectory import (
+    TrajectoryConfig,
+    build_trajectory,
+    intrinsics,
+    motion_pose,
+)
 
 H, W = 48, 80
 K = intrinsics(W, H)
@@ -59,7 +64,9 @@ def test_flow_is_capped_to_a_fraction_of_the_width():
     pose = motion_pose("pan_right", 1.0, TrajectoryConfig(pan_degrees=40))
     flow, _ = reprojection_flow(K, I4, K, pose, H, W, 1000.0, max_flow=0.1)
     length = flow.norm(dim=0)
-    assert length.max() <= 0.1 * W + 1e-4 and math.isclose(float(length.max()), 0.1 * W, rel_tol=1e-5)
+    assert length.max() <= 0.1 * W + 1e-4 and math.isclose(
+        float(length.max()), 0.1 * W, rel_tol=1e-5
+    )
 
 
 def test_depth_map_reprojection_marks_occluded_background():

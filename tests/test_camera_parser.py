@@ -10,7 +10,12 @@ import pytest
 import torch
 
 from worldr1_core.types import CameraSpec
-from worldr1_plugins.camera.parser import MOTIONS, CameraParseError, TextCameraParser, parse_camera_prompt
+from worldr1_plugins.camera.parser import (
+    MOTIONS,
+    CameraParseError,
+    TextCameraParser,
+    parse_camera_prompt,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path("/work/shared/data/world_r1_prompts")
@@ -48,10 +53,22 @@ def test_every_shipped_prompt_parses():
 @pytest.mark.parametrize(
     ("text", "motions", "scene"),
     [
-        ("Camera orbit left, then pull out. A futuristic car.", ["orbit_left", "pull_out"], "A futuristic car."),
+        (
+            "Camera orbit left, then pull out. A futuristic car.",
+            ["orbit_left", "pull_out"],
+            "A futuristic car.",
+        ),
         ("camera PUSH IN. a lion.", ["push_in"], "a lion."),
-        ("Camera move left, pull out, then pan left. Trees.", ["move_left", "pull_out", "pan_left"], "Trees."),
-        ("Camera orbit left, transitioning into a pan right. X.", ["orbit_left", "pan_right"], "X."),
+        (
+            "Camera move left, pull out, then pan left. Trees.",
+            ["move_left", "pull_out", "pan_left"],
+            "Trees.",
+        ),
+        (
+            "Camera orbit left, transitioning into a pan right. X.",
+            ["orbit_left", "pan_right"],
+            "X.",
+        ),
         ("Camera pan right, then push in slowly. Y.", ["pan_right", "push_in"], "Y."),
         ("Camera push in and orbit right. Z.", ["push_in", "orbit_right"], "Z."),
         ("Camera fixed. Still lake.", ["fixed"], "Still lake."),
@@ -89,7 +106,9 @@ def test_aliases_from_config():
     parser = TextCameraParser(TextCameraParser.Config(aliases={"zoom in": "push_in"}))
     assert parser.parse("Camera zoom in. A face.").motions == ["push_in"]
     with pytest.raises(ValueError, match="must be one of"):
-        TextCameraParser(TextCameraParser.Config(aliases={"spin": "barrel_roll"})).parse("Camera spin. A.")
+        TextCameraParser(TextCameraParser.Config(aliases={"spin": "barrel_roll"})).parse(
+            "Camera spin. A."
+        )
 
 
 def test_parser_is_registered_and_builds_a_trajectory(fresh_plugins):
@@ -101,4 +120,7 @@ def test_parser_is_registered_and_builds_a_trajectory(fresh_plugins):
     assert traj.num_frames == 9 and traj.motions == ["pan_left"]
     assert torch.equal(traj.c2w[0], torch.eye(4, dtype=torch.float64))
     assert traj.c2w[-1][0, 2] < 0  # the view turned left by the configured 10 degrees
-    assert abs(math.degrees(math.atan2(-float(traj.c2w[-1][0, 2]), float(traj.c2w[-1][2, 2]))) - 10) < 1e-9
+    assert (
+        abs(math.degrees(math.atan2(-float(traj.c2w[-1][0, 2]), float(traj.c2w[-1][2, 2]))) - 10)
+        < 1e-9
+    )

@@ -29,7 +29,12 @@ def test_release_defaults():
 
 @pytest.mark.parametrize(
     ("motion", "centre"),
-    [("push_in", (0, 0, 600)), ("pull_out", (0, 0, -600)), ("move_left", (-220, 0, 0)), ("move_right", (220, 0, 0))],
+    [
+        ("push_in", (0, 0, 600)),
+        ("pull_out", (0, 0, -600)),
+        ("move_left", (-220, 0, 0)),
+        ("move_right", (220, 0, 0)),
+    ],
 )
 def test_translations_end_where_expected(motion, centre):
     traj = build_trajectory([motion], 17, 832, 480)
@@ -70,7 +75,9 @@ def test_segments_split_frames_evenly_and_compose():
     assert torch.allclose(traj.centers[-1], 600.0 * _forward(mid))
     # every pose is a proper rigid transform
     R = traj.c2w[:, :3, :3]
-    assert torch.allclose(R @ R.transpose(1, 2), torch.eye(3, dtype=torch.float64).expand_as(R), atol=1e-12)
+    assert torch.allclose(
+        R @ R.transpose(1, 2), torch.eye(3, dtype=torch.float64).expand_as(R), atol=1e-12
+    )
     assert torch.allclose(torch.linalg.det(R), torch.ones(81, dtype=torch.float64))
 
 
@@ -82,7 +89,9 @@ def test_intrinsics_and_empty_motions():
 
 
 def test_json_round_trip(tmp_path):
-    traj = build_trajectory(["orbit_right", "pull_out"], 21, 320, 192, TrajectoryConfig(orbit_degrees=30))
+    traj = build_trajectory(
+        ["orbit_right", "pull_out"], 21, 320, 192, TrajectoryConfig(orbit_degrees=30)
+    )
     path = tmp_path / "traj.json"
     save_trajectory(traj, path)
     back = load_trajectory(path)

@@ -20,7 +20,9 @@ def test_plugins_list_json_fields(capsys):
     assert main(["plugins", "list", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows and all({"kind", "name", "plugin", "module", "description"} <= set(r) for r in rows)
-    assert {"kind": "reward", "name": "brightness"}.items() <= next(r for r in rows if r["name"] == "brightness").items()
+    assert {"kind": "reward", "name": "brightness"}.items() <= next(
+        r for r in rows if r["name"] == "brightness"
+    ).items()
 
 
 def test_plugins_list_text_groups_by_kind(capsys):
@@ -57,8 +59,13 @@ def test_train_user_errors_are_one_line(tmp_path, capsys):
     cfg.write_text("[[rewards]]\nname = 'brightness'\n", encoding="utf-8")
     assert main(["train", str(cfg)]) == 2
     assert "model.name: training needs a [model] section" in capsys.readouterr().err
-    cfg.write_text("[model]\nname = 'wan2.1'\npath = '/nonexistent/wan'\n[[rewards]]\nname = 'brightness'\n", encoding="utf-8")
+    cfg.write_text(
+        "[model]\nname = 'wan2.1'\npath = '/nonexistent/wan'\n[[rewards]]\nname = 'brightness'\n",
+        encoding="utf-8",
+    )
     assert main(["train", str(cfg), f"run.output_dir={tmp_path / 'run'}"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("worldr1: error: model.path: checkpoint directory '/nonexistent/wan' does not exist")
+    assert err.startswith(
+        "worldr1: error: model.path: checkpoint directory '/nonexistent/wan' does not exist"
+    )
     assert "Traceback" not in err

@@ -17,7 +17,9 @@ def write(path: Path, text: str) -> Path:
 
 @pytest.fixture
 def configs(tmp_path):
-    write(tmp_path / "base.toml", """
+    write(
+        tmp_path / "base.toml",
+        """
         [run]
         name = "base"
         seed = 1
@@ -27,16 +29,22 @@ def configs(tmp_path):
         [[rewards]]
         name = "brightness"
         weight = 1.0
-        """)
-    write(tmp_path / "mid.toml", """
+        """,
+    )
+    write(
+        tmp_path / "mid.toml",
+        """
         extends = "base.toml"
         [run]
         name = "mid"
         [train]
         grad_clip = 0.5
-        """)
+        """,
+    )
     (tmp_path / "sub").mkdir()
-    write(tmp_path / "sub" / "top.toml", """
+    write(
+        tmp_path / "sub" / "top.toml",
+        """
         extends = ["../mid.toml"]
         [run]
         seed = 7
@@ -44,7 +52,8 @@ def configs(tmp_path):
         name = "brightness"
         weight = 2.0
         target = 0.25
-        """)
+        """,
+    )
     return tmp_path
 
 
@@ -52,7 +61,9 @@ def test_extends_order_deep_merge_and_lists_replaced(configs):
     data, prov = compose(configs / "sub" / "top.toml")
     assert data["run"] == {"name": "mid", "seed": 7, "max_steps": 5}  # base <- mid <- top
     assert data["train"] == {"lr": 0.001, "grad_clip": 0.5}  # tables merge recursively
-    assert data["rewards"] == [{"name": "brightness", "weight": 2.0, "target": 0.25}]  # arrays replaced
+    assert data["rewards"] == [
+        {"name": "brightness", "weight": 2.0, "target": 0.25}
+    ]  # arrays replaced
     assert prov["run.seed"].endswith("top.toml")
     assert prov["run.name"].endswith("mid.toml")
     assert prov["train.lr"].endswith("base.toml")
@@ -96,7 +107,12 @@ def test_override_values_are_typed(text, value):
 def test_overrides_apply_last_and_index_arrays_by_name(configs):
     data, prov = compose(
         configs / "sub" / "top.toml",
-        ["run.seed=11", "rewards.brightness.weight=3", "rewards.0.target=0.5", "train.betas=[0.8, 0.9]"],
+        [
+            "run.seed=11",
+            "rewards.brightness.weight=3",
+            "rewards.0.target=0.5",
+            "train.betas=[0.8, 0.9]",
+        ],
     )
     assert data["run"]["seed"] == 11
     assert data["rewards"][0] == {"name": "brightness", "weight": 3, "target": 0.5}
@@ -111,7 +127,9 @@ def test_overrides_apply_last_and_index_arrays_by_name(configs):
 def test_validation_typed_values_and_round_trip(configs, tmp_path):
     cfg = load_config(configs / "sub" / "top.toml", ["train.lr=2e-5"])
     assert cfg.run.seed == 7 and cfg.train.lr == 2e-5
-    assert [(r.name, r.weight, r.options.target) for r in cfg.rewards] == [("brightness", 2.0, 0.25)]
+    assert [(r.name, r.weight, r.options.target) for r in cfg.rewards] == [
+        ("brightness", 2.0, 0.25)
+    ]
     assert cfg.latent_init.name == "gaussian" and cfg.schedule.name == "constant"
     out = tmp_path / "saved.toml"
     cfg.save(out)

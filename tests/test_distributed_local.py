@@ -12,8 +12,15 @@ from worldr1_core.distributed import Distributed
 
 @pytest.fixture
 def single(monkeypatch):
-    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "ACCELERATE_USE_DEEPSPEED", "CROSS_RANK", "LOCAL_SIZE",
-                "ACCELERATE_DEEPSPEED_CONFIG_FILE"):
+    for key in (
+        "WORLD_SIZE",
+        "RANK",
+        "LOCAL_RANK",
+        "ACCELERATE_USE_DEEPSPEED",
+        "CROSS_RANK",
+        "LOCAL_SIZE",
+        "ACCELERATE_DEEPSPEED_CONFIG_FILE",
+    ):
         monkeypatch.delenv(key, raising=False)
     return monkeypatch
 
@@ -44,8 +51,12 @@ def test_accumulated_update_equals_mean_loss_update(single):
     # K equal micro-batches accumulated == one backward on the mean of their losses
     torch.testing.assert_close(run(3), run(1))
     d = Distributed("none")
-    d.prepare(torch.nn.Module(), [torch.nn.Parameter(torch.zeros(1))], torch.optim.SGD([torch.zeros(1)], lr=1),
-              accumulation_steps=2)
+    d.prepare(
+        torch.nn.Module(),
+        [torch.nn.Parameter(torch.zeros(1))],
+        torch.optim.SGD([torch.zeros(1)], lr=1),
+        accumulation_steps=2,
+    )
     with pytest.raises(RuntimeError, match="accumulation_steps=2"):
         d.step()
 
@@ -65,15 +76,32 @@ def test_deepspeed_config_autos_are_filled(single, tmp_path):
     d = Distributed("none", zero_stage=3, grad_clip=0.5, mixed_precision="bf16")
     cfg = d.deepspeed_config(micro_batch=2, accumulation_steps=12)
     assert cfg["zero_optimization"]["stage"] == 3
-    assert cfg["train_micro_batch_size_per_gpu"] == 2 and isinstance(cfg["train_micro_batch_size_per_gpu"], int)
+    assert cfg["train_micro_batch_size_per_gpu"] == 2 and isinstance(
+        cfg["train_micro_batch_size_per_gpu"], int
+    )
     assert cfg["gradient_accumulation_steps"] == 12 and cfg["gradient_clipping"] == 0.5
-    assert cfg["bf16"]["enabled"] is True and "optimizer" not in cfg and "train_batch_size" not in cfg
-    assert Distributed("none", zero_stage=2).deepspeed_config(1, 1)["zero_optimization"]["stage"] == 2
+    assert (
+        cfg["bf16"]["enabled"] is True and "optimizer" not in cfg and "train_batch_size" not in cfg
+    )
+    assert (
+        Distributed("none", zero_stage=2).deepspeed_config(1, 1)["zero_optimization"]["stage"] == 2
+    )
     own = tmp_path / "ds.json"
-    own.write_text(json.dumps({"zero_optimization": {"stage": 1}, "gradient_clipping": 2.0,
-                               "optimizer": {"type": "Adam"}}))
+    own.write_text(
+        json.dumps(
+            {
+                "zero_optimization": {"stage": 1},
+                "gradient_clipping": 2.0,
+                "optimizer": {"type": "Adam"},
+            }
+        )
+    )
     cfg = Distributed("none", deepspeed_config=str(own)).deepspeed_config(1, 1)
-    assert cfg["zero_optimization"]["stage"] == 1 and cfg["gradient_clipping"] == 2.0 and "optimizer" not in cfg
+    assert (
+        cfg["zero_optimization"]["stage"] == 1
+        and cfg["gradient_clipping"] == 2.0
+        and "optimizer" not in cfg
+    )
     with pytest.raises(FileNotFoundError, match="deepspeed_config"):
         Distributed("none", deepspeed_config=str(tmp_path / "missing.json")).deepspeed_config(1, 1)
 

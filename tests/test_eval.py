@@ -40,18 +40,39 @@ def test_reports_and_baseline_comparison(tmp_path, capsys):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("# one per video, in file-name order\na\nb\nc\n", encoding="utf-8")
     out = tmp_path / "report"
-    assert _eval(str(bright), "--baseline", str(dark), "--config", str(cfg), "--prompts", str(prompts), "--out", str(out)) == 0
+    assert (
+        _eval(
+            str(bright),
+            "--baseline",
+            str(dark),
+            "--config",
+            str(cfg),
+            "--prompts",
+            str(prompts),
+            "--out",
+            str(out),
+        )
+        == 0
+    )
     rows = list(csv.DictReader((out / "metrics.csv").open()))
-    assert [r["video"] for r in rows] == ["clip0", "clip1", "clip2"] and [r["prompt"] for r in rows] == ["a", "b", "c"]
+    assert [r["video"] for r in rows] == ["clip0", "clip1", "clip2"] and [
+        r["prompt"] for r in rows
+    ] == ["a", "b", "c"]
     luma = [float(r["brightness/luma"]) for r in rows]
     assert luma == pytest.approx([0.6, 0.65, 0.7], abs=0.01)  # decoded from the mp4s
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["brightness"]["mean"] == pytest.approx(0.65, abs=0.01) and summary["brightness"]["n"] == 3
+    assert (
+        summary["brightness"]["mean"] == pytest.approx(0.65, abs=0.01)
+        and summary["brightness"]["n"] == 3
+    )
     assert summary["brightness"]["sem"] == pytest.approx(0.05 / 3**0.5, abs=0.005)
     comparison = {r["metric"]: r for r in csv.DictReader((out / "comparison.csv").open())}
     assert comparison["brightness"]["better"] == "run"
     assert float(comparison["brightness"]["delta"]) == pytest.approx(0.4, abs=0.01)
-    assert float(comparison["brightness"]["win_rate"]) == 1.0 and comparison["brightness"]["paired"] == "3"
+    assert (
+        float(comparison["brightness"]["win_rate"]) == 1.0
+        and comparison["brightness"]["paired"] == "3"
+    )
     md = (out / "comparison.md").read_text()
     assert "| brightness | ↑ |" in md and "| run |" in md
     assert "| brightness | ↑ |" in (out / "summary.md").read_text()
@@ -78,7 +99,10 @@ def test_discovery_errors_are_clear(tmp_path):
 def test_eval_config_validation(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[[rewards]]\nname = "brightnes"\n', encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"rewards\.0\.name: unknown reward 'brightnes'.*did you mean 'brightness'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"rewards\.0\.name: unknown reward 'brightnes'.*did you mean 'brightness'",
+    ):
         load_eval_config(bad)
     typo = tmp_path / "typo.toml"
     typo.write_text('[[rewards]]\nname = "brightness"\ntarget = 2.0\n', encoding="utf-8")
@@ -86,14 +110,29 @@ def test_eval_config_validation(tmp_path):
         load_eval_config(typo)
     # a training config works as it is: its other sections are ignored
     train = tmp_path / "train.toml"
-    train.write_text('[model]\nname = "anything"\n[train]\nlr = 1e-4\n[[rewards]]\nname = "brightness"\nweight = 0.3\n', "utf-8")
+    train.write_text(
+        '[model]\nname = "anything"\n[train]\nlr = 1e-4\n[[rewards]]\nname = "brightness"\nweight = 0.3\n',
+        "utf-8",
+    )
     assert [r.name for r in load_eval_config(train).rewards] == ["brightness"]
 
 
 def test_metric_directions():
-    lower = ["reconstruction/lpips", "trajectory_alignment/ate", "trajectory_alignment/rotation_error", "trajectory_alignment/drift"]
-    higher = ["reconstruction", "reconstruction/psnr", "reconstruction/ssim", "trajectory_alignment/translation",
-              "trajectory_alignment/rotation", "aesthetic", "reconstruction/registered_fraction"]
+    lower = [
+        "reconstruction/lpips",
+        "trajectory_alignment/ate",
+        "trajectory_alignment/rotation_error",
+        "trajectory_alignment/drift",
+    ]
+    higher = [
+        "reconstruction",
+        "reconstruction/psnr",
+        "reconstruction/ssim",
+        "trajectory_alignment/translation",
+        "trajectory_alignment/rotation",
+        "aesthetic",
+        "reconstruction/registered_fraction",
+    ]
     assert all(lower_is_better(m) for m in lower)
     assert not any(lower_is_better(m) for m in higher)
 
@@ -106,16 +145,28 @@ def _synthetic(tmp_path: Path, size: int = 96) -> tuple[Path, Path]:
     from worldr1_core.testing import synthetic_scene as synthetic
 
     traj = synthetic.make_trajectory("orbit_left", frames=9, width=size, height=size, amount=60)
-    frames = synthetic.render_scene(synthetic.default_scene(seed=0), traj, supersample=1).frames  # [F, 3, H, W]
+    frames = synthetic.render_scene(
+        synthetic.default_scene(seed=0), traj, supersample=1
+    ).frames  # [F, 3, H, W]
     dirs = []
     for kind, video in [("consistent", frames), ("shuffled", frames[SHUFFLE])]:
         root = tmp_path / kind
         write_video(root / "videos" / "00000_orbit.mp4", video, fps=8)
         (root / "cameras").mkdir()
         (root / "cameras" / "00000.json").write_text(json.dumps(traj.to_dict()))
-        entry = {"index": 0, "prompt": "Camera orbit left. A room with boxes.", "seed": 0, "file": "videos/00000_orbit.mp4",
-                 "camera_file": "cameras/00000.json", "motions": "orbit_left", "frames": 9, "height": size, "width": size,
-                 "fps": 8, "seconds": 0.0}
+        entry = {
+            "index": 0,
+            "prompt": "Camera orbit left. A room with boxes.",
+            "seed": 0,
+            "file": "videos/00000_orbit.mp4",
+            "camera_file": "cameras/00000.json",
+            "motions": "orbit_left",
+            "frames": 9,
+            "height": size,
+            "width": size,
+            "fps": 8,
+            "seconds": 0.0,
+        }
         (root / "index.json").write_text(json.dumps({"settings": {}, "videos": [entry]}))
         dirs.append(root)
     return dirs[0], dirs[1]
@@ -131,10 +182,27 @@ def test_trajectory_error_ranks_consistent_above_shuffled(tmp_path):
     _needs_rewards("trajectory_alignment")
     consistent, shuffled = _synthetic(tmp_path)
     cfg = tmp_path / "eval.toml"
-    cfg.write_text('[geometry]\nname = "colmap"\n[[rewards]]\nname = "trajectory_alignment"\n', encoding="utf-8")
-    assert _eval(str(consistent), "--baseline", str(shuffled), "--config", str(cfg), "--out", str(tmp_path / "r")) == 0
+    cfg.write_text(
+        '[geometry]\nname = "colmap"\n[[rewards]]\nname = "trajectory_alignment"\n',
+        encoding="utf-8",
+    )
+    assert (
+        _eval(
+            str(consistent),
+            "--baseline",
+            str(shuffled),
+            "--config",
+            str(cfg),
+            "--out",
+            str(tmp_path / "r"),
+        )
+        == 0
+    )
     rows = {r["metric"]: r for r in csv.DictReader((tmp_path / "r" / "comparison.csv").open())}
-    assert rows["trajectory_alignment"]["better"] == "run" and float(rows["trajectory_alignment"]["win_rate"]) == 1.0
+    assert (
+        rows["trajectory_alignment"]["better"] == "run"
+        and float(rows["trajectory_alignment"]["win_rate"]) == 1.0
+    )
     run = list(csv.DictReader((tmp_path / "r" / "metrics.csv").open()))[0]
     assert run["has_camera"] == "True"  # the intended path came from the infer-style index
     assert float(run["trajectory_alignment"]) > 0.5 and float(run["trajectory_alignment/ate"]) < 0.1
@@ -142,7 +210,9 @@ def test_trajectory_error_ranks_consistent_above_shuffled(tmp_path):
     if float(base.get("trajectory_alignment/failed") or 0) == 1.0:
         # the shuffled video's geometry failed: floor score, and its error components are not
         # reported as a perfect 0 but left out (NaN), with the failure counted
-        assert base["trajectory_alignment/ate"] == "nan" and float(base["trajectory_alignment"]) == 0.0
+        assert (
+            base["trajectory_alignment/ate"] == "nan" and float(base["trajectory_alignment"]) == 0.0
+        )
         assert rows["trajectory_alignment/failed"]["better"] == "run"
     else:
         assert float(base["trajectory_alignment/ate"]) > float(run["trajectory_alignment/ate"])
@@ -166,7 +236,18 @@ def test_reconstruction_metrics_rank_consistent_above_shuffled(tmp_path):
     arch, ckpt = tiny_clip.build_tiny_clip_checkpoint(tmp_path / "clip")
     text += f'[[rewards]]\nname = "aesthetic"\narch = "{arch}"\ncheckpoint = "{ckpt}"\n'
     cfg.write_text(text, encoding="utf-8")
-    assert _eval(str(consistent), "--baseline", str(shuffled), "--config", str(cfg), "--out", str(tmp_path / "r")) == 0
+    assert (
+        _eval(
+            str(consistent),
+            "--baseline",
+            str(shuffled),
+            "--config",
+            str(cfg),
+            "--out",
+            str(tmp_path / "r"),
+        )
+        == 0
+    )
     rows = {r["metric"]: r for r in csv.DictReader((tmp_path / "r" / "comparison.csv").open())}
     for metric in ["reconstruction", "trajectory_alignment"]:
         assert rows[metric]["better"] == "run", (metric, rows[metric])
@@ -178,4 +259,6 @@ def test_reconstruction_metrics_rank_consistent_above_shuffled(tmp_path):
     if "aesthetic" in get_registry().names("reward"):
         assert "aesthetic" in rows  # one more column, no code change
     md = (tmp_path / "r" / "comparison.md").read_text()
-    assert "reconstruction/psnr" in md and "reconstruction/ssim" in md and "reconstruction/lpips" in md
+    assert (
+        "reconstruction/psnr" in md and "reconstruction/ssim" in md and "reconstruction/lpips" in md
+    )

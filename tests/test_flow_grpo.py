@@ -34,7 +34,9 @@ class LinearVideoModel(VideoModel):
     dtype = property(lambda self: torch.float32)
 
     def latent_layout(self, frames, height, width):
-        return LatentLayout(self.channels, frames, height, width, frames, height, width, list(range(frames)))
+        return LatentLayout(
+            self.channels, frames, height, width, frames, height, width, list(range(frames))
+        )
 
     def encode_prompts(self, prompts, negative_prompt=None):
         return torch.tensor([[float(len(p) % 5) / 5.0] for p in prompts])  # [B, 1]
@@ -49,7 +51,13 @@ class LinearVideoModel(VideoModel):
         return v + c * (1.0 - sigma) * guidance_scale
 
     def decode(self, latents):
-        return latents.mean(1, keepdim=True).sigmoid().unsqueeze(2).expand(-1, -1, 3, -1, -1).transpose(1, 1)
+        return (
+            latents.mean(1, keepdim=True)
+            .sigmoid()
+            .unsqueeze(2)
+            .expand(-1, -1, 3, -1, -1)
+            .transpose(1, 1)
+        )
 
     def trainable_parameters(self):
         return [self.adapter]
@@ -89,7 +97,9 @@ def test_logprob_matches_independent_gaussian_density():
     # independent closed form (float64, written out from the SDE in the module docstring)
     dt = sigma_next - sigma
     s_t = a * math.sqrt(sigma / (1 - sigma))
-    ref_mean = x * (1 + s_t**2 * dt / (2 * sigma)) + v * (1 + s_t**2 * (1 - sigma) / (2 * sigma)) * dt
+    ref_mean = (
+        x * (1 + s_t**2 * dt / (2 * sigma)) + v * (1 + s_t**2 * (1 - sigma) / (2 * sigma)) * dt
+    )
     ref_std = s_t * math.sqrt(-dt)
     ref = torch.distributions.Normal(ref_mean, ref_std).log_prob(prev).flatten(1).mean(1)
 
@@ -126,11 +136,17 @@ def test_noise_level_zero_is_euler():
 def test_sigma_one_is_finite_and_per_sample_sigmas_work():
     x = torch.randn(2, 4, 3, 3)
     v = torch.randn(2, 4, 3, 3)
-    prev, log_prob, mean, std = sde_step_with_logprob(v, 1.0, 0.9, x, 0.7, generator=torch.Generator().manual_seed(0))
-    assert torch.isfinite(prev).all() and torch.isfinite(log_prob).all() and torch.isfinite(std).all()
+    prev, log_prob, mean, std = sde_step_with_logprob(
+        v, 1.0, 0.9, x, 0.7, generator=torch.Generator().manual_seed(0)
+    )
+    assert (
+        torch.isfinite(prev).all() and torch.isfinite(log_prob).all() and torch.isfinite(std).all()
+    )
     # [B] sigmas equal to scalars give the same step
     sig = torch.tensor([1.0, 1.0])
-    _, lp_b, mean_b, _ = sde_step_with_logprob(v, sig, torch.tensor([0.9, 0.9]), x, 0.7, prev_sample=prev)
+    _, lp_b, mean_b, _ = sde_step_with_logprob(
+        v, sig, torch.tensor([0.9, 0.9]), x, 0.7, prev_sample=prev
+    )
     torch.testing.assert_close(mean_b, mean)
     torch.testing.assert_close(lp_b, log_prob)
 
@@ -155,7 +171,9 @@ def test_advantages_zero_mean_per_group(global_std):
 
 def test_advantages_clipped_and_constant_group_is_zero():
     algo = _algo(adv_clip=1.5)
-    adv = algo.advantages(torch.tensor([0.0, 0.0, 0.0, 10.0, 3.0, 3.0]), torch.tensor([0, 0, 0, 0, 1, 1]))
+    adv = algo.advantages(
+        torch.tensor([0.0, 0.0, 0.0, 10.0, 3.0, 3.0]), torch.tensor([0, 0, 0, 0, 1, 1])
+    )
     assert float(adv.abs().max()) == pytest.approx(1.5)
     assert torch.all(adv[4:] == 0)
 
@@ -264,6 +282,8 @@ def test_policy_gradient_moves_log_prob_of_good_samples_up():
     # after the step, the log-ratio of positive-advantage samples rose relative to negative ones
     x, x_next = ro.latents[:, step], ro.latents[:, step + 1]
     v = model.velocity(x, ro.sigmas[step], ro.cond)
-    _, lp, _, _ = sde_step_with_logprob(v, float(ro.sigmas[step]), float(ro.sigmas[step + 1]), x, 0.8, prev_sample=x_next)
+    _, lp, _, _ = sde_step_with_logprob(
+        v, float(ro.sigmas[step]), float(ro.sigmas[step + 1]), x, 0.8, prev_sample=x_next
+    )
     delta = (lp - ro.log_probs[:, step]).detach()
     assert float(delta[adv > 0].mean()) > float(delta[adv < 0].mean())

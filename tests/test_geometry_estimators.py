@@ -15,10 +15,12 @@ from worldr1_plugins.rewards.geometry.gaussians import backproject, gaussians_fr
 from worldr1_plugins.rewards.trajectory import trajectory_errors
 
 
-
 @pytest.fixture(scope="module")
 def orbit96():
-    return render_scene(default_scene(seed=0), make_trajectory("orbit_left", frames=9, width=96, height=96, amount=60))
+    return render_scene(
+        default_scene(seed=0),
+        make_trajectory("orbit_left", frames=9, width=96, height=96, amount=60),
+    )
 
 
 def test_colmap_registers_orbit_and_recovers_centres(orbit96):
@@ -40,7 +42,9 @@ def test_colmap_registers_orbit_and_recovers_centres(orbit96):
 
     reward = TrajectoryAlignment(TrajectoryAlignment.Config(geometry={"name": "colmap"}))
     right = reward._score_video(geo, orbit96.trajectory)
-    wrong = reward._score_video(geo, make_trajectory("orbit_right", frames=9, width=96, height=96, amount=60))
+    wrong = reward._score_video(
+        geo, make_trajectory("orbit_right", frames=9, width=96, height=96, amount=60)
+    )
     assert right["score"] > 0.8 and right["score"] > wrong["score"] + 0.3
 
 
@@ -65,7 +69,9 @@ def test_pixel_gaussians_land_on_the_surface_other_frames_see(orbit96):
     rel = (cam[inside, 2] - seen).abs() / seen
     assert inside.float().mean() > 0.5
     assert (rel < 0.05).float().mean() > 0.8  # the rest is occluded in frame 4 or on edges
-    g, frame = gaussians_from_depth(v.frames, v.depth, v.c2w, v.intrinsics, stride=4, with_frame_index=True)
+    g, frame = gaussians_from_depth(
+        v.frames, v.depth, v.c2w, v.intrinsics, stride=4, with_frame_index=True
+    )
     assert len(g) == 9 * 24 * 24 and frame.bincount().tolist() == [576] * 9
 
 
@@ -80,11 +86,29 @@ def test_da3_small_runs_through_both_rewards_with_one_estimate(tmp_path, orbit96
     from worldr1_core.registry import get_registry
 
     reg = get_registry()
-    geometry = ComponentConfig("geometry", "geometry_estimator", "depth_anything_3",
-                               reg.get("geometry_estimator", "depth_anything_3").validate({k: v for k, v in _da3_options().items() if k != "name"}))
+    geometry = ComponentConfig(
+        "geometry",
+        "geometry_estimator",
+        "depth_anything_3",
+        reg.get("geometry_estimator", "depth_anything_3").validate(
+            {k: v for k, v in _da3_options().items() if k != "name"}
+        ),
+    )
     rewards = [
-        RewardConfig("rewards", "reward", "reconstruction", reg.get("reward", "reconstruction").validate({"lpips_random_backbone": True}), 1.0),
-        RewardConfig("rewards", "reward", "trajectory_alignment", reg.get("reward", "trajectory_alignment").validate({}), 1.0),
+        RewardConfig(
+            "rewards",
+            "reward",
+            "reconstruction",
+            reg.get("reward", "reconstruction").validate({"lpips_random_backbone": True}),
+            1.0,
+        ),
+        RewardConfig(
+            "rewards",
+            "reward",
+            "trajectory_alignment",
+            reg.get("reward", "trajectory_alignment").validate({}),
+            1.0,
+        ),
     ]
     rs = RewardSet(rewards, geometry=geometry)
     videos = torch.stack([orbit96.frames[:5], orbit96.frames[:5].flip(0)])
@@ -101,8 +125,13 @@ def test_da3_small_runs_through_both_rewards_with_one_estimate(tmp_path, orbit96
     for name in ("reconstruction", "trajectory_alignment"):
         s = out.per_reward[name]
         assert s.shape == (2,) and torch.isfinite(s).all() and ((s >= 0) & (s <= 1)).all()
-    assert set(out.components) >= {"reconstruction/lpips", "reconstruction/psnr", "reconstruction/ssim",
-                                   "trajectory_alignment/translation", "trajectory_alignment/rotation"}
+    assert set(out.components) >= {
+        "reconstruction/lpips",
+        "reconstruction/psnr",
+        "reconstruction/ssim",
+        "trajectory_alignment/translation",
+        "trajectory_alignment/rotation",
+    }
 
 
 @pytest.mark.slow
@@ -112,11 +141,20 @@ def test_da3_loads_weights_from_a_local_directory(tmp_path):
 
     torch.manual_seed(0)
     DepthAnything3(model_name="da3-small").save_pretrained(tmp_path / "da3")
-    est = shared_component("geometry_estimator", "depth_anything_3", {"weights": str(tmp_path / "da3"), "process_res": 56, "device": "cpu"})
+    est = shared_component(
+        "geometry_estimator",
+        "depth_anything_3",
+        {"weights": str(tmp_path / "da3"), "process_res": 56, "device": "cpu"},
+    )
     video = torch.rand(1, 3, 3, 56, 56, generator=torch.Generator().manual_seed(1))
     a, b = est.estimate(video)[0], est.estimate(video)[0]
     ref = DepthAnything3.from_pretrained(tmp_path / "da3")
-    assert all(torch.equal(p, q) for p, q in zip(est.model.state_dict().values(), ref.state_dict().values()))
+    assert all(
+        torch.equal(p, q)
+        for p, q in zip(est.model.state_dict().values(), ref.state_dict().values())
+    )
     assert torch.allclose(a.depth, b.depth)
     with pytest.raises(ValueError, match="geometry.weights"):
-        shared_component("geometry_estimator", "depth_anything_3", {"weights": str(tmp_path / "missing")}).model
+        shared_component(
+            "geometry_estimator", "depth_anything_3", {"weights": str(tmp_path / "missing")}
+        ).model

@@ -12,7 +12,6 @@ import torch
 from worldr1_core.registry import get_registry
 from worldr1_core.video_io import read_video
 
-
 PROMPTS = [
     "Camera orbit left. A red car on a road.",
     "A house in the snow.",
@@ -27,7 +26,7 @@ def _config(tmp_path: Path, frames: int = 9) -> Path:
 [model]
 name = "wan2.1"
 preset = "tiny"
-cache_dir = "{tmp_path / 'cache'}"
+cache_dir = "{tmp_path / "cache"}"
 
 [video]
 frames = {frames}
@@ -60,7 +59,21 @@ def test_infer_writes_playable_mp4s_and_an_index(shared_dir, capsys):
     prompts = shared_dir / "prompts.txt"
     prompts.write_text("# test prompts\n\n" + "\n".join(PROMPTS) + "\n", encoding="utf-8")
     out = shared_dir / "out"
-    assert _infer("--config", str(_config(shared_dir)), "--prompts", str(prompts), "--out", str(out), "--seed", "7", "--batch-size", "2") == 0
+    assert (
+        _infer(
+            "--config",
+            str(_config(shared_dir)),
+            "--prompts",
+            str(prompts),
+            "--out",
+            str(out),
+            "--seed",
+            "7",
+            "--batch-size",
+            "2",
+        )
+        == 0
+    )
     index = json.loads((out / "index.json").read_text())
     videos = index["videos"]
     assert [v["prompt"] for v in videos] == PROMPTS and [v["seed"] for v in videos] == [7, 8, 9]
@@ -87,9 +100,24 @@ def test_resume_generates_only_missing_videos_and_reproduces_them(shared_dir, ca
     files[1].unlink()  # as if the run had been interrupted before writing this video
     capsys.readouterr()
     prompts = shared_dir / "prompts.txt"
-    assert _infer("--config", str(_config(shared_dir)), "--prompts", str(prompts), "--out", str(out), "--seed", "7") == 0
+    assert (
+        _infer(
+            "--config",
+            str(_config(shared_dir)),
+            "--prompts",
+            str(prompts),
+            "--out",
+            str(out),
+            "--seed",
+            "7",
+        )
+        == 0
+    )
     assert "2 already done, 1 to generate" in capsys.readouterr().out
-    assert files[0].stat().st_mtime_ns == mtimes[files[0]] and files[2].stat().st_mtime_ns == mtimes[files[2]]
+    assert (
+        files[0].stat().st_mtime_ns == mtimes[files[0]]
+        and files[2].stat().st_mtime_ns == mtimes[files[2]]
+    )
     after = read_video(files[1])[0]
     # same seed -> same video, although it was made in a batch of 2 before and alone now
     assert (after - before).abs().mean() < 2e-2
@@ -98,7 +126,16 @@ def test_resume_generates_only_missing_videos_and_reproduces_them(shared_dir, ca
 
 def test_resume_with_other_settings_is_refused(shared_dir, capsys):
     out = shared_dir / "out"
-    rc = _infer("--config", str(_config(shared_dir)), "--prompts", str(shared_dir / "prompts.txt"), "--out", str(out), "--seed", "8")
+    rc = _infer(
+        "--config",
+        str(_config(shared_dir)),
+        "--prompts",
+        str(shared_dir / "prompts.txt"),
+        "--out",
+        str(out),
+        "--seed",
+        "8",
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert "other settings" in err and "base_seed: 7 -> 8" in err
@@ -117,8 +154,18 @@ def test_single_text_prompt_with_model_path_and_lora(tmp_path, capsys):
     model.save_adapter(adapter)
     ckpt = model.path  # the directory the tiny preset wrote, in the real checkpoint layout
     out = tmp_path / "out"
-    argv = ["--model", str(ckpt), "--prompts", "Camera pan left. A boat on the sea.", "--out", str(out), "video.frames=5",
-            "video.height=32", "video.width=32", "rl.num_steps=2"]
+    argv = [
+        "--model",
+        str(ckpt),
+        "--prompts",
+        "Camera pan left. A boat on the sea.",
+        "--out",
+        str(out),
+        "video.frames=5",
+        "video.height=32",
+        "video.width=32",
+        "rl.num_steps=2",
+    ]
     warp = "noise_warp" in get_registry().names("latent_initializer")
     assert _infer(*argv, "--lora", str(adapter), *(["--warp"] if warp else [])) == 0
     index = json.loads((out / "index.json").read_text())
@@ -127,9 +174,16 @@ def test_single_text_prompt_with_model_path_and_lora(tmp_path, capsys):
         assert index["settings"]["latent_init"]["name"] == "noise_warp"
     frames, _ = read_video(out / index["videos"][0]["file"])
     assert tuple(frames.shape) == (5, 3, 32, 32)
-    assert os.path.basename(index["videos"][0]["file"]).startswith("00000_camera-pan-left-a-boat-on-the-sea")
+    assert os.path.basename(index["videos"][0]["file"]).startswith(
+        "00000_camera-pan-left-a-boat-on-the-sea"
+    )
     # the adapter is really applied: the same seed without it gives another video
     plain = tmp_path / "plain"
-    assert _infer(*[a if a != str(out) else str(plain) for a in argv], *(["--warp"] if warp else [])) == 0
-    plain_frames, _ = read_video(plain / json.loads((plain / "index.json").read_text())["videos"][0]["file"])
+    assert (
+        _infer(*[a if a != str(out) else str(plain) for a in argv], *(["--warp"] if warp else []))
+        == 0
+    )
+    plain_frames, _ = read_video(
+        plain / json.loads((plain / "index.json").read_text())["videos"][0]["file"]
+    )
     assert (plain_frames - frames).abs().mean() > 1e-3

@@ -10,7 +10,10 @@ from worldr1_plugins.base_models import ltx_video, wan2_1
 
 torch.set_num_threads(2)
 LUMA = torch.tensor([0.299, 0.587, 0.114])  # Rec. 601 weights of R, G, B
-MODELS = {"wan2.1": (wan2_1.Wan21, wan2_1.ensure_tiny_checkpoint), "ltx-video": (ltx_video.LTXVideo, ltx_video.ensure_tiny_checkpoint)}
+MODELS = {
+    "wan2.1": (wan2_1.Wan21, wan2_1.ensure_tiny_checkpoint),
+    "ltx-video": (ltx_video.LTXVideo, ltx_video.ensure_tiny_checkpoint),
+}
 
 
 @pytest.fixture(scope="module", params=sorted(MODELS))
@@ -18,7 +21,9 @@ def models(request, tmp_path_factory):
     """(VAE-decoding model, preview-decoding model) of one tiny preset, loaded from the same directory."""
     cls, ensure = MODELS[request.param]
     path = ensure(tmp_path_factory.mktemp("cache"))
-    make = lambda decoder: cls(cls.Config(path=str(path), dtype="fp32", device="cpu", decoder=decoder))  # noqa: E731
+    make = lambda decoder: cls(
+        cls.Config(path=str(path), dtype="fp32", device="cpu", decoder=decoder)
+    )  # noqa: E731
     return make("vae"), make("latent_preview")
 
 

@@ -18,7 +18,11 @@ SCRIPTS = REPO / "scripts"
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REWARD_", "GENERAL_REWARD", "MASTER_", "NNODES", "NODE_RANK"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("REWARD_", "GENERAL_REWARD", "MASTER_", "NNODES", "NODE_RANK"))
+    }
     env.update({"PYTHON": sys.executable, "WORLDR1_DEVICE": "cpu", "OMP_NUM_THREADS": "1"})
     env.update(extra)
     return env
@@ -26,7 +30,12 @@ def _env(**extra: str) -> dict[str, str]:
 
 def _run(script: str, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["bash", str(SCRIPTS / script), *args], cwd=REPO, env=_env(**env), capture_output=True, text=True, timeout=timeout
+        ["bash", str(SCRIPTS / script), *args],
+        cwd=REPO,
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -43,7 +52,12 @@ def _port_open(port: int) -> bool:
 
 
 def test_scripts_are_valid_bash():
-    for script in ["run_single_node.sh", "run_training.sh", "run_multi_node.sh", "lib/launch_common.sh"]:
+    for script in [
+        "run_single_node.sh",
+        "run_training.sh",
+        "run_multi_node.sh",
+        "lib/launch_common.sh",
+    ]:
         subprocess.run(["bash", "-n", str(SCRIPTS / script)], check=True)
         if not script.startswith("lib/"):
             assert os.access(SCRIPTS / script, os.X_OK), f"{script} is not executable"
@@ -52,9 +66,18 @@ def test_scripts_are_valid_bash():
 def test_multi_node_requires_its_variables(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text("[model]\nname = 'wan2.1'\n")
-    r = _run("run_multi_node.sh", str(cfg), MASTER_ADDR="127.0.0.1", MASTER_PORT="29511", NNODES="2")
+    r = _run(
+        "run_multi_node.sh", str(cfg), MASTER_ADDR="127.0.0.1", MASTER_PORT="29511", NNODES="2"
+    )
     assert r.returncode == 2 and "NODE_RANK is required" in r.stderr
-    r = _run("run_multi_node.sh", str(cfg), MASTER_ADDR="127.0.0.1", MASTER_PORT="29511", NNODES="2", NODE_RANK="2")
+    r = _run(
+        "run_multi_node.sh",
+        str(cfg),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT="29511",
+        NNODES="2",
+        NODE_RANK="2",
+    )
     assert r.returncode == 2 and "NODE_RANK (2) must be an integer in [0, NNODES=2)" in r.stderr
 
 
@@ -63,7 +86,12 @@ def test_training_refuses_to_start_without_healthy_servers(tmp_path):
     cfg.write_text("[model]\nname = 'wan2.1'\n")
     port = _free_port()  # nothing listens there
     t0 = time.monotonic()
-    r = _run("run_training.sh", str(cfg), REWARD_3D_SERVER_URL=f"http://127.0.0.1:{port}", SERVER_WAIT_S="2")
+    r = _run(
+        "run_training.sh",
+        str(cfg),
+        REWARD_3D_SERVER_URL=f"http://127.0.0.1:{port}",
+        SERVER_WAIT_S="2",
+    )
     assert r.returncode == 2
     assert f"REWARD_3D_SERVER_URL=http://127.0.0.1:{port} is not healthy" in r.stderr
     assert time.monotonic() - t0 < 30
@@ -84,7 +112,7 @@ def _tiny_config(tmp_path: Path, extra: str = "") -> Path:
         f"""
 [run]
 name = "launch"
-output_dir = "{tmp_path / 'run'}"
+output_dir = "{tmp_path / "run"}"
 max_steps = 2
 sample_every = 0
 tensorboard = false
@@ -98,7 +126,7 @@ width = 16
 [model]
 name = "wan2.1"
 preset = "tiny"
-cache_dir = "{tmp_path / 'cache'}"
+cache_dir = "{tmp_path / "cache"}"
 lora = {{ rank = 2, alpha = 4.0 }}
 
 [train]
@@ -138,8 +166,15 @@ def test_single_node_stops_the_servers_when_training_fails(tmp_path):
     logs = tmp_path / "servers"
     # a bad override makes `worldr1 train` fail right after the servers came up
     r = _run(
-        "run_single_node.sh", str(cfg), "train.lr=-1", timeout=240, GENERAL_REWARD_PORT=str(port), REWARD_3D_PORT=str(_free_port()),
-        SERVER_LOG_DIR=str(logs), NUM_PROCESSES="1", LAUNCHER="torchrun",
+        "run_single_node.sh",
+        str(cfg),
+        "train.lr=-1",
+        timeout=240,
+        GENERAL_REWARD_PORT=str(port),
+        REWARD_3D_PORT=str(_free_port()),
+        SERVER_LOG_DIR=str(logs),
+        NUM_PROCESSES="1",
+        LAUNCHER="torchrun",
     )
     assert r.returncode != 0
     assert "general server healthy" in r.stderr, r.stderr[-3000:]
@@ -180,8 +215,13 @@ def test_run_single_node_end_to_end_on_cpu(tmp_path):
     import threading
 
     cfg = REPO / "configs" / "tiny_cpu.toml"
-    overrides = (f"run.output_dir={tmp_path / 'run'}", f"model.cache_dir={tmp_path / 'cache'}", "run.sample_every=0",
-                 "run.tensorboard=false", "run.progress_bar=false")
+    overrides = (
+        f"run.output_dir={tmp_path / 'run'}",
+        f"model.cache_dir={tmp_path / 'cache'}",
+        "run.sample_every=0",
+        "run.tensorboard=false",
+        "run.progress_bar=false",
+    )
     _prebuild_tiny(cfg, overrides)
     port = _free_port()
     seen: list[int] = []
@@ -198,10 +238,19 @@ def test_run_single_node_end_to_end_on_cpu(tmp_path):
     watcher.start()
     try:
         r = _run(
-            "run_single_node.sh", str(cfg), *overrides, "--max-steps", "2", timeout=600,
-            NUM_PROCESSES="2", GENERAL_REWARD_PORT=str(port), REWARD_3D_PORT=str(_free_port()),
+            "run_single_node.sh",
+            str(cfg),
+            *overrides,
+            "--max-steps",
+            "2",
+            timeout=600,
+            NUM_PROCESSES="2",
+            GENERAL_REWARD_PORT=str(port),
+            REWARD_3D_PORT=str(_free_port()),
             SERVER_LOG_DIR=str(tmp_path / "servers"),
-            TORCH_EXTENSIONS_DIR=os.environ.get("TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions")),
+            TORCH_EXTENSIONS_DIR=os.environ.get(
+                "TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions")
+            ),
         )
     finally:
         stop.set()
@@ -209,7 +258,9 @@ def test_run_single_node_end_to_end_on_cpu(tmp_path):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     assert "launcher=accelerate processes=2/node" in r.stderr and "zero_stage=3" in r.stderr
     assert "general server healthy" in r.stderr and "stopping the reward servers" in r.stderr
-    steps = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [
+        json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert [s["step"] for s in steps] == [0, 1]
     assert all("reward/brightness/mean" in s for s in steps)
     assert seen and max(seen) >= 1  # the training ranks scored through the server
@@ -221,8 +272,21 @@ def running_server(tmp_path):
     """A general reward server started the way a user would (`worldr1 reward serve`)."""
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "worldr1_core.cli", "reward", "serve", "brightness", "--port", str(port)],
-        cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "worldr1_core.cli",
+            "reward",
+            "serve",
+            "brightness",
+            "--port",
+            str(port),
+        ],
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 120
     while _health(port) is None:
@@ -243,13 +307,24 @@ def test_run_training_with_running_servers(tmp_path, running_server, launcher):
     _prebuild_tiny(cfg)
     before = _health(running_server)["stats"]["requests"]
     r = _run(
-        "run_training.sh", str(cfg), "--max-steps", "1", timeout=400, LAUNCHER=launcher, NUM_PROCESSES="2",
-        MASTER_PORT=str(_free_port()), GENERAL_REWARD_SERVER_URL=f"http://127.0.0.1:{running_server}",
-        TORCH_EXTENSIONS_DIR=os.environ.get("TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions")),
+        "run_training.sh",
+        str(cfg),
+        "--max-steps",
+        "1",
+        timeout=400,
+        LAUNCHER=launcher,
+        NUM_PROCESSES="2",
+        MASTER_PORT=str(_free_port()),
+        GENERAL_REWARD_SERVER_URL=f"http://127.0.0.1:{running_server}",
+        TORCH_EXTENSIONS_DIR=os.environ.get(
+            "TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions")
+        ),
     )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     assert "deepspeed ZeRO-3 rank 0/2" in r.stdout + r.stderr
-    assert _health(running_server)["stats"]["requests"] >= before + 2  # one request per rank and step
+    assert (
+        _health(running_server)["stats"]["requests"] >= before + 2
+    )  # one request per rank and step
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
 
 
@@ -261,15 +336,26 @@ def test_run_multi_node_two_nodes_on_one_machine(tmp_path):
     cfg = _tiny_config(tmp_path)
     _prebuild_tiny(cfg)
     env = dict(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), NNODES="2", NUM_PROCESSES="1",
-        TORCH_EXTENSIONS_DIR=os.environ.get("TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions")),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(_free_port()),
+        NNODES="2",
+        NUM_PROCESSES="1",
+        TORCH_EXTENSIONS_DIR=os.environ.get(
+            "TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions")
+        ),
     )
     other = subprocess.Popen(
-        ["bash", str(SCRIPTS / "run_multi_node.sh"), str(cfg), "--max-steps", "1"], cwd=REPO,
-        env=_env(NODE_RANK="1", **env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        ["bash", str(SCRIPTS / "run_multi_node.sh"), str(cfg), "--max-steps", "1"],
+        cwd=REPO,
+        env=_env(NODE_RANK="1", **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
-        r = _run("run_multi_node.sh", str(cfg), "--max-steps", "1", timeout=400, NODE_RANK="0", **env)
+        r = _run(
+            "run_multi_node.sh", str(cfg), "--max-steps", "1", timeout=400, NODE_RANK="0", **env
+        )
         other_out, _ = other.communicate(timeout=120)
     finally:
         if other.poll() is None:

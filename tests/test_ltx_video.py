@@ -20,12 +20,21 @@ def tiny_dir(tmp_path_factory):
 
 def make(tiny_dir, **overrides) -> LTXVideo:
     lora = overrides.pop("lora", {})
-    return LTXVideo(LTXVideo.Config(path=str(tiny_dir), dtype="fp32", device="cpu", lora=lora, **overrides))
+    return LTXVideo(
+        LTXVideo.Config(path=str(tiny_dir), dtype="fp32", device="cpu", lora=lora, **overrides)
+    )
 
 
 def test_layout_uses_the_vae_factors_not_wans():
-    model = LTXVideo.__new__(LTXVideo)  # the published LTX-Video factors, without building the model
-    model.temporal_compression, model.spatial_compression, model.patch_size, model.patch_size_t = 8, 32, 1, 1
+    model = LTXVideo.__new__(
+        LTXVideo
+    )  # the published LTX-Video factors, without building the model
+    model.temporal_compression, model.spatial_compression, model.patch_size, model.patch_size_t = (
+        8,
+        32,
+        1,
+        1,
+    )
     model.transformer = type("T", (), {"config": type("C", (), {"in_channels": 128})()})()
     layout = model.latent_layout(161, 512, 768)
     assert layout.shape == (128, 21, 16, 24)
@@ -89,10 +98,17 @@ def test_euler_sampling_matches_ltx_pipeline(tiny_dir):
     x = torch.randn(2, *layout.shape, generator=torch.Generator().manual_seed(5))
     ours = euler_sample(model, x, cond, model.sigmas(4), guidance_scale=3.0)
     kwargs = dict(
-        prompt_embeds=cond.embeds, prompt_attention_mask=cond.mask,
-        negative_prompt_embeds=cond.negative, negative_prompt_attention_mask=cond.negative_mask,
-        latents=LTXPipeline._pack_latents(x.clone()), num_frames=9, height=32, width=32,
-        num_inference_steps=4, guidance_scale=3.0, frame_rate=25,
+        prompt_embeds=cond.embeds,
+        prompt_attention_mask=cond.mask,
+        negative_prompt_embeds=cond.negative,
+        negative_prompt_attention_mask=cond.negative_mask,
+        latents=LTXPipeline._pack_latents(x.clone()),
+        num_frames=9,
+        height=32,
+        width=32,
+        num_inference_steps=4,
+        guidance_scale=3.0,
+        frame_rate=25,
     )
     with torch.no_grad():
         packed = pipe(**kwargs, output_type="latent").frames
@@ -115,7 +131,10 @@ def test_adapter_loads_in_ltx_pipeline(tiny_dir, tmp_path):
     sigma = torch.tensor([0.9, 0.4])
     pipe = LTXPipeline.from_pretrained(tiny_dir)
     pipe.load_lora_weights(tmp_path / "adapter")
-    model.transformer, stock = pipe.transformer, model.transformer  # run our wrapper on the stock-loaded DiT
+    model.transformer, stock = (
+        pipe.transformer,
+        model.transformer,
+    )  # run our wrapper on the stock-loaded DiT
     with torch.no_grad():
         loaded = model._forward(x, sigma, cond.embeds, cond.mask)
         model.transformer = stock
@@ -126,5 +145,9 @@ def test_adapter_loads_in_ltx_pipeline(tiny_dir, tmp_path):
 def test_registered_under_its_name(fresh_plugins, tiny_dir):
     from worldr1_core.registry import get_registry
 
-    model = get_registry().get("base_model", "ltx-video").build({"path": str(tiny_dir), "device": "cpu"})
+    model = (
+        get_registry()
+        .get("base_model", "ltx-video")
+        .build({"path": str(tiny_dir), "device": "cpu"})
+    )
     assert isinstance(model, LTXVideo) and model.config.max_sequence_length == 128

@@ -14,8 +14,16 @@ REPO = Path(__file__).resolve().parents[1]
 MODEL_NAMES = {"wan2.1", "ltx-video"}
 # identifiers that would mean a component outside the base-model plugins special-cases a model
 MODEL_IDENTIFIERS = {
-    "wan2_1", "ltx_video", "Wan21", "LTXVideo", "WanPipeline", "LTXPipeline", "WanTransformer3DModel",
-    "LTXVideoTransformer3DModel", "AutoencoderKLWan", "AutoencoderKLLTXVideo",
+    "wan2_1",
+    "ltx_video",
+    "Wan21",
+    "LTXVideo",
+    "WanPipeline",
+    "LTXPipeline",
+    "WanTransformer3DModel",
+    "LTXVideoTransformer3DModel",
+    "AutoencoderKLWan",
+    "AutoencoderKLLTXVideo",
 }
 
 
@@ -40,7 +48,10 @@ def _model_specific_tokens(path: Path) -> list[str]:
 def test_no_model_specific_code_outside_base_model_plugins():
     roots = [REPO / "worldr1_core", REPO / "plugins", REPO / "examples"]
     files = [
-        f for root in roots if root.exists() for f in root.rglob("*.py")
+        f
+        for root in roots
+        if root.exists()
+        for f in root.rglob("*.py")
         if "base_models" not in f.relative_to(REPO).parts and f.name != "base_model_contract.py"
     ]
     assert len(files) > 5
@@ -81,17 +92,26 @@ def test_tiny_training_run_with_either_model(model_name, tmp_path, fresh_plugins
     torch.set_num_threads(2)
     config = load_config(
         REPO / "configs" / "tiny_cpu.toml",
-        [f"model.name={model_name}", "run.max_steps=2", "run.sample_every=0", "run.tensorboard=false",
-         "run.progress_bar=false"],
+        [
+            f"model.name={model_name}",
+            "run.max_steps=2",
+            "run.sample_every=0",
+            "run.tensorboard=false",
+            "run.progress_bar=false",
+        ],
     )
     trainer = trainer_mod.Trainer(config, run_dir=tmp_path / "run")
-    assert type(trainer.model).__module__.endswith("wan2_1" if model_name == "wan2.1" else "ltx_video")
+    assert type(trainer.model).__module__.endswith(
+        "wan2_1" if model_name == "wan2.1" else "ltx_video"
+    )
     before = [p.detach().clone() for p in trainer.model.trainable_parameters()]
     trainer.train()
     after = trainer.model.trainable_parameters()
     changed = sum(not torch.equal(a.detach(), b) for a, b in zip(after, before))
     assert changed > 0, "no LoRA parameter moved in 2 steps"
-    assert list((tmp_path / "run").rglob("pytorch_lora_weights.safetensors")), "no adapter checkpoint written"
+    assert list((tmp_path / "run").rglob("pytorch_lora_weights.safetensors")), (
+        "no adapter checkpoint written"
+    )
 
 
 @pytest.mark.parametrize("model_name", ["wan2.1", "ltx-video"])
@@ -106,11 +126,21 @@ def test_camera_noise_warp_generation_with_either_model(model_name, tmp_path, fr
     parser = registry.build("camera_parser", "text")
     warp = registry.build("latent_initializer", "noise_warp", {"strength": 1.0})
     model = registry.build(
-        "base_model", model_name, {"preset": "tiny", "cache_dir": str(tmp_path), "device": "cpu", "dtype": "fp32"}
+        "base_model",
+        model_name,
+        {"preset": "tiny", "cache_dir": str(tmp_path), "device": "cpu", "dtype": "fp32"},
     )
     out = generate(
-        model, ["Camera pan left. A red car on a road."], initializer=warp, parser=parser,
-        frames=9, height=32, width=32, num_steps=2, guidance_scale=3.0, seed=0,
+        model,
+        ["Camera pan left. A red car on a road."],
+        initializer=warp,
+        parser=parser,
+        frames=9,
+        height=32,
+        width=32,
+        num_steps=2,
+        guidance_scale=3.0,
+        seed=0,
     )
     layout = model.latent_layout(9, 32, 32)
     assert out.latents.shape == (1, *layout.shape)
@@ -125,4 +155,9 @@ def test_ablation_configs_validate(arm, fresh_plugins):
     cfg = load_config(REPO / "configs" / "ablation" / arm)
     assert cfg.model.name == ("wan2.1" if arm == "wan2_1.toml" else "ltx-video")
     assert (cfg.video.frames, cfg.video.height, cfg.video.width) == (81, 480, 832)
-    assert sorted(r.name for r in cfg.rewards) == ["aesthetic", "meta_view", "reconstruction", "trajectory_alignment"]
+    assert sorted(r.name for r in cfg.rewards) == [
+        "aesthetic",
+        "meta_view",
+        "reconstruction",
+        "trajectory_alignment",
+    ]

@@ -33,7 +33,9 @@ ANCHOR = _look_at([0.3, -0.2, -4.0], [0.5, 0.1, 1.0])
 
 def test_scene_center_is_on_the_optical_axis_at_median_depth():
     g = torch.Generator().manual_seed(0)
-    depths = torch.tensor([1.0, 2.0, 3.0, 4.0, 100.0, -5.0])  # one far outlier, one behind the camera
+    depths = torch.tensor(
+        [1.0, 2.0, 3.0, 4.0, 100.0, -5.0]
+    )  # one far outlier, one behind the camera
     lateral = torch.randn(6, 2, generator=g, dtype=torch.float64)
     local = torch.cat([lateral, depths[:, None].double()], dim=1)  # camera coordinates
     points = local @ ANCHOR[:3, :3].T + ANCHOR[:3, 3]
@@ -70,20 +72,40 @@ def test_zero_offset_is_the_anchor_and_shifts_scale_with_distance():
     torch.testing.assert_close(novel_camera(ANCHOR, center, d, ViewOffset()), ANCHOR)
     shifted = novel_camera(ANCHOR, center, d, ViewOffset(right=0.5, up=0.25, forward=0.1))
     torch.testing.assert_close(shifted[:3, :3], ANCHOR[:3, :3])
-    torch.testing.assert_close(_in_camera(ANCHOR, shifted[:3, 3]), torch.tensor([1.0, -0.5, 0.2], dtype=torch.float64))
+    torch.testing.assert_close(
+        _in_camera(ANCHOR, shifted[:3, 3]), torch.tensor([1.0, -0.5, 0.2], dtype=torch.float64)
+    )
 
 
 def test_cameras_pick_anchor_frames_and_rescale_intrinsics():
     frames = 5
-    c2w = torch.stack([_look_at([0.5 * i, 0.0, -3.0], [0.5 * i, 0.0, 0.0]) for i in range(frames)]).float()
+    c2w = torch.stack(
+        [_look_at([0.5 * i, 0.0, -3.0], [0.5 * i, 0.0, 0.0]) for i in range(frames)]
+    ).float()
     k = torch.tensor([[20.0, 0.0, 16.0], [0.0, 20.0, 12.0], [0.0, 0.0, 1.0]]).expand(frames, 3, 3)
     means = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [2.0, 0.5, 0.5]])
-    g = Gaussians(means, torch.full((3, 3), 0.1), torch.tensor([[1.0, 0, 0, 0]]).repeat(3, 1), torch.ones(3), torch.rand(3, 3))
+    g = Gaussians(
+        means,
+        torch.full((3, 3), 0.1),
+        torch.tensor([[1.0, 0, 0, 0]]).repeat(3, 1),
+        torch.ones(3),
+        torch.rand(3, 3),
+    )
     registered = torch.tensor([False, True, True, True, False])
-    geo = Geometry(depth=torch.ones(frames, 24, 32), c2w=c2w, intrinsics=k, gaussians=g, registered=registered)
-    reward = MetaView(MetaView.Config(views=[
-        ViewOffset(anchor="first"), ViewOffset(anchor="middle"), ViewOffset(anchor="last"),
-    ], render_size=64, camera_parser=""))
+    geo = Geometry(
+        depth=torch.ones(frames, 24, 32), c2w=c2w, intrinsics=k, gaussians=g, registered=registered
+    )
+    reward = MetaView(
+        MetaView.Config(
+            views=[
+                ViewOffset(anchor="first"),
+                ViewOffset(anchor="middle"),
+                ViewOffset(anchor="last"),
+            ],
+            render_size=64,
+            camera_parser="",
+        )
+    )
     from worldr1_core.types import RewardBatch
 
     batch = RewardBatch(videos=torch.zeros(1, frames, 3, 24, 32), prompts=["x"])
@@ -107,11 +129,19 @@ def test_config_from_toml_and_typos_named(tmp_path, fresh_plugins):
 
     sections = {
         "model": {"name": "wan2.1", "preset": "tiny"},
-        "rewards": [{
-            "name": "meta_view", "weight": 0.5, "render_size": 224,
-            "views": [{"yaw": -30.0}, {"pitch": 10.0, "anchor": "last", "forward": 0.2}],
-            "judge": {"model_path": "/ckpt/Qwen2.5-VL-7B-Instruct", "device": "cuda:1", "dtype": "bfloat16"},
-        }],
+        "rewards": [
+            {
+                "name": "meta_view",
+                "weight": 0.5,
+                "render_size": 224,
+                "views": [{"yaw": -30.0}, {"pitch": 10.0, "anchor": "last", "forward": 0.2}],
+                "judge": {
+                    "model_path": "/ckpt/Qwen2.5-VL-7B-Instruct",
+                    "device": "cuda:1",
+                    "dtype": "bfloat16",
+                },
+            }
+        ],
     }
     config = run_config(tmp_path, sections)
     opts = config.rewards[0].options

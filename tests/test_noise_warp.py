@@ -34,7 +34,9 @@ def _gen(seed: int = 0) -> torch.Generator:
 
 
 def _grid(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+    )
     return xs, ys
 
 
@@ -43,12 +45,18 @@ def _flows(h: int, w: int) -> dict[str, torch.Tensor]:
     cx, cy = w / 2, h / 2
     angle = 0.2
     return {
-        "zoom_in_x1.3": torch.stack([(xs - cx) * 0.3, (ys - cy) * 0.3]),  # strong expansion: many splits
-        "zoom_out_x0.7": torch.stack([(xs - cx) * -0.3, (ys - cy) * -0.3]),  # contraction: many merges
+        "zoom_in_x1.3": torch.stack(
+            [(xs - cx) * 0.3, (ys - cy) * 0.3]
+        ),  # strong expansion: many splits
+        "zoom_out_x0.7": torch.stack(
+            [(xs - cx) * -0.3, (ys - cy) * -0.3]
+        ),  # contraction: many merges
         "shift_2.5_-1.3": torch.stack([torch.full_like(xs, 2.5), torch.full_like(ys, -1.3)]),
         "rotation": torch.stack(
-            [(xs - cx) * (math.cos(angle) - 1) - (ys - cy) * math.sin(angle),
-             (xs - cx) * math.sin(angle) + (ys - cy) * (math.cos(angle) - 1)]
+            [
+                (xs - cx) * (math.cos(angle) - 1) - (ys - cy) * math.sin(angle),
+                (xs - cx) * math.sin(angle) + (ys - cy) * (math.cos(angle) - 1),
+            ]
         ),  # fmt: skip
         "swirl": torch.stack([3 * torch.sin(ys / 7), 3 * torch.cos(xs / 5)]),
     }
@@ -72,7 +80,11 @@ def _corr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _neighbour_correlations(x: torch.Tensor) -> tuple[float, float, int]:
-    return _corr(x[..., :, 1:], x[..., :, :-1]), _corr(x[..., 1:, :], x[..., :-1, :]), x[..., 1:].numel()
+    return (
+        _corr(x[..., :, 1:], x[..., :, :-1]),
+        _corr(x[..., 1:, :], x[..., :-1, :]),
+        x[..., 1:].numel(),
+    )
 
 
 @pytest.mark.parametrize("name", list(_flows(4, 4)))
@@ -87,7 +99,11 @@ def test_each_warped_frame_is_iid_standard_normal(name):
         for c in range(C):
             assert abs(float(x[c].mean())) < Z / math.sqrt(H * W)
         horizontal, vertical, n = _neighbour_correlations(x)
-        assert abs(horizontal) < Z / math.sqrt(n) and abs(vertical) < Z / math.sqrt(n), (name, horizontal, vertical)
+        assert abs(horizontal) < Z / math.sqrt(n) and abs(vertical) < Z / math.sqrt(n), (
+            name,
+            horizontal,
+            vertical,
+        )
 
 
 def test_neighbour_check_catches_naive_duplication():
@@ -138,7 +154,9 @@ def _best_shift(a: torch.Tensor, b: torch.Tensor, radius: int) -> tuple[int, int
     best, arg = -2.0, (0, 0)
     for dy in range(-r, r + 1):
         for dx in range(-r, r + 1):
-            c = _corr(a[..., r : H - r, r : W - r], b[..., r + dy : H - r + dy, r + dx : W - r + dx])
+            c = _corr(
+                a[..., r : H - r, r : W - r], b[..., r + dy : H - r + dy, r + dx : W - r + dx]
+            )
             if c > best:
                 best, arg = c, (dx, dy)
     return arg
@@ -263,8 +281,12 @@ def test_downsample_is_variance_preserving():
 def test_injection_pulls_towards_the_initial_noise_for_the_first_steps():
     init = NoiseWarpInitializer(NoiseWarpInitializer.Config(inject_steps=4, inject_weight=0.5))
     latents, initial = torch.zeros(1, 2, 3, 4, 4), torch.ones(1, 2, 3, 4, 4)
-    assert torch.allclose(init.inject(0, latents, initial, sigma=1.0), torch.full_like(latents, 0.5))
-    assert torch.allclose(init.inject(2, latents, initial, sigma=0.5), torch.full_like(latents, 0.125))
+    assert torch.allclose(
+        init.inject(0, latents, initial, sigma=1.0), torch.full_like(latents, 0.5)
+    )
+    assert torch.allclose(
+        init.inject(2, latents, initial, sigma=0.5), torch.full_like(latents, 0.125)
+    )
     assert torch.equal(init.inject(4, latents, initial, sigma=0.5), latents)
     off = NoiseWarpInitializer(NoiseWarpInitializer.Config())
     assert torch.equal(off.inject(0, latents, initial, sigma=1.0), latents)

@@ -25,14 +25,22 @@ def make_dist(site: Path, dist: str, ep_name: str, module: str, source: str) -> 
     (site / f"{module}.py").write_text(textwrap.dedent(source), encoding="utf-8")
     info = site / f"{dist}-0.1.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n", encoding="utf-8")
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n", encoding="utf-8"
+    )
     (info / "entry_points.txt").write_text(f"[worldr1]\n{ep_name} = {module}\n", encoding="utf-8")
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "worldr1_core.cli", *args], capture_output=True, text=True, env=full_env, cwd=cwd
+        [sys.executable, "-m", "worldr1_core.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
     )
 
 
@@ -46,17 +54,27 @@ def test_shipped_plugins_have_unique_names_and_import():
 
 
 def test_every_hookspec_is_documented():
-    specs = [f for name, f in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("worldr1_")]
+    specs = [
+        f
+        for name, f in inspect.getmembers(hookspecs, inspect.isfunction)
+        if name.startswith("worldr1_")
+    ]
     assert len(specs) >= 13
     for f in specs:
         doc = inspect.getdoc(f) or ""
-        assert "Called" in doc and "Return" in doc, f"{f.__name__} docstring must say when it is called and what it returns"
+        assert "Called" in doc and "Return" in doc, (
+            f"{f.__name__} docstring must say when it is called and what it returns"
+        )
 
 
 def test_every_hookspec_is_implemented_by_a_shipped_plugin():
     """Dogfooding (the datasette/llm pattern): each hook has at least one shipped implementation."""
     pm = create_plugin_manager(load_entry_points=False)
-    names = [name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("worldr1_")]
+    names = [
+        name
+        for name, _ in inspect.getmembers(hookspecs, inspect.isfunction)
+        if name.startswith("worldr1_")
+    ]
     missing = [name for name in names if not getattr(pm.hook, name).get_hookimpls()]
     assert not missing, f"hooks with no shipped implementation: {missing}"
 
@@ -77,7 +95,12 @@ def test_component_names_unique_across_shipped_plugins():
 
 
 def test_duplicate_registration_names_both_plugins(tmp_path, fresh_plugins):
-    make_dist(tmp_path, "dup-plugin", "dup", "dup_plugin_mod", """
+    make_dist(
+        tmp_path,
+        "dup-plugin",
+        "dup",
+        "dup_plugin_mod",
+        """
         import pydantic
         from worldr1_core import hookimpl
         from worldr1_core.interfaces import Reward
@@ -91,7 +114,8 @@ def test_duplicate_registration_names_both_plugins(tmp_path, fresh_plugins):
         @hookimpl
         def worldr1_register_rewards(register):
             register("brightness", Other)
-        """)
+        """,
+    )
     fresh_plugins.syspath_prepend(str(tmp_path))
     with pytest.raises(RegistryError) as info:
         build_registry(create_plugin_manager())
@@ -101,7 +125,10 @@ def test_duplicate_registration_names_both_plugins(tmp_path, fresh_plugins):
 
 
 def test_unknown_name_lists_known_names():
-    with pytest.raises(RegistryError, match=r"unknown reward 'brightnes'; known: .*brightness.*did you mean 'brightness'"):
+    with pytest.raises(
+        RegistryError,
+        match=r"unknown reward 'brightnes'; known: .*brightness.*did you mean 'brightness'",
+    ):
         get_registry().get("reward", "brightnes")
 
 
@@ -116,9 +143,18 @@ def test_config_class_must_forbid_extra_keys():
 
 
 def test_broken_plugin_is_an_error_naming_it(tmp_path, fresh_plugins):
-    make_dist(tmp_path, "broken-plugin", "broken", "broken_plugin_mod", "raise ImportError('needs libfoo')\n")
+    make_dist(
+        tmp_path,
+        "broken-plugin",
+        "broken",
+        "broken_plugin_mod",
+        "raise ImportError('needs libfoo')\n",
+    )
     fresh_plugins.syspath_prepend(str(tmp_path))
-    with pytest.raises(PluginLoadError, match=r"plugin 'broken' \(entry point broken_plugin_mod\) failed to load: ImportError: needs libfoo"):
+    with pytest.raises(
+        PluginLoadError,
+        match=r"plugin 'broken' \(entry point broken_plugin_mod\) failed to load: ImportError: needs libfoo",
+    ):
         create_plugin_manager()
     fresh_plugins.setenv("WORLDR1_SKIP_BROKEN_PLUGINS", "1")
     with pytest.warns(UserWarning, match="broken"):
@@ -141,9 +177,20 @@ def installed_example(tmp_path_factory):
     """pip-install the example plugin package into a fresh target directory."""
     target = tmp_path_factory.mktemp("site")
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(REPO / "examples" / "contrast_reward")],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(REPO / "examples" / "contrast_reward"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr
     return target
@@ -153,20 +200,35 @@ def test_example_plugin_is_discovered_after_install_and_blocked_by_env(installed
     env = {"PYTHONPATH": str(installed_example)}
     listed = json.loads(run_cli("plugins", "list", "--json", env=env).stdout)
     rows = [r for r in listed if r["name"] == "contrast"]
-    assert rows == [{
-        "kind": "reward", "name": "contrast", "plugin": "contrast",
-        "module": "worldr1_contrast.plugin", "description": "pixel contrast of the video",
-    }]
-    blocked = run_cli("plugins", "list", "--json", env={**env, "WORLDR1_DISABLE_PLUGINS": "contrast"})
+    assert rows == [
+        {
+            "kind": "reward",
+            "name": "contrast",
+            "plugin": "contrast",
+            "module": "worldr1_contrast.plugin",
+            "description": "pixel contrast of the video",
+        }
+    ]
+    blocked = run_cli(
+        "plugins", "list", "--json", env={**env, "WORLDR1_DISABLE_PLUGINS": "contrast"}
+    )
     assert "contrast" not in {r["name"] for r in json.loads(blocked.stdout)}
 
     cfg = tmp_path / "run.toml"
-    cfg.write_text('[[rewards]]\nname = "contrast"\nweight = 0.5\nmin_std = 0.01\n', encoding="utf-8")
-    shown = json.loads(run_cli("config", "show", str(cfg), "rewards.contrast.min_std=0.2", "--json", env=env).stdout)
+    cfg.write_text(
+        '[[rewards]]\nname = "contrast"\nweight = 0.5\nmin_std = 0.01\n', encoding="utf-8"
+    )
+    shown = json.loads(
+        run_cli(
+            "config", "show", str(cfg), "rewards.contrast.min_std=0.2", "--json", env=env
+        ).stdout
+    )
     assert shown["rewards"] == [{"name": "contrast", "weight": 0.5, "min_std": 0.2}]
     bad = run_cli("config", "show", str(cfg), "rewards.0.min_sdt=1", env=env)
     assert bad.returncode == 2
-    assert "rewards.0.min_sdt: unknown key; allowed keys: min_std, name, server, weight" in bad.stderr
+    assert (
+        "rewards.0.min_sdt: unknown key; allowed keys: min_std, name, server, weight" in bad.stderr
+    )
 
 
 def test_example_plugin_scores_in_process(installed_example, fresh_plugins):
@@ -187,15 +249,38 @@ def test_wheel_install_lists_shipped_plugins(tmp_path):
     """A non-editable wheel carries registry.toml and every shipped plugin module."""
     wheel_dir = tmp_path / "wheels"
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(wheel_dir), str(REPO)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(wheel_dir),
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr
     wheel = next(wheel_dir.glob("worldr1-*.whl"))
     site = tmp_path / "site"
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(wheel)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            str(site),
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr
     # Run from an empty directory with only the wheel's copy importable as worldr1.
@@ -211,6 +296,12 @@ def test_wheel_install_lists_shipped_plugins(tmp_path):
     # The wheel's directory goes first on sys.path, ahead of any editable install of the checkout
     # (setuptools' editable finder is consulted after the path); the code asserts where it imported from.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    out = subprocess.run([sys.executable, "-c", code, str(site)], capture_output=True, text=True, cwd=tmp_path, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(site)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == sorted(p.name for p in shipped_plugins())

@@ -13,7 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from worldr1_core.prompts import PromptError, PromptSampler, PromptSource, prompts_from_arg, read_prompt_file
+from worldr1_core.prompts import (
+    PromptError,
+    PromptSampler,
+    PromptSource,
+    prompts_from_arg,
+    read_prompt_file,
+)
 from worldr1_core.sections import PromptSourceSection
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,7 +46,9 @@ def test_file_reading_skips_comments_and_blank_lines(tmp_path):
 
 
 def test_missing_file_error_names_the_config_key(tmp_path):
-    with pytest.raises(PromptError, match=r"prompts\.train\.path: prompt file .*nope\.txt.* not found"):
+    with pytest.raises(
+        PromptError, match=r"prompts\.train\.path: prompt file .*nope\.txt.* not found"
+    ):
         PromptSource("train", _section(tmp_path / "nope.txt"))
 
 
@@ -88,16 +96,28 @@ def test_groups_share_one_prompt(tmp_path):
 
 def _rank_samples(sources, world_size, steps, group_size=2, prompts_per_step=2):
     samplers = [
-        PromptSampler(sources, group_size=group_size, prompts_per_step=prompts_per_step, rank=r, world_size=world_size)
+        PromptSampler(
+            sources,
+            group_size=group_size,
+            prompts_per_step=prompts_per_step,
+            rank=r,
+            world_size=world_size,
+        )
         for r in range(world_size)
     ]
-    return {(r, s): [p.index for p in samplers[r].sample("train", s)] for r in range(world_size) for s in range(steps)}
+    return {
+        (r, s): [p.index for p in samplers[r].sample("train", s)]
+        for r in range(world_size)
+        for s in range(steps)
+    }
 
 
 def test_two_ranks_split_distinct_prompts_in_process(tmp_path):
     f = _write(tmp_path / "p.txt", 12)
     sources = {"train": _section(f, seed=7)}
-    got = _rank_samples(sources, world_size=2, steps=3)  # 3 steps x 2 ranks x 2 prompts = 12 = one epoch
+    got = _rank_samples(
+        sources, world_size=2, steps=3
+    )  # 3 steps x 2 ranks x 2 prompts = 12 = one epoch
     for s in range(3):
         r0, r1 = set(got[(0, s)]), set(got[(1, s)])
         assert len(r0) == 2 and len(r1) == 2 and not r0 & r1  # each rank: its own distinct prompts
@@ -111,8 +131,12 @@ def test_two_ranks_split_distinct_prompts_in_process(tmp_path):
 
 def test_sampling_depends_only_on_step(tmp_path):
     f = _write(tmp_path / "p.txt", 9)
-    a = PromptSampler({"train": _section(f)}, group_size=2, prompts_per_step=2, rank=1, world_size=2)
-    b = PromptSampler({"train": _section(f)}, group_size=2, prompts_per_step=2, rank=1, world_size=2)
+    a = PromptSampler(
+        {"train": _section(f)}, group_size=2, prompts_per_step=2, rank=1, world_size=2
+    )
+    b = PromptSampler(
+        {"train": _section(f)}, group_size=2, prompts_per_step=2, rank=1, world_size=2
+    )
     later = [p.text for p in a.sample("train", 6)]
     for s in range(6):
         b.sample("train", s)
@@ -122,7 +146,9 @@ def test_sampling_depends_only_on_step(tmp_path):
 def test_bad_sampler_arguments(tmp_path):
     f = _write(tmp_path / "p.txt", 3)
     with pytest.raises(PromptError, match="rank 2"):
-        PromptSampler({"train": _section(f)}, group_size=1, prompts_per_step=1, rank=2, world_size=2)
+        PromptSampler(
+            {"train": _section(f)}, group_size=1, prompts_per_step=1, rank=2, world_size=2
+        )
     with pytest.raises(PromptError, match="unknown prompt source 'dynamic'"):
         PromptSampler({"train": _section(f)}, group_size=1, prompts_per_step=1).sample("dynamic", 0)
 
@@ -160,7 +186,13 @@ def test_two_real_gloo_processes_split_prompts(tmp_path):
     port = str(_free_port())
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     procs = [
-        subprocess.Popen([sys.executable, str(script), str(r), "2", port, str(f)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        subprocess.Popen(
+            [sys.executable, str(script), str(r), "2", port, str(f)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         for r in range(2)
     ]
     outs = [p.communicate(timeout=120) for p in procs]
@@ -173,7 +205,9 @@ def test_two_real_gloo_processes_split_prompts(tmp_path):
         r0, r1 = per_rank[0][step], per_rank[1][step]
         for samples in (r0, r1):
             assert len(samples) == 6
-            assert samples[0:3] == [samples[0]] * 3 and samples[3:6] == [samples[3]] * 3  # groups of 3
+            assert (
+                samples[0:3] == [samples[0]] * 3 and samples[3:6] == [samples[3]] * 3
+            )  # groups of 3
         assert not set(r0) & set(r1)  # distinct prompts on the two ranks
     # same as the in-process simulation of the two ranks
     sim = _rank_samples({"train": _section(f, seed=11)}, world_size=2, steps=4, group_size=3)

@@ -28,12 +28,17 @@ def warp_jitter(frames: torch.Tensor, pixels: float, seed: int) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def scored():
     """consistent orbit, the same frames shuffled, per-frame jitter, pure noise: one batch, colmap."""
-    v = render_scene(default_scene(seed=0), make_trajectory("orbit_left", frames=9, width=SIZE, height=SIZE, amount=60)).frames
+    v = render_scene(
+        default_scene(seed=0),
+        make_trajectory("orbit_left", frames=9, width=SIZE, height=SIZE, amount=60),
+    ).frames
     shuffled = v[torch.tensor([4, 0, 8, 2, 6, 1, 7, 3, 5])]
     jittered = warp_jitter(v, 3.0, seed=0)
     noise = torch.rand(v.shape, generator=torch.Generator().manual_seed(0))
     batch = RewardBatch(videos=torch.stack([v, shuffled, jittered, noise]), prompts=["scene"] * 4)
-    reward = get_registry().build("reward", "reconstruction", {"geometry": {"name": "colmap"}, "lpips_random_backbone": True})
+    reward = get_registry().build(
+        "reward", "reconstruction", {"geometry": {"name": "colmap"}, "lpips_random_backbone": True}
+    )
     return reward.score(batch), batch
 
 
@@ -87,5 +92,7 @@ def test_lpips_loads_a_torchvision_backbone_file(tmp_path):
 def test_psnr_and_ssim_closed_forms():
     x = torch.rand(2, 3, 24, 24, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(ssim(x, x), torch.ones(2))
-    assert torch.allclose(psnr((x * 0.5 + 0.1), (x * 0.5 + 0.1) + 0.1), torch.full((2,), 20.0), atol=1e-4)  # mse 0.01
+    assert torch.allclose(
+        psnr((x * 0.5 + 0.1), (x * 0.5 + 0.1) + 0.1), torch.full((2,), 20.0), atol=1e-4
+    )  # mse 0.01
     assert (ssim(x, torch.rand(2, 3, 24, 24)) < 0.2).all()

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 
-from worldr1_core.testing.synthetic_scene import default_scene, make_trajectory, render_scene, scene_gaussians
+from worldr1_core.testing.synthetic_scene import (
+    default_scene,
+    make_trajectory,
+    render_scene,
+    scene_gaussians,
+)
 from worldr1_core.types import Gaussians
 from worldr1_plugins.rewards.geometry.gaussians import gaussians_from_depth
 from worldr1_plugins.rewards.reconstruction import psnr
 from worldr1_plugins.rewards.render import EPS2D, render_gaussians
-
 
 
 def _one(mean, sigma, colour, opacity=1.0) -> Gaussians:
@@ -48,8 +51,16 @@ def test_front_gaussian_occludes_regardless_of_input_order():
     near = _one([0.0, 0.0, 2.0], 0.3, [1.0, 0.0, 0.0])
     far = _one([0.0, 0.0, 5.0], 0.6, [0.0, 0.0, 1.0])
     for order in ((near, far), (far, near)):
-        g = Gaussians(*(torch.cat([getattr(a, n), getattr(b, n)]) for a, b in [order] for n in ("means", "scales", "quats", "opacities", "colors")))
-        colour, _ = render_gaussians(g, c2w, k, 32, 32, background=torch.tensor([0.0, 1.0, 0.0]), backend="torch")
+        g = Gaussians(
+            *(
+                torch.cat([getattr(a, n), getattr(b, n)])
+                for a, b in [order]
+                for n in ("means", "scales", "quats", "opacities", "colors")
+            )
+        )
+        colour, _ = render_gaussians(
+            g, c2w, k, 32, 32, background=torch.tensor([0.0, 1.0, 0.0]), backend="torch"
+        )
         centre = colour[0, :, 16, 16]
         assert centre[0] > 0.99 and centre[2] < 0.01  # the red one in front wins
         assert colour[0, 1, 0, 0] > 0.99  # background where nothing is
@@ -57,13 +68,17 @@ def test_front_gaussian_occludes_regardless_of_input_order():
 
 def test_gaussians_behind_the_camera_are_not_drawn():
     c2w, k = _camera()
-    colour, alpha = render_gaussians(_one([0.0, 0.0, -3.0], 0.5, [1.0, 1.0, 1.0]), c2w, k, 32, 32, backend="torch")
+    colour, alpha = render_gaussians(
+        _one([0.0, 0.0, -3.0], 0.5, [1.0, 1.0, 1.0]), c2w, k, 32, 32, backend="torch"
+    )
     assert alpha.max() == 0 and colour.max() == 0
 
 
 @pytest.fixture(scope="module")
 def orbit():
-    return render_scene(default_scene(seed=1), make_trajectory("orbit_left", frames=5, width=64, height=64))
+    return render_scene(
+        default_scene(seed=1), make_trajectory("orbit_left", frames=5, width=64, height=64)
+    )
 
 
 def test_pixel_gaussians_reproduce_their_frame(orbit):
@@ -74,7 +89,9 @@ def test_pixel_gaussians_reproduce_their_frame(orbit):
     orbit are ~18 dB apart and a one-pixel shift of the frame is ~20 dB away.
     """
     v = orbit
-    g = gaussians_from_depth(v.frames[:1], v.depth[:1], v.c2w[:1], v.intrinsics[:1], scale=0.3, opacity=1.0)
+    g = gaussians_from_depth(
+        v.frames[:1], v.depth[:1], v.c2w[:1], v.intrinsics[:1], scale=0.3, opacity=1.0
+    )
     colour, alpha = render_gaussians(g, v.c2w[:1], v.intrinsics[:1], 64, 64, backend="torch")
     shifted = torch.roll(v.frames[:1], 1, dims=-1)
     assert alpha.min() > 0.99
@@ -87,7 +104,14 @@ def test_scene_gaussians_render_every_view(orbit):
     """Surface Gaussians of the scene (not tied to any frame) render all views above 20 dB, and
     each render matches its own view better than the neighbouring view."""
     v = orbit
-    colour, alpha = render_gaussians(scene_gaussians(default_scene(seed=1), spacing=0.1), v.c2w, v.intrinsics, 64, 64, backend="torch")
+    colour, alpha = render_gaussians(
+        scene_gaussians(default_scene(seed=1), spacing=0.1),
+        v.c2w,
+        v.intrinsics,
+        64,
+        64,
+        backend="torch",
+    )
     p = psnr(colour, v.frames)
     assert (alpha.flatten(1).mean(1) > 0.98).all()  # thin seams between discs near the camera
     assert (p > 20.0).all(), p

@@ -52,7 +52,9 @@ def registry():
 def _configs(brightness_w=0.5, red_w=2.0, **red_options):
     return [
         RewardConfig("rewards.0", "reward", "brightness", Brightness.Config(), weight=brightness_w),
-        RewardConfig("rewards.1", "reward", "red_share", RedShare.Config(**red_options), weight=red_w),
+        RewardConfig(
+            "rewards.1", "reward", "red_share", RedShare.Config(**red_options), weight=red_w
+        ),
     ]
 
 
@@ -73,7 +75,14 @@ def test_weighted_total_and_every_component_is_reported(registry):
     assert set(out.components) == {"brightness/luma", "red_share/red", "red_share/rest"}
     assert out.valid.all()
     metrics = out.metrics()
-    for key in ["total", "brightness", "red_share", "brightness/luma", "red_share/red", "red_share/rest"]:
+    for key in [
+        "total",
+        "brightness",
+        "red_share",
+        "brightness/luma",
+        "red_share/red",
+        "red_share/rest",
+    ]:
         assert f"reward/{key}/mean" in metrics and f"reward/{key}/std" in metrics
     assert metrics["reward/total/mean"] == pytest.approx(float(out.total.double().mean()))
     assert metrics["time/reward/red_share"] >= 0.0
@@ -95,7 +104,9 @@ def test_phase_weights_override_and_zero_weight_is_never_computed(registry):
 
 def test_nan_stops_the_step_naming_reward_and_sample(registry):
     rs = RewardSet(_configs(nan_word="melted"), registry=registry)
-    with pytest.raises(RewardError, match=r"reward 'red_share' returned nan for sample 1 \(prompt 'a melted car'\)"):
+    with pytest.raises(
+        RewardError, match=r"reward 'red_share' returned nan for sample 1 \(prompt 'a melted car'\)"
+    ):
         rs.score(_batch(["a car", "a melted car", "a boat"]))
 
 
@@ -111,13 +122,17 @@ def test_nan_drop_mode_drops_only_that_sample_with_a_warning(registry, caplog):
     assert float(out.total[1]) == 0.0  # excluded through `valid`, not a score the trainer uses
     metrics = out.metrics()
     assert metrics["reward/valid_fraction"] == pytest.approx(2 / 3)
-    assert metrics["reward/total/mean"] == pytest.approx(float(clean.total[[0, 2]].double().mean()), abs=1e-6)
+    assert metrics["reward/total/mean"] == pytest.approx(
+        float(clean.total[[0, 2]].double().mean()), abs=1e-6
+    )
 
 
 def test_exception_names_the_failing_sample_or_drops_it(registry, caplog):
     batch = _batch(["a car", "a boat", "an exploding boat"])
     rs = RewardSet(_configs(raise_word="exploding"), registry=registry)
-    with pytest.raises(RewardError, match=r"reward 'red_share' failed on sample 2 \(prompt 'an exploding boat'\)"):
+    with pytest.raises(
+        RewardError, match=r"reward 'red_share' failed on sample 2 \(prompt 'an exploding boat'\)"
+    ):
         rs.score(batch)
     drop = RewardSet(_configs(raise_word="exploding"), on_error="drop", registry=registry)
     with caplog.at_level(logging.WARNING, logger="worldr1_core.rewards"):
@@ -139,6 +154,8 @@ def test_component_with_wrong_shape_is_an_error_naming_it(registry):
             return out
 
     registry.registrar("reward", "test2", __name__)("bad_component", BadComponent)
-    rs = RewardSet([RewardConfig("rewards.0", "reward", "bad_component", RedShare.Config())], registry=registry)
+    rs = RewardSet(
+        [RewardConfig("rewards.0", "reward", "bad_component", RedShare.Config())], registry=registry
+    )
     with pytest.raises(RewardError, match="'bad_component' returned component 'red'"):
         rs.score(_batch(["a", "b"]))

@@ -42,20 +42,37 @@ def video_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(token_file, video_root):
-    args = ["--max-body-mb", str(MAX_BODY_MB), "--batch-wait-ms", "150", "--max-batch", "16",
-            "--video-root", str(video_root)]
+    args = [
+        "--max-body-mb",
+        str(MAX_BODY_MB),
+        "--batch-wait-ms",
+        "150",
+        "--max-batch",
+        "16",
+        "--video-root",
+        str(video_root),
+    ]
     with RewardServerProcess(["brightness"], token_file=token_file, args=args) as proc:
         yield proc
 
 
 def client(url: str, **kw) -> RemoteReward:
-    return RemoteReward(RemoteReward.Config(url=url, reward="brightness", token=TOKEN, options={"target": None}, **kw))
+    return RemoteReward(
+        RemoteReward.Config(
+            url=url, reward="brightness", token=TOKEN, options={"target": None}, **kw
+        )
+    )
 
 
 def make_batch(b: int = 2, seed: int = 0, size: int = 16, dtype=torch.float32) -> RewardBatch:
     g = torch.Generator().manual_seed(seed)
     videos = torch.rand(b, 9, 3, size, size, generator=g).to(dtype)  # [B, F, 3, H, W]
-    traj = CameraTrajectory(c2w=torch.eye(4).expand(9, 4, 4).clone().float(), intrinsics=torch.eye(3).float(), width=size, height=size)
+    traj = CameraTrajectory(
+        c2w=torch.eye(4).expand(9, 4, 4).clone().float(),
+        intrinsics=torch.eye(3).float(),
+        width=size,
+        height=size,
+    )
     return RewardBatch(
         videos=videos,
         prompts=[f"prompt {seed}-{i}" for i in range(b)],
@@ -107,7 +124,11 @@ def test_uint8_wire_scores_the_quantized_video_within_documented_bound(server):
 
 
 def test_options_differing_from_the_server_are_refused(server):
-    remote = RemoteReward(RemoteReward.Config(url=server.url, reward="brightness", token=TOKEN, options={"target": 0.5}))
+    remote = RemoteReward(
+        RemoteReward.Config(
+            url=server.url, reward="brightness", token=TOKEN, options={"target": 0.5}
+        )
+    )
     with pytest.raises(RewardServerError, match=r"HTTP 409.*target"):
         remote.score(make_batch(1))
 
@@ -122,12 +143,16 @@ def test_health_reports_rewards_version_and_counters(server):
 
 def test_video_paths_under_root_are_read_and_others_refused(server, video_root):
     g = torch.Generator().manual_seed(5)
-    frames = (torch.rand(9, 16, 16, 3, generator=g) * 255).round().to(torch.uint8).numpy()  # [F, H, W, 3]
+    frames = (
+        (torch.rand(9, 16, 16, 3, generator=g) * 255).round().to(torch.uint8).numpy()
+    )  # [F, H, W, 3]
     np.save(video_root / "clip.npy", frames)
     body = {"rewards": ["brightness"], "video_paths": ["clip.npy"], "prompts": ["p"]}
     response = post(server.url, json.dumps(body))
     assert response.status_code == 200, response.text
-    got = np.frombuffer(base64.b64decode(response.json()["rewards"]["brightness"]["scores"]["data"]), "<f4")
+    got = np.frombuffer(
+        base64.b64decode(response.json()["rewards"]["brightness"]["scores"]["data"]), "<f4"
+    )
     video = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255)[None]  # [1, F, 3, H, W]
     expected = Brightness().score(RewardBatch(videos=video, prompts=["p"])).scores
     assert torch.equal(torch.from_numpy(got.copy()), expected)
@@ -155,9 +180,16 @@ BAD_REQUESTS = {
     "not an object": ("[1, 2]", 422, "JSON object"),
     "wrong shape (4 dims)": (_with(**{"videos.shape": [2, 9, 3, 16]}), 422, "5 dimensions"),
     "wrong shape (4 channels)": (
-        _with(videos={"dtype": "uint8", "shape": [2, 9, 4, 16, 16],
-                      "data": base64.b64encode(bytes(2 * 9 * 4 * 16 * 16)).decode()}),
-        422, "[B, F, 3, H, W]"),
+        _with(
+            videos={
+                "dtype": "uint8",
+                "shape": [2, 9, 4, 16, 16],
+                "data": base64.b64encode(bytes(2 * 9 * 4 * 16 * 16)).decode(),
+            }
+        ),
+        422,
+        "[B, F, 3, H, W]",
+    ),
     "shape does not match the bytes": (_with(**{"videos.shape": [2, 9, 3, 16, 8]}), 422, "bytes"),
     "wrong dtype": (_with(**{"videos.dtype": "int32"}), 422, "int32"),
     "not base64": (_with(**{"videos.data": "***"}), 422, "base64"),
@@ -191,8 +223,12 @@ def test_oversized_body_is_refused_with_413(server):
         for i in range(0, len(data), 65536):
             yield data[i : i + 65536]
 
-    chunked = httpx.post(server.url + "/score", content=chunks(),
-                         headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+    chunked = httpx.post(
+        server.url + "/score",
+        content=chunks(),
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=30,
+    )
     assert chunked.status_code == 413
     assert_still_serving(server.url)
 
@@ -200,7 +236,9 @@ def test_oversized_body_is_refused_with_413(server):
 # --------------------------------------------------------------------------- token
 
 
-@pytest.mark.parametrize("header", [None, "Bearer wrong-token", f"Basic {TOKEN}", "Bearer", f"Bearer {TOKEN}x"])
+@pytest.mark.parametrize(
+    "header", [None, "Bearer wrong-token", f"Basic {TOKEN}", "Bearer", f"Bearer {TOKEN}x"]
+)
 def test_missing_or_wrong_token_gets_401(server, header):
     headers = {"Authorization": header} if header is not None else {}
     for response in (
@@ -211,7 +249,9 @@ def test_missing_or_wrong_token_gets_401(server, header):
         assert "token" in response.json()["error"]
         assert response.headers["www-authenticate"] == "Bearer"
     with pytest.raises(RewardServerError, match="HTTP 401"):
-        RemoteReward(RemoteReward.Config(url=server.url, reward="brightness", token="nope")).score(make_batch(1))
+        RemoteReward(RemoteReward.Config(url=server.url, reward="brightness", token="nope")).score(
+            make_batch(1)
+        )
     assert post(server.url, good_body()).status_code == 200
 
 
@@ -220,7 +260,9 @@ def test_missing_or_wrong_token_gets_401(server, header):
 
 def test_concurrent_clients_each_get_their_own_scores(server):
     n = 6
-    batches = [make_batch(1 + i % 3, seed=100 + i) for i in range(n)]  # different sizes and contents
+    batches = [
+        make_batch(1 + i % 3, seed=100 + i) for i in range(n)
+    ]  # different sizes and contents
     expected = [Brightness().score(b).scores for b in batches]
     results: list[torch.Tensor | None] = [None] * n
     errors: list[BaseException] = []
@@ -293,7 +335,9 @@ def test_client_retries_until_a_restarted_server_answers(token_file):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_server_on_cuda_scores_cuda_videos_like_in_process(token_file):
-    with RewardServerProcess(["brightness"], token_file=token_file, args=["--device", "cuda:0"]) as proc:
+    with RewardServerProcess(
+        ["brightness"], token_file=token_file, args=["--device", "cuda:0"]
+    ) as proc:
         assert client(proc.url).health()["device"] == "cuda:0"
         for wire in ("native", "uint8"):
             batch = make_batch(3, seed=21, size=64)
@@ -301,5 +345,7 @@ def test_server_on_cuda_scores_cuda_videos_like_in_process(token_file):
             remote = client(proc.url, wire_dtype=wire).score(batch).scores
             assert remote.device.type == "cuda"
             local_videos = batch.videos if wire == "native" else quantize_like_wire(batch.videos)
-            local = Brightness().score(RewardBatch(videos=local_videos, prompts=batch.prompts)).scores
+            local = (
+                Brightness().score(RewardBatch(videos=local_videos, prompts=batch.prompts)).scores
+            )
             torch.testing.assert_close(remote, local, rtol=0, atol=1e-6)

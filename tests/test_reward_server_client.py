@@ -28,12 +28,18 @@ from worldr1_core.reward_client import (
 from worldr1_core.rewards import RewardSet, build_reward
 from worldr1_core.types import RewardBatch, RewardOutput
 from worldr1_plugins.rewards.basic import Brightness
-from worldr1_plugins.rewards.server import ServedReward, ServerSettings, build_served_rewards, create_app
+from worldr1_plugins.rewards.server import (
+    ServedReward,
+    ServerSettings,
+    build_served_rewards,
+    create_app,
+)
 from worldr1_plugins.rewards.server_process import free_port
 
 
 class SharedGeometry(Reward):
     """Scores from a per-batch 'geometry' that several rewards share through ``batch.cached``."""
+
     computed = 0
 
     def __init__(self, config=None, channel: int = 0):
@@ -65,9 +71,13 @@ class Slow(Reward):
 class InThreadServer:
     def __init__(self, served: dict[str, Reward], **settings):
         self.port = free_port()
-        rewards = {n: ServedReward(n, r, r.config.model_dump(mode="json")) for n, r in served.items()}
+        rewards = {
+            n: ServedReward(n, r, r.config.model_dump(mode="json")) for n, r in served.items()
+        }
         app = create_app(rewards, ServerSettings(**settings))
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property
@@ -89,18 +99,26 @@ class InThreadServer:
 
 def batch_of(b: int, seed: int, prompts: list[str] | None = None) -> RewardBatch:
     g = torch.Generator().manual_seed(seed)
-    return RewardBatch(videos=torch.rand(b, 5, 3, 8, 8, generator=g), prompts=prompts or [f"p{i}" for i in range(b)])
+    return RewardBatch(
+        videos=torch.rand(b, 5, 3, 8, 8, generator=g),
+        prompts=prompts or [f"p{i}" for i in range(b)],
+    )
 
 
 def reward_cfg(name="brightness", server=None, **options) -> RewardConfig:
-    return RewardConfig("rewards.0", "reward", name, Brightness.Config(**options), weight=1.0, server=server)
+    return RewardConfig(
+        "rewards.0", "reward", name, Brightness.Config(**options), weight=1.0, server=server
+    )
 
 
 # --------------------------------------------------------------------------- where a reward is scored
 
 
 def test_server_url_from_entry_env_group_or_local():
-    env = {"REWARD_3D_SERVER_URL": "http://gpu1:18089/", "GENERAL_REWARD_SERVER_URL": "http://gpu2:18090"}
+    env = {
+        "REWARD_3D_SERVER_URL": "http://gpu1:18089/",
+        "GENERAL_REWARD_SERVER_URL": "http://gpu2:18090",
+    }
     assert resolve_server_url(reward_cfg(server="http://h:1"), env) == "http://h:1"
     assert resolve_server_url(reward_cfg(server="local"), env) is None
     assert resolve_server_url(reward_cfg(), env) == "http://gpu2:18090"  # brightness: general group
@@ -114,7 +132,9 @@ def test_server_url_from_entry_env_group_or_local():
 
 
 def test_server_group_mapping_and_class_attribute():
-    assert {server_group_of(n) for n in ("meta_view", "reconstruction", "trajectory_alignment")} == {"3d"}
+    assert {
+        server_group_of(n) for n in ("meta_view", "reconstruction", "trajectory_alignment")
+    } == {"3d"}
     assert server_group_of("aesthetic") == "general" and server_group_of("brightness") == "general"
     assert REWARD_SERVER_GROUPS["3d"].env == "REWARD_3D_SERVER_URL"
 
@@ -150,8 +170,10 @@ def test_client_settings_from_environment_are_validated():
     env = {"WORLDR1_REWARD_WIRE_DTYPE": "int4"}
     with pytest.raises(ValueError, match="wire_dtype"):
         remote_reward(reward_cfg(server="http://127.0.0.1:1"), env=env)
-    reward = remote_reward(reward_cfg(server="http://127.0.0.1:1"),
-                           env={"WORLDR1_REWARD_WIRE_DTYPE": "uint8", "WORLDR1_REWARD_RETRIES": "2"})
+    reward = remote_reward(
+        reward_cfg(server="http://127.0.0.1:1"),
+        env={"WORLDR1_REWARD_WIRE_DTYPE": "uint8", "WORLDR1_REWARD_RETRIES": "2"},
+    )
     assert reward.config.wire_dtype == "uint8" and reward.config.retries == 2
     assert reward.config.options == {"target": None}
 
@@ -164,8 +186,12 @@ def test_rewards_on_one_server_share_one_request_and_one_geometry():
     local = [served[n].score(batch_of(2, seed=1)).scores for n in ("geom_r", "geom_g")]
     with InThreadServer(served) as srv:
         for grouped, expected_geometry in ((True, 1), (False, 2)):
-            a = RemoteReward(RemoteReward.Config(url=srv.url, reward="geom_r", group_requests=grouped))
-            b = RemoteReward(RemoteReward.Config(url=srv.url, reward="geom_g", group_requests=grouped))
+            a = RemoteReward(
+                RemoteReward.Config(url=srv.url, reward="geom_r", group_requests=grouped)
+            )
+            b = RemoteReward(
+                RemoteReward.Config(url=srv.url, reward="geom_g", group_requests=grouped)
+            )
             fresh = batch_of(2, seed=1)
             SharedGeometry.computed = 0
             before = a.health()["stats"]["requests"]
@@ -183,7 +209,11 @@ def test_a_failing_sample_fails_only_its_own_merged_request():
 
         def call(key, batch):
             try:
-                results[key] = RemoteReward(RemoteReward.Config(url=srv.url, reward="fragile")).score(batch).scores
+                results[key] = (
+                    RemoteReward(RemoteReward.Config(url=srv.url, reward="fragile"))
+                    .score(batch)
+                    .scores
+                )
             except RewardServerError as exc:
                 results[key] = exc
 
@@ -201,7 +231,9 @@ def test_a_failing_sample_fails_only_its_own_merged_request():
 
 def test_slow_scoring_times_out_with_504_and_a_clear_client_error():
     with InThreadServer({"slow": Slow()}, timeout_s=0.3) as srv:
-        remote = RemoteReward(RemoteReward.Config(url=srv.url, reward="slow", retries=1, backoff_s=0.1))
+        remote = RemoteReward(
+            RemoteReward.Config(url=srv.url, reward="slow", retries=1, backoff_s=0.1)
+        )
         with pytest.raises(RewardServerError, match=r"2 attempts.*HTTP 504.*timeout"):
             remote.score(batch_of(1, seed=4))
 
@@ -264,12 +296,27 @@ def test_trajectories_keep_their_dtype_and_metadata_dataclasses_become_dicts():
     from worldr1_core.reward_wire import WireError, decode_trajectory, encode_trajectory, jsonable
     from worldr1_core.types import CameraSpec, CameraTrajectory, Prompt
 
-    traj = CameraTrajectory(c2w=torch.randn(4, 4, 4), intrinsics=torch.eye(3), width=8, height=6, motions=["push_in"])
+    traj = CameraTrajectory(
+        c2w=torch.randn(4, 4, 4), intrinsics=torch.eye(3), width=8, height=6, motions=["push_in"]
+    )
     back = decode_trajectory(encode_trajectory(traj), "t")
-    assert back.c2w.dtype == torch.float32 and torch.equal(back.c2w, traj.c2w) and back.motions == ["push_in"]
-    meta = jsonable({"prompt": Prompt("a car", camera=CameraSpec(["orbit_left"], "a car")), "t": torch.ones(2)}, "metadata[0]")
-    assert meta == {"prompt": {"text": "a car", "source": "", "index": -1,
-                               "camera": {"motions": ["orbit_left"], "scene": "a car", "camera_text": ""}},
-                    "t": [1.0, 1.0]}
+    assert (
+        back.c2w.dtype == torch.float32
+        and torch.equal(back.c2w, traj.c2w)
+        and back.motions == ["push_in"]
+    )
+    meta = jsonable(
+        {"prompt": Prompt("a car", camera=CameraSpec(["orbit_left"], "a car")), "t": torch.ones(2)},
+        "metadata[0]",
+    )
+    assert meta == {
+        "prompt": {
+            "text": "a car",
+            "source": "",
+            "index": -1,
+            "camera": {"motions": ["orbit_left"], "scene": "a car", "camera_text": ""},
+        },
+        "t": [1.0, 1.0],
+    }
     with pytest.raises(WireError, match=r"metadata\[0\]\.x: a object cannot be sent"):
         jsonable({"x": object()}, "metadata[0]")

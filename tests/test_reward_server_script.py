@@ -18,10 +18,14 @@ from worldr1_core.types import RewardBatch
 from worldr1_plugins.rewards.basic import Brightness
 from worldr1_plugins.rewards.server_process import free_port
 
-pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="the script polls /health with curl")
+pytestmark = pytest.mark.skipif(
+    shutil.which("curl") is None, reason="the script polls /health with curl"
+)
 
 
-def test_script_starts_both_servers_and_prints_their_urls(repo_root: Path, tmp_path: Path, monkeypatch):
+def test_script_starts_both_servers_and_prints_their_urls(
+    repo_root: Path, tmp_path: Path, monkeypatch
+):
     token = tmp_path / "token"
     token.write_text("script-token\n")
     token.chmod(0o600)
@@ -41,11 +45,17 @@ def test_script_starts_both_servers_and_prints_their_urls(repo_root: Path, tmp_p
     }
     script = str(repo_root / "scripts" / "run_reward_servers.sh")
     try:
-        started = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=180)
+        started = subprocess.run(
+            ["bash", script], env=env, capture_output=True, text=True, timeout=180
+        )
         assert started.returncode == 0, started.stdout + started.stderr
-        assert (tmp_path / "run" / "3d.pid").exists() and (tmp_path / "run" / "general.pid").exists()
+        assert (tmp_path / "run" / "3d.pid").exists() and (
+            tmp_path / "run" / "general.pid"
+        ).exists()
         exports = dict(
-            line.removeprefix("export ").split("=", 1) for line in started.stdout.splitlines() if line.startswith("export ")
+            line.removeprefix("export ").split("=", 1)
+            for line in started.stdout.splitlines()
+            if line.startswith("export ")
         )
         assert exports["REWARD_3D_SERVER_URL"].endswith(env["REWARD_3D_PORT"])
         assert exports["WORLDR1_REWARD_TOKEN_FILE"] == str(token)
@@ -53,12 +63,18 @@ def test_script_starts_both_servers_and_prints_their_urls(repo_root: Path, tmp_p
         # the printed environment is all a run needs
         for key, value in exports.items():
             monkeypatch.setenv(key, value)
-        remote = build_reward(RewardConfig("rewards.0", "reward", "brightness", Brightness.Config()))
-        assert isinstance(remote, RemoteReward) and remote.url == exports["GENERAL_REWARD_SERVER_URL"]
+        remote = build_reward(
+            RewardConfig("rewards.0", "reward", "brightness", Brightness.Config())
+        )
+        assert (
+            isinstance(remote, RemoteReward) and remote.url == exports["GENERAL_REWARD_SERVER_URL"]
+        )
         batch = RewardBatch(videos=torch.rand(2, 3, 3, 8, 8), prompts=["a", "b"])
         assert torch.equal(remote.score(batch).scores, Brightness().score(batch).scores)
     finally:
-        stopped = subprocess.run(["bash", script, "stop"], env=env, capture_output=True, text=True, timeout=60)
+        stopped = subprocess.run(
+            ["bash", script, "stop"], env=env, capture_output=True, text=True, timeout=60
+        )
     assert stopped.returncode == 0, stopped.stderr
     assert "stopped 3d server" in stopped.stdout and "stopped general server" in stopped.stdout
     assert not (tmp_path / "run" / "3d.pid").exists()

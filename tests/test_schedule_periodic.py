@@ -55,7 +55,11 @@ def test_phase_names_sources_and_weights_are_config(fresh_plugins):
     sched = _build(
         cycle=3,
         dynamic_steps=1,
-        main={"name": "geo", "prompts": "enhanced_train", "reward_weights": {"reconstruction": 1.0, "aesthetic": 0.5}},
+        main={
+            "name": "geo",
+            "prompts": "enhanced_train",
+            "reward_weights": {"reconstruction": 1.0, "aesthetic": 0.5},
+        },
         dynamic={"name": "motion", "prompts": "enhanced_dynamic", "reward_weights": {"hps": 2.0}},
     )
     p0, p2 = sched.phase(0), sched.phase(2)
@@ -64,7 +68,11 @@ def test_phase_names_sources_and_weights_are_config(fresh_plugins):
         "enhanced_train",
         {"reconstruction": 1.0, "aesthetic": 0.5},
     )
-    assert (p2.name, p2.prompt_source, p2.reward_weights) == ("motion", "enhanced_dynamic", {"hps": 2.0})
+    assert (p2.name, p2.prompt_source, p2.reward_weights) == (
+        "motion",
+        "enhanced_dynamic",
+        {"hps": 2.0},
+    )
 
 
 def test_zero_dynamic_steps_is_all_main_and_full_cycle_is_all_dynamic(fresh_plugins):
@@ -78,17 +86,23 @@ def test_zero_dynamic_steps_is_all_main_and_full_cycle_is_all_dynamic(fresh_plug
         ({"cycle": 10, "dynamic_steps": 11}, "dynamic_steps (11) must be <= cycle (10)"),
         ({"cycle": 0}, "cycle"),
         ({"dynamic": {"name": "main", "prompts": "dynamic"}}, "must differ"),
-        ({"dynamic": {"name": "d", "prompts": "dynamic", "reward_weights": {"aesthetic": 0.0}}}, "positive weight"),
+        (
+            {"dynamic": {"name": "d", "prompts": "dynamic", "reward_weights": {"aesthetic": 0.0}}},
+            "positive weight",
+        ),
         ({"cycel": 10}, "cycel"),
     ],
 )
 def test_bad_config_is_rejected_naming_the_problem(fresh_plugins, options, fragment):
-    with pytest.raises(pydantic.ValidationError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(
+        pydantic.ValidationError, match=fragment.replace("(", r"\(").replace(")", r"\)")
+    ):
         _build(**options)
 
 
 class _FrameSteadiness:
     """A real (cheap) '3D-like' reward for the composition test: 1 - mean |frame_t+1 - frame_t|."""
+
     class Config(pydantic.BaseModel, extra="forbid"):
         pass
 
@@ -131,14 +145,22 @@ def test_dynamic_steps_draw_dynamic_prompts_and_score_only_the_general_reward(fr
     train_set = set(sampler.source("train").prompts)
     configs = [
         RewardConfig("rewards.0", "reward", "steadiness", _FrameSteadiness.Config(), weight=1.0),
-        RewardConfig("rewards.1", "reward", "brightness", registry.get("reward", "brightness").validate({}), weight=0.5),
+        RewardConfig(
+            "rewards.1",
+            "reward",
+            "brightness",
+            registry.get("reward", "brightness").validate({}),
+            weight=0.5,
+        ),
     ]
     rewards = RewardSet(configs, registry=registry)
     videos = torch.rand(4, 3, 3, 8, 8)
     for step in range(8):
         phase = sched.phase(step)
         prompts = sampler.sample(phase.prompt_source, step)
-        out = rewards.score(RewardBatch(videos=videos, prompts=[p.text for p in prompts]), phase.reward_weights)
+        out = rewards.score(
+            RewardBatch(videos=videos, prompts=[p.text for p in prompts]), phase.reward_weights
+        )
         if step % 4 == 3:
             assert phase.name == "dynamic"
             assert all(p.text in dynamic_set and p.source == "dynamic" for p in prompts)
@@ -176,6 +198,7 @@ class _SourceProbe:
 
 class _TrainerTestPlugin:
     """Registers the two test rewards and records phase changes (a plugin like any other)."""
+
     def __init__(self):
         self.phase_changes: list[tuple[int, str | None, str]] = []
 
@@ -195,9 +218,8 @@ def test_trainer_runs_the_periodic_schedule(fresh_plugins, tmp_path):
     import json
 
     from worldr1_core.plugins import get_plugin_manager
-    from worldr1_core.testing import run_config
-
     from worldr1_core.registry import reset_registry
+    from worldr1_core.testing import run_config
     from worldr1_core.trainer import Trainer
 
     plugin = _TrainerTestPlugin()
@@ -209,25 +231,52 @@ def test_trainer_runs_the_periodic_schedule(fresh_plugins, tmp_path):
     config = run_config(
         tmp_path,
         {
-            "run": {"seed": 0, "max_steps": 4, "progress_bar": False, "tensorboard": False, "save_every": 0, "sample_every": 0},
+            "run": {
+                "seed": 0,
+                "max_steps": 4,
+                "progress_bar": False,
+                "tensorboard": False,
+                "save_every": 0,
+                "sample_every": 0,
+            },
             "video": {"frames": 5, "height": 16, "width": 16},
             "model": {"name": "wan2.1", "preset": "tiny", "lora": {"rank": 2, "alpha": 4.0}},
             "train": {"prompts_per_step": 1},
-            "prompts": {"train": {"prompts": train_prompts}, "dynamic": {"prompts": dynamic_prompts}},
+            "prompts": {
+                "train": {"prompts": train_prompts},
+                "dynamic": {"prompts": dynamic_prompts},
+            },
             "rl": {"name": "flow_grpo", "group_size": 2, "num_steps": 2},
-            "schedule": {"name": "periodic_dynamic", "cycle": 2, "dynamic_steps": 1,
-                         "dynamic": {"name": "dynamic", "prompts": "dynamic", "reward_weights": {"probe": 1.0}}},
+            "schedule": {
+                "name": "periodic_dynamic",
+                "cycle": 2,
+                "dynamic_steps": 1,
+                "dynamic": {
+                    "name": "dynamic",
+                    "prompts": "dynamic",
+                    "reward_weights": {"probe": 1.0},
+                },
+            },
             "rewards": [{"name": "steadiness", "weight": 1.0}, {"name": "probe", "weight": 0.5}],
         },
     )
     trainer = Trainer(config)
     trainer.train()
-    rows = [json.loads(line) for line in (trainer.run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line) for line in (trainer.run_dir / "metrics.jsonl").read_text().splitlines()
+    ]
     assert [r["phase"] for r in rows] == ["main", "dynamic", "main", "dynamic"]
     for r in rows:
         assert "reward/probe/mean" in r
-        assert ("reward/steadiness/mean" in r) == (r["phase"] == "main")  # the 3D-like reward: main only
-    assert plugin.phase_changes == [(0, None, "main"), (1, "main", "dynamic"), (2, "dynamic", "main"), (3, "main", "dynamic")]
+        assert ("reward/steadiness/mean" in r) == (
+            r["phase"] == "main"
+        )  # the 3D-like reward: main only
+    assert plugin.phase_changes == [
+        (0, None, "main"),
+        (1, "main", "dynamic"),
+        (2, "dynamic", "main"),
+        (3, "main", "dynamic"),
+    ]
     by_step: dict[int, set[tuple[str, str]]] = {}
     for step, source, text in _SourceProbe.seen:
         by_step.setdefault(step, set()).add((source, text))

@@ -20,18 +20,30 @@ torch.set_num_threads(2)
 REPO = Path(__file__).resolve().parents[1]
 
 
-
-
 def tiny_sections(**rl) -> dict:
     """A small, fast run: 2 prompts x group 2 of 5x16x16 videos, 3 denoising steps."""
     return {
-        "run": {"seed": 3, "progress_bar": False, "tensorboard": False, "save_every": 0, "sample_every": 0},
+        "run": {
+            "seed": 3,
+            "progress_bar": False,
+            "tensorboard": False,
+            "save_every": 0,
+            "sample_every": 0,
+        },
         "video": {"frames": 5, "height": 16, "width": 16},
         "model": {"name": "wan2.1", "preset": "tiny", "lora": {"rank": 4, "alpha": 8.0}},
         "train": {"prompts_per_step": 2, "lr": 3e-3, "minibatch_size": 2},
         "prompts": {"train": {"prompts": ["a red car", "a house in the snow", "a tree on a hill"]}},
-        "rl": {"name": "flow_grpo", "group_size": 2, "num_steps": 3, "guidance_scale": 2.0,
-               "noise_level": 0.8, "kl_beta": 0.01, "clip_range": 1e-3, **rl},
+        "rl": {
+            "name": "flow_grpo",
+            "group_size": 2,
+            "num_steps": 3,
+            "guidance_scale": 2.0,
+            "noise_level": 0.8,
+            "kl_beta": 0.01,
+            "clip_range": 1e-3,
+            **rl,
+        },
         "rewards": [{"name": "brightness", "weight": 1.0}],
     }
 
@@ -46,6 +58,7 @@ def _no_times(rows: list[dict]) -> list[dict]:
 
 class Recorder:
     """A lifecycle-hook plugin recording what the trainer reports."""
+
     def __init__(self):
         self.events: list[tuple] = []
 
@@ -73,16 +86,33 @@ class Recorder:
 def test_train_logs_fires_hooks_and_checkpoints(tmp_path, fresh_plugins):
     recorder = Recorder()
     get_plugin_manager().register(recorder, name="recorder")
-    config = run_config(tmp_path, tiny_sections(), overrides=("run.save_every=1", "run.keep_checkpoints=1"))
+    config = run_config(
+        tmp_path, tiny_sections(), overrides=("run.save_every=1", "run.keep_checkpoints=1")
+    )
     trainer = Trainer(config, run_dir=tmp_path / "run")
     before = [p.detach().clone() for p in trainer.params]
     trainer.train(max_steps=2)
 
     rows = _metrics(tmp_path / "run")
     assert [r["step"] for r in rows] == [0, 1]
-    for key in ("reward/total/mean", "reward/brightness/luma/std", "train/loss", "train/kl", "train/clip_frac",
-                "train/approx_kl", "train/ratio_min", "train/ratio_max", "train/grad_norm", "train/lr",
-                "time/rollout", "time/decode", "time/reward", "time/loss_forward", "time/backward", "phase"):
+    for key in (
+        "reward/total/mean",
+        "reward/brightness/luma/std",
+        "train/loss",
+        "train/kl",
+        "train/clip_frac",
+        "train/approx_kl",
+        "train/ratio_min",
+        "train/ratio_max",
+        "train/grad_norm",
+        "train/lr",
+        "time/rollout",
+        "time/decode",
+        "time/reward",
+        "time/loss_forward",
+        "time/backward",
+        "phase",
+    ):
         assert key in rows[0], key
     # fresh samples: the first update's importance ratio is 1 (within 1e-5, fp32)
     assert abs(rows[0]["train/ratio_max"] - 1) < 1e-5 and abs(rows[0]["train/ratio_min"] - 1) < 1e-5
@@ -130,7 +160,10 @@ def test_resume_is_exact(tmp_path, fresh_plugins):
         assert torch.equal(p, q)
     # the EMA adapter is saved beside the trained one, and differs from it
     last = ckpt.find_checkpoint(tmp_path / "b" / "run")
-    a_file, e_file = last / "adapter" / "pytorch_lora_weights.safetensors", last / "adapter_ema" / "pytorch_lora_weights.safetensors"
+    a_file, e_file = (
+        last / "adapter" / "pytorch_lora_weights.safetensors",
+        last / "adapter_ema" / "pytorch_lora_weights.safetensors",
+    )
     assert e_file.is_file() and a_file.read_bytes() != e_file.read_bytes()
 
 
@@ -170,8 +203,12 @@ def test_periodic_dynamic_phases_switch_prompts(tmp_path, fresh_plugins):
     get_plugin_manager().register(recorder, name="recorder")
     sections = tiny_sections()
     sections["prompts"]["dynamic"] = {"prompts": ["a dog running in a park"]}
-    sections["schedule"] = {"name": "periodic_dynamic", "cycle": 2, "dynamic_steps": 1,
-                            "dynamic": {"name": "dynamic", "prompts": "dynamic", "reward_weights": {"brightness": 1.0}}}
+    sections["schedule"] = {
+        "name": "periodic_dynamic",
+        "cycle": 2,
+        "dynamic_steps": 1,
+        "dynamic": {"name": "dynamic", "prompts": "dynamic", "reward_weights": {"brightness": 1.0}},
+    }
     sections["train"]["prompts_per_step"] = 1
     sections["train"]["minibatch_size"] = 0
     seen: list[list[str]] = []
@@ -185,8 +222,15 @@ def test_periodic_dynamic_phases_switch_prompts(tmp_path, fresh_plugins):
     trainer = Trainer(run_config(tmp_path, sections), run_dir=tmp_path / "run")
     trainer.train(max_steps=3)
     phases = [e for e in recorder.events if e[0] == "phase"]
-    assert phases == [("phase", 0, None, "main"), ("phase", 1, "main", "dynamic"), ("phase", 2, "dynamic", "main")]
-    assert seen[1] == ["a dog running in a park"] and "a dog running in a park" not in seen[0] + seen[2]
+    assert phases == [
+        ("phase", 0, None, "main"),
+        ("phase", 1, "main", "dynamic"),
+        ("phase", 2, "dynamic", "main"),
+    ]
+    assert (
+        seen[1] == ["a dog running in a park"]
+        and "a dog running in a park" not in seen[0] + seen[2]
+    )
     assert [r["phase"] for r in _metrics(tmp_path / "run")] == ["main", "dynamic", "main"]
 
 
@@ -234,7 +278,11 @@ name = "trajectory_alignment"
     assert trainer.initializer.__class__.__name__ != "GaussianInitializer"  # noise_warp
     before = [p.detach().clone() for p in trainer.params]
     metrics = trainer.train(max_steps=1)
-    for key in ("reward/reconstruction/mean", "reward/trajectory_alignment/mean", "reward/total/mean"):
+    for key in (
+        "reward/reconstruction/mean",
+        "reward/trajectory_alignment/mean",
+        "reward/total/mean",
+    ):
         assert key in metrics and metrics[key] == metrics[key]  # present, not NaN
     assert abs(metrics["train/ratio_max"] - 1) < 1e-5
     assert any(not torch.equal(b, p.detach()) for b, p in zip(before, trainer.params))
@@ -265,7 +313,9 @@ def test_run_events_plugin_writes_events_and_progress(tmp_path):
     assert kinds[0] == "train_start" and kinds[-1] == "train_end"
     assert {"phase_change", "checkpoint"} <= set(kinds)
     phase = next(e for e in events if e["event"] == "phase_change")
-    assert phase["previous"] is None and phase["phase"] == "main" and phase["prompt_source"] == "train"
+    assert (
+        phase["previous"] is None and phase["phase"] == "main" and phase["prompt_source"] == "train"
+    )
     checkpoint = next(e for e in events if e["event"] == "checkpoint")
     assert checkpoint["step"] == 2 and Path(checkpoint["path"]).is_dir()
     progress = json.loads((run_dir / "progress.json").read_text())

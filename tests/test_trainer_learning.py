@@ -22,30 +22,50 @@ from worldr1_core.trainer import Trainer
 torch.set_num_threads(2)
 
 
-
-
 @pytest.mark.slow
 def test_flow_grpo_raises_brightness(tmp_path, fresh_plugins):
     steps = 24
     sections = {
         "run": {"seed": 0, "progress_bar": False, "tensorboard": False, "sample_every": 0},
         "video": {"frames": 5, "height": 16, "width": 16},
-        "model": {"name": "wan2.1", "preset": "tiny", "decoder": "latent_preview", "lora": {"rank": 4, "alpha": 8.0}},
+        "model": {
+            "name": "wan2.1",
+            "preset": "tiny",
+            "decoder": "latent_preview",
+            "lora": {"rank": 4, "alpha": 8.0},
+        },
         "train": {"prompts_per_step": 2, "lr": 2e-2},
-        "prompts": {"train": {"prompts": ["a red car", "a house in the snow", "a tree on a hill", "a boat"]}},
-        "rl": {"name": "flow_grpo", "group_size": 4, "num_steps": 3, "guidance_scale": 2.0, "noise_level": 0.8,
-               "kl_beta": 0.0, "clip_range": 1e-2},
+        "prompts": {
+            "train": {"prompts": ["a red car", "a house in the snow", "a tree on a hill", "a boat"]}
+        },
+        "rl": {
+            "name": "flow_grpo",
+            "group_size": 4,
+            "num_steps": 3,
+            "guidance_scale": 2.0,
+            "noise_level": 0.8,
+            "kl_beta": 0.0,
+            "clip_range": 1e-2,
+        },
         "rewards": [{"name": "brightness", "weight": 1.0}],
     }
     Trainer(run_config(tmp_path, sections), run_dir=tmp_path / "run").train(max_steps=steps)
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
     reward = torch.tensor([r["reward/total/mean"] for r in rows])
-    spread = torch.tensor([r["reward/total/std"] for r in rows[:4]]).mean()  # within-step std at the start
+    spread = torch.tensor(
+        [r["reward/total/std"] for r in rows[:4]]
+    ).mean()  # within-step std at the start
     early, late = reward[:4].mean(), reward[-4:].mean()
     # measured (seed 0): first 4 steps 0.511, last 4 steps 0.553 (+0.042) with a within-step
     # spread of 0.053; the last steps' mean must exceed the first steps' by half the initial
     # spread (0.027), and the trend is up
     assert late - early > 0.5 * spread, (reward.tolist(), float(spread))
-    slope = torch.linalg.lstsq(torch.stack([torch.arange(steps, dtype=torch.float64), torch.ones(steps, dtype=torch.float64)], 1),
-                               reward.double().unsqueeze(1)).solution[0, 0]
+    slope = torch.linalg.lstsq(
+        torch.stack(
+            [torch.arange(steps, dtype=torch.float64), torch.ones(steps, dtype=torch.float64)], 1
+        ),
+        reward.double().unsqueeze(1),
+    ).solution[0, 0]
     assert slope > 0, reward.tolist()

@@ -44,7 +44,10 @@ def rotate_centres(c2w: torch.Tensor, degrees: float) -> torch.Tensor:
         axis = torch.linalg.cross(d, c2w[0, :3, 0])
     axis = axis / axis.norm()
     a = math.radians(degrees)
-    skew = torch.tensor([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]], dtype=torch.float64)
+    skew = torch.tensor(
+        [[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]],
+        dtype=torch.float64,
+    )
     rot = torch.eye(3, dtype=torch.float64) + math.sin(a) * skew + (1 - math.cos(a)) * skew @ skew
     out = c2w.clone()
     out[:, :3, 3] = (c2w[:, :3, 3] - c2w[0, :3, 3]) @ rot.T + c2w[0, :3, 3]
@@ -56,7 +59,11 @@ def test_true_poses_score_one(reward, motion):
     ref = make_trajectory(motion, frames=9).c2w
     res = reward.score_poses(random_sim3(ref, seed=3), ref, scene_scale=3.0)
     assert res["score"] == pytest.approx(1.0, abs=1e-6)
-    expected = "fixed" if motion in ZERO_LENGTH else ("umeyama" if motion.startswith("orbit") else "orientation")
+    expected = (
+        "fixed"
+        if motion in ZERO_LENGTH
+        else ("umeyama" if motion.startswith("orbit") else "orientation")
+    )
     assert res["method"] == expected
 
 
@@ -81,8 +88,13 @@ def test_fixed_scores_rotation_and_drift(reward):
     drifting = make_trajectory("move_right", frames=9, amount=0.6).c2w
     drift = reward.score_poses(drifting, ref, scene_scale=3.0)
     assert panning["rotation"] < 0.5 and panning["translation"] == pytest.approx(1.0)
-    assert drift["rotation"] == pytest.approx(1.0) and drift["drift"] == pytest.approx(0.6 * math.sqrt(60 / (9 * 64)) / 3.0, rel=1e-9)  # RMS of 9 even steps over 0.6, / scene depth 3
-    assert drift["translation"] == pytest.approx(math.exp(-drift["drift"] / 0.05)) and drift["score"] < 0.7
+    assert drift["rotation"] == pytest.approx(1.0) and drift["drift"] == pytest.approx(
+        0.6 * math.sqrt(60 / (9 * 64)) / 3.0, rel=1e-9
+    )  # RMS of 9 even steps over 0.6, / scene depth 3
+    assert (
+        drift["translation"] == pytest.approx(math.exp(-drift["drift"] / 0.05))
+        and drift["score"] < 0.7
+    )
     assert math.isfinite(drift["score"]) and math.isfinite(panning["score"])
 
 
@@ -122,7 +134,9 @@ def test_ate_agrees_with_evo_ape(motion, noise):
     ape = metrics.APE(metrics.PoseRelation.translation_part)
     ape.process_data((traj_ref, traj_est))
     assert ours["method"] == "umeyama"
-    assert ours["ate"] == pytest.approx(ape.get_statistic(metrics.StatisticsType.rmse), rel=1e-9, abs=1e-12)
+    assert ours["ate"] == pytest.approx(
+        ape.get_statistic(metrics.StatisticsType.rmse), rel=1e-9, abs=1e-12
+    )
     assert ours["ate"] > 0.0
 
 
@@ -135,4 +149,8 @@ def test_orientation_fallback_is_a_least_squares_sim3():
 
     s2, r2, t2 = _orientation_alignment(est, ref)
     assert m1 == "umeyama"
-    assert s1 == pytest.approx(s2, rel=1e-9) and np.allclose(r1, r2, atol=1e-9) and np.allclose(t1, t2, atol=1e-9)
+    assert (
+        s1 == pytest.approx(s2, rel=1e-9)
+        and np.allclose(r1, r2, atol=1e-9)
+        and np.allclose(t1, t2, atol=1e-9)
+    )

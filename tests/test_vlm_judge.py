@@ -104,7 +104,11 @@ def test_half_precision_and_device_resolution(tiny_vl_dir):
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     images = [[_image(5)], [_image(6)]]
     full = _judge(tiny_vl_dir, log_text_tokens=0).rate(images, "Rate 0-9.")
-    half = VLMJudge(VLMJudgeConfig(model_path=str(tiny_vl_dir), device="cpu", dtype="bfloat16", log_text_tokens=0))
+    half = VLMJudge(
+        VLMJudgeConfig(
+            model_path=str(tiny_vl_dir), device="cpu", dtype="bfloat16", log_text_tokens=0
+        )
+    )
     assert next(half.model.parameters()).dtype == torch.bfloat16
     out = half.rate(images, "Rate 0-9.")
     assert (out.scores - full.scores).abs().max() < 0.05  # bf16 rounding, same belief
@@ -123,10 +127,20 @@ def test_batched_queries_score_exactly_like_one_query_at_a_time(tiny_vl_dir):
     from transformers import AutoModelForImageTextToText, AutoTokenizer
 
     # prompts of different lengths, 0-3 images of different sizes per query: the batch is padded
-    images = [[_image(10)], [_image(11), _image(12, (80, 60))], [], [_image(13, (100, 40))],
-              [_image(14), _image(15), _image(16, (56, 56))]]
-    questions = ["Rate 0-9.", "How plausible is this 3D scene, considering every view? Answer 0-9.",
-                 "No image here; rate it 0-9.", "0-9?", "Score these three pictures from 0 to 9, please."]
+    images = [
+        [_image(10)],
+        [_image(11), _image(12, (80, 60))],
+        [],
+        [_image(13, (100, 40))],
+        [_image(14), _image(15), _image(16, (56, 56))],
+    ]
+    questions = [
+        "Rate 0-9.",
+        "How plausible is this 3D scene, considering every view? Answer 0-9.",
+        "No image here; rate it 0-9.",
+        "0-9?",
+        "Score these three pictures from 0 to 9, please.",
+    ]
     one = _judge(tiny_vl_dir, batch_size=1).rate(images, questions)
     batched_judge = _judge(tiny_vl_dir, batch_size=4)  # chunks of 4 and 1
     batched = batched_judge.rate(images, questions)
@@ -134,7 +148,9 @@ def test_batched_queries_score_exactly_like_one_query_at_a_time(tiny_vl_dir):
     inputs = batched_judge.batch_inputs(images[:4], questions[:4])
     mask = inputs["attention_mask"]
     assert inputs["input_ids"].shape[0] == 4
-    assert bool((mask[:, -1] == 1).all()) and bool((mask[:, 0] == 0).any())  # left padding, really padded
+    assert bool((mask[:, -1] == 1).all()) and bool(
+        (mask[:, 0] == 0).any()
+    )  # left padding, really padded
     assert int(inputs["image_grid_thw"].shape[0]) == 4  # 1 + 2 + 0 + 1 images, in query order
 
     assert batched.scores.shape == (5,) and batched.digit_probs.shape == (5, 10)

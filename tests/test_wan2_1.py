@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from worldr1_plugins.base_models.common import TextConditioning
-from worldr1_plugins.base_models.wan2_1 import ENV_PATH, Wan21, build_tiny_wan, ensure_tiny_checkpoint
+from worldr1_plugins.base_models.wan2_1 import (
+    ENV_PATH,
+    Wan21,
+    build_tiny_wan,
+    ensure_tiny_checkpoint,
+)
 
 torch.set_num_threads(2)
 PROMPTS = ["Camera orbit left. A red car on a road.", "Camera push in. A small wooden cabin."]
@@ -21,7 +26,9 @@ def tiny_dir(tmp_path_factory):
 
 def make(tiny_dir, **overrides) -> Wan21:
     lora = overrides.pop("lora", {})
-    return Wan21(Wan21.Config(path=str(tiny_dir), dtype="fp32", device="cpu", lora=lora, **overrides))
+    return Wan21(
+        Wan21.Config(path=str(tiny_dir), dtype="fp32", device="cpu", lora=lora, **overrides)
+    )
 
 
 def noisy_batch(model: Wan21, seed: int = 0, frames: int = 9, size: int = 32):
@@ -39,7 +46,9 @@ def test_loads_saved_checkpoint_and_tiny_build_is_deterministic(tiny_dir, tmp_pa
     other = tmp_path / "again"
     build_tiny_wan(other)
     a, b = make(tiny_dir), make(other)
-    for (name, p), (_, q) in zip(a.transformer.named_parameters(), b.transformer.named_parameters()):
+    for (name, p), (_, q) in zip(
+        a.transformer.named_parameters(), b.transformer.named_parameters()
+    ):
         assert torch.equal(p, q), name
     for p, q in zip(a.text_encoder.parameters(), b.text_encoder.parameters()):
         assert torch.equal(p, q)
@@ -115,16 +124,22 @@ def test_prompt_encoding_is_cached_and_prompt_dependent(tiny_dir):
     assert n > 5 and float(cond.embeds[0, n:].abs().sum()) == 0.0  # zero padding after the tokens
     misses = model._prompt_cache.misses
     again = model.encode_prompts(list(reversed(PROMPTS)), negative_prompt="blurry")
-    assert model._prompt_cache.misses == misses  # every prompt (and the negative) came from the cache
+    assert (
+        model._prompt_cache.misses == misses
+    )  # every prompt (and the negative) came from the cache
     assert torch.equal(again.embeds[0], cond.embeds[1])
     sub = cond.select([1])
-    assert len(sub) == 1 and sub.prompts == [PROMPTS[1]] and torch.equal(sub.embeds[0], cond.embeds[1])
+    assert (
+        len(sub) == 1 and sub.prompts == [PROMPTS[1]] and torch.equal(sub.embeds[0], cond.embeds[1])
+    )
 
 
 def test_cfg_is_one_batched_forward_equal_to_manual_combination(tiny_dir):
     model = make(tiny_dir, lora={"init": False})
     cond = model.encode_prompts(PROMPTS, negative_prompt="static, blurry")
-    uncond = TextConditioning(cond.negative, cond.negative, cond.negative_mask, cond.negative_mask, PROMPTS)
+    uncond = TextConditioning(
+        cond.negative, cond.negative, cond.negative_mask, cond.negative_mask, PROMPTS
+    )
     x, sigma, _ = noisy_batch(model)
     calls = []
     hook = model.transformer.register_forward_hook(lambda m, a, k: calls.append(1))
@@ -138,7 +153,9 @@ def test_cfg_is_one_batched_forward_equal_to_manual_combination(tiny_dir):
     torch.testing.assert_close(guided, v_u + 5.0 * (v_c - v_u), rtol=1e-5, atol=1e-5)
     # a scalar sigma means the same sigma for every sample
     with torch.no_grad():
-        torch.testing.assert_close(model.velocity(x, 0.7, cond), model.velocity(x, torch.tensor([0.7, 0.7]), cond))
+        torch.testing.assert_close(
+            model.velocity(x, 0.7, cond), model.velocity(x, torch.tensor([0.7, 0.7]), cond)
+        )
 
 
 def test_reference_context_is_exactly_the_base_model(tiny_dir):
@@ -149,7 +166,12 @@ def test_reference_context_is_exactly_the_base_model(tiny_dir):
     cond = model.encode_prompts(PROMPTS)
     x, sigma, _ = noisy_batch(model)
     with torch.no_grad():
-        expected = base(hidden_states=x, timestep=sigma * 1000, encoder_hidden_states=cond.embeds, return_dict=False)[0]
+        expected = base(
+            hidden_states=x,
+            timestep=sigma * 1000,
+            encoder_hidden_states=cond.embeds,
+            return_dict=False,
+        )[0]
         with model.reference():
             ref = model.velocity(x, sigma, cond)
         lora = model.velocity(x, sigma, cond)
@@ -161,13 +183,19 @@ def test_one_adamw_step_changes_all_lora_and_no_base_params(tiny_dir):
     model = make(tiny_dir, lora={"init": False, "rank": 4, "alpha": 8})
     trainable = model.trainable_parameters()
     assert trainable and all(p.requires_grad for p in trainable)
-    assert {id(p) for p in trainable} == {id(p) for p in model.trainable_module().parameters() if p.requires_grad}
+    assert {id(p) for p in trainable} == {
+        id(p) for p in model.trainable_module().parameters() if p.requires_grad
+    }
     names = {n for n, p in model.transformer.named_parameters() if p.requires_grad}
     assert names and all("lora_A" in n or "lora_B" in n for n in names)
     assert all(any(t in n for t in ("to_q", "to_k", "to_v", "to_out")) for n in names)
     frozen = {
         f"{tag}.{n}": p.detach().clone()
-        for tag, mod in (("transformer", model.transformer), ("vae", model.vae), ("text", model.text_encoder))
+        for tag, mod in (
+            ("transformer", model.transformer),
+            ("vae", model.vae),
+            ("text", model.text_encoder),
+        )
         for n, p in mod.named_parameters()
         if not p.requires_grad
     }
@@ -181,7 +209,11 @@ def test_one_adamw_step_changes_all_lora_and_no_base_params(tiny_dir):
     assert all(not torch.equal(p, b) for p, b in zip(trainable, before))
     params = {
         f"{tag}.{n}": p
-        for tag, mod in (("transformer", model.transformer), ("vae", model.vae), ("text", model.text_encoder))
+        for tag, mod in (
+            ("transformer", model.transformer),
+            ("vae", model.vae),
+            ("text", model.text_encoder),
+        )
         for n, p in mod.named_parameters()
     }
     assert all(torch.equal(params[n], v) for n, v in frozen.items())
@@ -207,7 +239,12 @@ def test_adapter_round_trip_and_wan_pipeline_loads_it(tiny_dir, tmp_path):
     pipe = WanPipeline.from_pretrained(tiny_dir)
     pipe.load_lora_weights(tmp_path / "adapter")
     with torch.no_grad():
-        out = pipe.transformer(hidden_states=x, timestep=sigma * 1000, encoder_hidden_states=cond.embeds, return_dict=False)[0]
+        out = pipe.transformer(
+            hidden_states=x,
+            timestep=sigma * 1000,
+            encoder_hidden_states=cond.embeds,
+            return_dict=False,
+        )[0]
     assert torch.equal(out, expected)
 
     wrong = make(tiny_dir, lora={"rank": 8, "alpha": 16})
@@ -272,16 +309,32 @@ def test_euler_sampling_matches_wan_pipeline(tiny_dir):
     ours = euler_sample(model, x, cond, model.sigmas(4), guidance_scale=5.0)
     with torch.no_grad():
         theirs = pipe(
-            prompt_embeds=cond.embeds, negative_prompt_embeds=cond.negative, latents=x.clone(),
-            num_frames=9, height=32, width=32, num_inference_steps=4, guidance_scale=5.0, output_type="latent",
+            prompt_embeds=cond.embeds,
+            negative_prompt_embeds=cond.negative,
+            latents=x.clone(),
+            num_frames=9,
+            height=32,
+            width=32,
+            num_inference_steps=4,
+            guidance_scale=5.0,
+            output_type="latent",
         ).frames
-    torch.testing.assert_close(ours, theirs, rtol=1e-3, atol=2e-4)  # batched vs separate CFG forwards
+    torch.testing.assert_close(
+        ours, theirs, rtol=1e-3, atol=2e-4
+    )  # batched vs separate CFG forwards
     assert (ours - x).abs().max() > 0.1  # the loop really moved the latents
     # and decoding matches the pipeline's decode of the same latents
     with torch.no_grad():
         video = pipe(
-            prompt_embeds=cond.embeds, negative_prompt_embeds=cond.negative, latents=x.clone(),
-            num_frames=9, height=32, width=32, num_inference_steps=4, guidance_scale=5.0, output_type="pt",
+            prompt_embeds=cond.embeds,
+            negative_prompt_embeds=cond.negative,
+            latents=x.clone(),
+            num_frames=9,
+            height=32,
+            width=32,
+            num_inference_steps=4,
+            guidance_scale=5.0,
+            output_type="pt",
         ).frames  # [B, F, 3, H, W] in [0, 1]
     torch.testing.assert_close(model.decode(ours), video, rtol=1e-4, atol=1e-4)
 
@@ -299,7 +352,12 @@ def test_concurrent_processes_share_one_identical_tiny_build(tmp_path):
         "print(float(sum(p.double().sum() for p in m.transformer.parameters())), m.path)"
     )
     procs = [
-        subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
     ]
     outs = [p.communicate(timeout=300) for p in procs]

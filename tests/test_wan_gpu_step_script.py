@@ -14,7 +14,9 @@ def test_gpu_step_script_tiny_mode_runs(tmp_path):
     out = tmp_path / "step.json"
     proc = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "gpu_wan_step.py"), "--tiny", "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())

@@ -30,9 +30,18 @@ def test_zero3_adapter_save_and_load_two_ranks(tmp_path):
     ckpt = ensure_tiny_checkpoint(tmp_path / "cache")
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-        __file__, str(ckpt), str(tmp_path),
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        __file__,
+        str(ckpt),
+        str(tmp_path),
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
@@ -82,7 +91,9 @@ def main(ckpt: str, out: str) -> None:
     for _ in range(2):
         x = torch.randn(1, *layout.shape, generator=g)
         target = torch.randn(1, *layout.shape, generator=g)
-        loss = torch.nn.functional.mse_loss(model.velocity(x, 0.5, cond, guidance_scale=2.0), target)
+        loss = torch.nn.functional.mse_loss(
+            model.velocity(x, 0.5, cond, guidance_scale=2.0), target
+        )
         engine.backward(loss)
         engine.step()
 
@@ -114,10 +125,18 @@ def main(ckpt: str, out: str) -> None:
             fresh_out = fresh.velocity(probe, 0.5, probe_cond)
         report = {
             "checksums_equal_across_ranks": all(torch.equal(s, sums[0]) for s in sums),
-            "saved_equals_gathered": all(torch.equal(saved[key(n)], t) for n, t in zip(names, full)),
-            "trained_differs_from_initial": all(not torch.equal(saved[key(n)], initial[key(n)]) for n in names),
-            "reload_restores_initial": all(torch.equal(initial[key(n)], t) for n, t in zip(names, reloaded)),
-            "fresh_model_reproduces_trained_output": bool(torch.allclose(fresh_out, trained_out, atol=1e-5)),
+            "saved_equals_gathered": all(
+                torch.equal(saved[key(n)], t) for n, t in zip(names, full)
+            ),
+            "trained_differs_from_initial": all(
+                not torch.equal(saved[key(n)], initial[key(n)]) for n in names
+            ),
+            "reload_restores_initial": all(
+                torch.equal(initial[key(n)], t) for n, t in zip(names, reloaded)
+            ),
+            "fresh_model_reproduces_trained_output": bool(
+                torch.allclose(fresh_out, trained_out, atol=1e-5)
+            ),
         }
         (out / "report.json").write_text(json.dumps(report))
     dist.barrier()

@@ -36,7 +36,11 @@ def checkpoint_name(step: int) -> str:
 
 def rng_state() -> dict[str, Any]:
     """Every global RNG a training step may touch."""
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -76,11 +80,19 @@ def begin(run_dir: str | Path, step: int) -> Path:
     return tmp
 
 
-def write_state(tmp: Path, state: TrainerState, trainable: list[torch.Tensor], config_toml: str) -> None:
+def write_state(
+    tmp: Path, state: TrainerState, trainable: list[torch.Tensor], config_toml: str
+) -> None:
     """The single-process parts of a checkpoint (main process)."""
     torch.save([t.detach().cpu().clone() for t in trainable], tmp / "trainable.pt")
     torch.save(
-        {"step": state.step, "optimizer": state.optimizer, "ema": state.ema, "rng": state.rng, "extras": state.extras},
+        {
+            "step": state.step,
+            "optimizer": state.optimizer,
+            "ema": state.ema,
+            "rng": state.rng,
+            "extras": state.extras,
+        },
         tmp / "trainer_state.pt",
     )
     (tmp / "config.toml").write_text(config_toml, encoding="utf-8")
@@ -131,6 +143,11 @@ def run_dir_of(checkpoint: Path) -> Path:
 def read_state(checkpoint: Path) -> tuple[TrainerState, list[torch.Tensor]]:
     raw = torch.load(checkpoint / "trainer_state.pt", map_location="cpu", weights_only=False)
     trainable = torch.load(checkpoint / "trainable.pt", map_location="cpu", weights_only=True)
-    state = TrainerState(step=raw["step"], optimizer=raw["optimizer"], ema=raw["ema"], rng=raw["rng"],
-                         extras=raw.get("extras", {}))
+    state = TrainerState(
+        step=raw["step"],
+        optimizer=raw["optimizer"],
+        ema=raw["ema"],
+        rng=raw["rng"],
+        extras=raw.get("extras", {}),
+    )
     return state, trainable

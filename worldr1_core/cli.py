@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from . import __version__
 from .config import ConfigError
@@ -65,7 +66,9 @@ def _lazy(module: str, function: str) -> Callable[[argparse.Namespace], Any]:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
             if exc.name == module:
-                raise CommandError(f"'{args.command}' is not available in this installation ({module} is missing)") from None
+                raise CommandError(
+                    f"'{args.command}' is not available in this installation ({module} is missing)"
+                ) from None
             raise
         return getattr(mod, function)(args)
 
@@ -74,18 +77,23 @@ def _lazy(module: str, function: str) -> Callable[[argparse.Namespace], Any]:
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="run config (TOML)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. rl.group_size=4")
+    p.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. rl.group_size=4"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="worldr1", description="RL post-training of text-to-video models toward 3D consistency (World-R1)."
+        prog="worldr1",
+        description="RL post-training of text-to-video models toward 3D consistency (World-R1).",
     )
     parser.add_argument("--version", action="version", version=f"worldr1 {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p_plugins = sub.add_parser("plugins", help="inspect installed plugins")
-    plugins_sub = p_plugins.add_subparsers(dest="plugins_command", metavar="SUBCOMMAND", required=True)
+    plugins_sub = p_plugins.add_subparsers(
+        dest="plugins_command", metavar="SUBCOMMAND", required=True
+    )
     p_list = plugins_sub.add_parser("list", help="list registered components by kind")
     p_list.add_argument("--json", action="store_true", help="machine-readable output")
     p_list.add_argument("--kind", choices=KINDS, help="only this component kind")
@@ -102,27 +110,41 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p_train)
     p_train.add_argument("--max-steps", type=int, help="override run.max_steps")
     p_train.add_argument("--output-dir", help="override run.output_dir")
-    p_train.add_argument("--resume", metavar="DIR", help="resume from a run or checkpoint directory")
-    p_train.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
+    p_train.add_argument(
+        "--resume", metavar="DIR", help="resume from a run or checkpoint directory"
+    )
+    p_train.add_argument(
+        "--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS
+    )
     p_train.set_defaults(func=_lazy("worldr1_core.trainer", "train_command"))
 
     p_infer = sub.add_parser("infer", help="generate videos (optionally with a trained LoRA)")
     p_infer.set_defaults(func=_lazy("worldr1_core.inference", "infer_command"))
-    p_infer.add_argument("--config", help="run config (TOML) providing model, video size, latent init")
-    p_infer.add_argument("--model", help="local checkpoint directory (instead of --config's model.path)")
+    p_infer.add_argument(
+        "--config", help="run config (TOML) providing model, video size, latent init"
+    )
+    p_infer.add_argument(
+        "--model", help="local checkpoint directory (instead of --config's model.path)"
+    )
     p_infer.add_argument("--lora", help="LoRA adapter directory to load")
     p_infer.add_argument("--prompts", required=True, help="a prompts file, or a prompt text")
     p_infer.add_argument("--out", required=True, help="output directory")
     p_infer.add_argument("--seed", type=int, default=0)
     p_infer.add_argument("--batch-size", type=int, default=1)
-    p_infer.add_argument("--warp", dest="warp", action="store_true", default=None, help="camera-aware noise warping")
-    p_infer.add_argument("--no-warp", dest="warp", action="store_false", help="plain Gaussian initial noise")
+    p_infer.add_argument(
+        "--warp", dest="warp", action="store_true", default=None, help="camera-aware noise warping"
+    )
+    p_infer.add_argument(
+        "--no-warp", dest="warp", action="store_false", help="plain Gaussian initial noise"
+    )
     p_infer.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
 
     p_eval = sub.add_parser("eval", help="3D-consistency metrics of a directory of videos")
     p_eval.set_defaults(func=_lazy("worldr1_core.evaluation", "eval_command"))
     p_eval.add_argument("videos_dir")
-    p_eval.add_argument("--prompts", help="prompts file (default: the index written by `worldr1 infer`)")
+    p_eval.add_argument(
+        "--prompts", help="prompts file (default: the index written by `worldr1 infer`)"
+    )
     p_eval.add_argument("--baseline", help="a second videos directory to compare against")
     p_eval.add_argument("--config", help="run config providing the reward/geometry settings")
     p_eval.add_argument("--out", help="output directory (default: VIDEOS_DIR/eval)")
@@ -137,12 +159,26 @@ def build_parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--token-file", help="file holding the bearer token clients must send")
     p_serve.add_argument("--device", default=None, help="device for the reward models, e.g. cuda:0")
     p_serve.add_argument("--max-batch", type=int, default=16)
-    p_serve.add_argument("--config", help="run config whose [[rewards]] entries configure the served rewards")
-    p_serve.add_argument("--timeout", type=float, default=600.0, help="per-request timeout in seconds")
-    p_serve.add_argument("--max-body-mb", type=float, default=1024.0, help="largest request body accepted (MiB)")
-    p_serve.add_argument("--batch-wait-ms", type=float, default=0.0, help="wait this long for more requests to merge")
-    p_serve.add_argument("--video-root", help="allow video_paths requests for files under this folder")
-    p_serve.add_argument("--insecure-no-token", action="store_true", help="allow a non-loopback --host without a token")
+    p_serve.add_argument(
+        "--config", help="run config whose [[rewards]] entries configure the served rewards"
+    )
+    p_serve.add_argument(
+        "--timeout", type=float, default=600.0, help="per-request timeout in seconds"
+    )
+    p_serve.add_argument(
+        "--max-body-mb", type=float, default=1024.0, help="largest request body accepted (MiB)"
+    )
+    p_serve.add_argument(
+        "--batch-wait-ms", type=float, default=0.0, help="wait this long for more requests to merge"
+    )
+    p_serve.add_argument(
+        "--video-root", help="allow video_paths requests for files under this folder"
+    )
+    p_serve.add_argument(
+        "--insecure-no-token",
+        action="store_true",
+        help="allow a non-loopback --host without a token",
+    )
     p_serve.set_defaults(func=_lazy("worldr1_plugins.rewards.server", "serve_command"))
 
     get_plugin_manager().hook.worldr1_register_commands(subparsers=sub)
@@ -158,7 +194,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         result = args.func(args)
         return int(result or 0)
-    except (ConfigError, RegistryError, PluginLoadError, CommandError, PromptError, FileNotFoundError) as exc:
+    except (
+        ConfigError,
+        RegistryError,
+        PluginLoadError,
+        CommandError,
+        PromptError,
+        FileNotFoundError,
+    ) as exc:
         # user errors (config, missing files/checkpoints): one message, no traceback
         print(f"worldr1: error: {exc}", file=sys.stderr)
         return 2

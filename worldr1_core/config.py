@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import copy
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pydantic
 import tomli_w
@@ -88,7 +89,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
 
 
-def compose_file(path: str | Path, _stack: tuple[Path, ...] = ()) -> tuple[dict[str, Any], dict[str, str]]:
+def compose_file(
+    path: str | Path, _stack: tuple[Path, ...] = ()
+) -> tuple[dict[str, Any], dict[str, str]]:
     """The composed dict of ``path`` with its ``extends`` chain, and key -> file provenance."""
     path = Path(path).resolve()
     if path in _stack:
@@ -99,7 +102,9 @@ def compose_file(path: str | Path, _stack: tuple[Path, ...] = ()) -> tuple[dict[
     if isinstance(extends, str):
         extends = [extends]
     if not isinstance(extends, list) or not all(isinstance(e, str) for e in extends):
-        raise ConfigError(f"{path}: extends: expected a file name or a list of file names, got {extends!r}")
+        raise ConfigError(
+            f"{path}: extends: expected a file name or a list of file names, got {extends!r}"
+        )
     merged: dict[str, Any] = {}
     provenance: dict[str, str] = {}
     for rel in extends:
@@ -117,11 +122,15 @@ def compose_file(path: str | Path, _stack: tuple[Path, ...] = ()) -> tuple[dict[
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"a.b=3"`` -> (["a", "b"], 3). The value is TOML when it parses as TOML, else a string."""
     if "=" not in text:
-        raise ConfigError(f"{COMMAND_LINE}: override {text!r}: expected KEY=VALUE, e.g. rl.group_size=4")
+        raise ConfigError(
+            f"{COMMAND_LINE}: override {text!r}: expected KEY=VALUE, e.g. rl.group_size=4"
+        )
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"{COMMAND_LINE}: override {text!r}: the key must be dotted names, e.g. train.lr=1e-5")
+        raise ConfigError(
+            f"{COMMAND_LINE}: override {text!r}: the key must be dotted names, e.g. train.lr=1e-5"
+        )
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
@@ -133,9 +142,15 @@ def _index(container: list[Any], segment: str, dotted: str) -> int:
     if segment.lstrip("-").isdigit():
         i = int(segment)
         if not -len(container) <= i < len(container):
-            raise ConfigError(f"{COMMAND_LINE}: {dotted}: index {i} out of range (the array has {len(container)} entries)")
+            raise ConfigError(
+                f"{COMMAND_LINE}: {dotted}: index {i} out of range (the array has {len(container)} entries)"
+            )
         return i
-    matches = [i for i, item in enumerate(container) if isinstance(item, dict) and item.get("name") == segment]
+    matches = [
+        i
+        for i, item in enumerate(container)
+        if isinstance(item, dict) and item.get("name") == segment
+    ]
     if len(matches) != 1:
         names = [item.get("name") for item in container if isinstance(item, dict)]
         raise ConfigError(
@@ -167,11 +182,15 @@ def apply_override(data: dict[str, Any], path: list[str], value: Any) -> str:
                     node[segment] = {}
                 node = node[segment]
         else:
-            raise ConfigError(f"{COMMAND_LINE}: {dotted}: cannot set a key inside a {type(node).__name__} value")
+            raise ConfigError(
+                f"{COMMAND_LINE}: {dotted}: cannot set a key inside a {type(node).__name__} value"
+            )
     return ".".join(canonical)
 
 
-def compose(path: str | Path | None, overrides: Iterable[str] = ()) -> tuple[dict[str, Any], dict[str, str]]:
+def compose(
+    path: str | Path | None, overrides: Iterable[str] = ()
+) -> tuple[dict[str, Any], dict[str, str]]:
     """Composed raw dict (files + overrides) and provenance, before validation."""
     data, provenance = compose_file(path) if path is not None else ({}, {})
     for text in overrides:
@@ -280,7 +299,10 @@ def _fields_at(model: type[pydantic.BaseModel] | None, loc: tuple[Any, ...]) -> 
         ann = info.annotation
         args = getattr(ann, "__args__", ()) or ()
         candidates = [ann, *args]
-        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, pydantic.BaseModel)), None)
+        model = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, pydantic.BaseModel)),
+            None,
+        )
     return sorted(model.model_fields) if model is not None else []
 
 
@@ -299,7 +321,11 @@ def _format_errors(
         source = _source_of(provenance, dotted, default_source)
         if err["type"] == "extra_forbidden":
             allowed = _fields_at(model, loc[:-1])
-            extra = sorted({"name", "weight", "server"}) if prefix.startswith(REWARDS_SECTION) and len(loc) == 1 else []
+            extra = (
+                sorted({"name", "weight", "server"})
+                if prefix.startswith(REWARDS_SECTION) and len(loc) == 1
+                else []
+            )
             msg = f"unknown key; allowed keys: {', '.join(sorted(set(allowed) | set(extra))) or '(none)'}"
         elif err["type"] == "missing":
             msg = "required key is missing"
@@ -336,7 +362,12 @@ def _validate_component(
     try:
         return name, core, spec.validate(options), []
     except pydantic.ValidationError as exc:
-        return name, core, None, _format_errors(exc, section, spec.Config, provenance, default_source)
+        return (
+            name,
+            core,
+            None,
+            _format_errors(exc, section, spec.Config, provenance, default_source),
+        )
 
 
 class _RewardCore(pydantic.BaseModel, extra="forbid"):
@@ -359,10 +390,18 @@ def validate(
     errors: list[str] = []
 
     core_raw = {k: v for k, v in data.items() if k in CoreSections.model_fields}
-    unknown = [k for k in data if k not in CoreSections.model_fields and k not in COMPONENT_SECTIONS and k != REWARDS_SECTION]
+    unknown = [
+        k
+        for k in data
+        if k not in CoreSections.model_fields
+        and k not in COMPONENT_SECTIONS
+        and k != REWARDS_SECTION
+    ]
     for key in unknown:
         allowed = sorted([*CoreSections.model_fields, *COMPONENT_SECTIONS, REWARDS_SECTION])
-        errors.append(f"{_source_of(provenance, key, default_source)}: {key}: unknown section; allowed: {', '.join(allowed)}")
+        errors.append(
+            f"{_source_of(provenance, key, default_source)}: {key}: unknown section; allowed: {', '.join(allowed)}"
+        )
     core = CoreSections()
     try:
         core = CoreSections.model_validate(core_raw)
@@ -375,20 +414,28 @@ def validate(
         if raw is None:
             if required:
                 known = ", ".join(registry.names(kind)) or "(none registered)"
-                errors.append(f"{default_source}: {section}.name: required section [{section}] is missing; one of: {known}")
+                errors.append(
+                    f"{default_source}: {section}.name: required section [{section}] is missing; one of: {known}"
+                )
                 continue
             if default is None or default not in registry.names(kind):
                 components[section] = None  # optional, and its default is not installed
                 continue
             raw = {"name": default}
-        name, _, options, errs = _validate_component(registry, section, kind, raw, provenance, default_source)
+        name, _, options, errs = _validate_component(
+            registry, section, kind, raw, provenance, default_source
+        )
         errors += errs
-        components[section] = ComponentConfig(section, kind, name, options) if options is not None else None
+        components[section] = (
+            ComponentConfig(section, kind, name, options) if options is not None else None
+        )
 
     rewards: list[RewardConfig] = []
     raw_rewards = data.get(REWARDS_SECTION, [])
     if not isinstance(raw_rewards, list):
-        errors.append(f"{_source_of(provenance, REWARDS_SECTION, default_source)}: rewards: expected an array of tables ([[rewards]])")
+        errors.append(
+            f"{_source_of(provenance, REWARDS_SECTION, default_source)}: rewards: expected an array of tables ([[rewards]])"
+        )
         raw_rewards = []
     for i, raw in enumerate(raw_rewards):
         section = f"{REWARDS_SECTION}.{i}"
@@ -402,14 +449,20 @@ def validate(
                 errs = _format_errors(exc, section, _RewardCore, provenance, default_source)
         errors += errs
         if not errs and options is not None:
-            rewards.append(RewardConfig(section, "reward", name, options, weight=rc.weight, server=rc.server))
+            rewards.append(
+                RewardConfig(section, "reward", name, options, weight=rc.weight, server=rc.server)
+            )
     seen = [r.name for r in rewards]
     for dup in sorted({n for n in seen if seen.count(n) > 1}):
-        errors.append(f"{_source_of(provenance, REWARDS_SECTION, default_source)}: rewards: {dup!r} is listed more than once")
+        errors.append(
+            f"{_source_of(provenance, REWARDS_SECTION, default_source)}: rewards: {dup!r} is listed more than once"
+        )
 
     if errors:
         raise ConfigError("\n".join(errors))
-    return RunConfig(core=core, components=components, rewards=rewards, source=source, provenance=provenance)
+    return RunConfig(
+        core=core, components=components, rewards=rewards, source=source, provenance=provenance
+    )
 
 
 def load_config(
@@ -417,4 +470,6 @@ def load_config(
 ) -> RunConfig:
     """Compose ``path`` (with its ``extends``) and ``overrides``, then validate."""
     data, provenance = compose(path, overrides)
-    return validate(data, provenance, source=str(path) if path is not None else None, registry=registry)
+    return validate(
+        data, provenance, source=str(path) if path is not None else None, registry=registry
+    )

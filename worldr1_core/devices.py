@@ -13,6 +13,8 @@ def resolve_device(name: str) -> torch.device:
     "auto" thus spreads models over the GPUs instead of piling every process onto ``cuda:0``."""
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+            return torch.device(
+                "cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count()
+            )
         return torch.device("cpu")
     return torch.device(name)

@@ -39,8 +39,9 @@ import contextlib
 import datetime
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -95,7 +96,7 @@ class Distributed:
     # ------------------------------------------------------------------ construction
 
     @classmethod
-    def from_config(cls, config: Any) -> "Distributed":
+    def from_config(cls, config: Any) -> Distributed:
         """From a :class:`~worldr1_core.config.RunConfig` (its ``[distributed]`` and ``[train]``)."""
         d, t = config.distributed, config.train
         return cls(
@@ -112,8 +113,12 @@ class Distributed:
             return "none"  # nothing to synchronise
         if backend != "auto":
             return backend
-        launched_by_deepspeed = "CROSS_RANK" in os.environ and "LOCAL_SIZE" in os.environ  # `deepspeed` launcher
-        if _truthy("ACCELERATE_USE_DEEPSPEED") or (self.world_size > 1 and (ds_config or launched_by_deepspeed)):
+        launched_by_deepspeed = (
+            "CROSS_RANK" in os.environ and "LOCAL_SIZE" in os.environ
+        )  # `deepspeed` launcher
+        if _truthy("ACCELERATE_USE_DEEPSPEED") or (
+            self.world_size > 1 and (ds_config or launched_by_deepspeed)
+        ):
             return "deepspeed"
         return "ddp" if self.world_size > 1 else "none"
 
@@ -134,10 +139,15 @@ class Distributed:
         if self.backend == "deepspeed":
             import deepspeed
 
-            deepspeed.init_distributed(dist_backend=self.pg_backend, timeout=datetime.timedelta(minutes=30))
+            deepspeed.init_distributed(
+                dist_backend=self.pg_backend, timeout=datetime.timedelta(minutes=30)
+            )
         else:
             torch.distributed.init_process_group(
-                self.pg_backend, rank=self.rank, world_size=self.world_size, timeout=datetime.timedelta(minutes=30)
+                self.pg_backend,
+                rank=self.rank,
+                world_size=self.world_size,
+                timeout=datetime.timedelta(minutes=30),
             )
 
     # ------------------------------------------------------------------ properties
@@ -152,7 +162,11 @@ class Distributed:
 
     @property
     def zero3(self) -> bool:
-        return self.backend == "deepspeed" and self.engine is not None and self.engine.zero_optimization_stage() == 3
+        return (
+            self.backend == "deepspeed"
+            and self.engine is not None
+            and self.engine.zero_optimization_stage() == 3
+        )
 
     def describe(self) -> str:
         extra = f" ZeRO-{self.engine.zero_optimization_stage()}" if self.engine is not None else ""
@@ -171,14 +185,19 @@ class Distributed:
             stage = _env_int("ACCELERATE_DEEPSPEED_ZERO_STAGE", default=self.zero_stage)
             p = DEEPSPEED_CONFIG_DIR / f"zero{stage}.json"
         if not p.is_file():
-            raise FileNotFoundError(f"distributed.deepspeed_config: DeepSpeed config {str(p)!r} not found")
+            raise FileNotFoundError(
+                f"distributed.deepspeed_config: DeepSpeed config {str(p)!r} not found"
+            )
         cfg = json.loads(p.read_text())
         cfg.pop("train_batch_size", None)  # derived by DeepSpeed from the two below
         cfg["train_micro_batch_size_per_gpu"] = int(max(1, micro_batch))
         cfg["gradient_accumulation_steps"] = int(max(1, accumulation_steps))
         if cfg.get("gradient_clipping", "auto") == "auto":
             cfg["gradient_clipping"] = float(self.grad_clip)
-        for key, on in (("bf16", self.mixed_precision == "bf16"), ("fp16", self.mixed_precision == "fp16")):
+        for key, on in (
+            ("bf16", self.mixed_precision == "bf16"),
+            ("fp16", self.mixed_precision == "fp16"),
+        ):
             section = cfg.setdefault(key, {})
             if section.get("enabled", "auto") == "auto":
                 section["enabled"] = on
@@ -269,8 +288,11 @@ class Distributed:
         if not self.is_distributed or not values:
             return values
         keys = sorted(values)
-        v = torch.tensor([values[k] for k in keys], dtype=torch.float64,
-                         device=self.device if self.pg_backend == "nccl" else "cpu")
+        v = torch.tensor(
+            [values[k] for k in keys],
+            dtype=torch.float64,
+            device=self.device if self.pg_backend == "nccl" else "cpu",
+        )
         finite = torch.isfinite(v)
         t = torch.stack([torch.where(finite, v, torch.zeros_like(v)), finite.double()])  # [2, K]
         torch.distributed.all_reduce(t)
@@ -316,7 +338,9 @@ class Distributed:
     def save_engine(self, directory: str | Path, tag: str = "engine") -> None:
         """DeepSpeed's own (sharded) checkpoint of module + optimizer; collective."""
         if self.engine is not None:
-            self.engine.save_checkpoint(str(directory), tag=tag, save_latest=False, exclude_frozen_parameters=True)
+            self.engine.save_checkpoint(
+                str(directory), tag=tag, save_latest=False, exclude_frozen_parameters=True
+            )
 
     def load_engine(self, directory: str | Path, tag: str = "engine") -> None:
         if self.engine is not None and (Path(directory) / tag).is_dir():

@@ -52,7 +52,18 @@ from .types import CameraTrajectory, RewardBatch
 from .video_io import read_video
 
 DEFAULT_EVAL_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "eval" / "world_r1.toml"
-LOWER_IS_BETTER = ("lpips", "error", "err", "ate", "rpe", "drift", "distance", "loss", "deg", "failed")
+LOWER_IS_BETTER = (
+    "lpips",
+    "error",
+    "err",
+    "ate",
+    "rpe",
+    "drift",
+    "distance",
+    "loss",
+    "deg",
+    "failed",
+)
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".avi", ".mkv", ".gif")
 
 
@@ -82,7 +93,9 @@ class EvalConfig:
         return out
 
 
-def load_eval_config(path: str | Path | None, overrides: list[str] = (), registry: Registry | None = None) -> EvalConfig:
+def load_eval_config(
+    path: str | Path | None, overrides: list[str] = (), registry: Registry | None = None
+) -> EvalConfig:
     """Validate ``[[rewards]]``, ``[geometry]`` and ``[camera]`` of a (training or eval) config.
 
     A training config works as is (its other sections are ignored). Without ``path`` the shipped
@@ -91,7 +104,9 @@ def load_eval_config(path: str | Path | None, overrides: list[str] = (), registr
     registry = registry or get_registry()
     if path is None:
         if not DEFAULT_EVAL_CONFIG.is_file():
-            raise EvalError(f"no --config given and the default eval config {DEFAULT_EVAL_CONFIG} is missing")
+            raise EvalError(
+                f"no --config given and the default eval config {DEFAULT_EVAL_CONFIG} is missing"
+            )
         path = DEFAULT_EVAL_CONFIG
     data, provenance = compose(path, overrides)
     source = str(path)
@@ -99,7 +114,9 @@ def load_eval_config(path: str | Path | None, overrides: list[str] = (), registr
     rewards: list[RewardConfig] = []
     raw_rewards = data.get(REWARDS_SECTION, [])
     if not isinstance(raw_rewards, list) or not raw_rewards:
-        raise EvalError(f"{source}: rewards: the eval config needs at least one [[rewards]] entry (the metrics)")
+        raise EvalError(
+            f"{source}: rewards: the eval config needs at least one [[rewards]] entry (the metrics)"
+        )
     for i, raw in enumerate(raw_rewards):
         section = f"{REWARDS_SECTION}.{i}"
         name, core, options, errs = _validate_component(
@@ -108,24 +125,41 @@ def load_eval_config(path: str | Path | None, overrides: list[str] = (), registr
         errors += errs
         if options is not None:
             rewards.append(
-                RewardConfig(section, "reward", name, options, weight=float(core.get("weight", 1.0)), server=core.get("server"))
+                RewardConfig(
+                    section,
+                    "reward",
+                    name,
+                    options,
+                    weight=float(core.get("weight", 1.0)),
+                    server=core.get("server"),
+                )
             )
     parts: dict[str, ComponentConfig | None] = {}
     for section in ("geometry", "camera"):
         kind, default, _ = COMPONENT_SECTIONS[section]
         raw = data.get(section)
         if raw is None:
-            raw = {"name": default} if default is not None and default in registry.names(kind) else None
+            raw = (
+                {"name": default}
+                if default is not None and default in registry.names(kind)
+                else None
+            )
         if raw is None:
             parts[section] = None
             continue
-        name, _, options, errs = _validate_component(registry, section, kind, raw, provenance, source)
+        name, _, options, errs = _validate_component(
+            registry, section, kind, raw, provenance, source
+        )
         errors += errs
-        parts[section] = ComponentConfig(section, kind, name, options) if options is not None else None
+        parts[section] = (
+            ComponentConfig(section, kind, name, options) if options is not None else None
+        )
     if errors:
         raise ConfigError("\n".join(errors))
     fps = int(data.get("video", {}).get("fps", 16)) if isinstance(data.get("video"), dict) else 16
-    return EvalConfig(rewards=rewards, geometry=parts["geometry"], camera=parts["camera"], fps=fps, source=source)
+    return EvalConfig(
+        rewards=rewards, geometry=parts["geometry"], camera=parts["camera"], fps=fps, source=source
+    )
 
 
 # --------------------------------------------------------------------------- videos
@@ -158,12 +192,26 @@ def discover_videos(videos_dir: str | Path, prompts_file: str | None = None) -> 
             if not path.is_file():
                 continue  # an interrupted infer run: evaluate what exists
             cam = root / e["camera_file"] if e.get("camera_file") else None
-            items.append(VideoItem(path, Path(e["file"]).stem, e.get("prompt", ""), cam, {"seed": e.get("seed"), "index": e.get("index")}))
+            items.append(
+                VideoItem(
+                    path,
+                    Path(e["file"]).stem,
+                    e.get("prompt", ""),
+                    cam,
+                    {"seed": e.get("seed"), "index": e.get("index")},
+                )
+            )
     else:
-        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and "eval" not in p.relative_to(root).parts)
+        files = sorted(
+            p
+            for p in root.rglob("*")
+            if p.suffix.lower() in VIDEO_SUFFIXES and "eval" not in p.relative_to(root).parts
+        )
         items = [VideoItem(p, str(p.relative_to(root).with_suffix(""))) for p in files]
     if not items:
-        raise EvalError(f"{root}: no videos found ({', '.join(VIDEO_SUFFIXES)} files or an index.json of `worldr1 infer`)")
+        raise EvalError(
+            f"{root}: no videos found ({', '.join(VIDEO_SUFFIXES)} files or an index.json of `worldr1 infer`)"
+        )
     if prompts_file:
         prompts = read_prompt_file(Path(prompts_file), key="--prompts")
         if len(prompts) != len(items):
@@ -176,7 +224,9 @@ def discover_videos(videos_dir: str | Path, prompts_file: str | None = None) -> 
     return items
 
 
-def _trajectory(item: VideoItem, parser: Any, frames: int, width: int, height: int) -> CameraTrajectory | None:
+def _trajectory(
+    item: VideoItem, parser: Any, frames: int, width: int, height: int
+) -> CameraTrajectory | None:
     """The intended camera path: the one ``worldr1 infer`` recorded, else parsed from the prompt."""
     if item.camera_file is not None and item.camera_file.is_file():
         traj = CameraTrajectory.from_dict(json.loads(item.camera_file.read_text(encoding="utf-8")))
@@ -196,10 +246,14 @@ def lower_is_better(metric: str) -> bool:
     if "/" not in metric:
         return False
     component = metric.split("/", 1)[1].lower()
-    return any(token in component.split("_") or component.startswith(token) for token in LOWER_IS_BETTER)
+    return any(
+        token in component.split("_") or component.startswith(token) for token in LOWER_IS_BETTER
+    )
 
 
-def evaluate_videos(items: list[VideoItem], config: EvalConfig, *, batch_size: int = 4, log: Any = print) -> list[dict[str, Any]]:
+def evaluate_videos(
+    items: list[VideoItem], config: EvalConfig, *, batch_size: int = 4, log: Any = print
+) -> list[dict[str, Any]]:
     """One row per video: name, prompt, size, and every reward score and component."""
     rewards = RewardSet(config.rewards, geometry=config.geometry, on_error="drop")
     weights = {r.name: 1.0 for r in config.rewards}  # every metric, whatever its training weight
@@ -224,7 +278,13 @@ def evaluate_videos(items: list[VideoItem], config: EvalConfig, *, batch_size: i
         composed = rewards.score(batch, weights)
         failures = _failures(composed.info)
         for b, (item, _) in enumerate(pending):
-            row: dict[str, Any] = {"video": item.name, "prompt": item.prompt, "frames": f, "height": h, "width": w}
+            row: dict[str, Any] = {
+                "video": item.name,
+                "prompt": item.prompt,
+                "frames": f,
+                "height": h,
+                "width": w,
+            }
             row["has_camera"] = trajectories[b] is not None
             for name, values in composed.per_reward.items():
                 row[name] = float(values[b])
@@ -276,7 +336,11 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """metric -> mean, std, sem (standard error), n (finite values), direction (+1 higher better, -1 lower)."""
     out: dict[str, dict[str, float]] = {}
     for col in metric_columns(rows):
-        vals = [float(r[col]) for r in rows if col in r and r[col] is not None and math.isfinite(float(r[col]))]
+        vals = [
+            float(r[col])
+            for r in rows
+            if col in r and r[col] is not None and math.isfinite(float(r[col]))
+        ]
         n = len(vals)
         mean = sum(vals) / n if n else float("nan")
         std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1)) if n > 1 else 0.0
@@ -324,8 +388,13 @@ def compare(
                 "baseline": b["mean"],
                 "run": r["mean"],
                 "delta": delta,
-                "better": "n/a" if not math.isfinite(delta) else
-                ("run" if direction * delta > 0 else ("baseline" if direction * delta < 0 else "tie")),
+                "better": "n/a"
+                if not math.isfinite(delta)
+                else (
+                    "run"
+                    if direction * delta > 0
+                    else ("baseline" if direction * delta < 0 else "tie")
+                ),
                 "win_rate": wins / total if total else float("nan"),
                 "paired": total,
             }
@@ -355,7 +424,9 @@ def summary_markdown(summary: dict[str, dict[str, float]], title: str) -> str:
     lines = [f"# {title}", "", "| metric | | mean | std | sem | n |", "|---|:-:|--:|--:|--:|--:|"]
     for metric, s in summary.items():
         arrow = "↓" if s["direction"] < 0 else "↑"
-        lines.append(f"| {metric} | {arrow} | {_fmt(s['mean'])} | {_fmt(s['std'])} | {_fmt(s['sem'])} | {int(s['n'])} |")
+        lines.append(
+            f"| {metric} | {arrow} | {_fmt(s['mean'])} | {_fmt(s['std'])} | {_fmt(s['sem'])} | {int(s['n'])} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -425,13 +496,17 @@ def _plot_distributions(path: Path, rows: list[dict[str, Any]], metrics: list[st
     plt.close(fig)
 
 
-def write_reports(out: Path, rows: list[dict[str, Any]], summary: dict[str, dict[str, float]], title: str) -> None:
+def write_reports(
+    out: Path, rows: list[dict[str, Any]], summary: dict[str, dict[str, float]], title: str
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "plots").mkdir(exist_ok=True)
     fixed = ["video", "prompt", "frames", "height", "width", "has_camera"]
     _write_csv(out / "metrics.csv", rows, fixed + metric_columns(rows))
     summary_rows = [{"metric": m, **s} for m, s in summary.items()]
-    _write_csv(out / "summary.csv", summary_rows, ["metric", "mean", "std", "sem", "n", "direction"])
+    _write_csv(
+        out / "summary.csv", summary_rows, ["metric", "mean", "std", "sem", "n", "direction"]
+    )
     (out / "summary.md").write_text(summary_markdown(summary, title), encoding="utf-8")
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     _plot_summary(out / "plots" / "metrics.png", {title: summary})
@@ -486,10 +561,18 @@ def run_eval(
         comparison = compare(summary, base_summary, rows, base_rows)
         cols = ["metric", "direction", "baseline", "run", "delta", "better", "win_rate", "paired"]
         _write_csv(out / "comparison.csv", comparison, cols)
-        (out / "comparison.md").write_text(comparison_markdown(comparison, run_name, base_name), encoding="utf-8")
-        _plot_summary(out / "plots" / "comparison.png", {base_name: base_summary, run_name: summary})
+        (out / "comparison.md").write_text(
+            comparison_markdown(comparison, run_name, base_name), encoding="utf-8"
+        )
+        _plot_summary(
+            out / "plots" / "comparison.png", {base_name: base_summary, run_name: summary}
+        )
         result.comparison = comparison
-    log((out / ("comparison.md" if baseline is not None else "summary.md")).read_text(encoding="utf-8"))
+    log(
+        (out / ("comparison.md" if baseline is not None else "summary.md")).read_text(
+            encoding="utf-8"
+        )
+    )
     return result
 
 
@@ -500,7 +583,9 @@ def eval_command(args: argparse.Namespace) -> int:
 
     try:
         config = load_eval_config(args.config, list(args.overrides or []))
-        run_eval(args.videos_dir, config, prompts=args.prompts, baseline=args.baseline, out=args.out)
+        run_eval(
+            args.videos_dir, config, prompts=args.prompts, baseline=args.baseline, out=args.out
+        )
     except (EvalError, PromptError) as exc:
         raise CommandError(str(exc)) from None
     return 0

@@ -86,7 +86,9 @@ def generate(
     # the state's dtype, so the integration does not accumulate bf16 rounding over the steps.
     def noise(ps: list[Prompt], ts: list[CameraTrajectory | None], s: int) -> torch.Tensor:
         g = torch.Generator(device="cpu").manual_seed(s)
-        return initializer.initial_latents(layout, ps, ts, g, device=model.device, dtype=torch.float32)
+        return initializer.initial_latents(
+            layout, ps, ts, g, device=model.device, dtype=torch.float32
+        )
 
     if isinstance(seed, int):
         init = noise(prompt_objs, trajectories, seed)  # [B, C, F', H', W']

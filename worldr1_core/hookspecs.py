@@ -98,7 +98,7 @@ def worldr1_register_schedules(register):
 
 
 @hookspec
-def worldr1_register_commands(subparsers: "argparse._SubParsersAction"):
+def worldr1_register_commands(subparsers: argparse._SubParsersAction):
     """Add subcommands to the ``worldr1`` command line.
 
     Called once per CLI invocation, before arguments are parsed, with the argparse

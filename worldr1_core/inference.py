@@ -87,7 +87,9 @@ def load_inference_config(args: argparse.Namespace) -> RunConfig:
         source = args.config
     else:
         if not args.model:
-            raise InferenceError("give --config CONFIG or --model PATH (a local checkpoint directory)")
+            raise InferenceError(
+                "give --config CONFIG or --model PATH (a local checkpoint directory)"
+            )
         data, provenance = compose(None, ["model.name=wan2.1", *overrides])
         source = "command line"
     for section, (_, default, _) in COMPONENT_SECTIONS.items():
@@ -136,14 +138,19 @@ def read_index(out: Path) -> tuple[dict[str, Any] | None, list[VideoEntry]]:
         data = json.loads(path.read_text(encoding="utf-8"))
         return data["settings"], [VideoEntry(**e) for e in data["videos"]]
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise InferenceError(f"{path}: not an index written by `worldr1 infer` ({exc}); use another --out") from None
+        raise InferenceError(
+            f"{path}: not an index written by `worldr1 infer` ({exc}); use another --out"
+        ) from None
 
 
 def write_index(out: Path, settings: dict[str, Any], entries: list[VideoEntry]) -> None:
     """index.json and index.csv, each written atomically."""
     entries = sorted(entries, key=lambda e: e.index)
     tmp = out / f".{INDEX_JSON}.tmp"
-    tmp.write_text(json.dumps({"settings": settings, "videos": [asdict(e) for e in entries]}, indent=2), "utf-8")
+    tmp.write_text(
+        json.dumps({"settings": settings, "videos": [asdict(e) for e in entries]}, indent=2),
+        "utf-8",
+    )
     os.replace(tmp, out / INDEX_JSON)
     tmp = out / f".{INDEX_CSV}.tmp"
     with tmp.open("w", newline="", encoding="utf-8") as fh:
@@ -187,13 +194,19 @@ def run_inference(
     old_settings, old_entries = read_index(out)
     if old_settings is not None and old_settings != settings:
         diff = "; ".join(_settings_diff(old_settings, settings))
-        raise InferenceError(f"{out} holds videos made with other settings ({diff}); use another --out")
+        raise InferenceError(
+            f"{out} holds videos made with other settings ({diff}); use another --out"
+        )
     done = {
-        (e.index, e.prompt): e for e in old_entries if (out / e.file).is_file() and e.seed == seed + e.index
+        (e.index, e.prompt): e
+        for e in old_entries
+        if (out / e.file).is_file() and e.seed == seed + e.index
     }
     entries = [done[(i, p)] for i, p in enumerate(prompts) if (i, p) in done]
     todo = [i for i, p in enumerate(prompts) if (i, p) not in done]
-    log(f"worldr1 infer: {len(prompts)} prompts, {len(prompts) - len(todo)} already done, {len(todo)} to generate -> {out}")
+    log(
+        f"worldr1 infer: {len(prompts)} prompts, {len(prompts) - len(todo)} already done, {len(todo)} to generate -> {out}"
+    )
     (out / "videos").mkdir(parents=True, exist_ok=True)
     write_index(out, settings, entries)
     if not todo:
@@ -213,10 +226,17 @@ def run_inference(
         batch = todo[start : start + batch_size]
         t0 = time.perf_counter()
         gen = generate(
-            model, [prompts[i] for i in batch], initializer=initializer, parser=parser,
-            frames=settings["frames"], height=settings["height"], width=settings["width"],
-            num_steps=settings["num_steps"], guidance_scale=settings["guidance_scale"],
-            seed=[seed + i for i in batch], negative_prompt=settings["negative_prompt"] or None,
+            model,
+            [prompts[i] for i in batch],
+            initializer=initializer,
+            parser=parser,
+            frames=settings["frames"],
+            height=settings["height"],
+            width=settings["width"],
+            num_steps=settings["num_steps"],
+            guidance_scale=settings["guidance_scale"],
+            seed=[seed + i for i in batch],
+            negative_prompt=settings["negative_prompt"] or None,
         )  # sample i's noise comes from seed + i alone: batching does not change the videos
         videos, prompt_objs, trajectories = gen.videos.float().cpu(), gen.prompts, gen.trajectories
         per_video = (time.perf_counter() - t0) / len(batch)
@@ -227,7 +247,9 @@ def run_inference(
             if trajectories[b] is not None:
                 camera_file = f"cameras/{i:05d}.json"
                 (out / "cameras").mkdir(exist_ok=True)
-                (out / camera_file).write_text(json.dumps(trajectories[b].to_dict()), encoding="utf-8")
+                (out / camera_file).write_text(
+                    json.dumps(trajectories[b].to_dict()), encoding="utf-8"
+                )
             spec = prompt_objs[b].camera
             entries.append(
                 VideoEntry(
@@ -245,7 +267,9 @@ def run_inference(
                 )
             )
         write_index(out, settings, entries)  # after every batch: an interrupted run resumes here
-        log(f"  [{len(prompts) - len(todo) + start + len(batch)}/{len(prompts)}] {per_video:.2f} s/video")
+        log(
+            f"  [{len(prompts) - len(todo) + start + len(batch)}/{len(prompts)}] {per_video:.2f} s/video"
+        )
     return sorted(entries, key=lambda e: e.index)
 
 
@@ -257,10 +281,14 @@ def infer_command(args: argparse.Namespace) -> int:
     try:
         config = load_inference_config(args)
         prompts = prompts_from_arg(args.prompts)
-        run_inference(config, prompts, args.out, seed=args.seed, batch_size=args.batch_size, lora=args.lora)
+        run_inference(
+            config, prompts, args.out, seed=args.seed, batch_size=args.batch_size, lora=args.lora
+        )
     except (InferenceError, PromptError) as exc:
         raise CommandError(str(exc)) from None
-    except ValueError as exc:  # e.g. a model path that is not a checkpoint, a video size the model rejects
+    except (
+        ValueError
+    ) as exc:  # e.g. a model path that is not a checkpoint, a video size the model rejects
         if isinstance(exc, ConfigError):
             raise
         raise CommandError(str(exc)) from None

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import abc
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar
 
 import pydantic
 import torch
@@ -148,7 +149,9 @@ class CameraParser(Component):
         """Split ``text`` into its camera sentence (as motions) and scene description."""
 
     @abc.abstractmethod
-    def trajectory(self, spec: CameraSpec, frames: int, width: int, height: int) -> CameraTrajectory:
+    def trajectory(
+        self, spec: CameraSpec, frames: int, width: int, height: int
+    ) -> CameraTrajectory:
         """Per-frame camera path for the motions of ``spec``."""
 
 

@@ -51,7 +51,9 @@ def shipped_plugins() -> list[ShippedPlugin]:
     out = []
     for name, entry in data.get("plugins", {}).items():
         if "module" not in entry:
-            raise PluginLoadError(f"worldr1_plugins/registry.toml: plugin {name!r} has no 'module' key")
+            raise PluginLoadError(
+                f"worldr1_plugins/registry.toml: plugin {name!r} has no 'module' key"
+            )
         out.append(
             ShippedPlugin(
                 name=name,
@@ -83,7 +85,8 @@ class WorldR1PluginManager(pluggy.PluginManager):
         message = f"plugin {name!r} ({where}) failed to load: {type(exc).__name__}: {exc}"
         if not _skip_broken():
             raise PluginLoadError(
-                message + f"\n  (block it with {DISABLE_ENV}={name}, or set {SKIP_BROKEN_ENV}=1 to skip broken plugins)"
+                message
+                + f"\n  (block it with {DISABLE_ENV}={name}, or set {SKIP_BROKEN_ENV}=1 to skip broken plugins)"
             ) from exc
         warnings.warn(message, stacklevel=3)
         self.load_errors[name] = message

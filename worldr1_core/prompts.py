@@ -16,9 +16,9 @@ group-relative advantages.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -62,7 +62,9 @@ def prompts_from_arg(value: str, *, key: str = "--prompts") -> list[str]:
     if p.is_file():
         prompts = read_prompt_file(p, key=key)
         if not prompts:
-            raise PromptError(f"{key}: prompt file {value!r} has no prompts (blank lines and '#' comments are skipped)")
+            raise PromptError(
+                f"{key}: prompt file {value!r} has no prompts (blank lines and '#' comments are skipped)"
+            )
         return prompts
     if value.endswith(".txt") and "\n" not in value:
         raise PromptError(f"{key}: prompt file {value!r} not found")
@@ -94,7 +96,9 @@ class PromptSource:
             self.prompts = [p.strip() for p in section.prompts if p.strip()]
         if not self.prompts:
             where = f"file {self.path}" if self.path else "its 'prompts' list"
-            raise PromptError(f"{key}: no prompts in {where}; give 'path' (a text file) or 'prompts' (a list)")
+            raise PromptError(
+                f"{key}: no prompts in {where}; give 'path' (a text file) or 'prompts' (a list)"
+            )
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -125,11 +129,15 @@ class PromptSampler:
         parse: Callable[[str], CameraSpec] | None = None,
     ) -> None:
         if group_size < 1 or prompts_per_step < 1:
-            raise PromptError(f"group_size ({group_size}) and prompts_per_step ({prompts_per_step}) must be >= 1")
+            raise PromptError(
+                f"group_size ({group_size}) and prompts_per_step ({prompts_per_step}) must be >= 1"
+            )
         if not 0 <= rank < world_size:
             raise PromptError(f"rank {rank} is not in [0, world_size={world_size})")
         if not sources:
-            raise PromptError("prompts: no prompt source configured; add e.g. [prompts.train] path = \"data/final/train.txt\"")
+            raise PromptError(
+                'prompts: no prompt source configured; add e.g. [prompts.train] path = "data/final/train.txt"'
+            )
         self.sources = {name: PromptSource(name, section) for name, section in sources.items()}
         self.group_size = group_size
         self.prompts_per_step = prompts_per_step
@@ -152,5 +160,8 @@ class PromptSampler:
             i = source.index(first + j)
             text = source.prompts[i]
             camera = self.parse(text) if self.parse is not None else None
-            out += [Prompt(text=text, source=source_name, index=i, camera=camera) for _ in range(self.group_size)]
+            out += [
+                Prompt(text=text, source=source_name, index=i, camera=camera)
+                for _ in range(self.group_size)
+            ]
         return out

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import pydantic
 
@@ -63,7 +64,7 @@ def _check_config_class(kind: str, name: str, plugin: str, factory: Any) -> None
     if config.model_config.get("extra") != "forbid":
         raise RegistryError(
             f"plugin {plugin!r} registered {kind} {name!r} whose Config does not forbid extra keys; "
-            "declare it as `class Config(pydantic.BaseModel, extra=\"forbid\")` so config typos fail early"
+            'declare it as `class Config(pydantic.BaseModel, extra="forbid")` so config typos fail early'
         )
 
 
@@ -75,7 +76,9 @@ class Registry:
 
     def add(self, spec: ComponentSpec) -> None:
         if spec.kind not in self._tables:
-            raise RegistryError(f"unknown component kind {spec.kind!r}; kinds are {', '.join(KINDS)}")
+            raise RegistryError(
+                f"unknown component kind {spec.kind!r}; kinds are {', '.join(KINDS)}"
+            )
         table = self._tables[spec.kind]
         if spec.name in table:
             other = table[spec.name]
@@ -91,9 +94,13 @@ class Registry:
 
         def register(name: str, factory: Callable[..., Any], *, description: str = "") -> None:
             if not isinstance(name, str) or not name:
-                raise RegistryError(f"plugin {plugin!r} registered a {kind} with an invalid name {name!r}")
+                raise RegistryError(
+                    f"plugin {plugin!r} registered a {kind} with an invalid name {name!r}"
+                )
             if not callable(factory):
-                raise RegistryError(f"plugin {plugin!r} registered {kind} {name!r} with a non-callable factory")
+                raise RegistryError(
+                    f"plugin {plugin!r} registered {kind} {name!r} with a non-callable factory"
+                )
             _check_config_class(kind, name, plugin, factory)
             if not description:
                 doc = (getattr(factory, "__doc__", None) or "").strip()
@@ -120,7 +127,9 @@ class Registry:
         kinds = [kind] if kind else list(KINDS)
         return [self._tables[k][n] for k in kinds for n in sorted(self._tables[k])]
 
-    def build(self, kind: str, name: str, options: dict[str, Any] | pydantic.BaseModel | None = None) -> Any:
+    def build(
+        self, kind: str, name: str, options: dict[str, Any] | pydantic.BaseModel | None = None
+    ) -> Any:
         return self.get(kind, name).build(options)
 
 
@@ -130,7 +139,9 @@ def build_registry(pm: Any) -> Registry:
     for kind, hook_name in REGISTRATION_HOOKS.items():
         hook = getattr(pm.hook, hook_name)
         for impl in reversed(hook.get_hookimpls()):  # registration order
-            register = registry.registrar(kind, impl.plugin_name, pm.plugin_module(impl.plugin_name))
+            register = registry.registrar(
+                kind, impl.plugin_name, pm.plugin_module(impl.plugin_name)
+            )
             kwargs = {"register": register} if "register" in impl.argnames else {}
             impl.function(**kwargs)
     return registry
@@ -140,14 +151,18 @@ _REGISTRY: Registry | None = None
 _SHARED: dict[tuple[str, str, str], Any] = {}
 
 
-def shared_component(kind: str, name: str, options: dict[str, Any] | pydantic.BaseModel | None = None) -> Any:
+def shared_component(
+    kind: str, name: str, options: dict[str, Any] | pydantic.BaseModel | None = None
+) -> Any:
     """One instance per ``(kind, name, options)`` for the whole process.
 
     Rewards that need the same heavy model (e.g. three 3D rewards on one geometry estimator)
     get the same object, so the model is loaded once and reused.
     """
     spec = get_registry().get(kind, name)
-    config = options if isinstance(options, pydantic.BaseModel) else spec.validate(dict(options or {}))
+    config = (
+        options if isinstance(options, pydantic.BaseModel) else spec.validate(dict(options or {}))
+    )
     key = (kind, name, json.dumps(config.model_dump(mode="json"), sort_keys=True))
     if key not in _SHARED:
         _SHARED[key] = spec.build(config)

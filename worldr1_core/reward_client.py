@@ -40,8 +40,9 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import pydantic
@@ -71,7 +72,9 @@ class ServerGroup:
 
 
 REWARD_SERVER_GROUPS: dict[str, ServerGroup] = {
-    "3d": ServerGroup("REWARD_3D_SERVER_URL", frozenset({"meta_view", "reconstruction", "trajectory_alignment"})),
+    "3d": ServerGroup(
+        "REWARD_3D_SERVER_URL", frozenset({"meta_view", "reconstruction", "trajectory_alignment"})
+    ),
     "general": ServerGroup("GENERAL_REWARD_SERVER_URL", None),
 }
 """Server group name -> environment variable and members. A reward class's ``server_group``
@@ -80,7 +83,7 @@ attribute wins over this mapping; rewards not listed anywhere belong to the catc
 LOCAL = "local"
 
 
-def server_group_of(name: str, registry: "Registry | None" = None) -> str:
+def server_group_of(name: str, registry: Registry | None = None) -> str:
     """The server group of reward ``name`` (class attribute ``server_group``, else the mapping)."""
     if registry is not None:
         try:
@@ -89,7 +92,9 @@ def server_group_of(name: str, registry: "Registry | None" = None) -> str:
             declared = None
         if declared is not None:
             if declared not in REWARD_SERVER_GROUPS:
-                raise ValueError(f"reward {name!r} declares server_group={declared!r}; known: {', '.join(REWARD_SERVER_GROUPS)}")
+                raise ValueError(
+                    f"reward {name!r} declares server_group={declared!r}; known: {', '.join(REWARD_SERVER_GROUPS)}"
+                )
             return declared
     for group, spec in REWARD_SERVER_GROUPS.items():
         if spec.rewards is not None and name in spec.rewards:
@@ -101,12 +106,14 @@ def check_server_url(url: str, where: str) -> str:
     """``url`` without a trailing slash; ValueError naming ``where`` unless it is http(s)://host[:port]."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise ValueError(f"{where}: expected a reward server URL like http://127.0.0.1:18089, got {url!r}")
+        raise ValueError(
+            f"{where}: expected a reward server URL like http://127.0.0.1:18089, got {url!r}"
+        )
     return url.rstrip("/")
 
 
 def resolve_server_url(
-    cfg: "RewardConfig", env: Mapping[str, str] | None = None, registry: "Registry | None" = None
+    cfg: RewardConfig, env: Mapping[str, str] | None = None, registry: Registry | None = None
 ) -> str | None:
     """Where ``cfg``'s reward is scored: a server URL, or None for in-process."""
     env = os.environ if env is None else env
@@ -120,12 +127,12 @@ def resolve_server_url(
 
 
 def remote_reward(
-    cfg: "RewardConfig",
+    cfg: RewardConfig,
     options: pydantic.BaseModel | None = None,
     *,
-    registry: "Registry | None" = None,
+    registry: Registry | None = None,
     env: Mapping[str, str] | None = None,
-) -> "RemoteReward | None":
+) -> RemoteReward | None:
     """A :class:`RemoteReward` for ``cfg`` when it points at a server, else None (build it locally).
 
     ``options``: the reward options as the in-process reward would get them (default
@@ -145,9 +152,11 @@ class _ServerGroupSession:
     """The RemoteRewards of this process that point at one URL (weakly held)."""
 
     def __init__(self) -> None:
-        self.members: "weakref.WeakValueDictionary[str, RemoteReward]" = weakref.WeakValueDictionary()
+        self.members: weakref.WeakValueDictionary[str, RemoteReward] = (
+            weakref.WeakValueDictionary()
+        )
 
-    def peers(self) -> list["RemoteReward"]:
+    def peers(self) -> list[RemoteReward]:
         return list(self.members.values())
 
 
@@ -166,17 +175,21 @@ class RemoteReward(Reward):
     class Config(pydantic.BaseModel, extra="forbid"):
         url: str = pydantic.Field(description="server base URL, e.g. http://127.0.0.1:18089")
         reward: str = pydantic.Field(description="the reward's name on the server")
-        options: dict[str, Any] | None = pydantic.Field(None, description="expected server-side options (checked)")
+        options: dict[str, Any] | None = pydantic.Field(
+            None, description="expected server-side options (checked)"
+        )
         token: str | None = pydantic.Field(None, repr=False, description="bearer token")
         wire_dtype: Literal["native", "float32", "float16", "uint8"] = "native"
         timeout_s: float = pydantic.Field(600.0, gt=0, description="seconds per attempt")
         connect_timeout_s: float = pydantic.Field(10.0, gt=0)
         retries: int = pydantic.Field(4, ge=0, description="retries after the first attempt")
-        backoff_s: float = pydantic.Field(0.5, ge=0, description="first retry delay; doubles each retry")
+        backoff_s: float = pydantic.Field(
+            0.5, ge=0, description="first retry delay; doubles each retry"
+        )
         max_backoff_s: float = pydantic.Field(30.0, ge=0)
         group_requests: bool = True
 
-    def __init__(self, config: "RemoteReward.Config"):
+    def __init__(self, config: RemoteReward.Config):
         import httpx  # the [server] extra; only needed when a reward is remote
 
         super().__init__(config)
@@ -187,15 +200,20 @@ class RemoteReward(Reward):
         if config.token:
             headers["Authorization"] = f"Bearer {config.token}"
         self._http = httpx.Client(
-            headers=headers, timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s)
+            headers=headers,
+            timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s),
         )
         self._session = _session(self.url)
         self._session.members[self._cache_key] = self
 
     @classmethod
     def from_env(
-        cls, url: str, reward: str, options: dict[str, Any] | None = None, env: Mapping[str, str] | None = None
-    ) -> "RemoteReward":
+        cls,
+        url: str,
+        reward: str,
+        options: dict[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> RemoteReward:
         """Client settings from ``WORLDR1_REWARD_*`` variables (module docstring)."""
         env = os.environ if env is None else env
         token = env.get("WORLDR1_REWARD_TOKEN") or None
@@ -204,10 +222,20 @@ class RemoteReward(Reward):
             try:
                 token = open(token_file, encoding="utf-8").read().strip()
             except OSError as exc:
-                raise RewardServerError(f"WORLDR1_REWARD_TOKEN_FILE={token_file}: cannot read it ({exc.strerror})") from None
-        settings: dict[str, Any] = {"url": url, "reward": reward, "options": options, "token": token}
-        for key, variable in (("wire_dtype", "WORLDR1_REWARD_WIRE_DTYPE"), ("timeout_s", "WORLDR1_REWARD_TIMEOUT"),
-                              ("retries", "WORLDR1_REWARD_RETRIES")):
+                raise RewardServerError(
+                    f"WORLDR1_REWARD_TOKEN_FILE={token_file}: cannot read it ({exc.strerror})"
+                ) from None
+        settings: dict[str, Any] = {
+            "url": url,
+            "reward": reward,
+            "options": options,
+            "token": token,
+        }
+        for key, variable in (
+            ("wire_dtype", "WORLDR1_REWARD_WIRE_DTYPE"),
+            ("timeout_s", "WORLDR1_REWARD_TIMEOUT"),
+            ("retries", "WORLDR1_REWARD_RETRIES"),
+        ):
             if env.get(variable):
                 settings[key] = env[variable]
         try:
@@ -224,7 +252,9 @@ class RemoteReward(Reward):
 
     # -- HTTP -------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, names: list[str], body: bytes | None = None) -> dict[str, Any]:
+    def _request(
+        self, method: str, path: str, names: list[str], body: bytes | None = None
+    ) -> dict[str, Any]:
         """One call with retries on transport errors and 502/503/504; other errors fail at once."""
         import httpx
 
@@ -244,7 +274,9 @@ class RemoteReward(Reward):
                 last = f"HTTP {response.status_code}: {_error_text(response)}"
                 continue
             if response.status_code != 200:
-                raise RewardServerError(f"{what}: HTTP {response.status_code}: {_error_text(response)}")
+                raise RewardServerError(
+                    f"{what}: HTTP {response.status_code}: {_error_text(response)}"
+                )
             try:
                 return response.json()
             except ValueError:
@@ -271,7 +303,9 @@ class RemoteReward(Reward):
                         peers.append(p)
             names = [p.name for p in peers]
             body = encode_request(
-                batch, names, wire_dtype=self.config.wire_dtype,
+                batch,
+                names,
+                wire_dtype=self.config.wire_dtype,
                 options={p.name: p.config.options for p in peers if p.config.options is not None},
             )
             payload = json.dumps(body, allow_nan=False).encode()
@@ -279,10 +313,14 @@ class RemoteReward(Reward):
             try:
                 for peer in peers:
                     answers[peer._cache_key] = decode_output(
-                        result["rewards"][peer.name], f"answer.rewards.{peer.name}", batch.videos.device
+                        result["rewards"][peer.name],
+                        f"answer.rewards.{peer.name}",
+                        batch.videos.device,
                     )
             except (KeyError, TypeError, ValueError) as exc:
-                raise RewardServerError(f"reward {self.name!r} at {self.url}/score: malformed answer ({exc})") from None
+                raise RewardServerError(
+                    f"reward {self.name!r} at {self.url}/score: malformed answer ({exc})"
+                ) from None
         out = answers[self._cache_key]
         if out.scores.shape != (len(batch),):
             raise RewardServerError(

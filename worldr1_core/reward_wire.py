@@ -37,8 +37,9 @@ import base64
 import binascii
 import dataclasses
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -86,9 +87,15 @@ def encode_array(array: torch.Tensor | np.ndarray) -> dict[str, Any]:
     array = np.asarray(array)
     name = next((n for n, dt in ARRAY_DTYPES.items() if array.dtype.newbyteorder("<") == dt), None)
     if name is None:
-        raise WireError(f"arrays of dtype {array.dtype} cannot be sent; allowed: {', '.join(ARRAY_DTYPES)}")
+        raise WireError(
+            f"arrays of dtype {array.dtype} cannot be sent; allowed: {', '.join(ARRAY_DTYPES)}"
+        )
     data = np.ascontiguousarray(array, dtype=ARRAY_DTYPES[name]).tobytes()
-    return {"dtype": name, "shape": list(array.shape), "data": base64.b64encode(data).decode("ascii")}
+    return {
+        "dtype": name,
+        "shape": list(array.shape),
+        "data": base64.b64encode(data).decode("ascii"),
+    }
 
 
 def decode_array(
@@ -99,10 +106,11 @@ def decode_array(
         raise WireError(f"{field}: expected an object with keys dtype, shape, data (base64)")
     dtype, shape, data = obj["dtype"], obj["shape"], obj["data"]
     if dtype not in dtypes:
-        raise WireError(f"{field}.dtype: {dtype!r} is not accepted here; allowed: {', '.join(dtypes)}")
-    if (
-        not isinstance(shape, list)
-        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+        raise WireError(
+            f"{field}.dtype: {dtype!r} is not accepted here; allowed: {', '.join(dtypes)}"
+        )
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise WireError(f"{field}.shape: expected a list of non-negative integers, got {shape!r}")
     if ndim is not None and len(shape) != ndim:
@@ -154,7 +162,9 @@ def decode_videos(obj: Any, field: str = "videos") -> torch.Tensor:
 
 def check_video_shape(shape: Sequence[int], field: str = "videos") -> None:
     if len(shape) != 5 or shape[2] != 3 or min(shape) < 1:
-        raise WireError(f"{field}.shape: expected [B, F, 3, H, W] with every size >= 1, got {list(shape)}")
+        raise WireError(
+            f"{field}.shape: expected [B, F, 3, H, W] with every size >= 1, got {list(shape)}"
+        )
 
 
 def read_video_file(path: Path) -> torch.Tensor:
@@ -167,11 +177,15 @@ def read_video_file(path: Path) -> torch.Tensor:
         array = np.load(path, allow_pickle=False)
         if array.dtype == np.uint8:
             if array.ndim != 4 or array.shape[-1] != 3:
-                raise WireError(f"{path}: a uint8 .npy video must be [F, H, W, 3], got {list(array.shape)}")
+                raise WireError(
+                    f"{path}: a uint8 .npy video must be [F, H, W, 3], got {list(array.shape)}"
+                )
             return torch.from_numpy(array).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
         if array.dtype.kind == "f":
             if array.ndim != 4 or array.shape[1] != 3:
-                raise WireError(f"{path}: a float .npy video must be [F, 3, H, W], got {list(array.shape)}")
+                raise WireError(
+                    f"{path}: a float .npy video must be [F, 3, H, W], got {list(array.shape)}"
+                )
             return torch.from_numpy(array.astype(array.dtype.newbyteorder("="), copy=True))
         raise WireError(f"{path}: .npy videos must be uint8 or float, got {array.dtype}")
     import imageio.v3 as iio
@@ -182,7 +196,13 @@ def read_video_file(path: Path) -> torch.Tensor:
         raise WireError(f"{path}: cannot read the video ({type(exc).__name__}: {exc})") from None
     if frames.ndim != 4 or frames.shape[-1] not in (3, 4):
         raise WireError(f"{path}: expected an RGB video [F, H, W, 3], got {list(frames.shape)}")
-    return torch.from_numpy(np.ascontiguousarray(frames[..., :3])).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+    return (
+        torch.from_numpy(np.ascontiguousarray(frames[..., :3]))
+        .permute(0, 3, 1, 2)
+        .float()
+        .div_(255.0)
+        .contiguous()
+    )
 
 
 # --------------------------------------------------------------------------- trajectories, metadata
@@ -208,7 +228,9 @@ def decode_trajectory(obj: Any, field: str) -> CameraTrajectory | None:
         raise WireError(f"{field}: {exc}") from None
     dtype = _TORCH_DTYPES.get(obj.get("dtype", "float64"))
     if dtype is None or dtype == torch.uint8:
-        raise WireError(f"{field}.dtype: expected float16, float32 or float64, got {obj.get('dtype')!r}")
+        raise WireError(
+            f"{field}.dtype: expected float16, float32 or float64, got {obj.get('dtype')!r}"
+        )
     traj.c2w, traj.intrinsics = traj.c2w.to(dtype), traj.intrinsics.to(dtype)
     return traj
 
@@ -226,7 +248,11 @@ def jsonable(value: Any, field: str, *, strict: bool = True) -> Any:
     if isinstance(value, Path):
         return str(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return jsonable({f.name: getattr(value, f.name) for f in dataclasses.fields(value)}, field, strict=strict)
+        return jsonable(
+            {f.name: getattr(value, f.name) for f in dataclasses.fields(value)},
+            field,
+            strict=strict,
+        )
     if isinstance(value, dict):
         return {str(k): jsonable(v, f"{field}.{k}", strict=strict) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -262,10 +288,13 @@ def encode_request(
 
 def encode_output(output: RewardOutput, batch_size: int, reward: str) -> dict[str, Any]:
     """One reward's answer; checks that ``scores`` and every component are ``[B]``."""
+
     def checked(t: Any, what: str) -> dict[str, Any]:
         t = torch.as_tensor(t)
         if tuple(t.shape) != (batch_size,):
-            raise ValueError(f"reward {reward!r} returned {what} of shape {tuple(t.shape)}, expected [{batch_size}]")
+            raise ValueError(
+                f"reward {reward!r} returned {what} of shape {tuple(t.shape)}, expected [{batch_size}]"
+            )
         return encode_array(t.float() if not t.is_floating_point() else t)
 
     return {
@@ -278,7 +307,9 @@ def encode_output(output: RewardOutput, batch_size: int, reward: str) -> dict[st
 def decode_output(obj: Any, field: str, device: torch.device | str = "cpu") -> RewardOutput:
     if not isinstance(obj, dict) or "scores" not in obj:
         raise WireError(f"{field}: expected an object with scores, components, info")
-    scores = torch.from_numpy(decode_array(obj["scores"], f"{field}.scores", ndim=1).copy()).to(device)
+    scores = torch.from_numpy(decode_array(obj["scores"], f"{field}.scores", ndim=1).copy()).to(
+        device
+    )
     components = {
         k: torch.from_numpy(decode_array(v, f"{field}.components.{k}", ndim=1).copy()).to(device)
         for k, v in (obj.get("components") or {}).items()

@@ -75,16 +75,24 @@ class ComposedReward:
 def _with_geometry(cfg: RewardConfig, geometry: ComponentConfig | None):
     """Fill a reward's ``geometry`` option from the run's ``[geometry]`` section when left unset."""
     options = cfg.options
-    if geometry is not None and "geometry" in type(options).model_fields and getattr(options, "geometry") is None:
+    if (
+        geometry is not None
+        and "geometry" in type(options).model_fields
+        and options.geometry is None
+    ):
         options = options.model_copy(update={"geometry": geometry.to_dict()})
     return options
 
 
-def build_reward(cfg: RewardConfig, *, geometry: ComponentConfig | None = None, registry: Registry | None = None) -> Reward:
+def build_reward(
+    cfg: RewardConfig, *, geometry: ComponentConfig | None = None, registry: Registry | None = None
+) -> Reward:
     """Instantiate one ``[[rewards]]`` entry."""
     registry = registry or get_registry()
     options = _with_geometry(cfg, geometry)
-    remote = remote_reward(cfg, options, registry=registry)  # server URL set: docs/reward_servers.md
+    remote = remote_reward(
+        cfg, options, registry=registry
+    )  # server URL set: docs/reward_servers.md
     if remote is not None:
         return remote
     return registry.build("reward", cfg.name, options)
@@ -115,7 +123,9 @@ class RewardSet:
 
     def get(self, name: str) -> Reward:
         if name not in self._built:
-            self._built[name] = build_reward(self.configs[name], geometry=self.geometry, registry=self.registry)
+            self._built[name] = build_reward(
+                self.configs[name], geometry=self.geometry, registry=self.registry
+            )
         return self._built[name]
 
     def resolve_weights(self, weights: dict[str, float] | None = None) -> dict[str, float]:
@@ -152,7 +162,9 @@ class RewardSet:
                     f"(prompt {batch.prompts[i][:80]!r})"
                 )
                 if self.on_error == "raise":
-                    raise RewardError(message + "; set train.reward_on_error='drop' to drop such samples")
+                    raise RewardError(
+                        message + "; set train.reward_on_error='drop' to drop such samples"
+                    )
                 log.warning("%s; dropping %d sample(s) from their groups", message, int(bad.sum()))
                 valid &= ~bad
             per_reward[name] = scores
@@ -181,7 +193,9 @@ class RewardSet:
             return self._score_per_sample(name, batch, exc)
         scores = out.scores.detach().float().cpu().reshape(-1)
         if scores.numel() != b:
-            raise RewardError(f"reward {name!r} returned {scores.numel()} scores for a batch of {b} videos")
+            raise RewardError(
+                f"reward {name!r} returned {scores.numel()} scores for a batch of {b} videos"
+            )
         return scores, out
 
     @staticmethod
@@ -201,21 +215,33 @@ class RewardSet:
                 )
         return f"reward {name!r} failed on the batch of {len(batch)} (every sample scores alone): {what}"
 
-    def _score_per_sample(self, name: str, batch: RewardBatch, first: Exception) -> tuple[torch.Tensor, RewardOutput]:
+    def _score_per_sample(
+        self, name: str, batch: RewardBatch, first: Exception
+    ) -> tuple[torch.Tensor, RewardOutput]:
         """Drop mode: find which samples make ``name`` raise by scoring them one at a time."""
         log.warning("reward %r raised on the batch (%s); scoring samples one by one", name, first)
         scores = torch.full((len(batch),), float("nan"))
         components: dict[str, torch.Tensor] = {}
         if len(batch) == 1:
-            log.warning("reward %r failed on sample 0 (prompt %r): %s", name, batch.prompts[0][:80], first)
+            log.warning(
+                "reward %r failed on sample 0 (prompt %r): %s", name, batch.prompts[0][:80], first
+            )
             return scores, RewardOutput(scores=scores, components=components)
         for i in range(len(batch)):
             try:
                 out = self.get(name).score(batch.select([i]))
             except Exception as exc:  # noqa: BLE001
-                log.warning("reward %r failed on sample %d (prompt %r): %s", name, i, batch.prompts[i][:80], exc)
+                log.warning(
+                    "reward %r failed on sample %d (prompt %r): %s",
+                    name,
+                    i,
+                    batch.prompts[i][:80],
+                    exc,
+                )
                 continue
             scores[i] = out.scores.detach().float().cpu().reshape(-1)[0]
             for comp, values in out.components.items():
-                components.setdefault(comp, torch.full((len(batch),), float("nan")))[i] = float(values.reshape(-1)[0])
+                components.setdefault(comp, torch.full((len(batch),), float("nan")))[i] = float(
+                    values.reshape(-1)[0]
+                )
         return scores, RewardOutput(scores=scores, components=components)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -48,8 +49,14 @@ class StageTimer:
 class RunLogger:
     """Appends metrics to ``RUN_DIR/metrics.jsonl`` and TensorBoard; writes sample videos."""
 
-    def __init__(self, run_dir: str | Path, *, tensorboard: bool = True, enabled: bool = True,
-                 resume_step: int | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: str | Path,
+        *,
+        tensorboard: bool = True,
+        enabled: bool = True,
+        resume_step: int | None = None,
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.enabled = enabled
         self.path = self.run_dir / "metrics.jsonl"
@@ -59,8 +66,11 @@ class RunLogger:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and self.path.exists():
             # drop steps a crashed run logged after its last checkpoint
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", -1) < resume_step]
+            kept = [
+                line
+                for line in self.path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", -1) < resume_step
+            ]
             self.path.write_text("".join(k + "\n" for k in kept))
         elif self.path.exists():
             self.path.unlink()
@@ -72,8 +82,14 @@ class RunLogger:
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        record = {"step": step, **{k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v)
-                                   for k, v in metrics.items() if k != "step"}}
+        record = {
+            "step": step,
+            **{
+                k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v)
+                for k, v in metrics.items()
+                if k != "step"
+            },
+        }
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, allow_nan=True) + "\n")
         if self._tb is not None:
@@ -82,15 +98,19 @@ class RunLogger:
                     self._tb.add_scalar(key, value, step)
             self._tb.flush()
 
-    def save_videos(self, step: int, videos: torch.Tensor, names: list[str], fps: int) -> list[Path]:
+    def save_videos(
+        self, step: int, videos: torch.Tensor, names: list[str], fps: int
+    ) -> list[Path]:
         """``videos [N, F, 3, H, W]`` in [0, 1] -> ``samples/step_000010_<name>.mp4`` (H.264, atomic)."""
         if not self.enabled:
             return []
         out_dir = self.run_dir / "samples"
-        return [write_video(out_dir / f"step_{step:06d}_{name}.mp4", video, fps) for video, name in zip(videos, names)]
+        return [
+            write_video(out_dir / f"step_{step:06d}_{name}.mp4", video, fps)
+            for video, name in zip(videos, names)
+        ]
 
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
-

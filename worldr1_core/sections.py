@@ -24,12 +24,20 @@ class RunSection(_Section):
     seed: int = 0
     max_steps: int = pydantic.Field(10, ge=0)
     log_every: int = pydantic.Field(1, ge=1)
-    save_every: int = pydantic.Field(0, ge=0, description="checkpoint every N steps (0: only at the end)")
-    sample_every: int = pydantic.Field(0, ge=0, description="write sample videos every N steps (0: never)")
+    save_every: int = pydantic.Field(
+        0, ge=0, description="checkpoint every N steps (0: only at the end)"
+    )
+    sample_every: int = pydantic.Field(
+        0, ge=0, description="write sample videos every N steps (0: never)"
+    )
     tensorboard: bool = True
     progress_bar: bool = True
-    keep_checkpoints: int = pydantic.Field(0, ge=0, description="keep only the last N checkpoints (0: all)")
-    sample_videos: int = pydantic.Field(2, ge=0, description="videos written every sample_every steps")
+    keep_checkpoints: int = pydantic.Field(
+        0, ge=0, description="keep only the last N checkpoints (0: all)"
+    )
+    sample_videos: int = pydantic.Field(
+        2, ge=0, description="videos written every sample_every steps"
+    )
 
 
 class VideoSection(_Section):
@@ -45,21 +53,30 @@ class VideoSection(_Section):
 class TrainSection(_Section):
     """``[train]``: optimisation of the trainable (LoRA) parameters."""
 
-    prompts_per_step: int = pydantic.Field(1, ge=1, description="distinct prompts per process per step")
+    prompts_per_step: int = pydantic.Field(
+        1, ge=1, description="distinct prompts per process per step"
+    )
     lr: float = pydantic.Field(1e-4, gt=0)
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = pydantic.Field(1e-4, ge=0)
     adam_eps: float = pydantic.Field(1e-8, gt=0)
     grad_clip: float = pydantic.Field(1.0, ge=0, description="max grad norm (0: no clipping)")
     inner_epochs: int = pydantic.Field(1, ge=1)
-    minibatch_size: int = pydantic.Field(0, ge=0, description="samples per backward pass (0: the whole step)")
-    ema_decay: float = pydantic.Field(0.0, ge=0, lt=1, description="EMA of trainable weights (0: off)")
+    minibatch_size: int = pydantic.Field(
+        0, ge=0, description="samples per backward pass (0: the whole step)"
+    )
+    ema_decay: float = pydantic.Field(
+        0.0, ge=0, lt=1, description="EMA of trainable weights (0: off)"
+    )
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     reward_on_error: Literal["raise", "drop"] = pydantic.Field(
-        "raise", description="a reward that fails or returns NaN/inf: stop the step, or drop the sample"
+        "raise",
+        description="a reward that fails or returns NaN/inf: stop the step, or drop the sample",
     )
     grad_accumulation: int = pydantic.Field(
-        0, ge=0, description="minibatches accumulated per optimizer update (0: all of an inner epoch)"
+        0,
+        ge=0,
+        description="minibatches accumulated per optimizer update (0: all of an inner epoch)",
     )
 
 
@@ -67,7 +84,9 @@ class PromptSourceSection(_Section):
     """One prompt source: a text file with one prompt per line (``#`` comments, blank lines skipped)."""
 
     path: str = ""
-    prompts: list[str] = pydantic.Field(default_factory=list, description="inline prompts (instead of path)")
+    prompts: list[str] = pydantic.Field(
+        default_factory=list, description="inline prompts (instead of path)"
+    )
     shuffle: bool = True
     seed: int = 0
     repeat: bool = True

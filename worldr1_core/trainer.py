@@ -110,7 +110,13 @@ def select_rollout(rollout: Rollout, idx: torch.Tensor, cond: Any) -> Rollout:
 class Trainer:
     """Builds every component from a :class:`RunConfig` and runs the recipe above."""
 
-    def __init__(self, config: RunConfig, *, run_dir: str | Path | None = None, resume: str | Path | None = None):
+    def __init__(
+        self,
+        config: RunConfig,
+        *,
+        run_dir: str | Path | None = None,
+        resume: str | Path | None = None,
+    ):
         self.config = config
         self.dist = Distributed.from_config(config)
         seed_everything(derive_seed(config.run.seed, self.dist.rank))
@@ -123,24 +129,37 @@ class Trainer:
         """Every component from its config section, through the registry."""
         config = self.config
         if config.model is None:
-            raise ConfigError(f"{config.source}: model.name: training needs a [model] section (e.g. name = \"wan2.1\")")
+            raise ConfigError(
+                f'{config.source}: model.name: training needs a [model] section (e.g. name = "wan2.1")'
+            )
         if config.rl is None:
-            raise ConfigError(f"{config.source}: rl.name: training needs an [rl] section (e.g. name = \"flow_grpo\")")
+            raise ConfigError(
+                f'{config.source}: rl.name: training needs an [rl] section (e.g. name = "flow_grpo")'
+            )
         if not config.rewards:
-            raise ConfigError(f"{config.source}: rewards: training needs at least one [[rewards]] entry")
+            raise ConfigError(
+                f"{config.source}: rewards: training needs at least one [[rewards]] entry"
+            )
         self.model: VideoModel = config.model.build()
         self.algo: RLAlgorithm = config.rl.build()
         self.schedule = config.schedule.build()
         self.initializer = config.latent_init.build()
         self.camera = config.camera.build() if config.camera is not None else None
-        self.rewards = RewardSet(config.rewards, geometry=config.geometry, on_error=config.train.reward_on_error)
+        self.rewards = RewardSet(
+            config.rewards, geometry=config.geometry, on_error=config.train.reward_on_error
+        )
         self.group_size = self.algo.group_size
         self.sampler = PromptSampler(
-            config.prompts, group_size=self.group_size, prompts_per_step=config.train.prompts_per_step,
-            rank=self.dist.rank, world_size=self.dist.world_size,
+            config.prompts,
+            group_size=self.group_size,
+            prompts_per_step=config.train.prompts_per_step,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
             parse=self.camera.parse if self.camera is not None else None,
         )
-        self.layout = self.model.latent_layout(config.video.frames, config.video.height, config.video.width)
+        self.layout = self.model.latent_layout(
+            config.video.frames, config.video.height, config.video.width
+        )
 
     def _build_optimizer(self) -> None:
         """AdamW on the adapter; minibatches and accumulation; DDP/DeepSpeed wrapping; EMA."""
@@ -161,13 +180,22 @@ class Trainer:
         self.train_steps_per_rollout = getattr(self.algo, "num_train_steps", lambda: 1)()
         self.params = self.model.trainable_parameters()
         if not self.params:
-            raise ValueError(f"model {self.config.model.name!r} has no trainable parameters (is the LoRA configured?)")
+            raise ValueError(
+                f"model {self.config.model.name!r} has no trainable parameters (is the LoRA configured?)"
+            )
         self.optimizer = torch.optim.AdamW(
-            self.params, lr=train.lr, betas=tuple(train.betas), weight_decay=train.weight_decay, eps=train.adam_eps
+            self.params,
+            lr=train.lr,
+            betas=tuple(train.betas),
+            weight_decay=train.weight_decay,
+            eps=train.adam_eps,
         )
         self.dist.prepare(
-            self.model.trainable_module(), self.params, self.optimizer,
-            accumulation_steps=self.accum_minibatches * self.train_steps_per_rollout, micro_batch=self.minibatch,
+            self.model.trainable_module(),
+            self.params,
+            self.optimizer,
+            accumulation_steps=self.accum_minibatches * self.train_steps_per_rollout,
+            micro_batch=self.minibatch,
         )
         with self.dist.gathered():
             self.ema = EMA(self.params, train.ema_decay) if train.ema_decay > 0 else None
@@ -186,12 +214,18 @@ class Trainer:
                 f"run.output_dir {str(self.run_dir)!r} already holds checkpoints; pass --resume {self.run_dir} "
                 "or choose another --output-dir"
             )
-        self.logger = RunLogger(self.run_dir, tensorboard=self.config.run.tensorboard, enabled=self.dist.is_main,
-                                resume_step=self.step if checkpoint else None)
+        self.logger = RunLogger(
+            self.run_dir,
+            tensorboard=self.config.run.tensorboard,
+            enabled=self.dist.is_main,
+            resume_step=self.step if checkpoint else None,
+        )
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.config.save(self.run_dir / "config.toml")
-        self.previous_phase: Phase | None = self.schedule.phase(self.step - 1) if self.step > 0 else None
+        self.previous_phase: Phase | None = (
+            self.schedule.phase(self.step - 1) if self.step > 0 else None
+        )
         self.last_metrics: dict[str, Any] = {}
         self.last_prompts: list[str] = []
 
@@ -241,27 +275,45 @@ class Trainer:
         with timer("prompts"):
             prompts = self.sampler.sample(phase.prompt_source, step)  # B = P * group_size
             prompts, trajectories = camera_for(
-                prompts, self.camera, self.config.video.frames, self.config.video.width, self.config.video.height
+                prompts,
+                self.camera,
+                self.config.video.frames,
+                self.config.video.width,
+                self.config.video.height,
             )
             cond = self.model.encode_prompts([p.text for p in prompts], self._negative_prompt())
-        generator = torch.Generator().manual_seed(derive_seed(self.config.run.seed, step, self.dist.rank, 1))
+        generator = torch.Generator().manual_seed(
+            derive_seed(self.config.run.seed, step, self.dist.rank, 1)
+        )
 
         with timer("latent_init"):
             # fp32 sampler state even for a bf16 model (velocity() casts its input): the stored
             # transitions are then exactly those whose log-probs the update recomputes.
             x_1 = self.initializer.initial_latents(
-                self.layout, prompts, trajectories, generator, device=self.model.device, dtype=torch.float32
+                self.layout,
+                prompts,
+                trajectories,
+                generator,
+                device=self.model.device,
+                dtype=torch.float32,
             )  # [B, C, F', H', W']
         with timer("rollout"):
-            rollout = self.algo.rollout(self.model, x_1, cond, generator, initializer=self.initializer)
+            rollout = self.algo.rollout(
+                self.model, x_1, cond, generator, initializer=self.initializer
+            )
             rollout.prompts = [p.text for p in prompts]
         self.last_prompts = rollout.prompts  # for callbacks (worldr1_on_step_end)
         with timer("decode"), torch.no_grad():
             videos = self.model.decode(rollout.final)  # [B, F, 3, H, W] in [0, 1]
         with timer("reward"):
             batch = RewardBatch(
-                videos=videos, prompts=[p.text for p in prompts], trajectories=trajectories,
-                metadata=[{"source": p.source, "index": p.index, "step": step, "phase": phase.name} for p in prompts],
+                videos=videos,
+                prompts=[p.text for p in prompts],
+                trajectories=trajectories,
+                metadata=[
+                    {"source": p.source, "index": p.index, "step": step, "phase": phase.name}
+                    for p in prompts
+                ],
                 fps=self.config.video.fps,
             )
             scored = self.rewards.score(batch, phase.reward_weights)
@@ -286,7 +338,9 @@ class Trainer:
         phase = self.schedule.phase(step)
         prev = self.previous_phase
         if prev is None or (prev.name, prev.prompt_source, prev.reward_weights) != (
-            phase.name, phase.prompt_source, phase.reward_weights
+            phase.name,
+            phase.prompt_source,
+            phase.reward_weights,
         ):
             self.hook.worldr1_on_phase_change(trainer=self, step=step, previous=prev, phase=phase)
         self.previous_phase = phase
@@ -310,7 +364,12 @@ class Trainer:
         return adv[mine].to(self.model.device)
 
     def _update(
-        self, rollout: Rollout, advantages: torch.Tensor, prompts: list[Prompt], step: int, timer: StageTimer
+        self,
+        rollout: Rollout,
+        advantages: torch.Tensor,
+        prompts: list[Prompt],
+        step: int,
+        timer: StageTimer,
     ) -> dict[str, float]:
         """Inner epochs of minibatch policy-gradient updates on this step's rollout."""
         train = self.config.train
@@ -320,15 +379,21 @@ class Trainer:
         grad_norms: list[float] = []
         texts = [p.text for p in prompts]
         for epoch in range(train.inner_epochs):
-            order_gen = torch.Generator().manual_seed(derive_seed(self.config.run.seed, step, self.dist.rank, 2, epoch))
+            order_gen = torch.Generator().manual_seed(
+                derive_seed(self.config.run.seed, step, self.dist.rank, 2, epoch)
+            )
             order = torch.randperm(self.batch_size, generator=order_gen)
             for k, idx in enumerate(order.split(self.minibatch)):
                 with timer("loss_forward"):
-                    cond = self.model.encode_prompts([texts[i] for i in idx.tolist()], self._negative_prompt())
+                    cond = self.model.encode_prompts(
+                        [texts[i] for i in idx.tolist()], self._negative_prompt()
+                    )
                     sub = select_rollout(rollout, idx.to(rollout.latents.device), cond)
                 for s in rollout.train_steps:
                     with timer("loss_forward"):
-                        loss, m = self.algo.loss(self.model, sub, advantages[idx.to(advantages.device)], s)
+                        loss, m = self.algo.loss(
+                            self.model, sub, advantages[idx.to(advantages.device)], s
+                        )
                     with timer("backward"):
                         self.dist.backward(loss)
                     n_terms += 1
@@ -367,7 +432,9 @@ class Trainer:
         tmp = tmp or self.run_dir / ckpt.CHECKPOINTS / f".tmp-{ckpt.checkpoint_name(step)}"
         # every rank calls save_adapter (a collective gather under ZeRO-3); the plugin writes on rank 0
         self.model.save_adapter(tmp / "adapter")
-        if self.ema is not None and not self.dist.zero3:  # (under ZeRO-3 the EMA is in trainer_state.pt)
+        if (
+            self.ema is not None and not self.dist.zero3
+        ):  # (under ZeRO-3 the EMA is in trainer_state.pt)
             with self.ema.swapped_into(self.params):
                 self.model.save_adapter(tmp / "adapter_ema")
         with self.dist.gathered():  # full LoRA tensors on every rank under ZeRO-3
@@ -420,7 +487,14 @@ class Trainer:
             return None
         from tqdm.auto import tqdm
 
-        return tqdm(total=max_steps, initial=self.step, desc="train", unit="step", file=sys.stderr, leave=True)
+        return tqdm(
+            total=max_steps,
+            initial=self.step,
+            desc="train",
+            unit="step",
+            file=sys.stderr,
+            leave=True,
+        )
 
     def _summary(self, bar, step: int, max_steps: int, metrics: dict[str, Any]) -> None:
         if not self.dist.is_main:
@@ -448,8 +522,11 @@ def train_command(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     trainer = Trainer(config, run_dir=args.output_dir, resume=args.resume)
     if trainer.dist.is_main:
-        print(f"worldr1: run dir {trainer.run_dir} ({trainer.dist.describe()}), "
-              f"{trainer.batch_size} videos/step/process", flush=True)
+        print(
+            f"worldr1: run dir {trainer.run_dir} ({trainer.dist.describe()}), "
+            f"{trainer.batch_size} videos/step/process",
+            flush=True,
+        )
     trainer.train()
     trainer.dist.close()
     return 0

@@ -12,8 +12,9 @@ Shape conventions used throughout the project:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -91,7 +92,7 @@ class CameraTrajectory:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "CameraTrajectory":
+    def from_dict(cls, data: dict[str, Any]) -> CameraTrajectory:
         try:
             return cls(
                 c2w=torch.tensor(data["c2w"], dtype=torch.float64),
@@ -151,7 +152,7 @@ class Gaussians:
     def __len__(self) -> int:
         return int(self.means.shape[0])
 
-    def to(self, device: torch.device | str) -> "Gaussians":
+    def to(self, device: torch.device | str) -> Gaussians:
         return Gaussians(*(getattr(self, f.name).to(device) for f in dataclasses.fields(self)))
 
 
@@ -202,7 +203,9 @@ class RewardBatch:
     def __post_init__(self) -> None:
         b = int(self.videos.shape[0])
         if self.videos.ndim != 5 or self.videos.shape[2] != 3:
-            raise ValueError(f"RewardBatch.videos must be [B, F, 3, H, W], got {tuple(self.videos.shape)}")
+            raise ValueError(
+                f"RewardBatch.videos must be [B, F, 3, H, W], got {tuple(self.videos.shape)}"
+            )
         if len(self.prompts) != b:
             raise ValueError(f"RewardBatch has {b} videos but {len(self.prompts)} prompts")
         if not self.trajectories:
@@ -221,7 +224,7 @@ class RewardBatch:
             self.shared[key] = compute()
         return self.shared[key]
 
-    def select(self, indices: list[int]) -> "RewardBatch":
+    def select(self, indices: list[int]) -> RewardBatch:
         """A sub-batch (the shared cache is not carried over)."""
         return RewardBatch(
             videos=self.videos[indices],

@@ -35,7 +35,9 @@ def _to_uint8_hwc(frames: torch.Tensor | np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frames)
 
 
-def write_video(path: str | Path, frames: torch.Tensor | np.ndarray, fps: int = 16, crf: int = 17) -> Path:
+def write_video(
+    path: str | Path, frames: torch.Tensor | np.ndarray, fps: int = 16, crf: int = 17
+) -> Path:
     """Encode ``frames`` (``[F, 3, H, W]`` in [0, 1]) to an H.264 mp4 at ``path``; atomic."""
     import imageio_ffmpeg
 
@@ -87,4 +89,9 @@ def read_video(path: str | Path) -> tuple[torch.Tensor, float]:
 def probe_video(path: str | Path) -> dict[str, float]:
     """Frame count, width, height and fps of a video file (decodes it; cheap for short clips)."""
     video, fps = read_video(path)
-    return {"frames": int(video.shape[0]), "height": int(video.shape[2]), "width": int(video.shape[3]), "fps": fps}
+    return {
+        "frames": int(video.shape[0]),
+        "height": int(video.shape[2]),
+        "width": int(video.shape[3]),
+        "fps": fps,
+    }

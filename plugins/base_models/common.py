@@ -24,9 +24,10 @@ import os
 import shutil
 import tempfile
 from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Sequence
+from typing import Any, Literal
 
 import pydantic
 import torch
@@ -34,7 +35,11 @@ import torch
 from worldr1_core.devices import resolve_device
 from worldr1_core.interfaces import VideoModel
 
-DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES: dict[str, torch.dtype] = {
+    "fp32": torch.float32,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
 
 
 def resolve_dtype(name: str) -> torch.dtype:
@@ -48,7 +53,9 @@ def resolve_dtype(name: str) -> torch.dtype:
 # checkpoint directories
 
 
-def check_checkpoint_dir(path: str | Path, required: dict[str, Sequence[str]], *, key: str, what: str) -> Path:
+def check_checkpoint_dir(
+    path: str | Path, required: dict[str, Sequence[str]], *, key: str, what: str
+) -> Path:
     """Check that ``path`` is a diffusers-format checkpoint directory.
 
     ``required`` maps each subfolder to the files of which at least one must exist in it
@@ -138,9 +145,11 @@ class TextConditioning:
     def __len__(self) -> int:
         return int(self.embeds.shape[0])
 
-    def select(self, indices: Sequence[int] | torch.Tensor) -> "TextConditioning":
+    def select(self, indices: Sequence[int] | torch.Tensor) -> TextConditioning:
         """The rows ``indices`` (e.g. a minibatch of a rollout)."""
-        idx = torch.as_tensor(list(indices) if not torch.is_tensor(indices) else indices, dtype=torch.long)
+        idx = torch.as_tensor(
+            list(indices) if not torch.is_tensor(indices) else indices, dtype=torch.long
+        )
         dev = idx.to(self.embeds.device)
         return TextConditioning(
             embeds=self.embeds[dev],
@@ -150,10 +159,13 @@ class TextConditioning:
             prompts=[self.prompts[int(i)] for i in idx],
         )
 
-    def to(self, device: torch.device | str) -> "TextConditioning":
+    def to(self, device: torch.device | str) -> TextConditioning:
         return TextConditioning(
-            self.embeds.to(device), self.negative.to(device), self.mask.to(device),
-            self.negative_mask.to(device), list(self.prompts),
+            self.embeds.to(device),
+            self.negative.to(device),
+            self.mask.to(device),
+            self.negative_mask.to(device),
+            list(self.prompts),
         )
 
 
@@ -167,7 +179,9 @@ class PromptCache:
         self.hits = 0
         self.misses = 0
 
-    def get_many(self, texts: Sequence[str], encode: Callable[[list[str]], list[torch.Tensor]]) -> list[torch.Tensor]:
+    def get_many(
+        self, texts: Sequence[str], encode: Callable[[list[str]], list[torch.Tensor]]
+    ) -> list[torch.Tensor]:
         """Embeddings of ``texts``, calling ``encode`` once for the ones not cached yet."""
         missing = list(dict.fromkeys(t for t in texts if t not in self._data))
         self.misses += len(missing)
@@ -218,9 +232,12 @@ class LoraSettings(pydantic.BaseModel, extra="forbid"):
         description="peft init_lora_weights: True (B = 0, so the adapter starts as the base model), "
         "'gaussian', or False (A and B random; the adapter changes the output from the start)",
     )
-    seed: int = pydantic.Field(0, description="seed of the adapter's random init (same on every rank)")
+    seed: int = pydantic.Field(
+        0, description="seed of the adapter's random init (same on every rank)"
+    )
     dtype: Literal["fp32", "bf16", "fp16"] = pydantic.Field(
-        "fp32", description="dtype of the adapter weights (fp32 keeps small updates exact with a bf16 base)"
+        "fp32",
+        description="dtype of the adapter weights (fp32 keeps small updates exact with a bf16 base)",
     )
 
 
@@ -229,7 +246,9 @@ def _is_zero3_partitioned(params: Sequence[torch.nn.Parameter]) -> bool:
 
 
 @contextlib.contextmanager
-def gathered(params: Sequence[torch.nn.Parameter], *, modifier_rank: int | None = None) -> Iterator[None]:
+def gathered(
+    params: Sequence[torch.nn.Parameter], *, modifier_rank: int | None = None
+) -> Iterator[None]:
     """Full values of ZeRO-3 partitioned ``params`` inside the block (no-op otherwise).
 
     Every rank must enter this together: the gather is a collective."""
@@ -257,7 +276,13 @@ class LoraAdapter:
 
     ADAPTER = "default"
 
-    def __init__(self, transformer: torch.nn.Module, settings: LoraSettings, default_targets: list[str], pipeline_cls: Any):
+    def __init__(
+        self,
+        transformer: torch.nn.Module,
+        settings: LoraSettings,
+        default_targets: list[str],
+        pipeline_cls: Any,
+    ):
         from peft import LoraConfig
 
         self.transformer = transformer
@@ -282,7 +307,9 @@ class LoraAdapter:
                 param.requires_grad_(True)
                 self._params.append(param)
         if not self._params:
-            raise ValueError(f"model.lora.target_modules {targets} matched no module of the transformer")
+            raise ValueError(
+                f"model.lora.target_modules {targets} matched no module of the transformer"
+            )
 
     # -- training ------------------------------------------------------------------------------
 
@@ -304,7 +331,9 @@ class LoraAdapter:
         """The peft ``LoraConfig`` as a JSON-able dict (diffusers stores it in the safetensors
         header; without it a reload assumes ``lora_alpha == r``)."""
         meta = self.peft_config.to_dict()
-        return json.loads(json.dumps(meta, default=lambda o: sorted(o) if isinstance(o, set) else str(o)))
+        return json.loads(
+            json.dumps(meta, default=lambda o: sorted(o) if isinstance(o, set) else str(o))
+        )
 
     def save(self, directory: str | Path) -> None:
         """Write ``pytorch_lora_weights.safetensors`` (diffusers format) to ``directory``.
@@ -318,15 +347,21 @@ class LoraAdapter:
         with gathered(self._params, modifier_rank=None):
             state = {
                 k: v.detach().to("cpu", copy=True).contiguous()
-                for k, v in get_peft_model_state_dict(self.transformer, adapter_name=self.ADAPTER).items()
+                for k, v in get_peft_model_state_dict(
+                    self.transformer, adapter_name=self.ADAPTER
+                ).items()
             }
         if is_main_process():
             empty = [k for k, v in state.items() if v.numel() == 0]
             if empty:
-                raise RuntimeError(f"LoRA weights {empty[:3]} are empty: a ZeRO-3 partition was not gathered")
+                raise RuntimeError(
+                    f"LoRA weights {empty[:3]} are empty: a ZeRO-3 partition was not gathered"
+                )
             Path(directory).mkdir(parents=True, exist_ok=True)
             self.pipeline_cls.save_lora_weights(
-                str(directory), transformer_lora_layers=state, transformer_lora_adapter_metadata=self.metadata()
+                str(directory),
+                transformer_lora_layers=state,
+                transformer_lora_adapter_metadata=self.metadata(),
             )
 
     def load(self, directory: str | Path) -> None:
@@ -339,7 +374,7 @@ class LoraAdapter:
             raise FileNotFoundError(f"adapter directory {str(path)!r} does not exist")
         state, meta = self.pipeline_cls.lora_state_dict(str(path), return_lora_metadata=True)
         prefix = "transformer."
-        meta = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in (meta or {}).items()}
+        meta = {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in (meta or {}).items()}
         if meta:
             saved = (int(meta.get("r", -1)), float(meta.get("lora_alpha", -1)))
             if saved != (self.settings.rank, float(self.settings.alpha)):
@@ -347,7 +382,7 @@ class LoraAdapter:
                     f"adapter {str(path)!r} has rank/alpha {saved}, but model.lora has "
                     f"({self.settings.rank}, {self.settings.alpha}); set model.lora.rank/alpha to match"
                 )
-        state = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
+        state = {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in state.items()}
         with gathered(self._params, modifier_rank=0):
             result = set_peft_model_state_dict(self.transformer, state, adapter_name=self.ADAPTER)
         unexpected = getattr(result, "unexpected_keys", None) or []
@@ -366,12 +401,22 @@ class LoraAdapter:
 class DiffusersModelConfig(pydantic.BaseModel, extra="forbid"):
     """Config keys shared by the diffusers base models (each model's ``Config`` extends it)."""
 
-    path: str = pydantic.Field("", description="local diffusers-format checkpoint directory (or the model's env var)")
-    preset: Literal["", "tiny"] = pydantic.Field("", description="'tiny': random tiny model built in code")
-    cache_dir: str = pydantic.Field("", description="where a tiny preset is written (default $WORLDR1_CACHE)")
-    dtype: Literal["auto", "fp32", "bf16"] = pydantic.Field("auto", description="auto: bf16 on cuda, fp32 on cpu")
+    path: str = pydantic.Field(
+        "", description="local diffusers-format checkpoint directory (or the model's env var)"
+    )
+    preset: Literal["", "tiny"] = pydantic.Field(
+        "", description="'tiny': random tiny model built in code"
+    )
+    cache_dir: str = pydantic.Field(
+        "", description="where a tiny preset is written (default $WORLDR1_CACHE)"
+    )
+    dtype: Literal["auto", "fp32", "bf16"] = pydantic.Field(
+        "auto", description="auto: bf16 on cuda, fp32 on cpu"
+    )
     vae_dtype: Literal["fp32", "bf16"] = "fp32"
-    device: str = pydantic.Field("auto", description="auto: cuda:$LOCAL_RANK if available, else cpu")
+    device: str = pydantic.Field(
+        "auto", description="auto: cuda:$LOCAL_RANK if available, else cpu"
+    )
     gradient_checkpointing: bool = False
     max_sequence_length: int = pydantic.Field(512, ge=1, description="text tokens")
     negative_prompt: str = ""
@@ -387,7 +432,9 @@ class DiffusersModelConfig(pydantic.BaseModel, extra="forbid"):
 PREVIEW_SEED = 1234  # seed of the fixed latent -> RGB projection of decoder = "latent_preview"
 
 
-def latent_preview(latents: torch.Tensor, temporal_compression: int, spatial_compression: int) -> torch.Tensor:
+def latent_preview(
+    latents: torch.Tensor, temporal_compression: int, spatial_compression: int
+) -> torch.Tensor:
     """Decode latents ``[B, C, F', H', W']`` to videos ``[B, F, 3, H, W]`` in ``(0, 1)`` without a VAE.
 
     Each latent pixel is projected to RGB by a fixed matrix ``P [3, C]`` (standard normal entries
@@ -402,9 +449,13 @@ def latent_preview(latents: torch.Tensor, temporal_compression: int, spatial_com
     tc, sc = int(temporal_compression), int(spatial_compression)
     g = torch.Generator(device="cpu").manual_seed(PREVIEW_SEED)
     proj = (torch.randn(3, c, generator=g) / c**0.5).to(latents.device)  # [3, C]
-    rgb = torch.sigmoid(torch.einsum("kc,bcfhw->bfkhw", proj, latents.float()))  # [B, F', 3, H', W']
+    rgb = torch.sigmoid(
+        torch.einsum("kc,bcfhw->bfkhw", proj, latents.float())
+    )  # [B, F', 3, H', W']
     frames = 1 + tc * (f_lat - 1)
-    index = torch.div(torch.arange(frames, device=latents.device) + tc - 1, tc, rounding_mode="floor")  # [F]
+    index = torch.div(
+        torch.arange(frames, device=latents.device) + tc - 1, tc, rounding_mode="floor"
+    )  # [F]
     rgb = rgb.index_select(1, index)  # [B, F, 3, H', W']
     rgb = rgb.repeat_interleave(sc, dim=3).repeat_interleave(sc, dim=4)  # [B, F, 3, H, W]
     return rgb.contiguous()
@@ -439,11 +490,17 @@ class DiffusersVideoModel(VideoModel):
         super().__init__(config)
         cfg = self.config
         self._device = resolve_device(cfg.device)
-        dtype_name = cfg.dtype if cfg.dtype != "auto" else ("bf16" if self._device.type == "cuda" else "fp32")
+        dtype_name = (
+            cfg.dtype
+            if cfg.dtype != "auto"
+            else ("bf16" if self._device.type == "cuda" else "fp32")
+        )
         self._dtype = resolve_dtype(dtype_name)
         self.path = self._resolve_path()
         self._load(self.path)
-        self.adapter = LoraAdapter(self.transformer, cfg.lora, self.LORA_TARGETS, self._pipeline_cls())
+        self.adapter = LoraAdapter(
+            self.transformer, cfg.lora, self.LORA_TARGETS, self._pipeline_cls()
+        )
         if cfg.gradient_checkpointing:
             self.transformer.enable_gradient_checkpointing()
         self._prompt_cache = PromptCache(cfg.prompt_cache_size)
@@ -452,7 +509,9 @@ class DiffusersVideoModel(VideoModel):
         cfg = self.config
         if cfg.preset == "tiny":
             if cfg.path:
-                raise ValueError("model.path and model.preset='tiny' are exclusive; set one of them")
+                raise ValueError(
+                    "model.path and model.preset='tiny' are exclusive; set one of them"
+                )
             root = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_root()
             return self._build_tiny(root)
         path = cfg.path or os.environ.get(self.ENV_PATH, "")
@@ -474,25 +533,37 @@ class DiffusersVideoModel(VideoModel):
     def _load(self, path: Path) -> None:
         raise NotImplementedError
 
-    def _load_parts(self, path: Path, text_encoder_cls: Any, vae_cls: Any, transformer_cls: Any) -> None:
+    def _load_parts(
+        self, path: Path, text_encoder_cls: Any, vae_cls: Any, transformer_cls: Any
+    ) -> None:
         """Load tokenizer, text encoder, VAE and transformer of a diffusers-format checkpoint dir,
         frozen, on the model's device: text encoder and transformer in ``dtype``, VAE in ``vae_dtype``."""
         from transformers import AutoTokenizer
 
         dev, dt = self._device, self._dtype
         self.tokenizer = AutoTokenizer.from_pretrained(path / "tokenizer")
-        self.text_encoder = text_encoder_cls.from_pretrained(path / "text_encoder", dtype=dt).to(dev).eval()
-        self.vae = vae_cls.from_pretrained(
-            path, subfolder="vae", torch_dtype=resolve_dtype(self.config.vae_dtype)
-        ).to(dev).eval()
-        self.transformer = transformer_cls.from_pretrained(path, subfolder="transformer", torch_dtype=dt).to(dev)
+        self.text_encoder = (
+            text_encoder_cls.from_pretrained(path / "text_encoder", dtype=dt).to(dev).eval()
+        )
+        self.vae = (
+            vae_cls.from_pretrained(
+                path, subfolder="vae", torch_dtype=resolve_dtype(self.config.vae_dtype)
+            )
+            .to(dev)
+            .eval()
+        )
+        self.transformer = transformer_cls.from_pretrained(
+            path, subfolder="transformer", torch_dtype=dt
+        ).to(dev)
         for module in (self.text_encoder, self.vae, self.transformer):
             module.requires_grad_(False)
 
     def _encode_texts(self, texts: list[str]) -> list[torch.Tensor]:
         raise NotImplementedError
 
-    def _forward(self, latents: torch.Tensor, sigma: torch.Tensor, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _forward(
+        self, latents: torch.Tensor, sigma: torch.Tensor, embeds: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         raise NotImplementedError
 
     @property
@@ -503,19 +574,29 @@ class DiffusersVideoModel(VideoModel):
     def dtype(self) -> torch.dtype:
         return self._dtype
 
-    def encode_prompts(self, prompts: list[str], negative_prompt: str | None = None) -> TextConditioning:
+    def encode_prompts(
+        self, prompts: list[str], negative_prompt: str | None = None
+    ) -> TextConditioning:
         """``TextConditioning`` ``[B, max_sequence_length, D]`` for the prompts and the negative prompt
         (zero-padded after the real tokens, with masks). Texts are encoded once and cached (LRU)."""
-        negative_prompt = self.config.negative_prompt if negative_prompt is None else negative_prompt
+        negative_prompt = (
+            self.config.negative_prompt if negative_prompt is None else negative_prompt
+        )
         rows = self._prompt_cache.get_many([*prompts, negative_prompt], self._encode_texts)
         length = self.config.max_sequence_length
         embeds, mask = pad_stack(rows[:-1], length)  # [B, L, D], [B, L]
         neg, neg_mask = pad_stack(rows[-1:], length)  # [1, L, D], [1, L]
         b = len(prompts)
-        return TextConditioning(embeds, neg.expand(b, -1, -1), mask, neg_mask.expand(b, -1), list(prompts))
+        return TextConditioning(
+            embeds, neg.expand(b, -1, -1), mask, neg_mask.expand(b, -1), list(prompts)
+        )
 
     def velocity(
-        self, latents: torch.Tensor, sigma: torch.Tensor | float, cond: TextConditioning, guidance_scale: float = 1.0
+        self,
+        latents: torch.Tensor,
+        sigma: torch.Tensor | float,
+        cond: TextConditioning,
+        guidance_scale: float = 1.0,
     ) -> torch.Tensor:
         b = latents.shape[0]  # latents: [B, C, F', H', W']
         sigma = torch.as_tensor(sigma, dtype=torch.float32).reshape(-1).to(latents.device)
@@ -538,7 +619,9 @@ class DiffusersVideoModel(VideoModel):
         """Latents ``[B, C, F', H', W']`` -> videos ``[B, F, 3, H, W]`` in [0, 1], through the VAE or,
         with ``model.decoder = "latent_preview"``, the fixed linear preview (same output shape)."""
         if self.config.decoder == "latent_preview":
-            return latent_preview(latents.to(self._device), self.temporal_compression, self.spatial_compression)
+            return latent_preview(
+                latents.to(self._device), self.temporal_compression, self.spatial_compression
+            )
         return self._vae_decode(latents)
 
     def _vae_decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -574,7 +657,13 @@ def char_tokenizer(model_max_length: int = 512):
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A </s>", special_tokens=[("</s>", 1)]
+    )
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", model_max_length=model_max_length
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        model_max_length=model_max_length,
     )

@@ -47,7 +47,9 @@ from .common import (
 
 ENV_PATH = "WORLD_R1_LTX_MODEL"
 TINY_SEED = 0
-DEFAULT_SHIFT_TOKENS = 21 * 16 * 22  # LTXPipeline's default 161 x 512 x 704 video in the real latent space
+DEFAULT_SHIFT_TOKENS = (
+    21 * 16 * 22
+)  # LTXPipeline's default 161 x 512 x 704 video in the real latent space
 TINY_VERSION = 1  # bump when the tiny architecture below changes (new cache directory)
 
 
@@ -55,13 +57,23 @@ class LTXVideo(DiffusersVideoModel):
     """LTX-Video T2V: T5 text encoder, high-compression causal video VAE, DiT on packed latents."""
 
     class Config(DiffusersModelConfig):
-        path: str = pydantic.Field("", description=f"diffusers-format checkpoint dir (default: ${ENV_PATH})")
-        max_sequence_length: int = pydantic.Field(128, ge=1, description="T5 tokens (LTXPipeline default 128)")
-        frame_rate: float = pydantic.Field(25.0, gt=0, description="fps the RoPE temporal scale assumes")
-        shift_sequence_length: int | None = pydantic.Field(
-            None, ge=1, description="video tokens for the dynamic sigma shift; None: from the last latent_layout()"
+        path: str = pydantic.Field(
+            "", description=f"diffusers-format checkpoint dir (default: ${ENV_PATH})"
         )
-        decode_timestep: float = pydantic.Field(0.0, ge=0, le=1, description="VAE decode timestep (0.9.1+: 0.05)")
+        max_sequence_length: int = pydantic.Field(
+            128, ge=1, description="T5 tokens (LTXPipeline default 128)"
+        )
+        frame_rate: float = pydantic.Field(
+            25.0, gt=0, description="fps the RoPE temporal scale assumes"
+        )
+        shift_sequence_length: int | None = pydantic.Field(
+            None,
+            ge=1,
+            description="video tokens for the dynamic sigma shift; None: from the last latent_layout()",
+        )
+        decode_timestep: float = pydantic.Field(
+            0.0, ge=0, le=1, description="VAE decode timestep (0.9.1+: 0.05)"
+        )
         decode_noise_scale: float | None = pydantic.Field(
             None, ge=0, le=1, description="noise mixed in before decoding; None: = decode_timestep"
         )
@@ -95,7 +107,9 @@ class LTXVideo(DiffusersVideoModel):
         from transformers import T5EncoderModel
 
         self._load_parts(path, T5EncoderModel, AutoencoderKLLTXVideo, LTXVideoTransformer3DModel)
-        self.scheduler_config = json.loads((path / "scheduler" / "scheduler_config.json").read_text())
+        self.scheduler_config = json.loads(
+            (path / "scheduler" / "scheduler_config.json").read_text()
+        )
         self.num_train_timesteps = int(self.scheduler_config.get("num_train_timesteps", 1000))
         self.temporal_compression = int(self.vae.temporal_compression_ratio)
         self.spatial_compression = int(self.vae.spatial_compression_ratio)
@@ -110,9 +124,13 @@ class LTXVideo(DiffusersVideoModel):
         tc, sc = self.temporal_compression, self.spatial_compression
         multiple = sc * self.patch_size
         if frames < 1 or (frames - 1) % (tc * self.patch_size_t):
-            raise ValueError(f"video.frames must be 1 + {tc}k for LTX-Video (e.g. {8 * tc + 1}), got {frames}")
+            raise ValueError(
+                f"video.frames must be 1 + {tc}k for LTX-Video (e.g. {8 * tc + 1}), got {frames}"
+            )
         if height % multiple or width % multiple:
-            raise ValueError(f"video.height and video.width must be multiples of {multiple} for LTX-Video, got {height}x{width}")
+            raise ValueError(
+                f"video.height and video.width must be multiples of {multiple} for LTX-Video, got {height}x{width}"
+            )
         latent_frames = (frames - 1) // tc + 1
         layout = LatentLayout(
             channels=int(self.transformer.config.in_channels),
@@ -155,7 +173,9 @@ class LTXVideo(DiffusersVideoModel):
                 scheduler.config.get("base_shift", 0.5),
                 scheduler.config.get("max_shift", 1.15),
             )
-        if num_steps == 1:  # the terminal stretch divides by 1 - sigma_last = 0 (NaN in LTXPipeline too)
+        if (
+            num_steps == 1
+        ):  # the terminal stretch divides by 1 - sigma_last = 0 (NaN in LTXPipeline too)
             return torch.tensor([1.0, 0.0])
         scheduler.set_timesteps(sigmas=base, device="cpu", **kwargs)
         return scheduler.sigmas.to(torch.float32)  # [S + 1], 1 -> 0
@@ -176,12 +196,16 @@ class LTXVideo(DiffusersVideoModel):
         lengths = tokens.attention_mask.sum(dim=1).tolist()
         return [h[:n].clone() for h, n in zip(hidden, lengths)]
 
-    def _forward(self, latents: torch.Tensor, sigma: torch.Tensor, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _forward(
+        self, latents: torch.Tensor, sigma: torch.Tensor, embeds: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         from diffusers import LTXPipeline
 
         p, pt = self.patch_size, self.patch_size_t
         _, _, f, h, w = latents.shape  # [N, C, F', H', W']
-        packed = LTXPipeline._pack_latents(latents.to(self._device, self._dtype), p, pt)  # [N, S, C*pt*p*p]
+        packed = LTXPipeline._pack_latents(
+            latents.to(self._device, self._dtype), p, pt
+        )  # [N, S, C*pt*p*p]
         tc, sc = self.temporal_compression, self.spatial_compression
         out = self.transformer(
             hidden_states=packed,
@@ -195,7 +219,9 @@ class LTXVideo(DiffusersVideoModel):
             return_dict=False,
         )[0]
         # LTX predicts noise - x0 (flow matching): the interface's convention, no conversion
-        return LTXPipeline._unpack_latents(out, f // pt, h // p, w // p, p, pt)  # [N, C, F', H', W']
+        return LTXPipeline._unpack_latents(
+            out, f // pt, h // p, w // p, p, pt
+        )  # [N, C, F', H', W']
 
     def _vae_decode(self, latents: torch.Tensor) -> torch.Tensor:
         vae = self.vae
@@ -206,14 +232,20 @@ class LTXVideo(DiffusersVideoModel):
         timestep = None
         if vae.config.timestep_conditioning:
             b = z.shape[0]
-            scale = self.config.decode_timestep if self.config.decode_noise_scale is None else self.config.decode_noise_scale
+            scale = (
+                self.config.decode_timestep
+                if self.config.decode_noise_scale is None
+                else self.config.decode_noise_scale
+            )
             if scale > 0:
                 g = torch.Generator(device="cpu").manual_seed(0)
                 noise = torch.randn(z.shape, generator=g, dtype=torch.float32).to(z)
                 z = (1 - scale) * z + scale * noise
             timestep = torch.full((b,), self.config.decode_timestep, device=z.device, dtype=z.dtype)
         video = vae.decode(z, timestep, return_dict=False)[0]  # [B, 3, F, H, W] in [-1, 1]
-        return ((video.float() + 1) / 2).clamp(0, 1).permute(0, 2, 1, 3, 4).contiguous()  # [B, F, 3, H, W]
+        return (
+            ((video.float() + 1) / 2).clamp(0, 1).permute(0, 2, 1, 3, 4).contiguous()
+        )  # [B, F, 3, H, W]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -223,13 +255,25 @@ class LTXVideo(DiffusersVideoModel):
 def build_tiny_ltx(directory: Path) -> None:
     """Random tiny LTX-Video saved as a diffusers LTXPipeline directory (4x temporal and spatial
     compression, 8 latent channels; the scheduler uses LTX's dynamic shift and terminal stretch)."""
-    from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXPipeline, LTXVideoTransformer3DModel
+    from diffusers import (
+        AutoencoderKLLTXVideo,
+        FlowMatchEulerDiscreteScheduler,
+        LTXPipeline,
+        LTXVideoTransformer3DModel,
+    )
     from transformers import T5Config, T5EncoderModel
 
     with seeded(TINY_SEED):
         transformer = LTXVideoTransformer3DModel(
-            in_channels=8, out_channels=8, patch_size=1, patch_size_t=1, num_attention_heads=4,
-            attention_head_dim=8, cross_attention_dim=32, num_layers=2, caption_channels=32,
+            in_channels=8,
+            out_channels=8,
+            patch_size=1,
+            patch_size_t=1,
+            num_attention_heads=4,
+            attention_head_dim=8,
+            cross_attention_dim=32,
+            num_layers=2,
+            caption_channels=32,
         )
         vae = AutoencoderKLLTXVideo(
             latent_channels=8,
@@ -246,17 +290,32 @@ def build_tiny_ltx(directory: Path) -> None:
         )
         text_encoder = T5EncoderModel(
             T5Config(
-                vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-                relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+                vocab_size=64,
+                d_model=32,
+                d_kv=8,
+                d_ff=64,
+                num_layers=2,
+                num_heads=4,
+                relative_attention_num_buckets=8,
+                pad_token_id=0,
+                eos_token_id=1,
+                decoder_start_token_id=0,
             )
         )
     scheduler = FlowMatchEulerDiscreteScheduler(
-        use_dynamic_shifting=True, base_shift=0.95, max_shift=2.05, base_image_seq_len=1024,
-        max_image_seq_len=4096, shift_terminal=0.1,
+        use_dynamic_shifting=True,
+        base_shift=0.95,
+        max_shift=2.05,
+        base_image_seq_len=1024,
+        max_image_seq_len=4096,
+        shift_terminal=0.1,
     )
     pipe = LTXPipeline(
-        scheduler=scheduler, vae=vae.eval(), text_encoder=text_encoder.eval(),
-        tokenizer=char_tokenizer(model_max_length=128), transformer=transformer.eval(),
+        scheduler=scheduler,
+        vae=vae.eval(),
+        text_encoder=text_encoder.eval(),
+        tokenizer=char_tokenizer(model_max_length=128),
+        transformer=transformer.eval(),
     )
     pipe.save_pretrained(str(directory))
 
@@ -272,4 +331,8 @@ def ensure_tiny_checkpoint(cache_root: Path) -> Path:
 
 @hookimpl
 def worldr1_register_base_models(register):
-    register("ltx-video", LTXVideo, description="LTX-Video T2V (diffusers) + peft LoRA; preset 'tiny' for CPU tests")
+    register(
+        "ltx-video",
+        LTXVideo,
+        description="LTX-Video T2V (diffusers) + peft LoRA; preset 'tiny' for CPU tests",
+    )

@@ -40,11 +40,17 @@ class Wan21(DiffusersVideoModel):
     """Wan2.1 T2V: UMT5 text encoder, 3D causal VAE (4x temporal, 8x spatial), DiT transformer."""
 
     class Config(DiffusersModelConfig):
-        path: str = pydantic.Field("", description=f"diffusers-format checkpoint dir (default: ${ENV_PATH})")
-        flow_shift: float | None = pydantic.Field(
-            None, gt=0, description="sigma shift; None: the scheduler config's (Wan: 3.0 for 480p, 5.0 for 720p)"
+        path: str = pydantic.Field(
+            "", description=f"diffusers-format checkpoint dir (default: ${ENV_PATH})"
         )
-        max_sequence_length: int = pydantic.Field(512, ge=1, description="text tokens (Wan2.1 was trained with 512)")
+        flow_shift: float | None = pydantic.Field(
+            None,
+            gt=0,
+            description="sigma shift; None: the scheduler config's (Wan: 3.0 for 480p, 5.0 for 720p)",
+        )
+        max_sequence_length: int = pydantic.Field(
+            512, ge=1, description="text tokens (Wan2.1 was trained with 512)"
+        )
 
     NAME = "Wan2.1"
     ENV_PATH = ENV_PATH
@@ -55,7 +61,12 @@ class Wan21(DiffusersVideoModel):
         "tokenizer": ["tokenizer.json", "tokenizer_config.json", "spiece.model"],
         "scheduler": ["scheduler_config.json"],
     }
-    LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]  # blocks.N.attn{1,2}.*: all attention projections
+    LORA_TARGETS = [
+        "to_q",
+        "to_k",
+        "to_v",
+        "to_out.0",
+    ]  # blocks.N.attn{1,2}.*: all attention projections
 
     # ------------------------------------------------------------------------------------------
     # loading
@@ -78,9 +89,13 @@ class Wan21(DiffusersVideoModel):
         sched = json.loads((path / "scheduler" / "scheduler_config.json").read_text())
         # FlowMatchEulerDiscreteScheduler stores `shift`; the published Wan2.1-Diffusers ships
         # UniPCMultistepScheduler with `flow_shift` (use_flow_sigmas): both are the same shift.
-        self.shift = float(self.config.flow_shift or sched.get("shift") or sched.get("flow_shift") or 1.0)
+        self.shift = float(
+            self.config.flow_shift or sched.get("shift") or sched.get("flow_shift") or 1.0
+        )
         self.num_train_timesteps = int(sched.get("num_train_timesteps", 1000))
-        self.temporal_compression = int(getattr(self.vae.config, "scale_factor_temporal", None) or 4)
+        self.temporal_compression = int(
+            getattr(self.vae.config, "scale_factor_temporal", None) or 4
+        )
         self.spatial_compression = int(getattr(self.vae.config, "scale_factor_spatial", None) or 8)
         self.patch_size = tuple(self.transformer.config.patch_size)  # (t, h, w)
 
@@ -97,7 +112,9 @@ class Wan21(DiffusersVideoModel):
         if frames < 1 or (frames - 1) % tc:
             raise ValueError(f"video.frames must be 1 + {tc}k for Wan2.1 (e.g. 81), got {frames}")
         if height % multiple or width % multiple:
-            raise ValueError(f"video.height and video.width must be multiples of {multiple} for Wan2.1, got {height}x{width}")
+            raise ValueError(
+                f"video.height and video.width must be multiples of {multiple} for Wan2.1, got {height}x{width}"
+            )
         latent_frames = (frames - 1) // tc + 1
         return LatentLayout(
             channels=self.latent_channels,
@@ -131,11 +148,15 @@ class Wan21(DiffusersVideoModel):
     def sigmas(self, num_steps: int) -> torch.Tensor:
         from diffusers import FlowMatchEulerDiscreteScheduler
 
-        scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=self.num_train_timesteps, shift=self.shift)
+        scheduler = FlowMatchEulerDiscreteScheduler(
+            num_train_timesteps=self.num_train_timesteps, shift=self.shift
+        )
         scheduler.set_timesteps(num_steps, device="cpu")
         return scheduler.sigmas.to(torch.float32)  # [S + 1], 1 -> 0
 
-    def _forward(self, latents: torch.Tensor, sigma: torch.Tensor, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _forward(
+        self, latents: torch.Tensor, sigma: torch.Tensor, embeds: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         # Wan predicts noise - x0 at timestep 1000 * sigma: the interface's convention as is.
         # The text mask is not used: WanPipeline zero-pads the embeddings instead.
         timestep = sigma.to(self._device, torch.float32) * self.num_train_timesteps  # [B]
@@ -149,10 +170,16 @@ class Wan21(DiffusersVideoModel):
     def _vae_decode(self, latents: torch.Tensor) -> torch.Tensor:
         vae = self.vae
         z = latents.to(self._device, vae.dtype)  # [B, 16, F', H', W'], normalized latents
-        mean = torch.tensor(vae.config.latents_mean, device=z.device, dtype=z.dtype).view(1, -1, 1, 1, 1)
-        std = torch.tensor(vae.config.latents_std, device=z.device, dtype=z.dtype).view(1, -1, 1, 1, 1)
+        mean = torch.tensor(vae.config.latents_mean, device=z.device, dtype=z.dtype).view(
+            1, -1, 1, 1, 1
+        )
+        std = torch.tensor(vae.config.latents_std, device=z.device, dtype=z.dtype).view(
+            1, -1, 1, 1, 1
+        )
         video = vae.decode(z * std + mean, return_dict=False)[0]  # [B, 3, F, H, W] in [-1, 1]
-        return ((video.float() + 1) / 2).clamp(0, 1).permute(0, 2, 1, 3, 4).contiguous()  # [B, F, 3, H, W]
+        return (
+            ((video.float() + 1) / 2).clamp(0, 1).permute(0, 2, 1, 3, 4).contiguous()
+        )  # [B, F, 3, H, W]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -161,22 +188,47 @@ class Wan21(DiffusersVideoModel):
 
 def build_tiny_wan(directory: Path) -> None:
     """Random tiny Wan2.1 (a 53 k-parameter transformer) saved as a diffusers WanPipeline directory."""
-    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
+    from diffusers import (
+        AutoencoderKLWan,
+        FlowMatchEulerDiscreteScheduler,
+        WanPipeline,
+        WanTransformer3DModel,
+    )
     from transformers import UMT5Config, UMT5EncoderModel
 
     with seeded(TINY_SEED):
         transformer = WanTransformer3DModel(
-            patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16,
-            out_channels=16, text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2,
-            cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+            patch_size=(1, 2, 2),
+            num_attention_heads=2,
+            attention_head_dim=12,
+            in_channels=16,
+            out_channels=16,
+            text_dim=32,
+            freq_dim=256,
+            ffn_dim=32,
+            num_layers=2,
+            cross_attn_norm=True,
+            qk_norm="rms_norm_across_heads",
         )
         vae = AutoencoderKLWan(
-            base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
+            base_dim=3,
+            z_dim=16,
+            dim_mult=[1, 1, 1, 1],
+            num_res_blocks=1,
+            temperal_downsample=[False, True, True],
         )
         text_encoder = UMT5EncoderModel(
             UMT5Config(
-                vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-                relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+                vocab_size=64,
+                d_model=32,
+                d_kv=8,
+                d_ff=64,
+                num_layers=2,
+                num_heads=4,
+                relative_attention_num_buckets=8,
+                pad_token_id=0,
+                eos_token_id=1,
+                decoder_start_token_id=0,
             )
         )
     pipe = WanPipeline(
@@ -200,4 +252,8 @@ def ensure_tiny_checkpoint(cache_root: Path) -> Path:
 
 @hookimpl
 def worldr1_register_base_models(register):
-    register("wan2.1", Wan21, description="Wan2.1 T2V (diffusers) + peft LoRA; preset 'tiny' for CPU tests")
+    register(
+        "wan2.1",
+        Wan21,
+        description="Wan2.1 T2V (diffusers) + peft LoRA; preset 'tiny' for CPU tests",
+    )

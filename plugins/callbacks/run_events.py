@@ -48,15 +48,23 @@ def _state(trainer: Any) -> dict[str, Any]:
 def worldr1_on_train_start(trainer):
     _state(trainer)
     world = getattr(getattr(trainer, "dist", None), "world_size", 1)
-    _append(trainer, "train_start", max_steps=int(getattr(trainer, "max_steps", -1)), world_size=int(world))
+    _append(
+        trainer,
+        "train_start",
+        max_steps=int(getattr(trainer, "max_steps", -1)),
+        world_size=int(world),
+    )
 
 
 @hookimpl
 def worldr1_on_phase_change(trainer, step, previous, phase):
     _append(
-        trainer, "phase_change",
-        previous=None if previous is None else previous.name, phase=phase.name,
-        prompt_source=phase.prompt_source, reward_weights=phase.reward_weights,
+        trainer,
+        "phase_change",
+        previous=None if previous is None else previous.name,
+        phase=phase.name,
+        prompt_source=phase.prompt_source,
+        reward_weights=phase.reward_weights,
     )
 
 
@@ -92,4 +100,9 @@ def worldr1_on_step_end(trainer, step, metrics):
 
 @hookimpl
 def worldr1_on_train_end(trainer, metrics):
-    _append(trainer, "train_end", reward=metrics.get("reward/total/mean"), loss=metrics.get("train/loss"))
+    _append(
+        trainer,
+        "train_end",
+        reward=metrics.get("reward/total/mean"),
+        loss=metrics.get("train/loss"),
+    )

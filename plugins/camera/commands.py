@@ -58,7 +58,9 @@ def _parser_from(cfg):
 
 
 def _video_size(args: argparse.Namespace, cfg) -> tuple[int, int, int]:
-    base = (cfg.video.frames, cfg.video.height, cfg.video.width) if cfg is not None else DEFAULT_SIZE
+    base = (
+        (cfg.video.frames, cfg.video.height, cfg.video.width) if cfg is not None else DEFAULT_SIZE
+    )
     frames = args.frames or base[0]
     height = args.height or base[1]
     width = args.width or base[2]
@@ -70,27 +72,43 @@ def _noise_warp_config(cfg, strength: float | None = None, upsample: int | None 
     from .noise_warp import NoiseWarpInitializer
 
     section = _component(cfg, "latent_init")
-    options = section.options if section is not None and section.name == "noise_warp" else NoiseWarpInitializer.Config()
-    update = {k: v for k, v in {"strength": strength, "upsample": upsample}.items() if v is not None}
+    options = (
+        section.options
+        if section is not None and section.name == "noise_warp"
+        else NoiseWarpInitializer.Config()
+    )
+    update = {
+        k: v for k, v in {"strength": strength, "upsample": upsample}.items() if v is not None
+    }
     return NoiseWarpInitializer.Config.model_validate({**options.model_dump(), **update})
 
 
 def _sampling(args: argparse.Namespace, cfg) -> tuple[int, float]:
     rl = _component(cfg, "rl")
     steps = getattr(rl.options, "num_steps", DEFAULT_STEPS) if rl is not None else DEFAULT_STEPS
-    guidance = getattr(rl.options, "guidance_scale", DEFAULT_GUIDANCE) if rl is not None else DEFAULT_GUIDANCE
+    guidance = (
+        getattr(rl.options, "guidance_scale", DEFAULT_GUIDANCE)
+        if rl is not None
+        else DEFAULT_GUIDANCE
+    )
     return (args.steps or steps), (args.guidance if args.guidance is not None else guidance)
 
 
-def default_layout(frames: int, height: int, width: int, channels: int = 16, temporal: int = 4, spatial: int = 8):
+def default_layout(
+    frames: int, height: int, width: int, channels: int = 16, temporal: int = 4, spatial: int = 8
+):
     """A latent layout for the model-free tools (defaults: Wan2.1's 16 channels, 4x time, 8x space)."""
     from worldr1_core.types import LatentLayout
 
     if height % spatial or width % spatial:
-        raise _error(f"--height/--width must be multiples of --spatial-stride {spatial}, got {height}x{width}")
+        raise _error(
+            f"--height/--width must be multiples of --spatial-stride {spatial}, got {height}x{width}"
+        )
     latent_frames = (frames - 1) // temporal + 1
     indices = [i * temporal for i in range(latent_frames)]
-    return LatentLayout(channels, latent_frames, height // spatial, width // spatial, frames, height, width, indices)
+    return LatentLayout(
+        channels, latent_frames, height // spatial, width // spatial, frames, height, width, indices
+    )
 
 
 # --------------------------------------------------------------------------- camera parse
@@ -117,13 +135,19 @@ def camera_parse_command(args: argparse.Namespace) -> int:
     print(f"motions: {', '.join(spec.motions) if spec.motions else '(none: no camera sentence)'}")
     print(f"scene:   {spec.scene}")
     K = traj.intrinsics[0]
-    print(f"frames:  {frames} at {width}x{height}, focal {K[0, 0]:.1f} px, principal point ({K[0, 2]:.1f}, {K[1, 2]:.1f})")
-    print(f"{'frame':>5} {'x':>9} {'y':>9} {'z':>9} {'yaw[deg]':>9}   (camera centre, OpenCV world = first camera)")
+    print(
+        f"frames:  {frames} at {width}x{height}, focal {K[0, 0]:.1f} px, principal point ({K[0, 2]:.1f}, {K[1, 2]:.1f})"
+    )
+    print(
+        f"{'frame':>5} {'x':>9} {'y':>9} {'z':>9} {'yaw[deg]':>9}   (camera centre, OpenCV world = first camera)"
+    )
     step = max(1, (frames - 1) // 10) if frames > 12 else 1
     for i in sorted(set(range(0, frames, step)) | {frames - 1}):
         c = traj.c2w[i]
         yaw = math.degrees(math.atan2(float(c[0, 2]), float(c[2, 2])))
-        print(f"{i:>5} {float(c[0, 3]):>9.2f} {float(c[1, 3]):>9.2f} {float(c[2, 3]):>9.2f} {yaw:>9.2f}")
+        print(
+            f"{i:>5} {float(c[0, 3]):>9.2f} {float(c[1, 3]):>9.2f} {float(c[2, 3]):>9.2f} {yaw:>9.2f}"
+        )
     if args.save:
         print(f"trajectory written to {args.save}")
     return 0
@@ -160,18 +184,24 @@ def warp_ablation_command(args: argparse.Namespace) -> int:
     layout = (
         model.latent_layout(frames, height, width)
         if model is not None
-        else default_layout(frames, height, width, args.latent_channels, args.temporal_stride, args.spatial_stride)
+        else default_layout(
+            frames, height, width, args.latent_channels, args.temporal_stride, args.spatial_stride
+        )
     )
     nw_cfg = _noise_warp_config(cfg, args.strength, args.upsample)
     up = nw_cfg.upsample
     gh, gw = layout.latent_height * up, layout.latent_width * up
-    png_frames = set(layout.frame_indices) if args.png_every == 0 else set(range(0, frames, args.png_every))
+    png_frames = (
+        set(layout.frame_indices) if args.png_every == 0 else set(range(0, frames, args.png_every))
+    )
 
     # flow and warped noise on the upsampled grid, frame by frame
     t0 = time.perf_counter()
     generator = torch.Generator().manual_seed(args.seed)
     flows, noise_rgb, flow_len, latent_noise = [], [], [], {}
-    for f, noise, flow in iter_warped_noise(traj, layout.channels, gh, gw, generator, flow_config=nw_cfg.flow):
+    for f, noise, flow in iter_warped_noise(
+        traj, layout.channels, gh, gw, generator, flow_config=nw_cfg.flow
+    ):
         flow = flow if flow is not None else torch.zeros(2, gh, gw)
         flows.append(flow.half())
         noise_rgb.append(noise_to_rgb(noise))
@@ -190,10 +220,16 @@ def warp_ablation_command(args: argparse.Namespace) -> int:
 
     # the initializer's latents (warped noise mixed with fresh noise by strength)
     init = NoiseWarpInitializer(nw_cfg)
-    latents = init.initial_latents(layout, [Prompt(args.prompt, camera=spec)], [traj], torch.Generator().manual_seed(args.seed))[0]
+    latents = init.initial_latents(
+        layout, [Prompt(args.prompt, camera=spec)], [traj], torch.Generator().manual_seed(args.seed)
+    )[0]
     scale = layout.spatial_compression
-    latent_rgb = torch.stack([noise_to_rgb(latents[:, i], scale) for i in range(layout.latent_frames)])
-    write_video(out / "latents.mp4", latent_rgb, max(1, fps // max(1, frames // layout.latent_frames)))
+    latent_rgb = torch.stack(
+        [noise_to_rgb(latents[:, i], scale) for i in range(layout.latent_frames)]
+    )
+    write_video(
+        out / "latents.mp4", latent_rgb, max(1, fps // max(1, frames // layout.latent_frames))
+    )
     write_pngs(latent_rgb, out / "latents", layout.frame_indices)
 
     def corr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -221,13 +257,14 @@ def warp_ablation_command(args: argparse.Namespace) -> int:
 
     if model is not None:
         from worldr1_core.generation import generate
-
         from worldr1_plugins.latent_init.gaussian import GaussianInitializer
 
         steps, guidance = _sampling(args, cfg)
         common = dict(parser=parser, frames=frames, height=height, width=width, num_steps=steps,
                       guidance_scale=guidance, seed=args.seed, negative_prompt=cfg.video.negative_prompt or None)  # fmt: skip
-        plain = generate(model, [args.prompt], initializer=GaussianInitializer(), **common).videos[0]
+        plain = generate(model, [args.prompt], initializer=GaussianInitializer(), **common).videos[
+            0
+        ]
         warped_video = generate(model, [args.prompt], initializer=init, **common).videos[0]
         write_video(out / "video_gaussian.mp4", plain.cpu(), fps)
         write_video(out / "video_noise_warp.mp4", warped_video.cpu(), fps)
@@ -258,7 +295,9 @@ def _parse_strengths(text: str) -> list[float]:
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise _error(f"--strengths must be comma-separated numbers in [0, 1], got {text!r}") from None
+        raise _error(
+            f"--strengths must be comma-separated numbers in [0, 1], got {text!r}"
+        ) from None
     if not values or any(not 0.0 <= v <= 1.0 for v in values):
         raise _error(f"--strengths must be comma-separated numbers in [0, 1], got {text!r}")
     return values
@@ -268,7 +307,6 @@ def warp_sweep_command(args: argparse.Namespace) -> int:
     from worldr1_core.generation import generate
     from worldr1_core.rewards import RewardSet
     from worldr1_core.types import RewardBatch
-
     from worldr1_plugins.latent_init.gaussian import GaussianInitializer
 
     from .noise_warp import NoiseWarpInitializer
@@ -276,12 +314,18 @@ def warp_sweep_command(args: argparse.Namespace) -> int:
     strengths = _parse_strengths(args.strengths)
     cfg = _load_config(args)
     if cfg is None:
-        raise _error("warp sweep needs --config with a [model] section and [[rewards]] to score with")
+        raise _error(
+            "warp sweep needs --config with a [model] section and [[rewards]] to score with"
+        )
     model = _build_model(cfg)
     if model is None:
-        raise _error(f"{args.config}: warp sweep needs a [model] section (e.g. name = \"wan2.1\", preset = \"tiny\")")
+        raise _error(
+            f'{args.config}: warp sweep needs a [model] section (e.g. name = "wan2.1", preset = "tiny")'
+        )
     if not cfg.rewards:
-        raise _error(f"{args.config}: warp sweep needs at least one [[rewards]] entry to score the videos")
+        raise _error(
+            f"{args.config}: warp sweep needs at least one [[rewards]] entry to score the videos"
+        )
     prompts = _read_prompts(args.prompts)[: args.limit or None]
     frames, height, width = _video_size(args, cfg)
     steps, guidance = _sampling(args, cfg)
@@ -294,7 +338,9 @@ def warp_sweep_command(args: argparse.Namespace) -> int:
     if not args.no_baseline:
         settings.append(("gaussian", None, GaussianInitializer()))
     for s in strengths:
-        settings.append((f"noise_warp@{s:g}", s, NoiseWarpInitializer(_noise_warp_config(cfg, strength=s))))
+        settings.append(
+            (f"noise_warp@{s:g}", s, NoiseWarpInitializer(_noise_warp_config(cfg, strength=s)))
+        )
 
     rows: list[dict[str, Any]] = []
     for label, strength, initializer in settings:
@@ -317,14 +363,20 @@ def warp_sweep_command(args: argparse.Namespace) -> int:
                 row.update({name: float(v[i]) for name, v in scored.components.items()})
                 row["seconds"] = round(seconds / len(batch_prompts), 3)
                 rows.append(row)
-            print(f"{label}: prompts {start}..{start + len(batch_prompts) - 1} total={scored.total.mean():.4f}")
+            print(
+                f"{label}: prompts {start}..{start + len(batch_prompts) - 1} total={scored.total.mean():.4f}"
+            )
 
     columns = list(dict.fromkeys(k for row in rows for k in row))
     with open(out / "sweep.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-    metrics = [c for c in columns if c not in {"setting", "strength", "prompt_index", "prompt", "valid", "seconds"}]
+    metrics = [
+        c
+        for c in columns
+        if c not in {"setting", "strength", "prompt_index", "prompt", "valid", "seconds"}
+    ]
     summary = _summarize(rows, [label for label, _, _ in settings], metrics)
     result = {
         "config": args.config,
@@ -339,7 +391,9 @@ def warp_sweep_command(args: argparse.Namespace) -> int:
     (out / "sweep.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     _plot(summary, strengths, metrics, out / "sweep.png")
     best = max(strengths, key=lambda s: summary[f"noise_warp@{s:g}"]["total"]["mean"])
-    print(f"wrote {out / 'sweep.csv'}, {out / 'sweep.json'}, {out / 'sweep.png'}; best strength by total reward: {best:g}")
+    print(
+        f"wrote {out / 'sweep.csv'}, {out / 'sweep.json'}, {out / 'sweep.png'}; best strength by total reward: {best:g}"
+    )
     return 0
 
 
@@ -352,7 +406,11 @@ def _summarize(rows: list[dict[str, Any]], labels: list[str], metrics: list[str]
             values = torch.tensor([r[m] for r in mine if m in r], dtype=torch.float64)
             if values.numel():
                 std = float(values.std()) if values.numel() > 1 else 0.0
-                entry[m] = {"mean": float(values.mean()), "std": std, "sem": std / math.sqrt(values.numel())}
+                entry[m] = {
+                    "mean": float(values.mean()),
+                    "std": std,
+                    "sem": std / math.sqrt(values.numel()),
+                }
         summary[label] = entry
     return summary
 
@@ -363,7 +421,9 @@ def _plot(summary: dict[str, Any], strengths: list[float], metrics: list[str], p
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = [m for m in metrics if "/" not in m]  # total and each reward; components stay in the CSV
+    shown = [
+        m for m in metrics if "/" not in m
+    ]  # total and each reward; components stay in the CSV
     fig, axes = plt.subplots(1, len(shown), figsize=(4 * len(shown), 3.2), squeeze=False)
     for ax, m in zip(axes[0], shown):
         means = [summary[f"noise_warp@{s:g}"][m]["mean"] for s in strengths]
@@ -386,56 +446,97 @@ def _plot(summary: dict[str, Any], strengths: list[float], metrics: list[str], p
 
 
 def _size_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--frames", type=int, help=f"video frames (default: the config's video.frames, else {DEFAULT_SIZE[0]})")
-    p.add_argument("--height", type=int, help=f"video height (default: config, else {DEFAULT_SIZE[1]})")
-    p.add_argument("--width", type=int, help=f"video width (default: config, else {DEFAULT_SIZE[2]})")
+    p.add_argument(
+        "--frames",
+        type=int,
+        help=f"video frames (default: the config's video.frames, else {DEFAULT_SIZE[0]})",
+    )
+    p.add_argument(
+        "--height", type=int, help=f"video height (default: config, else {DEFAULT_SIZE[1]})"
+    )
+    p.add_argument(
+        "--width", type=int, help=f"video width (default: config, else {DEFAULT_SIZE[2]})"
+    )
 
 
 def _sampling_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=int, help=f"denoising steps (default: rl.num_steps, else {DEFAULT_STEPS})")
-    p.add_argument("--guidance", type=float, help=f"CFG scale (default: rl.guidance_scale, else {DEFAULT_GUIDANCE})")
+    p.add_argument(
+        "--steps", type=int, help=f"denoising steps (default: rl.num_steps, else {DEFAULT_STEPS})"
+    )
+    p.add_argument(
+        "--guidance",
+        type=float,
+        help=f"CFG scale (default: rl.guidance_scale, else {DEFAULT_GUIDANCE})",
+    )
 
 
 @hookimpl
 def worldr1_register_commands(subparsers):
     camera = subparsers.add_parser("camera", help="camera instructions -> motions -> trajectories")
     camera_sub = camera.add_subparsers(dest="camera_command", metavar="SUBCOMMAND", required=True)
-    p = camera_sub.add_parser("parse", help="parse a prompt's camera sentence and print the camera path")
+    p = camera_sub.add_parser(
+        "parse", help="parse a prompt's camera sentence and print the camera path"
+    )
     p.add_argument("text", help='prompt text, e.g. "Camera orbit left, then pull out. A car."')
     _size_args(p)
-    p.add_argument("--json", action="store_true", help="motions, scene and the full trajectory as JSON")
+    p.add_argument(
+        "--json", action="store_true", help="motions, scene and the full trajectory as JSON"
+    )
     p.add_argument("--save", metavar="FILE", help="write the trajectory JSON to FILE")
     p.add_argument("--config", help="run config whose [camera] section configures the parser")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     p.set_defaults(func=camera_parse_command)
 
-    warp = subparsers.add_parser("warp", help="noise-warping tools: ablation pictures and strength sweeps")
+    warp = subparsers.add_parser(
+        "warp", help="noise-warping tools: ablation pictures and strength sweeps"
+    )
     warp_sub = warp.add_subparsers(dest="warp_command", metavar="SUBCOMMAND", required=True)
-    a = warp_sub.add_parser("ablation", help="flow + warped noise of a prompt; videos with/without warping if a model is configured")
+    a = warp_sub.add_parser(
+        "ablation",
+        help="flow + warped noise of a prompt; videos with/without warping if a model is configured",
+    )
     a.add_argument("--prompt", required=True, help="prompt text with its camera sentence")
     a.add_argument("--out", required=True, help="output directory")
-    a.add_argument("--config", help="run config: [model], [video], [camera], [latent_init] (optional)")
+    a.add_argument(
+        "--config", help="run config: [model], [video], [camera], [latent_init] (optional)"
+    )
     _size_args(a)
     a.add_argument("--strength", type=float, help="override latent_init.strength")
     a.add_argument("--upsample", type=int, help="override latent_init.upsample")
     a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--png-every", type=int, default=0, help="PNG every N frames (0: the latent frames)")
-    a.add_argument("--latent-channels", type=int, default=16, help="without a model: latent channels")
-    a.add_argument("--temporal-stride", type=int, default=4, help="without a model: frames per latent frame")
-    a.add_argument("--spatial-stride", type=int, default=8, help="without a model: pixels per latent pixel")
+    a.add_argument(
+        "--png-every", type=int, default=0, help="PNG every N frames (0: the latent frames)"
+    )
+    a.add_argument(
+        "--latent-channels", type=int, default=16, help="without a model: latent channels"
+    )
+    a.add_argument(
+        "--temporal-stride", type=int, default=4, help="without a model: frames per latent frame"
+    )
+    a.add_argument(
+        "--spatial-stride", type=int, default=8, help="without a model: pixels per latent pixel"
+    )
     _sampling_args(a)
     a.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     a.set_defaults(func=warp_ablation_command)
 
-    s = warp_sub.add_parser("sweep", help="generate per strength, score with the configured rewards, CSV/JSON/PNG")
-    s.add_argument("--strengths", default="0.2,0.35,0.45,0.6", help="comma-separated strengths in [0, 1]")
-    s.add_argument("--prompts", required=True, help="prompts file (one per line) or one prompt text")
+    s = warp_sub.add_parser(
+        "sweep", help="generate per strength, score with the configured rewards, CSV/JSON/PNG"
+    )
+    s.add_argument(
+        "--strengths", default="0.2,0.35,0.45,0.6", help="comma-separated strengths in [0, 1]"
+    )
+    s.add_argument(
+        "--prompts", required=True, help="prompts file (one per line) or one prompt text"
+    )
     s.add_argument("--config", required=True, help="run config with [model] and [[rewards]]")
     s.add_argument("--out", required=True, help="output directory")
     s.add_argument("--limit", type=int, default=0, help="use only the first N prompts (0: all)")
     s.add_argument("--batch-size", type=int, default=1)
     s.add_argument("--seed", type=int, default=0, help="the same seeds are used for every strength")
-    s.add_argument("--no-baseline", action="store_true", help="skip the plain Gaussian-noise baseline")
+    s.add_argument(
+        "--no-baseline", action="store_true", help="skip the plain Gaussian-noise baseline"
+    )
     _size_args(s)
     _sampling_args(s)
     s.add_argument("overrides", nargs="*", metavar="KEY=VALUE")

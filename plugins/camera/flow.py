@@ -16,7 +16,7 @@ Flow longer than ``max_flow * width`` is shortened to that length (release: 25% 
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pydantic
 import torch
@@ -27,7 +27,9 @@ from worldr1_core.types import CameraTrajectory
 class FlowConfig(pydantic.BaseModel, extra="forbid"):
     """How camera motion becomes optical flow."""
 
-    plane_depth: float = pydantic.Field(1000.0, gt=0, description="depth of the assumed fronto-parallel scene plane")
+    plane_depth: float = pydantic.Field(
+        1000.0, gt=0, description="depth of the assumed fronto-parallel scene plane"
+    )
     max_flow: float = pydantic.Field(
         0.25, gt=0, description="cap on the flow length, as a fraction of the frame width"
     )
@@ -36,7 +38,9 @@ class FlowConfig(pydantic.BaseModel, extra="forbid"):
     )
 
 
-def scale_intrinsics(K: torch.Tensor, from_size: tuple[int, int], to_size: tuple[int, int]) -> torch.Tensor:
+def scale_intrinsics(
+    K: torch.Tensor, from_size: tuple[int, int], to_size: tuple[int, int]
+) -> torch.Tensor:
     """``K`` of a ``(width, height)`` frame expressed for a ``to_size`` frame of the same view."""
     sx, sy = to_size[0] / from_size[0], to_size[1] / from_size[1]
     S = torch.diag(torch.tensor([sx, sy, 1.0], dtype=K.dtype, device=K.device))
@@ -64,8 +68,12 @@ def pixel_centres(height: int, width: int, dtype=torch.float64, device=None) -> 
 
 def cap_flow(flow: torch.Tensor, max_length: float) -> torch.Tensor:
     """Shorten flow vectors ``[2, ...]`` longer than ``max_length`` pixels to that length."""
-    length = torch.hypot(flow[0], flow[1]).unsqueeze(0)  # (a strided norm(dim=0) is much slower on CPU)
-    scale = torch.where(length > max_length, max_length / length.clamp_min(1e-12), torch.ones_like(length))
+    length = torch.hypot(flow[0], flow[1]).unsqueeze(
+        0
+    )  # (a strided norm(dim=0) is much slower on CPU)
+    scale = torch.where(
+        length > max_length, max_length / length.clamp_min(1e-12), torch.ones_like(length)
+    )
     return flow * scale
 
 
@@ -95,7 +103,9 @@ def reprojection_flow(
     rays = torch.linalg.inv(K_i) @ p  # [3, N], z = 1
     if isinstance(depth, torch.Tensor):
         if tuple(depth.shape) != (height, width):
-            raise ValueError(f"depth map must be [{height}, {width}] like the flow grid, got {tuple(depth.shape)}")
+            raise ValueError(
+                f"depth map must be [{height}, {width}] like the flow grid, got {tuple(depth.shape)}"
+            )
         z_i = depth.to(**f64).reshape(1, -1)
     else:
         z_i = torch.full((1, p.shape[1]), float(depth), **f64)
@@ -106,7 +116,9 @@ def reprojection_flow(
     flow = (q[:2] - p[:2]).reshape(2, height, width)
     valid = in_front.reshape(height, width) & (z_i.reshape(height, width) > 0)
     if isinstance(depth, torch.Tensor):
-        valid &= _visible(q[:2], z_j, valid.reshape(-1), height, width, occlusion_tolerance).reshape(height, width)
+        valid &= _visible(
+            q[:2], z_j, valid.reshape(-1), height, width, occlusion_tolerance
+        ).reshape(height, width)
     flow = torch.where(valid, flow, torch.zeros_like(flow)).float()
     if max_flow is not None:
         flow = cap_flow(flow, max_flow * width)
@@ -146,7 +158,11 @@ def trajectory_flows(
     config = config or FlowConfig()
     device = device if device is not None else trajectory.c2w.device
     K = [
-        scale_intrinsics(k.to(device=device, dtype=torch.float64), (trajectory.width, trajectory.height), (width, height))
+        scale_intrinsics(
+            k.to(device=device, dtype=torch.float64),
+            (trajectory.width, trajectory.height),
+            (width, height),
+        )
         for k in trajectory.intrinsics
     ]
     c2w = trajectory.c2w.to(device=device, dtype=torch.float64)

@@ -36,7 +36,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, Iterator, Literal
+from collections.abc import Iterator
+from typing import Any, Literal
 
 import pydantic
 import torch
@@ -81,7 +82,9 @@ def warp_noise(
     draws (for splitting and fresh noise) come from ``generator``, in a fixed order.
     """
     if noise.ndim != 3 or flow.ndim != 3 or flow.shape[0] != 2 or flow.shape[1:] != noise.shape[1:]:
-        raise ValueError(f"warp_noise expects noise [C, H, W] and flow [2, H, W], got {tuple(noise.shape)} and {tuple(flow.shape)}")
+        raise ValueError(
+            f"warp_noise expects noise [C, H, W] and flow [2, H, W], got {tuple(noise.shape)} and {tuple(flow.shape)}"
+        )
     C, H, W = noise.shape
     N = H * W
     device = noise.device
@@ -134,17 +137,30 @@ def warp_noise(
         split = (h_k > 1).nonzero().squeeze(1)
         if split.numel():
             s_src, s_k = h_src[split], h_k[split]
-            w = torch.randn((C, split.numel()), generator=generator, device=device, dtype=X.dtype) * s_k.rsqrt()
+            w = (
+                torch.randn((C, split.numel()), generator=generator, device=device, dtype=X.dtype)
+                * s_k.rsqrt()
+            )
             groups, inverse = torch.unique(s_src, return_inverse=True)
-            w_sum = torch.zeros((C, groups.numel()), device=device, dtype=X.dtype).index_add_(1, inverse, w)
+            w_sum = torch.zeros((C, groups.numel()), device=device, dtype=X.dtype).index_add_(
+                1, inverse, w
+            )
             w_mean = w_sum / k[groups].to(X.dtype)
             pieces[:, split] = pieces[:, split] / s_k + w - w_mean.index_select(1, inverse)
         targets, t_inv = torch.unique(h_dst, return_inverse=True)
-        acc = torch.zeros((C, targets.numel()), device=device, dtype=X.dtype).index_add_(1, t_inv, pieces)
-        var = torch.zeros(targets.numel(), device=device, dtype=X.dtype).index_add_(0, t_inv, 1.0 / h_k)
+        acc = torch.zeros((C, targets.numel()), device=device, dtype=X.dtype).index_add_(
+            1, t_inv, pieces
+        )
+        var = torch.zeros(targets.numel(), device=device, dtype=X.dtype).index_add_(
+            0, t_inv, 1.0 / h_k
+        )
         out.index_copy_(1, targets, acc * var.rsqrt())
     if fresh_dst.numel():
-        out.index_copy_(1, fresh_dst, torch.randn((C, fresh_dst.numel()), generator=generator, device=device, dtype=X.dtype))
+        out.index_copy_(
+            1,
+            fresh_dst,
+            torch.randn((C, fresh_dst.numel()), generator=generator, device=device, dtype=X.dtype),
+        )
     return out.reshape(C, H, W)
 
 
@@ -190,7 +206,9 @@ def iter_warped_noise(
     flows = trajectory_flows(trajectory, height, width, flow_config, depths=depths, device=device)
     for f in range(1, last + 1):
         flow, valid = next(flows)
-        noise = warp_noise(noise, flow, valid=None if bool(valid.all()) else valid, generator=generator)
+        noise = warp_noise(
+            noise, flow, valid=None if bool(valid.all()) else valid, generator=generator
+        )
         yield f, noise, flow
 
 
@@ -214,10 +232,20 @@ def warped_noise_video(
             f"(latent frames pick pixel frames {layout.frame_indices[:3]}...); build it with frames={layout.frames}"
         )
     C = layout.channels
-    out = torch.empty((C, layout.latent_frames, layout.latent_height, layout.latent_width), device=generator.device)
+    out = torch.empty(
+        (C, layout.latent_frames, layout.latent_height, layout.latent_width),
+        device=generator.device,
+    )
     gh, gw = layout.latent_height * upsample, layout.latent_width * upsample
     noises = iter_warped_noise(
-        trajectory, C, gh, gw, generator, last_frame=max(layout.frame_indices), flow_config=flow_config, depths=depths
+        trajectory,
+        C,
+        gh,
+        gw,
+        generator,
+        last_frame=max(layout.frame_indices),
+        flow_config=flow_config,
+        depths=depths,
     )
     for f, noise, _ in noises:
         for i, g in enumerate(layout.frame_indices):
@@ -231,14 +259,24 @@ class NoiseWarpInitializer(LatentInitializer):
 
     class Config(pydantic.BaseModel, extra="forbid"):
         strength: float = pydantic.Field(
-            0.4, ge=0.0, le=1.0, description="weight of the warped noise; the rest is fresh noise (unit variance kept)"
+            0.4,
+            ge=0.0,
+            le=1.0,
+            description="weight of the warped noise; the rest is fresh noise (unit variance kept)",
         )
-        upsample: int = pydantic.Field(8, ge=1, description="warp on a grid this many times finer than the latent grid")
+        upsample: int = pydantic.Field(
+            8, ge=1, description="warp on a grid this many times finer than the latent grid"
+        )
         flow: FlowConfig = pydantic.Field(default_factory=FlowConfig)
-        inject_steps: int = pydantic.Field(0, ge=0, description="pull latents toward the warped noise for the first K steps")
-        inject_weight: float = pydantic.Field(0.5, ge=0.0, le=1.0, description="pull strength at step 0 (decays to 0 at K)")
+        inject_steps: int = pydantic.Field(
+            0, ge=0, description="pull latents toward the warped noise for the first K steps"
+        )
+        inject_weight: float = pydantic.Field(
+            0.5, ge=0.0, le=1.0, description="pull strength at step 0 (decays to 0 at K)"
+        )
         no_camera: Literal["gaussian", "fixed"] = pydantic.Field(
-            "gaussian", description="prompts without a trajectory: plain noise, or noise of a fixed camera"
+            "gaussian",
+            description="prompts without a trajectory: plain noise, or noise of a fixed camera",
         )
         warp_device: str = pydantic.Field(
             "generator",
@@ -263,7 +301,9 @@ class NoiseWarpInitializer(LatentInitializer):
         dtype: torch.dtype = torch.float32,
     ) -> torch.Tensor:
         if len(trajectories) != len(prompts):
-            raise ValueError(f"noise_warp got {len(prompts)} prompts but {len(trajectories)} trajectories")
+            raise ValueError(
+                f"noise_warp got {len(prompts)} prompts but {len(trajectories)} trajectories"
+            )
         cfg = self.config
         generator = self._generator(generator)
         if cfg.no_camera == "fixed":
@@ -275,22 +315,33 @@ class NoiseWarpInitializer(LatentInitializer):
         # stacked along the channels and share one flow computation and one set of indices.
         groups: dict[Any, list[int]] = {}
         for i, trajectory in enumerate(trajectories):
-            groups.setdefault(("plain", i) if trajectory is None else _path_key(trajectory), []).append(i)
+            groups.setdefault(
+                ("plain", i) if trajectory is None else _path_key(trajectory), []
+            ).append(i)
         out: list[torch.Tensor | None] = [None] * len(trajectories)
         C = layout.shape[0]
         for members in groups.values():  # in order of first appearance: deterministic
             trajectory = trajectories[members[0]]
             if trajectory is None:
-                out[members[0]] = torch.randn(layout.shape, generator=generator, device=generator.device)
+                out[members[0]] = torch.randn(
+                    layout.shape, generator=generator, device=generator.device
+                )
                 continue
             stacked = dataclasses.replace(layout, channels=C * len(members))
-            warped = warped_noise_video(trajectory, stacked, generator, upsample=cfg.upsample, flow_config=cfg.flow)
+            warped = warped_noise_video(
+                trajectory, stacked, generator, upsample=cfg.upsample, flow_config=cfg.flow
+            )
             for k, i in enumerate(members):
                 fresh = torch.randn(layout.shape, generator=generator, device=generator.device)
-                out[i] = cfg.strength * warped[k * C : (k + 1) * C] + math.sqrt(1.0 - cfg.strength**2) * fresh
+                out[i] = (
+                    cfg.strength * warped[k * C : (k + 1) * C]
+                    + math.sqrt(1.0 - cfg.strength**2) * fresh
+                )
         return torch.stack(out).to(device=device, dtype=dtype)  # [B, C, F', H', W']
 
-    def inject(self, step: int, latents: torch.Tensor, initial: torch.Tensor, sigma: float) -> torch.Tensor:
+    def inject(
+        self, step: int, latents: torch.Tensor, initial: torch.Tensor, sigma: float
+    ) -> torch.Tensor:
         """For ``step < inject_steps``: ``latents + w_step * sigma * (initial - latents)`` with
         ``w_step = inject_weight * (1 - step / inject_steps)``, i.e. re-impose the camera-aware noise
         in proportion to the noise level while the layout forms; later steps are untouched."""
@@ -303,4 +354,8 @@ class NoiseWarpInitializer(LatentInitializer):
 
 @hookimpl
 def worldr1_register_latent_initializers(register):
-    register("noise_warp", NoiseWarpInitializer, description="camera-aware warped noise (Go-with-the-Flow style)")
+    register(
+        "noise_warp",
+        NoiseWarpInitializer,
+        description="camera-aware warped noise (Go-with-the-Flow style)",
+    )

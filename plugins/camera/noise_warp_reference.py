@@ -64,7 +64,9 @@ def warp_noise_reference(
 
     # split duplicated sources: pieces X/k + W_e - mean(W), W_e ~ N(0, 1/k)
     split_edges = [e for e, (q, _) in enumerate(edges) if fan_out[q] > 1]
-    draws = torch.randn((C, len(split_edges)), generator=generator, device=noise.device, dtype=noise.dtype)
+    draws = torch.randn(
+        (C, len(split_edges)), generator=generator, device=noise.device, dtype=noise.dtype
+    )
     w_of_edge: dict[int, torch.Tensor] = {}
     w_total: dict[int, torch.Tensor] = {}
     for column, e in enumerate(split_edges):
@@ -87,7 +89,9 @@ def warp_noise_reference(
         if variance[p] > 0:
             out[:, p] /= math.sqrt(variance[p])
     if fresh:
-        draws = torch.randn((C, len(fresh)), generator=generator, device=noise.device, dtype=noise.dtype)
+        draws = torch.randn(
+            (C, len(fresh)), generator=generator, device=noise.device, dtype=noise.dtype
+        )
         for column, p in enumerate(fresh):
             out[:, p] = draws[:, column]
     return out.reshape(C, H, W)

@@ -72,7 +72,9 @@ _FILLER = {
     "a", "an", "the", "slowly", "gently", "smoothly", "quickly", "steadily", "slightly", "slow",
     "gradually", "finally", "then", "and", "camera", "is", "stay", "remain", "stays", "remains",
 }  # fmt: skip
-_SENTENCE = re.compile(r"^\s*(?:the\s+)?camera\b\s*[:\-]?\s*(?P<body>[^.!?\n]*)(?:[.!?]+|$)\s*", re.IGNORECASE)
+_SENTENCE = re.compile(
+    r"^\s*(?:the\s+)?camera\b\s*[:\-]?\s*(?P<body>[^.!?\n]*)(?:[.!?]+|$)\s*", re.IGNORECASE
+)
 _JOINERS = r"(?:and\s+then|then|and|followed\s+by|transitioning\s+into|transitions\s+into|before|after\s+that)"
 _SPLIT = re.compile(rf"\s*[,;]\s*|\s+{_JOINERS}\s+", re.IGNORECASE)
 _LEADING_JOINER = re.compile(rf"^\s*{_JOINERS}\s+", re.IGNORECASE)
@@ -114,14 +116,18 @@ def parse_camera_prompt(
     table = {**DEFAULT_ALIASES, **{_normalize_phrase(k): v for k, v in (aliases or {}).items()}}
     for phrase, motion in table.items():
         if motion not in MOTIONS:
-            raise ValueError(f"camera alias {phrase!r} -> {motion!r}: target must be one of {', '.join(MOTIONS)}")
+            raise ValueError(
+                f"camera alias {phrase!r} -> {motion!r}: target must be one of {', '.join(MOTIONS)}"
+            )
     match = _SENTENCE.match(text)
     if match is None:
         return CameraSpec(motions=[], scene=text.strip())
     body = match.group("body").strip()
     first = re.findall(r"[a-z_]+", body.lower())[:1]
     if not first or _VERB_FORMS.get(first[0], first[0]).split("_")[0] not in _VERBS:
-        return CameraSpec(motions=[], scene=text.strip())  # "Camera lenses on a table." is scene text
+        return CameraSpec(
+            motions=[], scene=text.strip()
+        )  # "Camera lenses on a table." is scene text
     motions: list[str] = []
     for raw in _SPLIT.split(body):
         raw = _LEADING_JOINER.sub("", raw)
@@ -133,7 +139,7 @@ def parse_camera_prompt(
             allowed = ", ".join(m.replace("_", " ") for m in MOTIONS)
             message = (
                 f"unknown camera motion {raw.strip()!r} in camera sentence {match.group(0).strip()!r}; "
-                f"allowed motions: {allowed} (set camera.unknown_motion = \"warn\" to skip it, "
+                f'allowed motions: {allowed} (set camera.unknown_motion = "warn" to skip it, '
                 f"or map it with camera.aliases)"
             )
             if unknown_motion == "error":
@@ -141,7 +147,9 @@ def parse_camera_prompt(
             warnings.warn(message, stacklevel=2)
             continue
         motions.append(motion)
-    return CameraSpec(motions=motions, scene=text[match.end() :].strip(), camera_text=match.group(0).strip())
+    return CameraSpec(
+        motions=motions, scene=text[match.end() :].strip(), camera_text=match.group(0).strip()
+    )
 
 
 class TextCameraParser(CameraParser):
@@ -152,17 +160,26 @@ class TextCameraParser(CameraParser):
             "error", description="what an unknown motion in a camera sentence does"
         )
         aliases: dict[str, str] = pydantic.Field(
-            default_factory=dict, description="extra phrase -> motion mappings, e.g. {'zoom in' = 'push_in'}"
+            default_factory=dict,
+            description="extra phrase -> motion mappings, e.g. {'zoom in' = 'push_in'}",
         )
         trajectory: TrajectoryConfig = pydantic.Field(default_factory=TrajectoryConfig)
 
     def parse(self, text: str) -> CameraSpec:
-        return parse_camera_prompt(text, unknown_motion=self.config.unknown_motion, aliases=self.config.aliases)
+        return parse_camera_prompt(
+            text, unknown_motion=self.config.unknown_motion, aliases=self.config.aliases
+        )
 
-    def trajectory(self, spec: CameraSpec, frames: int, width: int, height: int) -> CameraTrajectory:
+    def trajectory(
+        self, spec: CameraSpec, frames: int, width: int, height: int
+    ) -> CameraTrajectory:
         return build_trajectory(spec.motions, frames, width, height, self.config.trajectory)
 
 
 @hookimpl
 def worldr1_register_camera_parsers(register):
-    register("text", TextCameraParser, description="'Camera orbit left, then pull out. ...' -> piecewise camera path")
+    register(
+        "text",
+        TextCameraParser,
+        description="'Camera orbit left, then pull out. ...' -> piecewise camera path",
+    )

@@ -42,11 +42,17 @@ class TrajectoryConfig(pydantic.BaseModel, extra="forbid"):
     """Per-motion magnitudes (``[camera.trajectory]``); defaults are the World-R1 release's."""
 
     orbit_degrees: float = pydantic.Field(24.0, description="arc swept by one orbit segment")
-    orbit_radius: float = pydantic.Field(600.0, gt=0, description="distance from the camera to the orbit pivot")
+    orbit_radius: float = pydantic.Field(
+        600.0, gt=0, description="distance from the camera to the orbit pivot"
+    )
     pan_degrees: float = pydantic.Field(14.0, description="yaw of one pan segment")
-    push_distance: float = pydantic.Field(600.0, description="forward/backward travel of push in / pull out")
+    push_distance: float = pydantic.Field(
+        600.0, description="forward/backward travel of push in / pull out"
+    )
     move_distance: float = pydantic.Field(220.0, description="sideways travel of move left / right")
-    focal_factor: float = pydantic.Field(1.2, gt=0, description="focal length in pixels = focal_factor * width")
+    focal_factor: float = pydantic.Field(
+        1.2, gt=0, description="focal length in pixels = focal_factor * width"
+    )
 
 
 def _rot_y(angle: float) -> torch.Tensor:
@@ -73,7 +79,9 @@ def motion_pose(motion: str, t: float, config: TrajectoryConfig) -> torch.Tensor
         theta = sign * math.radians(config.orbit_degrees) * t
         r = config.orbit_radius
         pose[:3, :3] = _rot_y(theta)
-        pose[:3, 3] = torch.tensor([-r * math.sin(theta), 0.0, r - r * math.cos(theta)], dtype=torch.float64)
+        pose[:3, 3] = torch.tensor(
+            [-r * math.sin(theta), 0.0, r - r * math.cos(theta)], dtype=torch.float64
+        )
     else:
         from .parser import MOTIONS
 
@@ -84,7 +92,9 @@ def motion_pose(motion: str, t: float, config: TrajectoryConfig) -> torch.Tensor
 def intrinsics(width: int, height: int, focal_factor: float = 1.2) -> torch.Tensor:
     """Pinhole ``K [3, 3]`` (float64) with ``f = focal_factor * width`` and the centre in the middle."""
     f = focal_factor * width
-    return torch.tensor([[f, 0.0, width / 2.0], [0.0, f, height / 2.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    return torch.tensor(
+        [[f, 0.0, width / 2.0], [0.0, f, height / 2.0], [0.0, 0.0, 1.0]], dtype=torch.float64
+    )
 
 
 def build_trajectory(
@@ -105,7 +115,9 @@ def build_trajectory(
         k = min(int(math.floor(s)), n - 1)
         c2w[i] = starts[k] @ motion_pose(segments[k], s - k, config)
     K = intrinsics(width, height, config.focal_factor)
-    return CameraTrajectory(c2w=c2w, intrinsics=K, width=width, height=height, motions=list(motions))
+    return CameraTrajectory(
+        c2w=c2w, intrinsics=K, width=width, height=height, motions=list(motions)
+    )
 
 
 def save_trajectory(trajectory: CameraTrajectory, path: str | Path) -> None:
@@ -118,7 +130,9 @@ def load_trajectory(path: str | Path) -> CameraTrajectory:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc}); expected a camera trajectory object") from None
+        raise ValueError(
+            f"{path}: not valid JSON ({exc}); expected a camera trajectory object"
+        ) from None
     try:
         return CameraTrajectory.from_dict(data)
     except ValueError as exc:

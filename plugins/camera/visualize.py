@@ -50,14 +50,23 @@ def noise_to_rgb(noise: torch.Tensor, scale: int = 1) -> torch.Tensor:
 
 def to_uint8(frames: torch.Tensor) -> np.ndarray:
     """``[F, 3, H, W]`` in ``[0, 1]`` -> ``[F, H, W, 3]`` uint8 (H, W padded to even sizes for video codecs)."""
-    x = (frames.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    x = (
+        (frames.detach().float().clamp(0, 1) * 255)
+        .round()
+        .to(torch.uint8)
+        .permute(0, 2, 3, 1)
+        .cpu()
+        .numpy()
+    )
     pad_h, pad_w = x.shape[1] % 2, x.shape[2] % 2
     if pad_h or pad_w:
         x = np.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
     return x
 
 
-def write_pngs(frames: torch.Tensor, directory: str | Path, indices: list[int] | None = None) -> list[Path]:
+def write_pngs(
+    frames: torch.Tensor, directory: str | Path, indices: list[int] | None = None
+) -> list[Path]:
     """Write ``[F, 3, H, W]`` frames as ``directory/frame_XXXX.png`` (``indices`` name the files)."""
     import imageio.v2 as imageio
 

@@ -23,7 +23,9 @@ class GaussianInitializer(LatentInitializer):
         dtype: torch.dtype = torch.float32,
     ) -> torch.Tensor:
         shape = (len(prompts), *layout.shape)  # [B, C, F', H', W']
-        noise = torch.randn(shape, generator=generator, device=generator.device, dtype=torch.float32)
+        noise = torch.randn(
+            shape, generator=generator, device=generator.device, dtype=torch.float32
+        )
         return noise.to(device=device, dtype=dtype)
 
 

@@ -23,11 +23,11 @@ import torch
 import torch.nn.functional as F
 
 from worldr1_core import hookimpl
+from worldr1_core.devices import resolve_device
 from worldr1_core.interfaces import Reward
 from worldr1_core.types import RewardBatch, RewardOutput
 
 from .scene_text import SceneText, strip_camera_sentence
-from worldr1_core.devices import resolve_device
 
 __all__ = ["Aesthetic", "sample_frame_indices", "strip_camera_sentence"]
 
@@ -43,7 +43,7 @@ class _LoadedCLIP:
     """One open_clip model + tokenizer on its device, shared by every reward with the same
     (arch, checkpoint, device, precision)."""
 
-    _cache: dict[tuple, "_LoadedCLIP"] = {}
+    _cache: dict[tuple, _LoadedCLIP] = {}
     _lock = threading.Lock()
 
     def __init__(self, arch: str, checkpoint: str, device: torch.device, precision: str):
@@ -53,11 +53,15 @@ class _LoadedCLIP:
         if arch.endswith(".json"):  # a custom architecture file (e.g. the tiny test CLIP)
             path = Path(arch)
             if not path.is_file():
-                raise FileNotFoundError(f"aesthetic.arch: architecture file {arch!r} does not exist")
+                raise FileNotFoundError(
+                    f"aesthetic.arch: architecture file {arch!r} does not exist"
+                )
             open_clip.add_model_config(path)
             arch_name = path.stem
         if arch_name not in open_clip.list_models():
-            raise ValueError(f"aesthetic.arch: unknown open_clip architecture {arch!r} (HPS v2.x uses 'ViT-H-14')")
+            raise ValueError(
+                f"aesthetic.arch: unknown open_clip architecture {arch!r} (HPS v2.x uses 'ViT-H-14')"
+            )
         ckpt = Path(checkpoint)
         if not checkpoint or not ckpt.is_file():
             raise FileNotFoundError(
@@ -65,7 +69,10 @@ class _LoadedCLIP:
                 "https://huggingface.co/xswu/HPSv2 and set checkpoint to its local path"
             )
         self.model = open_clip.create_model(
-            arch_name, precision=precision if precision != "amp" else "fp32", device="cpu", output_dict=True
+            arch_name,
+            precision=precision if precision != "amp" else "fp32",
+            device="cpu",
+            output_dict=True,
         )
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
         state = state.get("state_dict", state)
@@ -82,10 +89,14 @@ class _LoadedCLIP:
         self.std = torch.tensor(std, device=device).view(1, 3, 1, 1)
         # low-precision open_clip keeps norms/embeddings in fp32: feed images in the patch conv's dtype
         first = getattr(self.model.visual, "conv1", None)
-        self.param_dtype = first.weight.dtype if first is not None else next(self.model.parameters()).dtype
+        self.param_dtype = (
+            first.weight.dtype if first is not None else next(self.model.parameters()).dtype
+        )
 
     @classmethod
-    def shared(cls, arch: str, checkpoint: str, device: torch.device, precision: str) -> "_LoadedCLIP":
+    def shared(
+        cls, arch: str, checkpoint: str, device: torch.device, precision: str
+    ) -> _LoadedCLIP:
         key = (arch, str(checkpoint), str(device), precision)
         with cls._lock:
             if key not in cls._cache:
@@ -98,26 +109,33 @@ class Aesthetic(Reward):
 
     class Config(pydantic.BaseModel, extra="forbid"):
         checkpoint: str = pydantic.Field(
-            "", description="local path of HPS_v2.1_compressed.pt / HPS_v2_compressed.pt ({'state_dict': ...})"
+            "",
+            description="local path of HPS_v2.1_compressed.pt / HPS_v2_compressed.pt ({'state_dict': ...})",
         )
         arch: str = pydantic.Field(
-            "ViT-H-14", description="open_clip architecture name, or a path to an architecture .json"
+            "ViT-H-14",
+            description="open_clip architecture name, or a path to an architecture .json",
         )
-        frames: int = pydantic.Field(4, ge=0, description="frames sampled uniformly per video (0: all)")
+        frames: int = pydantic.Field(
+            4, ge=0, description="frames sampled uniformly per video (0: all)"
+        )
         prompt_text: Literal["scene", "full"] = pydantic.Field(
-            "scene", description="scene: drop the camera sentence; full: score against the whole prompt"
+            "scene",
+            description="scene: drop the camera sentence; full: score against the whole prompt",
         )
         camera_parser: str = pydantic.Field(
-            "text", description="camera parser that splits off the camera sentence (falls back to a "
-            "'Camera ...' first-sentence rule when it is not installed); \"\": always the rule"
+            "text",
+            description="camera parser that splits off the camera sentence (falls back to a "
+            "'Camera ...' first-sentence rule when it is not installed); \"\": always the rule",
         )
         device: str = pydantic.Field("auto", description='"auto", "cpu", "cuda:1", ...')
         precision: Literal["auto", "fp32", "fp16", "bf16", "amp"] = pydantic.Field(
-            "auto", description="auto: amp (fp32 weights, fp16 autocast, as HPSv2 does) on GPU, fp32 on CPU"
+            "auto",
+            description="auto: amp (fp32 weights, fp16 autocast, as HPSv2 does) on GPU, fp32 on CPU",
         )
         batch_size: int = pydantic.Field(16, ge=1, description="frames per forward pass")
 
-    def __init__(self, config: "Aesthetic.Config"):
+    def __init__(self, config: Aesthetic.Config):
         super().__init__(config)
         self.device = resolve_device(config.device)
         precision = config.precision
@@ -142,7 +160,9 @@ class Aesthetic(Reward):
         h, w = x.shape[-2:]
         scale = size / min(h, w)
         nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-        x = F.interpolate(x, size=(nh, nw), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+        x = F.interpolate(
+            x, size=(nh, nw), mode="bicubic", align_corners=False, antialias=True
+        ).clamp(0, 1)
         top, left = (nh - size) // 2, (nw - size) // 2
         x = x[..., top : top + size, left : left + size]
         return (x - self.clip.mean) / self.clip.std
@@ -193,4 +213,8 @@ class Aesthetic(Reward):
 
 @hookimpl
 def worldr1_register_rewards(register):
-    register("aesthetic", Aesthetic, description="HPSv2.x human-preference score of sampled frames vs the scene text")
+    register(
+        "aesthetic",
+        Aesthetic,
+        description="HPSv2.x human-preference score of sampled frames vs the scene text",
+    )

@@ -17,7 +17,9 @@ class Brightness(Reward):
     """Mean luma of the video, or closeness to a target luma when ``target`` is set."""
 
     class Config(pydantic.BaseModel, extra="forbid"):
-        target: float | None = pydantic.Field(None, ge=0.0, le=1.0, description="score = 1 - |luma - target|")
+        target: float | None = pydantic.Field(
+            None, ge=0.0, le=1.0, description="score = 1 - |luma - target|"
+        )
 
     def score(self, batch: RewardBatch) -> RewardOutput:
         v = batch.videos.float()  # [B, F, 3, H, W]
@@ -28,4 +30,6 @@ class Brightness(Reward):
 
 @hookimpl
 def worldr1_register_rewards(register):
-    register("brightness", Brightness, description="mean luma of the frames (or closeness to a target)")
+    register(
+        "brightness", Brightness, description="mean luma of the frames (or closeness to a target)"
+    )

@@ -48,11 +48,20 @@ DEFAULT_QUESTION = (
 class ViewOffset(pydantic.BaseModel, extra="forbid"):
     """A novel viewpoint relative to an anchor frame of the estimated trajectory."""
 
-    yaw: float = pydantic.Field(0.0, description="degrees of orbit around the scene centre; > 0 moves the camera to its right")
-    pitch: float = pydantic.Field(0.0, description="degrees of orbit around the scene centre; > 0 moves the camera up")
-    right: float = pydantic.Field(0.0, description="shift along the camera's x axis, in units of the distance to the centre")
+    yaw: float = pydantic.Field(
+        0.0,
+        description="degrees of orbit around the scene centre; > 0 moves the camera to its right",
+    )
+    pitch: float = pydantic.Field(
+        0.0, description="degrees of orbit around the scene centre; > 0 moves the camera up"
+    )
+    right: float = pydantic.Field(
+        0.0, description="shift along the camera's x axis, in units of the distance to the centre"
+    )
     up: float = pydantic.Field(0.0, description="shift along the camera's up axis (-y), same units")
-    forward: float = pydantic.Field(0.0, description="shift along the viewing direction, same units")
+    forward: float = pydantic.Field(
+        0.0, description="shift along the viewing direction, same units"
+    )
     anchor: Literal["first", "middle", "last"] = "middle"
 
 
@@ -78,7 +87,9 @@ def scene_center(anchor_c2w: torch.Tensor, points: torch.Tensor) -> tuple[torch.
     return t + d * r[:, 2], d
 
 
-def novel_camera(anchor_c2w: torch.Tensor, center: torch.Tensor, distance: float, view: ViewOffset) -> torch.Tensor:
+def novel_camera(
+    anchor_c2w: torch.Tensor, center: torch.Tensor, distance: float, view: ViewOffset
+) -> torch.Tensor:
     """Camera-to-world ``[4, 4]`` of ``view``: orbit around ``center``, then shift (OpenCV axes)."""
     c2w = anchor_c2w.double()
     center = center.double()
@@ -89,7 +100,9 @@ def novel_camera(anchor_c2w: torch.Tensor, center: torch.Tensor, distance: float
     rot = yaw @ pitch  # elevation first, then azimuth about the anchor's up: no roll
     r_new = rot @ r
     t_new = center + rot @ (t - center)
-    t_new = t_new + distance * (view.right * r_new[:, 0] - view.up * r_new[:, 1] + view.forward * r_new[:, 2])
+    t_new = t_new + distance * (
+        view.right * r_new[:, 0] - view.up * r_new[:, 1] + view.forward * r_new[:, 2]
+    )
     out = torch.eye(4, dtype=torch.float64)
     out[:3, :3], out[:3, 3] = r_new, t_new
     return out.to(anchor_c2w.dtype)
@@ -100,22 +113,31 @@ class MetaView(Reward):
 
     class Config(pydantic.BaseModel, extra="forbid"):
         judge: VLMJudgeConfig = pydantic.Field(default_factory=VLMJudgeConfig)
-        question: str = pydantic.Field(DEFAULT_QUESTION, description="prompt template; {scene} is the scene text")
+        question: str = pydantic.Field(
+            DEFAULT_QUESTION, description="prompt template; {scene} is the scene text"
+        )
         views: list[ViewOffset] = pydantic.Field(
             default_factory=lambda: [ViewOffset(yaw=-25.0), ViewOffset(yaw=25.0)],
             min_length=1,
         )
         geometry: dict[str, Any] | None = pydantic.Field(
-            None, description="geometry estimator table (name + options); None: the run's [geometry]"
+            None,
+            description="geometry estimator table (name + options); None: the run's [geometry]",
         )
         render_size: int = pydantic.Field(
-            0, ge=0, description="longer side of the renders in pixels (0: the geometry's depth-map size)"
+            0,
+            ge=0,
+            description="longer side of the renders in pixels (0: the geometry's depth-map size)",
         )
         background: tuple[float, float, float] = (1.0, 1.0, 1.0)
-        render_backend: str = pydantic.Field("auto", description='"auto" (gsplat on CUDA, torch elsewhere), "torch", "gsplat"')
-        camera_parser: str = pydantic.Field("text", description='splits off the camera sentence; "": the "Camera ..." rule')
+        render_backend: str = pydantic.Field(
+            "auto", description='"auto" (gsplat on CUDA, torch elsewhere), "torch", "gsplat"'
+        )
+        camera_parser: str = pydantic.Field(
+            "text", description='splits off the camera sentence; "": the "Camera ..." rule'
+        )
 
-    def __init__(self, config: "MetaView.Config"):
+    def __init__(self, config: MetaView.Config):
         super().__init__(config)
         self._scene = SceneText(config.camera_parser or None)
         self._judge: VLMJudge | None = None
@@ -137,17 +159,25 @@ class MetaView(Reward):
 
     # ------------------------------------------------------------------ views
 
-    def cameras(self, geometry: Geometry, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def cameras(
+        self, geometry: Geometry, width: int, height: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Novel cameras of one video: ``c2w [V, 4, 4]`` and intrinsics ``[V, 3, 3]`` for a
         ``width x height`` render (the anchor frame's intrinsics, rescaled)."""
         g = geometry.gaussians
         frames = geometry.c2w.shape[0]
         registered = (
-            geometry.registered.nonzero().flatten().tolist() if geometry.registered is not None else list(range(frames))
+            geometry.registered.nonzero().flatten().tolist()
+            if geometry.registered is not None
+            else list(range(frames))
         )
         if not registered:
             raise ValueError("meta_view: the geometry estimator registered no frame of this video")
-        pick = {"first": registered[0], "middle": registered[len(registered) // 2], "last": registered[-1]}
+        pick = {
+            "first": registered[0],
+            "middle": registered[len(registered) // 2],
+            "last": registered[-1],
+        }
         c2w_all, k_all = frame_cameras(geometry, width, height)  # intrinsics rescaled to the render
         points = g.means.detach().double().cpu()
         c2ws, ks = [], []
@@ -173,7 +203,9 @@ class MetaView(Reward):
             h, w = max(1, round(h * scale)), max(1, round(w * scale))
         return int(w), int(h)
 
-    def render(self, geometry: Geometry, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def render(
+        self, geometry: Geometry, width: int, height: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Renders of the novel views: ``rgb [V, 3, H, W]``, ``alpha [V, 1, H, W]``."""
         if geometry.gaussians is None or len(geometry.gaussians) == 0:
             raise ValueError(
@@ -184,8 +216,13 @@ class MetaView(Reward):
         device = geometry.gaussians.means.device
         background = torch.tensor(self.config.background, dtype=torch.float32, device=device)
         return render_gaussians(
-            geometry.gaussians, c2w.to(device), k.to(device), width, height,
-            background=background, backend=self.config.render_backend,
+            geometry.gaussians,
+            c2w.to(device),
+            k.to(device),
+            width,
+            height,
+            background=background,
+            backend=self.config.render_backend,
         )
 
     # ------------------------------------------------------------------ reward
@@ -225,8 +262,8 @@ class MetaView(Reward):
         if rated:
             result = self.judge.rate(queries, [questions[b] for b in rated for _ in range(views)])
         for i, b in enumerate(rated):
-            per_view[b] = result.scores[i * views:(i + 1) * views]
-            texts[b] = result.texts[i * views:(i + 1) * views]
+            per_view[b] = result.scores[i * views : (i + 1) * views]
+            texts[b] = result.texts[i * views : (i + 1) * views]
         score = per_view.mean(dim=1)
         components = {"plausibility": score, "coverage": coverage, "geometry_failed": failed}
         components.update({f"view_{i}": per_view[:, i] for i in range(views)})
@@ -242,6 +279,7 @@ class MetaView(Reward):
 @hookimpl
 def worldr1_register_rewards(register):
     register(
-        "meta_view", MetaView,
+        "meta_view",
+        MetaView,
         description="VLM (Qwen-VL) rating of the video's 3D Gaussians rendered from novel viewpoints",
     )

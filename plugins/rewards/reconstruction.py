@@ -36,8 +36,8 @@ import pydantic
 import torch
 import torch.nn.functional as F
 
-from worldr1_core.devices import resolve_device
 from worldr1_core import hookimpl
+from worldr1_core.devices import resolve_device
 from worldr1_core.interfaces import Reward
 from worldr1_core.types import Geometry, RewardBatch, RewardOutput
 
@@ -69,7 +69,9 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5)
     var_b = blur(b * b) - mu_b**2
     cov = blur(a * b) - mu_a * mu_b
     c1, c2 = 0.01**2, 0.03**2
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / (
+        (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
+    )
     return s.flatten(1).mean(1)
 
 
@@ -88,7 +90,9 @@ def load_lpips(net: str, weights: str, random_backbone: bool) -> torch.nn.Module
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001
-            raise ValueError(f"lpips_weights={weights!r}: cannot read it as a torch state dict ({exc})") from exc
+            raise ValueError(
+                f"lpips_weights={weights!r}: cannot read it as a torch state dict ({exc})"
+            ) from exc
         state = state.get("state_dict", state)
         if any(k.startswith("features.") for k in state):  # torchvision backbone -> lpips slices
             mapped = {}
@@ -97,7 +101,9 @@ def load_lpips(net: str, weights: str, random_backbone: bool) -> torch.nn.Module
                     _, _, idx, *rest = key.split(".")
                     src = ".".join(["features", idx, *rest])
                     if src not in state:
-                        raise ValueError(f"lpips_weights={weights!r} lacks {src!r}: is it a torchvision {net} state dict?")
+                        raise ValueError(
+                            f"lpips_weights={weights!r} lacks {src!r}: is it a torchvision {net} state dict?"
+                        )
                     mapped[key] = state[src]
             model.load_state_dict(mapped, strict=False)
         else:
@@ -114,18 +120,34 @@ class ReconstructionConsistency(Reward):
     """1 - LPIPS between the frames and the estimator's Gaussians re-rendered at every frame camera."""
 
     class Config(pydantic.BaseModel, extra="forbid"):
-        geometry: dict[str, Any] | None = pydantic.Field(None, description="estimator, e.g. {name='depth_anything_3', weights='...'}; None: the run's [geometry]")
+        geometry: dict[str, Any] | None = pydantic.Field(
+            None,
+            description="estimator, e.g. {name='depth_anything_3', weights='...'}; None: the run's [geometry]",
+        )
         lpips_weights: str = pydantic.Field("", description="local LPIPS/backbone state dict file")
         lpips_net: Literal["alex", "vgg", "squeeze"] = "alex"
-        lpips_random_backbone: bool = pydantic.Field(False, description="tests only: random LPIPS backbone")
-        holdout: bool = pydantic.Field(True, description="render frame i without the Gaussians frame i produced")
-        neighbours: int = pydantic.Field(1, ge=0, description="with holdout: render frame i from frames within this many steps of i (0: all other frames)")
+        lpips_random_backbone: bool = pydantic.Field(
+            False, description="tests only: random LPIPS backbone"
+        )
+        holdout: bool = pydantic.Field(
+            True, description="render frame i without the Gaussians frame i produced"
+        )
+        neighbours: int = pydantic.Field(
+            1,
+            ge=0,
+            description="with holdout: render frame i from frames within this many steps of i (0: all other frames)",
+        )
         backend: Literal["auto", "gsplat", "torch"] = "auto"
-        max_side: int = pydantic.Field(0, ge=0, description="score at most this many pixels on the long side (0: video size)")
+        max_side: int = pydantic.Field(
+            0, ge=0, description="score at most this many pixels on the long side (0: video size)"
+        )
         background: tuple[float, float, float] = (0.0, 0.0, 0.0)
-        device: str = pydantic.Field("auto", description="where LPIPS and rendering run: 'auto' (cuda if available), 'cpu', 'cuda:N'")
+        device: str = pydantic.Field(
+            "auto",
+            description="where LPIPS and rendering run: 'auto' (cuda if available), 'cpu', 'cuda:N'",
+        )
 
-    def __init__(self, config: "ReconstructionConsistency.Config | None" = None):
+    def __init__(self, config: ReconstructionConsistency.Config | None = None):
         super().__init__(config)
         cfg = self.config
         self.lpips = load_lpips(cfg.lpips_net, cfg.lpips_weights, cfg.lpips_random_backbone)
@@ -146,11 +168,15 @@ class ReconstructionConsistency(Reward):
         table = {n: torch.tensor([r[n] for r in rows], dtype=torch.float32) for n in names}
         reasons = {i: r["reason"] for i, r in enumerate(rows) if r.get("reason")}
         return RewardOutput(
-            scores=table.pop("score"), components=table, info={"failures": reasons} if reasons else {}
+            scores=table.pop("score"),
+            components=table,
+            info={"failures": reasons} if reasons else {},
         )
 
     @torch.no_grad()
-    def render_views(self, geometry: Geometry, frames: list[int], width: int, height: int) -> torch.Tensor:
+    def render_views(
+        self, geometry: Geometry, frames: list[int], width: int, height: int
+    ) -> torch.Tensor:
         """Renders ``[len(frames), 3, H, W]`` of ``geometry``'s Gaussians at the given frames' cameras."""
         cfg = self.config
         c2w, k = frame_cameras(geometry, width, height)
@@ -158,7 +184,9 @@ class ReconstructionConsistency(Reward):
         bg = torch.tensor(cfg.background, device=self.device)
         source = geometry.info.get("gaussian_frame")
         if not cfg.holdout or source is None:
-            col, _ = render_gaussians(g, c2w[frames], k[frames], width, height, bg, backend=cfg.backend)
+            col, _ = render_gaussians(
+                g, c2w[frames], k[frames], width, height, bg, backend=cfg.backend
+            )
             return col
         source = source.to(self.device)
         out = []
@@ -167,22 +195,36 @@ class ReconstructionConsistency(Reward):
             if cfg.neighbours:
                 keep &= (source - i).abs() <= cfg.neighbours
             sub = type(g)(*(t[keep] for t in (g.means, g.scales, g.quats, g.opacities, g.colors)))
-            col, _ = render_gaussians(sub, c2w[i : i + 1], k[i : i + 1], width, height, bg, backend=cfg.backend)
+            col, _ = render_gaussians(
+                sub, c2w[i : i + 1], k[i : i + 1], width, height, bg, backend=cfg.backend
+            )
             out.append(col)
         return torch.cat(out)
 
     @torch.no_grad()
     def _score_video(self, video: torch.Tensor, geometry: Geometry) -> dict[str, Any]:
         f = video.shape[0]
-        registered = geometry.registered if geometry.registered is not None else torch.ones(f, dtype=torch.bool)
+        registered = (
+            geometry.registered
+            if geometry.registered is not None
+            else torch.ones(f, dtype=torch.bool)
+        )
         frames = registered.nonzero().squeeze(1).tolist()
         reason = geometry.info.get("failure")
-        if reason is None and (not frames or geometry.gaussians is None or len(geometry.gaussians) == 0):
+        if reason is None and (
+            not frames or geometry.gaussians is None or len(geometry.gaussians) == 0
+        ):
             reason = "the geometry estimator produced no registered frames or no Gaussians"
         if reason is not None:
             log.warning("reconstruction: scoring 0 because %s", reason)
-            return {"score": 0.0, "lpips": 1.0, "psnr": 0.0, "ssim": 0.0,
-                    "registered_fraction": len(frames) / f, "reason": reason}
+            return {
+                "score": 0.0,
+                "lpips": 1.0,
+                "psnr": 0.0,
+                "ssim": 0.0,
+                "registered_fraction": len(frames) / f,
+                "reason": reason,
+            }
         target = video[frames].float().to(self.device)  # [R, 3, H, W]
         h, w = target.shape[-2:]
         if self.config.max_side and max(h, w) > self.config.max_side:
@@ -202,5 +244,8 @@ class ReconstructionConsistency(Reward):
 
 @hookimpl
 def worldr1_register_rewards(register):
-    register("reconstruction", ReconstructionConsistency,
-             description="1 - LPIPS between frames and the re-rendered 3D Gaussians of the video (PSNR, SSIM logged)")
+    register(
+        "reconstruction",
+        ReconstructionConsistency,
+        description="1 - LPIPS between frames and the re-rendered 3D Gaussians of the video (PSNR, SSIM logged)",
+    )

@@ -47,9 +47,15 @@ def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
     w, x, y, z = q.unbind(-1)
     return torch.stack(
         [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+            1 - 2 * (y * y + z * z),
+            2 * (x * y - w * z),
+            2 * (x * z + w * y),
+            2 * (x * y + w * z),
+            1 - 2 * (x * x + z * z),
+            2 * (y * z - w * x),
+            2 * (x * z - w * y),
+            2 * (y * z + w * x),
+            1 - 2 * (x * x + y * y),
         ],
         dim=-1,
     ).reshape(q.shape[:-1] + (3, 3))
@@ -82,9 +88,15 @@ def render_gaussians(
     if c2w.ndim != 3 or tuple(c2w.shape[1:]) != (4, 4):
         raise ValueError(f"render_gaussians: c2w must be [V, 4, 4], got {tuple(c2w.shape)}")
     if tuple(intrinsics.shape) != (c2w.shape[0], 3, 3):
-        raise ValueError(f"render_gaussians: intrinsics must be [V, 3, 3] = [{c2w.shape[0]}, 3, 3], got {tuple(intrinsics.shape)}")
+        raise ValueError(
+            f"render_gaussians: intrinsics must be [V, 3, 3] = [{c2w.shape[0]}, 3, 3], got {tuple(intrinsics.shape)}"
+        )
     device = gaussians.means.device
-    bg = torch.zeros(3, device=device) if background is None else background.to(device).float().reshape(3)
+    bg = (
+        torch.zeros(3, device=device)
+        if background is None
+        else background.to(device).float().reshape(3)
+    )
     w2c = torch.linalg.inv(c2w.to(device).double()).float()  # [V, 4, 4]
     k = intrinsics.to(device).float()
     if backend == "auto":
@@ -93,19 +105,34 @@ def render_gaussians(
         return _render_gsplat(gaussians, w2c, k, width, height, bg)
     if backend == "torch":
         return _render_torch(gaussians, w2c, k, width, height, bg)
-    raise ValueError(f"render_gaussians: backend must be 'auto', 'gsplat' or 'torch', got {backend!r}")
+    raise ValueError(
+        f"render_gaussians: backend must be 'auto', 'gsplat' or 'torch', got {backend!r}"
+    )
 
 
 def _render_gsplat(g: Gaussians, w2c, k, width, height, bg):
     if g.means.device.type != "cuda":
-        raise ValueError("render_gaussians(backend='gsplat') needs CUDA tensors; use backend='torch' on CPU")
+        raise ValueError(
+            "render_gaussians(backend='gsplat') needs CUDA tensors; use backend='torch' on CPU"
+        )
     from gsplat import rasterization
 
     v = w2c.shape[0]
     colour, alpha, _ = rasterization(
-        g.means.float(), g.quats.float(), g.scales.float(), g.opacities.float(), g.colors.float(),
-        viewmats=w2c, Ks=k, width=width, height=height, near_plane=NEAR_PLANE, eps2d=EPS2D,
-        tile_size=TILE, backgrounds=bg.expand(v, 3).contiguous(), render_mode="RGB",
+        g.means.float(),
+        g.quats.float(),
+        g.scales.float(),
+        g.opacities.float(),
+        g.colors.float(),
+        viewmats=w2c,
+        Ks=k,
+        width=width,
+        height=height,
+        near_plane=NEAR_PLANE,
+        eps2d=EPS2D,
+        tile_size=TILE,
+        backgrounds=bg.expand(v, 3).contiguous(),
+        render_mode="RGB",
         packed=False,  # gsplat 1.5.3 checks per-view backgrounds against packed (nnz) shapes and fails
     )  # [V, H, W, 3], [V, H, W, 1]
     return colour.permute(0, 3, 1, 2).clamp(0, 1), alpha.permute(0, 3, 1, 2)
@@ -125,7 +152,9 @@ def _render_torch(g: Gaussians, w2c, k, width, height, bg):
     return torch.stack(colours), torch.stack(alphas)
 
 
-def _project(g: Gaussians, cov: torch.Tensor, w2c: torch.Tensor, k: torch.Tensor, width: int, height: int):
+def _project(
+    g: Gaussians, cov: torch.Tensor, w2c: torch.Tensor, k: torch.Tensor, width: int, height: int
+):
     """EWA projection -> centres [N, 2], conics (a, b, c) [N, 3], depth [N], 2D covariances [N, 2, 2]."""
     r, t = w2c[:3, :3], w2c[:3, 3]
     m = g.means.float() @ r.T + t  # [N, 3] camera coordinates
@@ -133,12 +162,20 @@ def _project(g: Gaussians, cov: torch.Tensor, w2c: torch.Tensor, k: torch.Tensor
     zs = z.clamp_min(NEAR_PLANE)
     fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
     # the Jacobian is evaluated at a centre clamped to 1.3x the field of view (3DGS / gsplat)
-    lim_x_pos, lim_x_neg = (width - cx) / fx + 0.3 * 0.5 * width / fx, cx / fx + 0.3 * 0.5 * width / fx
-    lim_y_pos, lim_y_neg = (height - cy) / fy + 0.3 * 0.5 * height / fy, cy / fy + 0.3 * 0.5 * height / fy
+    lim_x_pos, lim_x_neg = (
+        (width - cx) / fx + 0.3 * 0.5 * width / fx,
+        cx / fx + 0.3 * 0.5 * width / fx,
+    )
+    lim_y_pos, lim_y_neg = (
+        (height - cy) / fy + 0.3 * 0.5 * height / fy,
+        cy / fy + 0.3 * 0.5 * height / fy,
+    )
     tx = zs * torch.clamp(m[:, 0] / zs, -lim_x_neg, lim_x_pos)
     ty = zs * torch.clamp(m[:, 1] / zs, -lim_y_neg, lim_y_pos)
     zero = torch.zeros_like(zs)
-    jac = torch.stack([fx / zs, zero, -fx * tx / zs**2, zero, fy / zs, -fy * ty / zs**2], -1).view(-1, 2, 3)
+    jac = torch.stack([fx / zs, zero, -fx * tx / zs**2, zero, fy / zs, -fy * ty / zs**2], -1).view(
+        -1, 2, 3
+    )
     jw = jac @ r  # [N, 2, 3]
     cov2d = jw @ cov @ jw.transpose(1, 2) + EPS2D * torch.eye(2, device=m.device)  # [N, 2, 2]
     det = (cov2d[:, 0, 0] * cov2d[:, 1, 1] - cov2d[:, 0, 1] * cov2d[:, 1, 0]).clamp_min(1e-10)
@@ -147,7 +184,9 @@ def _project(g: Gaussians, cov: torch.Tensor, w2c: torch.Tensor, k: torch.Tensor
     return centre, conic, z, cov2d
 
 
-def _splat_view(g: Gaussians, cov, w2c, k, width: int, height: int, bg, chunk_budget: int = 4_000_000):
+def _splat_view(
+    g: Gaussians, cov, w2c, k, width: int, height: int, bg, chunk_budget: int = 4_000_000
+):
     """One view. Tiles are ``TORCH_TILE`` px square; chunks of Gaussians per tile start at 16 and
     double (opaque tiles usually finish within the first chunks) up to ``chunk_budget`` elements."""
     TILE = TORCH_TILE  # noqa: N806
@@ -160,9 +199,13 @@ def _splat_view(g: Gaussians, cov, w2c, k, width: int, height: int, bg, chunk_bu
     ry = extent * cov2d[:, 1, 1].sqrt()
     tiles_x, tiles_y = math.ceil(width / TILE), math.ceil(height / TILE)
     visible = (
-        (depth > NEAR_PLANE) & (opac >= ALPHA_MIN) & torch.isfinite(centre).all(-1)
-        & (centre[:, 0] + rx > 0) & (centre[:, 0] - rx < width)
-        & (centre[:, 1] + ry > 0) & (centre[:, 1] - ry < height)
+        (depth > NEAR_PLANE)
+        & (opac >= ALPHA_MIN)
+        & torch.isfinite(centre).all(-1)
+        & (centre[:, 0] + rx > 0)
+        & (centre[:, 0] - rx < width)
+        & (centre[:, 1] + ry > 0)
+        & (centre[:, 1] - ry < height)
     )
     idx = visible.nonzero().squeeze(1)  # [Nv]
     out = bg.view(3, 1, 1).expand(3, height, width).clone()
@@ -187,22 +230,38 @@ def _splat_view(g: Gaussians, cov, w2c, k, width: int, height: int, bg, chunk_bu
     pair_g, pair_tile = pair_g[order], pair_tile[order]
     n_tiles = tiles_x * tiles_y
     per_tile = torch.bincount(pair_tile, minlength=n_tiles)
-    pos = torch.arange(pair_g.numel(), device=device) - (torch.cumsum(per_tile, 0) - per_tile)[pair_tile]
+    pos = (
+        torch.arange(pair_g.numel(), device=device)
+        - (torch.cumsum(per_tile, 0) - per_tile)[pair_tile]
+    )
     # --- regroup by position-in-tile so that chunk [k0, k0 + K) is a contiguous slice
     order2 = torch.argsort(pos * n_tiles + pair_tile)
     pair_g, pair_tile, pos = pair_g[order2], pair_tile[order2], pos[order2]
     # pixel centres of every tile: [n_tiles, TILE*TILE, 2]
-    py, px = torch.meshgrid(torch.arange(TILE, device=device), torch.arange(TILE, device=device), indexing="ij")
+    py, px = torch.meshgrid(
+        torch.arange(TILE, device=device), torch.arange(TILE, device=device), indexing="ij"
+    )
     local = torch.stack([px.reshape(-1), py.reshape(-1)], -1).float() + 0.5
-    tile_origin = torch.stack(
-        [torch.arange(n_tiles, device=device) % tiles_x, torch.arange(n_tiles, device=device) // tiles_x], -1
-    ).float() * TILE
+    tile_origin = (
+        torch.stack(
+            [
+                torch.arange(n_tiles, device=device) % tiles_x,
+                torch.arange(n_tiles, device=device) // tiles_x,
+            ],
+            -1,
+        ).float()
+        * TILE
+    )
     n_pix = TILE * TILE
     trans = torch.ones(n_tiles * n_pix, device=device)  # transmittance per (tile, pixel)
     colour = torch.zeros(n_tiles * n_pix, 3, device=device)
-    alive = torch.ones(n_tiles, n_pix, dtype=torch.bool, device=device)  # pixels that can still change
+    alive = torch.ones(
+        n_tiles, n_pix, dtype=torch.bool, device=device
+    )  # pixels that can still change
     # per-Gaussian record gathered once per (pixel, slot): centre x, y, conic a, b, c, opacity, rgb
-    packed = torch.cat([centre[idx], conic[idx], opac[idx, None], g.colors.float()[idx].clamp(0, 1)], -1)  # [Nv, 9]
+    packed = torch.cat(
+        [centre[idx], conic[idx], opac[idx, None], g.colors.float()[idx].clamp(0, 1)], -1
+    )  # [Nv, 9]
     packed = torch.cat([packed, torch.zeros(1, 9, device=device)])  # row -1: empty slot (opacity 0)
     k_max = int(per_tile.max())
     k0, step = 0, 0
@@ -237,7 +296,15 @@ def _splat_view(g: Gaussians, cov, w2c, k, width: int, height: int, bg, chunk_bu
         alive.view(-1)[flat] = incl[:, -1] >= T_MIN / (1 - ALPHA_MIN)
     colour, trans = colour.view(n_tiles, n_pix, 3), trans.view(n_tiles, n_pix)
     # --- tiles -> image
-    img = colour.view(tiles_y, tiles_x, TILE, TILE, 3).permute(4, 0, 2, 1, 3).reshape(3, tiles_y * TILE, tiles_x * TILE)
-    tr = trans.view(tiles_y, tiles_x, TILE, TILE).permute(0, 2, 1, 3).reshape(1, tiles_y * TILE, tiles_x * TILE)
+    img = (
+        colour.view(tiles_y, tiles_x, TILE, TILE, 3)
+        .permute(4, 0, 2, 1, 3)
+        .reshape(3, tiles_y * TILE, tiles_x * TILE)
+    )
+    tr = (
+        trans.view(tiles_y, tiles_x, TILE, TILE)
+        .permute(0, 2, 1, 3)
+        .reshape(1, tiles_y * TILE, tiles_x * TILE)
+    )
     img, tr = img[:, :height, :width], tr[:, :height, :width]
     return (img + tr * bg.view(3, 1, 1)).clamp(0, 1), 1 - tr

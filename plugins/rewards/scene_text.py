@@ -39,7 +39,10 @@ class SceneText:
             if self.parser_name in registry.names("camera_parser"):
                 self._parser = registry.build("camera_parser", self.parser_name)
             else:
-                log.info("camera parser %r not installed; using the 'Camera ...' sentence rule", self.parser_name)
+                log.info(
+                    "camera parser %r not installed; using the 'Camera ...' sentence rule",
+                    self.parser_name,
+                )
         return self._parser
 
     def __call__(self, prompt: str) -> str:
@@ -48,8 +51,14 @@ class SceneText:
             return strip_camera_sentence(prompt)
         try:
             scene = parser.parse(prompt).scene
-        except ValueError as exc:  # e.g. an unknown motion under a strict parser: the text still has a scene
-            log.warning("camera parser %r could not parse %r (%s); using the 'Camera ...' sentence rule",
-                        self.parser_name, prompt[:80], exc)
+        except (
+            ValueError
+        ) as exc:  # e.g. an unknown motion under a strict parser: the text still has a scene
+            log.warning(
+                "camera parser %r could not parse %r (%s); using the 'Camera ...' sentence rule",
+                self.parser_name,
+                prompt[:80],
+                exc,
+            )
             return strip_camera_sentence(prompt)
         return scene if scene.strip() else prompt

@@ -67,7 +67,16 @@ from worldr1_core.types import RewardBatch, RewardOutput
 
 log = logging.getLogger("worldr1.reward_server")
 
-REQUEST_KEYS = {"rewards", "videos", "video_paths", "prompts", "trajectories", "metadata", "fps", "options"}
+REQUEST_KEYS = {
+    "rewards",
+    "videos",
+    "video_paths",
+    "prompts",
+    "trajectories",
+    "metadata",
+    "fps",
+    "options",
+}
 
 
 class HTTPError(Exception):
@@ -126,7 +135,12 @@ def build_served_rewards(
     read and validated, so a full run config works). ``device`` fills a ``device`` option.
     """
     from worldr1_core.config import (
-        REWARD_CORE_KEYS, ComponentConfig, ConfigError, RewardConfig, _validate_component, compose,
+        REWARD_CORE_KEYS,
+        ComponentConfig,
+        ConfigError,
+        RewardConfig,
+        _validate_component,
+        compose,
     )
     from worldr1_core.registry import get_registry
     from worldr1_core.rewards import _with_geometry
@@ -142,14 +156,29 @@ def build_served_rewards(
         geometry = None
         if isinstance(data.get("geometry"), dict):
             g_name, _, g_opts, errs = _validate_component(
-                registry, "geometry", "geometry_estimator", data["geometry"], provenance, config_path
+                registry,
+                "geometry",
+                "geometry_estimator",
+                data["geometry"],
+                provenance,
+                config_path,
             )
             errors += errs
-            geometry = ComponentConfig("geometry", "geometry_estimator", g_name, g_opts) if g_opts is not None else None
+            geometry = (
+                ComponentConfig("geometry", "geometry_estimator", g_name, g_opts)
+                if g_opts is not None
+                else None
+            )
         for i, raw in enumerate(entries):
             if isinstance(raw, dict) and raw.get("name") in names:
                 name, _, options, errs = _validate_component(
-                    registry, f"rewards.{i}", "reward", raw, provenance, config_path, core_keys=REWARD_CORE_KEYS
+                    registry,
+                    f"rewards.{i}",
+                    "reward",
+                    raw,
+                    provenance,
+                    config_path,
+                    core_keys=REWARD_CORE_KEYS,
                 )
                 errors += errs
                 if options is not None:
@@ -196,7 +225,9 @@ def decode_score_request(
     )
     _need(len(set(names)) == len(names), f"rewards: names repeat: {names}")
     for name in names:
-        _need(name in served, f"reward {name!r} is not served here; served: {', '.join(served)}", 404)
+        _need(
+            name in served, f"reward {name!r} is not served here; served: {', '.join(served)}", 404
+        )
 
     options = payload.get("options")
     if options is not None:
@@ -210,10 +241,16 @@ def decode_score_request(
                 )
 
     prompts = payload.get("prompts")
-    _need(isinstance(prompts, list) and all(isinstance(p, str) for p in prompts), "prompts: expected a list of strings")
+    _need(
+        isinstance(prompts, list) and all(isinstance(p, str) for p in prompts),
+        "prompts: expected a list of strings",
+    )
     b = len(prompts)
 
-    has_videos, has_paths = payload.get("videos") is not None, payload.get("video_paths") is not None
+    has_videos, has_paths = (
+        payload.get("videos") is not None,
+        payload.get("video_paths") is not None,
+    )
     _need(has_videos != has_paths, "give exactly one of videos (base64 array) or video_paths")
     if has_videos:
         try:
@@ -222,50 +259,77 @@ def decode_score_request(
             raise HTTPError(422, str(exc)) from None
     else:
         videos = _read_paths(payload["video_paths"], settings)
-    _need(videos.shape[0] == b, f"videos hold {videos.shape[0]} samples but prompts has {b} entries")
+    _need(
+        videos.shape[0] == b, f"videos hold {videos.shape[0]} samples but prompts has {b} entries"
+    )
 
     trajectories = payload.get("trajectories") or [None] * b
-    _need(isinstance(trajectories, list) and len(trajectories) == b, f"trajectories: expected a list of {b} entries")
+    _need(
+        isinstance(trajectories, list) and len(trajectories) == b,
+        f"trajectories: expected a list of {b} entries",
+    )
     try:
-        trajectories = [decode_trajectory(t, f"trajectories[{i}]") for i, t in enumerate(trajectories)]
+        trajectories = [
+            decode_trajectory(t, f"trajectories[{i}]") for i, t in enumerate(trajectories)
+        ]
     except WireError as exc:
         raise HTTPError(422, str(exc)) from None
 
     metadata = payload.get("metadata") or [{} for _ in range(b)]
     _need(
-        isinstance(metadata, list) and len(metadata) == b and all(isinstance(m, dict) for m in metadata),
+        isinstance(metadata, list)
+        and len(metadata) == b
+        and all(isinstance(m, dict) for m in metadata),
         f"metadata: expected a list of {b} objects",
     )
     fps = payload.get("fps", 16)
-    _need(isinstance(fps, int) and not isinstance(fps, bool) and fps >= 1, f"fps: expected a positive integer, got {fps!r}")
-    return names, RewardBatch(videos=videos, prompts=prompts, trajectories=trajectories, metadata=metadata, fps=fps)
+    _need(
+        isinstance(fps, int) and not isinstance(fps, bool) and fps >= 1,
+        f"fps: expected a positive integer, got {fps!r}",
+    )
+    return names, RewardBatch(
+        videos=videos, prompts=prompts, trajectories=trajectories, metadata=metadata, fps=fps
+    )
 
 
 def _same_options(client: Any, server: dict[str, Any]) -> bool:
     """Scoring options agree; ``device`` is where the server runs a model, not how it scores."""
     if not isinstance(client, dict):
         return False
-    return {k: v for k, v in client.items() if k != "device"} == {k: v for k, v in server.items() if k != "device"}
+    return {k: v for k, v in client.items() if k != "device"} == {
+        k: v for k, v in server.items() if k != "device"
+    }
 
 
 def _read_paths(paths: Any, settings: ServerSettings) -> torch.Tensor:
     """Video files under ``--video-root`` -> ``[B, F, 3, H, W]``."""
     if settings.video_root is None:
-        raise HTTPError(403, "video_paths are disabled on this server (start it with --video-root DIR)")
-    _need(isinstance(paths, list) and paths and all(isinstance(p, str) for p in paths), "video_paths: expected a list of strings")
+        raise HTTPError(
+            403, "video_paths are disabled on this server (start it with --video-root DIR)"
+        )
+    _need(
+        isinstance(paths, list) and paths and all(isinstance(p, str) for p in paths),
+        "video_paths: expected a list of strings",
+    )
     root = settings.video_root.resolve()
     videos = []
     for i, text in enumerate(paths):
         path = (root / text).resolve()
         if not path.is_relative_to(root):
             raise HTTPError(403, f"video_paths[{i}]: {text!r} is outside the server's --video-root")
-        _need(path.is_file(), f"video_paths[{i}]: {text!r} does not exist under the server's --video-root")
+        _need(
+            path.is_file(),
+            f"video_paths[{i}]: {text!r} does not exist under the server's --video-root",
+        )
         try:
             videos.append(read_video_file(path))
         except WireError as exc:
             raise HTTPError(422, f"video_paths[{i}]: {exc}") from None
     shapes = {tuple(v.shape) for v in videos}
-    _need(len(shapes) == 1, f"video_paths: all videos of a batch must share [F, 3, H, W]; got {sorted(shapes)}")
+    _need(
+        len(shapes) == 1,
+        f"video_paths: all videos of a batch must share [F, 3, H, W]; got {sorted(shapes)}",
+    )
     out = torch.stack(videos)
     check_video_shape(out.shape, "video_paths")
     return out
@@ -315,7 +379,10 @@ class Stats:
 
     def as_dict(self) -> dict[str, int]:
         with self.lock:
-            return {k: getattr(self, k) for k in ("requests", "samples", "reward_calls", "max_requests_per_call", "errors")}
+            return {
+                k: getattr(self, k)
+                for k in ("requests", "samples", "reward_calls", "max_requests_per_call", "errors")
+            }
 
 
 class Batcher:
@@ -342,14 +409,20 @@ class Batcher:
         try:
             self.queue.put_nowait(job)
         except queue.Full:
-            raise HTTPError(503, f"server busy: {self.settings.max_queue} requests already queued; retry later") from None
+            raise HTTPError(
+                503, f"server busy: {self.settings.max_queue} requests already queued; retry later"
+            ) from None
 
     # worker side ----------------------------------------------------------
 
     def _next(self, timeout: float | None) -> Job | None:
         if self.pending:
             return self.pending.popleft()
-        return self.queue.get(timeout=timeout) if timeout is None or timeout > 0 else self.queue.get_nowait()
+        return (
+            self.queue.get(timeout=timeout)
+            if timeout is None or timeout > 0
+            else self.queue.get_nowait()
+        )
 
     def _collect(self, first: Job) -> list[Job]:
         """``first`` plus the compatible waiting jobs, up to ``max_batch`` samples in all.
@@ -426,16 +499,23 @@ class Batcher:
         chunk = self.settings.max_batch
         per_reward: dict[str, list[RewardOutput]] = {}
         with torch.no_grad():
-            chunks = [merged] if len(merged) <= chunk else [
-                merged.select(list(range(s, min(s + chunk, len(merged))))) for s in range(0, len(merged), chunk)
-            ]
+            chunks = (
+                [merged]
+                if len(merged) <= chunk
+                else [
+                    merged.select(list(range(s, min(s + chunk, len(merged)))))
+                    for s in range(0, len(merged), chunk)
+                ]
+            )
             outputs = {name: [] for name in names}
             for part in chunks:  # all rewards see the same RewardBatch, so they share its cache
                 for name in names:
                     outputs[name].append(self.served[name].reward.score(part))
             per_reward = {name: concat_outputs(parts) for name, parts in outputs.items()}
-        encoded = {name: [encode_output(o, n, name) for o, n in zip(split_output(out, sizes), sizes)]
-                   for name, out in per_reward.items()}
+        encoded = {
+            name: [encode_output(o, n, name) for o, n in zip(split_output(out, sizes), sizes)]
+            for name, out in per_reward.items()
+        }
         elapsed = time.perf_counter() - t0
         with self.stats.lock:
             self.stats.requests += len(jobs)
@@ -466,14 +546,22 @@ def create_app(served: dict[str, ServedReward], settings: ServerSettings):
         yield
         batcher.stop()
 
-    app = FastAPI(title="worldr1 reward server", version=__version__, lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="worldr1 reward server",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     app.state.batcher = batcher
 
     @app.exception_handler(HTTPError)
     async def _http_error(request: Request, exc: HTTPError):
         if exc.status >= 400:
-            log.warning("%s %s -> %d: %s", request.method, request.url.path, exc.status, exc.message)
+            log.warning(
+                "%s %s -> %d: %s", request.method, request.url.path, exc.status, exc.message
+            )
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return JSONResponse({"error": exc.message}, status_code=exc.status, headers=headers)
 
@@ -495,7 +583,12 @@ def create_app(served: dict[str, ServedReward], settings: ServerSettings):
             "version": __version__,
             "wire_version": WIRE_VERSION,
             "rewards": {
-                name: {"description": s.description, "plugin": s.plugin, "options": s.options, "models": s.models()}
+                name: {
+                    "description": s.description,
+                    "plugin": s.plugin,
+                    "options": s.options,
+                    "models": s.models(),
+                }
                 for name, s in served.items()
             },
             "models": {name: s.models() for name, s in served.items()},
@@ -522,7 +615,9 @@ def create_app(served: dict[str, ServedReward], settings: ServerSettings):
             result = await asyncio.wait_for(job.future, timeout=settings.timeout_s)
         except asyncio.TimeoutError:
             job.cancelled = True
-            raise HTTPError(504, f"scoring took longer than the server's timeout ({settings.timeout_s:g} s)") from None
+            raise HTTPError(
+                504, f"scoring took longer than the server's timeout ({settings.timeout_s:g} s)"
+            ) from None
         return JSONResponse(result)
 
     return app
@@ -561,7 +656,10 @@ def read_token(path: str) -> str:
     if not token:
         raise CommandError(f"--token-file {path}: the file is empty")
     if os.name == "posix" and p.stat().st_mode & 0o077:
-        print(f"worldr1 reward serve: warning: {path} is readable by other users; chmod 600 it", file=sys.stderr)
+        print(
+            f"worldr1 reward serve: warning: {path} is readable by other users; chmod 600 it",
+            file=sys.stderr,
+        )
     return token
 
 
@@ -581,7 +679,11 @@ def serve_command(args: argparse.Namespace) -> int:
     from worldr1_core.cli import CommandError
 
     token = read_token(args.token_file) if args.token_file else None
-    if token is None and not _is_loopback(args.host) and not getattr(args, "insecure_no_token", False):
+    if (
+        token is None
+        and not _is_loopback(args.host)
+        and not getattr(args, "insecure_no_token", False)
+    ):
         raise CommandError(
             f"--host {args.host} is reachable from other machines: give --token-file FILE "
             "(or --insecure-no-token if the network is trusted)"
@@ -602,13 +704,25 @@ def serve_command(args: argparse.Namespace) -> int:
         torch.cuda.set_device(torch.device(args.device))
     t0 = time.perf_counter()
     served = build_served_rewards(args.names, args.config, args.device)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
+    )
     log.info(
         "serving %s on http://%s:%d (built in %.1f s; token %s; max batch %d; device %s)",
-        ", ".join(served), args.host, args.port, time.perf_counter() - t0,
-        "required" if token else "not required", settings.max_batch, settings.device or "cpu",
+        ", ".join(served),
+        args.host,
+        args.port,
+        time.perf_counter() - t0,
+        "required" if token else "not required",
+        settings.max_batch,
+        settings.device or "cpu",
     )
-    uvicorn.run(create_app(served, settings), host=args.host, port=args.port, access_log=False, log_level="info",
-                timeout_keep_alive=30)
+    uvicorn.run(
+        create_app(served, settings),
+        host=args.host,
+        port=args.port,
+        access_log=False,
+        log_level="info",
+        timeout_keep_alive=30,
+    )
     return 0
-

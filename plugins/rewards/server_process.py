@@ -15,8 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -48,7 +48,9 @@ class RewardServerProcess:
         self.env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
         self.startup_timeout_s = startup_timeout_s
         self.proc: subprocess.Popen | None = None
-        self._log = tempfile.NamedTemporaryFile(prefix="reward_server_", suffix=".log", delete=False)
+        self._log = tempfile.NamedTemporaryFile(
+            prefix="reward_server_", suffix=".log", delete=False
+        )
 
     @property
     def url(self) -> str:
@@ -59,23 +61,38 @@ class RewardServerProcess:
         return Path(self._log.name).read_text(errors="replace")
 
     def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "worldr1_core.cli", "reward", "serve", *self.names,
-               "--host", self.host, "--port", str(self.port), *self.args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "worldr1_core.cli",
+            "reward",
+            "serve",
+            *self.names,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            *self.args,
+        ]
         if self.token_file:
             cmd += ["--token-file", self.token_file]
         return cmd
 
-    def start(self) -> "RewardServerProcess":
+    def start(self) -> RewardServerProcess:
         import httpx
 
-        self.proc = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT, env=self.env)
+        self.proc = subprocess.Popen(
+            self.command(), stdout=self._log, stderr=subprocess.STDOUT, env=self.env
+        )
         headers = {}
         if self.token_file:
             headers["Authorization"] = "Bearer " + Path(self.token_file).read_text().strip()
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"reward server exited with {self.proc.returncode} during startup:\n{self.log_text}")
+                raise RuntimeError(
+                    f"reward server exited with {self.proc.returncode} during startup:\n{self.log_text}"
+                )
             try:
                 if httpx.get(self.url + "/health", headers=headers, timeout=2.0).status_code == 200:
                     return self
@@ -83,7 +100,9 @@ class RewardServerProcess:
                 pass
             time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"reward server not healthy after {self.startup_timeout_s} s:\n{self.log_text}")
+        raise RuntimeError(
+            f"reward server not healthy after {self.startup_timeout_s} s:\n{self.log_text}"
+        )
 
     def kill(self) -> None:
         """SIGKILL, as when a node dies."""
@@ -100,7 +119,7 @@ class RewardServerProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
 
-    def __enter__(self) -> "RewardServerProcess":
+    def __enter__(self) -> RewardServerProcess:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -62,14 +62,20 @@ def rotation_angles_deg(r_a: np.ndarray, r_b: np.ndarray) -> np.ndarray:
     """Geodesic angles (degrees) between rotation stacks ``[N, 3, 3]``; stable near 0 and 180."""
     rel = np.einsum("nji,njk->nik", r_a, r_b)  # R_a^T R_b
     cos = (np.trace(rel, axis1=1, axis2=2) - 1) / 2
-    axis = np.stack([rel[:, 2, 1] - rel[:, 1, 2], rel[:, 0, 2] - rel[:, 2, 0], rel[:, 1, 0] - rel[:, 0, 1]], -1)
+    axis = np.stack(
+        [rel[:, 2, 1] - rel[:, 1, 2], rel[:, 0, 2] - rel[:, 2, 0], rel[:, 1, 0] - rel[:, 0, 1]], -1
+    )
     sin = np.linalg.norm(axis, axis=-1) / 2
     return np.degrees(np.arctan2(sin, cos))
 
 
-def _orientation_alignment(est: np.ndarray, ref: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+def _orientation_alignment(
+    est: np.ndarray, ref: np.ndarray
+) -> tuple[float, np.ndarray, np.ndarray]:
     """Rotation from orientations (chordal mean), then least-squares scale >= 0 and translation."""
-    rot = _project_so3(np.einsum("nij,nkj->ik", ref[:, :3, :3], est[:, :3, :3]))  # sum R_ref R_est^T
+    rot = _project_so3(
+        np.einsum("nij,nkj->ik", ref[:, :3, :3], est[:, :3, :3])
+    )  # sum R_ref R_est^T
     ce, cr = est[:, :3, 3], ref[:, :3, 3]
     de, dr = ce - ce.mean(0), cr - cr.mean(0)
     var = float((de**2).sum())
@@ -84,7 +90,9 @@ def _is_degenerate(centres: np.ndarray, tol: float) -> bool:
     return bool(sv[0] <= 0 or sv[1] <= tol * sv[0])
 
 
-def align_sim3(est: np.ndarray, ref: np.ndarray, collinear_tol: float = 1e-3) -> tuple[float, np.ndarray, np.ndarray, str]:
+def align_sim3(
+    est: np.ndarray, ref: np.ndarray, collinear_tol: float = 1e-3
+) -> tuple[float, np.ndarray, np.ndarray, str]:
     """Sim(3) ``(scale, R, t, method)`` mapping estimated poses ``[N, 4, 4]`` onto the reference
     (``x_ref ~ scale * R @ x_est + t``); ``method`` is ``"umeyama"`` or ``"orientation"``."""
     if not _is_degenerate(ref[:, :3, 3], collinear_tol):
@@ -95,13 +103,19 @@ def align_sim3(est: np.ndarray, ref: np.ndarray, collinear_tol: float = 1e-3) ->
             rot, trans, scale = path.align(PosePath3D(poses_se3=list(ref)), correct_scale=True)
             return float(scale), np.asarray(rot), np.asarray(trans), "umeyama"
         except Exception as exc:  # noqa: BLE001 - evo raises GeometryException on degenerate estimates
-            log.debug("trajectory_alignment: evo Umeyama failed (%s); aligning with orientations", exc)
+            log.debug(
+                "trajectory_alignment: evo Umeyama failed (%s); aligning with orientations", exc
+            )
     scale, rot, trans = _orientation_alignment(est, ref)
     return scale, rot, trans, "orientation"
 
 
 def trajectory_errors(
-    est: np.ndarray, ref: np.ndarray, *, scene_scale: float | None = None, collinear_tol: float = 1e-3,
+    est: np.ndarray,
+    ref: np.ndarray,
+    *,
+    scene_scale: float | None = None,
+    collinear_tol: float = 1e-3,
     min_path_length: float = 1e-6,
 ) -> dict[str, Any]:
     """Align ``est`` to ``ref`` (both ``[N, 4, 4]`` c2w, float64) and measure the errors.
@@ -118,7 +132,11 @@ def trajectory_errors(
         scale, rot, trans = _orientation_alignment(est, ref)
         ce = est[:, :3, 3]
         spread = float(np.sqrt(((ce - ce.mean(0)) ** 2).sum(-1).mean()))
-        out.update(method="fixed", scale=scale, drift=spread / (scene_scale if scene_scale and scene_scale > 0 else 1.0))
+        out.update(
+            method="fixed",
+            scale=scale,
+            drift=spread / (scene_scale if scene_scale and scene_scale > 0 else 1.0),
+        )
     else:
         scale, rot, trans, method = align_sim3(est, ref, collinear_tol)
         aligned = scale * est[:, :3, 3] @ rot.T + trans
@@ -132,17 +150,32 @@ class TrajectoryAlignment(Reward):
     """Sim(3)-aligned agreement between estimated and intended camera paths (ATE + rotation)."""
 
     class Config(pydantic.BaseModel, extra="forbid"):
-        geometry: dict[str, Any] | None = pydantic.Field(None, description="estimator, e.g. {name='depth_anything_3', weights='...'}; None: the run's [geometry]")
-        translation_tau: float = pydantic.Field(0.1, gt=0, description="ATE / path length scoring exp(-1)")
-        rotation_tau_deg: float = pydantic.Field(10.0, gt=0, description="mean rotation error (deg) scoring exp(-1)")
-        drift_tau: float = pydantic.Field(0.05, gt=0, description="zero-length paths: drift / scene depth scoring exp(-1)")
+        geometry: dict[str, Any] | None = pydantic.Field(
+            None,
+            description="estimator, e.g. {name='depth_anything_3', weights='...'}; None: the run's [geometry]",
+        )
+        translation_tau: float = pydantic.Field(
+            0.1, gt=0, description="ATE / path length scoring exp(-1)"
+        )
+        rotation_tau_deg: float = pydantic.Field(
+            10.0, gt=0, description="mean rotation error (deg) scoring exp(-1)"
+        )
+        drift_tau: float = pydantic.Field(
+            0.05, gt=0, description="zero-length paths: drift / scene depth scoring exp(-1)"
+        )
         translation_weight: float = pydantic.Field(0.5, ge=0, le=1)
-        collinear_tol: float = pydantic.Field(1e-3, gt=0, description="singular-value ratio under which centres count as collinear")
-        min_path_length: float = pydantic.Field(1e-6, ge=0, description="intended paths shorter than this are 'fixed'")
+        collinear_tol: float = pydantic.Field(
+            1e-3, gt=0, description="singular-value ratio under which centres count as collinear"
+        )
+        min_path_length: float = pydantic.Field(
+            1e-6, ge=0, description="intended paths shorter than this are 'fixed'"
+        )
         min_frames: int = pydantic.Field(3, ge=2, description="fewer registered frames -> score 0")
-        missing_score: float = pydantic.Field(0.0, description="score of samples without an intended trajectory")
+        missing_score: float = pydantic.Field(
+            0.0, description="score of samples without an intended trajectory"
+        )
 
-    def __init__(self, config: "TrajectoryAlignment.Config | None" = None):
+    def __init__(self, config: TrajectoryAlignment.Config | None = None):
         super().__init__(config)
         self._estimator = None
 
@@ -152,12 +185,17 @@ class TrajectoryAlignment(Reward):
             self._estimator = resolve_estimator(self.config.geometry, "trajectory_alignment")
         return self._estimator
 
-    def score_poses(self, est_c2w: torch.Tensor, ref_c2w: torch.Tensor, scene_scale: float | None = None) -> dict[str, Any]:
+    def score_poses(
+        self, est_c2w: torch.Tensor, ref_c2w: torch.Tensor, scene_scale: float | None = None
+    ) -> dict[str, Any]:
         """Errors (:func:`trajectory_errors`) plus the mapped ``translation``, ``rotation`` and ``score``."""
         cfg = self.config
         err = trajectory_errors(
-            est_c2w.double().cpu().numpy(), ref_c2w.double().cpu().numpy(), scene_scale=scene_scale,
-            collinear_tol=cfg.collinear_tol, min_path_length=cfg.min_path_length,
+            est_c2w.double().cpu().numpy(),
+            ref_c2w.double().cpu().numpy(),
+            scene_scale=scene_scale,
+            collinear_tol=cfg.collinear_tol,
+            min_path_length=cfg.min_path_length,
         )
         if err["method"] == "fixed":
             err["translation"] = math.exp(-err["drift"] / cfg.drift_tau)
@@ -184,7 +222,10 @@ class TrajectoryAlignment(Reward):
         names = ("translation", "rotation", "ate", "rotation_error", "drift")
         # NaN = not measured (no intended path, failed geometry, or drift of a moving path):
         # never a perfect-looking 0 error. The trainer's metrics leave NaN out of the means.
-        comps = {n: torch.tensor([float(r.get(n, math.nan)) for r in rows], dtype=torch.float32) for n in names}
+        comps = {
+            n: torch.tensor([float(r.get(n, math.nan)) for r in rows], dtype=torch.float32)
+            for n in names
+        }
         scores = torch.tensor([float(r["score"]) for r in rows], dtype=torch.float32)
         info = {"methods": [r.get("method", "none") for r in rows]}
         if reasons:
@@ -193,18 +234,26 @@ class TrajectoryAlignment(Reward):
 
     def _score_video(self, geometry: Geometry, traj: CameraTrajectory) -> dict[str, Any]:
         f = geometry.c2w.shape[0]
-        registered = geometry.registered if geometry.registered is not None else torch.ones(f, dtype=torch.bool)
+        registered = (
+            geometry.registered
+            if geometry.registered is not None
+            else torch.ones(f, dtype=torch.bool)
+        )
         frames = registered.nonzero().squeeze(1)
         reason = geometry.info.get("failure")
         if reason is None and frames.numel() < self.config.min_frames:
-            reason = f"only {frames.numel()} registered frames (min_frames={self.config.min_frames})"
+            reason = (
+                f"only {frames.numel()} registered frames (min_frames={self.config.min_frames})"
+            )
         if reason is not None:
             log.warning("trajectory_alignment: scoring 0 because %s", reason)
             return {"score": 0.0, "reason": reason}
         ref = traj.c2w.double()
         if ref.shape[0] != f:  # intended path at another frame rate: nearest frame in time
             ref = ref[torch.linspace(0, ref.shape[0] - 1, f).round().long()]
-        return self.score_poses(geometry.c2w[frames], ref[frames], scene_scale=_scene_scale(geometry, frames))
+        return self.score_poses(
+            geometry.c2w[frames], ref[frames], scene_scale=_scene_scale(geometry, frames)
+        )
 
 
 def _scene_scale(geometry: Geometry, frames: torch.Tensor) -> float | None:
@@ -222,5 +271,8 @@ def _scene_scale(geometry: Geometry, frames: torch.Tensor) -> float | None:
 
 @hookimpl
 def worldr1_register_rewards(register):
-    register("trajectory_alignment", TrajectoryAlignment,
-             description="Sim(3)-aligned ATE and rotation error of estimated vs intended camera path")
+    register(
+        "trajectory_alignment",
+        TrajectoryAlignment,
+        description="Sim(3)-aligned ATE and rotation error of estimated vs intended camera path",
+    )

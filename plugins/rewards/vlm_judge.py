@@ -28,9 +28,10 @@ plugins reuse the judge with their own question::
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import pydantic
@@ -46,30 +47,46 @@ class VLMJudgeConfig(pydantic.BaseModel, extra="forbid"):
     """How to load and query the judge. Rewards embed it as their ``judge`` table."""
 
     model_path: str = pydantic.Field(
-        "", description="local directory of a Qwen2.5-VL / Qwen3-VL checkpoint (from_pretrained layout)"
+        "",
+        description="local directory of a Qwen2.5-VL / Qwen3-VL checkpoint (from_pretrained layout)",
     )
-    device: str = pydantic.Field("auto", description='"auto" (cuda if available, else cpu), "cpu", "cuda:1", ...')
+    device: str = pydantic.Field(
+        "auto", description='"auto" (cuda if available, else cpu), "cpu", "cuda:1", ...'
+    )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = pydantic.Field(
-        "auto", description="auto: bfloat16 on a GPU that supports it, float16 on other GPUs, float32 on CPU"
+        "auto",
+        description="auto: bfloat16 on a GPU that supports it, float16 on other GPUs, float32 on CPU",
     )
     system_prompt: str = "You are a careful judge of images. Answer with a single digit."
     answer_prefix: str = pydantic.Field(
         "", description="text placed after the assistant tag, before the digit (e.g. 'Score: ')"
     )
-    min_pixels: int = pydantic.Field(4 * 28 * 28, ge=1, description="smallest image area fed to the VLM")
-    max_pixels: int = pydantic.Field(448 * 448, ge=1, description="largest image area fed to the VLM")
-    log_text_tokens: int = pydantic.Field(
-        4, ge=0, description="greedy tokens generated per query for the logs (0: none; never scored)"
+    min_pixels: int = pydantic.Field(
+        4 * 28 * 28, ge=1, description="smallest image area fed to the VLM"
     )
-    attn_implementation: str | None = pydantic.Field(None, description='e.g. "sdpa", "flash_attention_2"')
+    max_pixels: int = pydantic.Field(
+        448 * 448, ge=1, description="largest image area fed to the VLM"
+    )
+    log_text_tokens: int = pydantic.Field(
+        4,
+        ge=0,
+        description="greedy tokens generated per query for the logs (0: none; never scored)",
+    )
+    attn_implementation: str | None = pydantic.Field(
+        None, description='e.g. "sdpa", "flash_attention_2"'
+    )
     batch_size: int = pydantic.Field(
-        8, ge=1, description="queries per forward pass (one processor call, left-padded; 1: one query at a time)"
+        8,
+        ge=1,
+        description="queries per forward pass (one processor call, left-padded; 1: one query at a time)",
     )
 
     @pydantic.model_validator(mode="after")
-    def _pixels_ordered(self) -> "VLMJudgeConfig":
+    def _pixels_ordered(self) -> VLMJudgeConfig:
         if self.min_pixels > self.max_pixels:
-            raise ValueError(f"min_pixels ({self.min_pixels}) must not exceed max_pixels ({self.max_pixels})")
+            raise ValueError(
+                f"min_pixels ({self.min_pixels}) must not exceed max_pixels ({self.max_pixels})"
+            )
         return self
 
 
@@ -100,14 +117,21 @@ def to_pil(frame: torch.Tensor) -> Image.Image:
     """``[3, H, W]`` float in [0, 1] -> RGB PIL image."""
     if frame.ndim != 3 or frame.shape[0] != 3:
         raise ValueError(f"expected a [3, H, W] frame, got {tuple(frame.shape)}")
-    array = (frame.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    array = (
+        (frame.detach().float().clamp(0, 1) * 255)
+        .round()
+        .to(torch.uint8)
+        .permute(1, 2, 0)
+        .cpu()
+        .numpy()
+    )
     return Image.fromarray(np.ascontiguousarray(array))
 
 
 class VLMJudge:
     """A loaded Qwen-VL that rates images 0-9 (see the module docstring for the score)."""
 
-    _shared: dict[str, "VLMJudge"] = {}
+    _shared: dict[str, VLMJudge] = {}
     _lock = threading.Lock()
 
     def __init__(self, config: VLMJudgeConfig):
@@ -127,7 +151,9 @@ class VLMJudge:
         kwargs = {"dtype": self.dtype}
         if config.attn_implementation:
             kwargs["attn_implementation"] = config.attn_implementation
-        self.model = AutoModelForImageTextToText.from_pretrained(path, **kwargs).to(self.device).eval()
+        self.model = (
+            AutoModelForImageTextToText.from_pretrained(path, **kwargs).to(self.device).eval()
+        )
         self.model.requires_grad_(False)
         self.tokenizer = self.processor.tokenizer
         # batches are padded on the left so the answer position is the last column of every row
@@ -139,7 +165,7 @@ class VLMJudge:
     # ------------------------------------------------------------------ construction
 
     @classmethod
-    def shared(cls, config: VLMJudgeConfig) -> "VLMJudge":
+    def shared(cls, config: VLMJudgeConfig) -> VLMJudge:
         """One judge per distinct config in this process: several rewards asking the same model
         different questions load it once."""
         key = config.model_dump_json()
@@ -168,7 +194,9 @@ class VLMJudge:
         content.append({"type": "text", "text": question})
         out = []
         if self.config.system_prompt:
-            out.append({"role": "system", "content": [{"type": "text", "text": self.config.system_prompt}]})
+            out.append(
+                {"role": "system", "content": [{"type": "text", "text": self.config.system_prompt}]}
+            )
         out.append({"role": "user", "content": content})
         return out
 
@@ -186,7 +214,11 @@ class VLMJudge:
 
         return [
             fetch_image(
-                {"image": image, "min_pixels": self.config.min_pixels, "max_pixels": self.config.max_pixels},
+                {
+                    "image": image,
+                    "min_pixels": self.config.min_pixels,
+                    "max_pixels": self.config.max_pixels,
+                },
                 image_patch_size=self.patch_size,
             )
             for image in images
@@ -234,10 +266,14 @@ class VLMJudge:
         if self.config.log_text_tokens == 0:
             return self.model(**inputs, logits_to_keep=1).logits[:, -1].float(), [""] * rows
         out = self.model.generate(
-            **inputs, max_new_tokens=self.config.log_text_tokens, do_sample=False,
-            output_logits=True, return_dict_in_generate=True, pad_token_id=self.tokenizer.pad_token_id,
+            **inputs,
+            max_new_tokens=self.config.log_text_tokens,
+            do_sample=False,
+            output_logits=True,
+            return_dict_in_generate=True,
+            pad_token_id=self.tokenizer.pad_token_id,
         )
-        answers = out.sequences[:, inputs["input_ids"].shape[1]:]  # [B, new tokens]
+        answers = out.sequences[:, inputs["input_ids"].shape[1] :]  # [B, new tokens]
         texts = self.tokenizer.batch_decode(answers, skip_special_tokens=True)
         return out.logits[0].float(), texts
 
@@ -256,17 +292,24 @@ class VLMJudge:
         values = torch.arange(10, dtype=probs.dtype, device=probs.device)
         return (probs * values).sum(-1) / 9.0, probs
 
-    def rate(self, images: Sequence[Sequence[Image.Image]], questions: Sequence[str] | str) -> JudgeResult:
+    def rate(
+        self, images: Sequence[Sequence[Image.Image]], questions: Sequence[str] | str
+    ) -> JudgeResult:
         """Rate ``Q`` queries; query ``q`` shows the images ``images[q]`` (any number, may be
         empty) and asks ``questions[q]`` (or the same question for all when a string)."""
         if isinstance(questions, str):
             questions = [questions] * len(images)
         if len(questions) != len(images):
-            raise ValueError(f"VLMJudge.rate got {len(images)} image lists but {len(questions)} questions")
+            raise ValueError(
+                f"VLMJudge.rate got {len(images)} image lists but {len(questions)} questions"
+            )
         scores, probs, masses, texts = [], [], [], []
         size = self.config.batch_size
         for start in range(0, len(images), size):
-            chunk_images, chunk_questions = images[start:start + size], questions[start:start + size]
+            chunk_images, chunk_questions = (
+                images[start : start + size],
+                questions[start : start + size],
+            )
             logits, answers = self.answer_logits(self.batch_inputs(chunk_images, chunk_questions))
             score, p, mass = self.digit_scores(logits)  # [b], [b, 10], [b]
             scores.append(score.cpu())

@@ -47,7 +47,9 @@ def _per_sample(value: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor
     return t.reshape(-1, *([1] * (like.ndim - 1)))  # [B, 1, 1, ...]
 
 
-def sde_std(sigma: torch.Tensor, sigma_next: torch.Tensor, noise_level: float | torch.Tensor) -> torch.Tensor:
+def sde_std(
+    sigma: torch.Tensor, sigma_next: torch.Tensor, noise_level: float | torch.Tensor
+) -> torch.Tensor:
     """``std_t = a sqrt(sigma / (1 - sigma))``, with ``sigma_next`` in the denominator at ``sigma = 1``."""
     denom_sigma = torch.where(sigma >= 1.0, sigma_next, sigma)
     return torch.as_tensor(noise_level, dtype=sigma.dtype, device=sigma.device) * torch.sqrt(
@@ -80,7 +82,9 @@ def sde_step_with_logprob(
         a deterministic step carries no likelihood); the transition mean ``[B, ...]``; and its
         standard deviation ``std_t sqrt(-dt)`` broadcastable to ``[B, ...]``.
     """
-    compute_dtype = torch.float32 if sample.dtype in (torch.float16, torch.bfloat16) else sample.dtype
+    compute_dtype = (
+        torch.float32 if sample.dtype in (torch.float16, torch.bfloat16) else sample.dtype
+    )
     x = sample.to(compute_dtype)
     v = velocity.to(compute_dtype)
     s = _per_sample(sigma, x)  # [B, 1, ...]
@@ -95,15 +99,23 @@ def sde_step_with_logprob(
     std = std_t * torch.sqrt(-dt)  # [B, 1, ...]
 
     if prev_sample is None:
-        noise = torch.randn(x.shape, generator=generator, device=x.device if generator is None else generator.device,
-                            dtype=compute_dtype).to(x.device)
+        noise = torch.randn(
+            x.shape,
+            generator=generator,
+            device=x.device if generator is None else generator.device,
+            dtype=compute_dtype,
+        ).to(x.device)
         prev_sample = mean + std * noise
     else:
         prev_sample = prev_sample.to(compute_dtype)
 
     deterministic = std <= 0
     safe_std = torch.where(deterministic, torch.ones_like(std), std)
-    log_density = -((prev_sample.detach() - mean) ** 2) / (2.0 * safe_std**2) - torch.log(safe_std) - _LOG_SQRT_2PI
+    log_density = (
+        -((prev_sample.detach() - mean) ** 2) / (2.0 * safe_std**2)
+        - torch.log(safe_std)
+        - _LOG_SQRT_2PI
+    )
     log_density = torch.where(deterministic, torch.zeros_like(log_density), log_density)
     log_prob = log_density.mean(dim=tuple(range(1, log_density.ndim)))  # [B]
     return prev_sample.to(sample.dtype), log_prob, mean, std
@@ -113,27 +125,41 @@ class FlowGRPO(RLAlgorithm):
     """Flow-GRPO: SDE sampling with log-probs, group-relative advantages, clipped policy loss, KL."""
 
     class Config(pydantic.BaseModel, extra="forbid"):
-        group_size: int = pydantic.Field(4, ge=1, description="videos sampled per prompt (one GRPO group)")
+        group_size: int = pydantic.Field(
+            4, ge=1, description="videos sampled per prompt (one GRPO group)"
+        )
         num_steps: int = pydantic.Field(10, ge=1, description="denoising steps of a rollout")
-        guidance_scale: float = pydantic.Field(5.0, ge=0.0, description="classifier-free guidance scale")
+        guidance_scale: float = pydantic.Field(
+            5.0, ge=0.0, description="classifier-free guidance scale"
+        )
         noise_level: float = pydantic.Field(0.7, ge=0.0, description="SDE noise level a (0: ODE)")
         sde_window: tuple[int, int] | None = pydantic.Field(
-            None, description="[start, end) steps sampled with the SDE; ODE elsewhere (None: all steps)"
+            None,
+            description="[start, end) steps sampled with the SDE; ODE elsewhere (None: all steps)",
         )
         train_fraction: float = pydantic.Field(
             1.0, gt=0.0, le=1.0, description="fraction of the SDE steps used for the update"
         )
         train_step_selection: Literal["first", "random"] = pydantic.Field(
-            "first", description="which SDE steps are trained: the first ones or a random subset per rollout"
+            "first",
+            description="which SDE steps are trained: the first ones or a random subset per rollout",
         )
         clip_range: float = pydantic.Field(1e-4, gt=0.0, description="PPO ratio clip range")
-        adv_clip: float = pydantic.Field(5.0, gt=0.0, description="advantages clipped to +-adv_clip")
-        adv_eps: float = pydantic.Field(1e-4, gt=0.0, description="added to the std of the advantage normaliser")
-        global_std: bool = pydantic.Field(False, description="normalise by the std over all samples, not per group")
-        kl_beta: float = pydantic.Field(0.004, ge=0.0, description="weight of the KL to the reference policy")
+        adv_clip: float = pydantic.Field(
+            5.0, gt=0.0, description="advantages clipped to +-adv_clip"
+        )
+        adv_eps: float = pydantic.Field(
+            1e-4, gt=0.0, description="added to the std of the advantage normaliser"
+        )
+        global_std: bool = pydantic.Field(
+            False, description="normalise by the std over all samples, not per group"
+        )
+        kl_beta: float = pydantic.Field(
+            0.004, ge=0.0, description="weight of the KL to the reference policy"
+        )
 
         @pydantic.model_validator(mode="after")
-        def _check_window(self) -> "FlowGRPO.Config":
+        def _check_window(self) -> FlowGRPO.Config:
             if self.sde_window is not None:
                 start, end = self.sde_window
                 if not 0 <= start < end <= self.num_steps:
@@ -160,7 +186,9 @@ class FlowGRPO(RLAlgorithm):
         k = self.num_train_steps()
         if self.config.train_step_selection == "first":
             return steps[:k]
-        perm = torch.randperm(len(steps), generator=generator, device=generator.device if generator else "cpu")
+        perm = torch.randperm(
+            len(steps), generator=generator, device=generator.device if generator else "cpu"
+        )
         return sorted(steps[int(i)] for i in perm[:k])
 
     # ------------------------------------------------------------------ sampling
@@ -184,16 +212,25 @@ class FlowGRPO(RLAlgorithm):
         c = self.config
         sigmas = model.sigmas(c.num_steps).to(torch.float32).cpu()  # [S+1]
         sde = set(self.sde_steps())
-        noise_levels = torch.tensor([c.noise_level if s in sde else 0.0 for s in range(c.num_steps)])  # [S]
+        noise_levels = torch.tensor(
+            [c.noise_level if s in sde else 0.0 for s in range(c.num_steps)]
+        )  # [S]
         x = initial_latents
         states, log_probs = [], []
         for s in range(c.num_steps):
             if initializer is not None:
                 x = initializer.inject(s, x, initial_latents, float(sigmas[s]))
             states.append(x)
-            v = model.velocity(x, sigmas[s].to(x.device), cond, c.guidance_scale)  # [B, C, F', H', W']
+            v = model.velocity(
+                x, sigmas[s].to(x.device), cond, c.guidance_scale
+            )  # [B, C, F', H', W']
             x, log_prob, _, _ = sde_step_with_logprob(
-                v, float(sigmas[s]), float(sigmas[s + 1]), x, float(noise_levels[s]), generator=generator
+                v,
+                float(sigmas[s]),
+                float(sigmas[s + 1]),
+                x,
+                float(noise_levels[s]),
+                generator=generator,
             )
             log_probs.append(log_prob)  # [B]
         states.append(x)
@@ -219,7 +256,9 @@ class FlowGRPO(RLAlgorithm):
         if self.config.global_std:
             std = r.std(unbiased=False).expand_as(r)
         else:
-            var = torch.zeros(len(groups), dtype=r.dtype).index_add_(0, inverse, centred**2) / counts
+            var = (
+                torch.zeros(len(groups), dtype=r.dtype).index_add_(0, inverse, centred**2) / counts
+            )
             std = var.sqrt()[inverse]
         adv = centred / (std + self.config.adv_eps)
         return adv.clamp(-self.config.adv_clip, self.config.adv_clip).to(rewards.dtype)
@@ -253,7 +292,9 @@ class FlowGRPO(RLAlgorithm):
         sigma_t = torch.tensor(sigma, device=x.device)
 
         v = model.velocity(x, sigma_t, rollout.cond, gs)
-        _, log_prob, mean, std = sde_step_with_logprob(v, sigma, sigma_next, x, a, prev_sample=x_next)
+        _, log_prob, mean, std = sde_step_with_logprob(
+            v, sigma, sigma_next, x, a, prev_sample=x_next
+        )
         old_log_prob = rollout.log_probs[:, step].to(log_prob)
         adv = advantages.to(log_prob).clamp(-c.adv_clip, c.adv_clip)
         policy_loss, ratio = self.clipped_objective(log_prob, old_log_prob, adv)
@@ -263,7 +304,9 @@ class FlowGRPO(RLAlgorithm):
         if c.kl_beta > 0:
             with torch.no_grad(), model.reference():
                 v_ref = model.velocity(x, sigma_t, rollout.cond, gs)
-            _, _, mean_ref, _ = sde_step_with_logprob(v_ref, sigma, sigma_next, x, a, prev_sample=x_next)
+            _, _, mean_ref, _ = sde_step_with_logprob(
+                v_ref, sigma, sigma_next, x, a, prev_sample=x_next
+            )
             sq = ((mean - mean_ref.detach()) ** 2).mean(dim=tuple(range(1, mean.ndim)))  # [B]
             kl = sq / (2.0 * std.reshape(-1) ** 2)  # [B]
             kl_value = kl.mean()
@@ -285,4 +328,8 @@ class FlowGRPO(RLAlgorithm):
 
 @hookimpl
 def worldr1_register_rl_algorithms(register):
-    register("flow_grpo", FlowGRPO, description="Flow-GRPO: SDE sampling with log-probs, GRPO clipped loss, KL")
+    register(
+        "flow_grpo",
+        FlowGRPO,
+        description="Flow-GRPO: SDE sampling with log-probs, GRPO clipped loss, KL",
+    )

@@ -44,7 +44,8 @@ class PhaseSpec(pydantic.BaseModel, extra="forbid"):
     name: str
     prompts: str = pydantic.Field(description="name of a source in [prompts]")
     reward_weights: dict[str, float] | None = pydantic.Field(
-        None, description="reward name -> weight (unnamed rewards: 0); None: the weights of [[rewards]]"
+        None,
+        description="reward name -> weight (unnamed rewards: 0); None: the weights of [[rewards]]",
     )
 
     @pydantic.field_validator("reward_weights")
@@ -64,18 +65,28 @@ class PeriodicDynamicSchedule(Schedule):
 
     class Config(pydantic.BaseModel, extra="forbid"):
         cycle: int = pydantic.Field(150, ge=1, description="steps per cycle (C)")
-        dynamic_steps: int = pydantic.Field(50, ge=0, description="last D steps of each cycle are dynamic-only")
-        main: PhaseSpec = pydantic.Field(default_factory=lambda: PhaseSpec(name="main", prompts="train"))
+        dynamic_steps: int = pydantic.Field(
+            50, ge=0, description="last D steps of each cycle are dynamic-only"
+        )
+        main: PhaseSpec = pydantic.Field(
+            default_factory=lambda: PhaseSpec(name="main", prompts="train")
+        )
         dynamic: PhaseSpec = pydantic.Field(
-            default_factory=lambda: PhaseSpec(name="dynamic", prompts="dynamic", reward_weights={"aesthetic": 1.0})
+            default_factory=lambda: PhaseSpec(
+                name="dynamic", prompts="dynamic", reward_weights={"aesthetic": 1.0}
+            )
         )
 
         @pydantic.model_validator(mode="after")
-        def _check(self) -> "PeriodicDynamicSchedule.Config":
+        def _check(self) -> PeriodicDynamicSchedule.Config:
             if self.dynamic_steps > self.cycle:
-                raise ValueError(f"dynamic_steps ({self.dynamic_steps}) must be <= cycle ({self.cycle})")
+                raise ValueError(
+                    f"dynamic_steps ({self.dynamic_steps}) must be <= cycle ({self.cycle})"
+                )
             if self.main.name == self.dynamic.name:
-                raise ValueError(f"main.name and dynamic.name must differ (both {self.main.name!r})")
+                raise ValueError(
+                    f"main.name and dynamic.name must differ (both {self.main.name!r})"
+                )
             return self
 
     def is_dynamic(self, step: int) -> bool:

@@ -22,7 +22,9 @@ from ..interfaces import Reward
 from ..types import CameraTrajectory, RewardBatch, RewardOutput
 
 
-def run_config(tmp_dir: str | Path, sections: dict[str, Any], overrides: tuple[str, ...] = ()) -> RunConfig:
+def run_config(
+    tmp_dir: str | Path, sections: dict[str, Any], overrides: tuple[str, ...] = ()
+) -> RunConfig:
     """Write ``sections`` as ``tmp_dir/run.toml`` (run.output_dir inside tmp_dir) and load it."""
     tmp_dir = Path(tmp_dir)
     data = {k: v for k, v in sections.items()}
@@ -32,7 +34,9 @@ def run_config(tmp_dir: str | Path, sections: dict[str, Any], overrides: tuple[s
     return load_config(path, overrides)
 
 
-def random_videos(batch: int = 2, frames: int = 5, height: int = 16, width: int = 16, seed: int = 0) -> torch.Tensor:
+def random_videos(
+    batch: int = 2, frames: int = 5, height: int = 16, width: int = 16, seed: int = 0
+) -> torch.Tensor:
     """Uniform random videos ``[B, F, 3, H, W]`` in ``[0, 1]``."""
     g = torch.Generator().manual_seed(seed)
     return torch.rand(batch, frames, 3, height, width, generator=g)
@@ -52,12 +56,16 @@ def check_reward(reward: Reward, batch: RewardBatch | None = None) -> RewardOutp
     """Score ``batch`` and assert the reward contract; returns the output for further checks."""
     batch = batch or reward_batch()
     out = reward.score(batch)
-    assert isinstance(out, RewardOutput), f"score() must return RewardOutput, got {type(out).__name__}"
+    assert isinstance(out, RewardOutput), (
+        f"score() must return RewardOutput, got {type(out).__name__}"
+    )
     b = len(batch)
     assert out.scores.shape == (b,), f"scores must be [B]={b}, got {tuple(out.scores.shape)}"
     assert torch.isfinite(out.scores).all(), f"non-finite scores {out.scores}"
     for name, values in out.components.items():
-        assert values.shape == (b,), f"component {name!r} must be [B]={b}, got {tuple(values.shape)}"
+        assert values.shape == (b,), (
+            f"component {name!r} must be [B]={b}, got {tuple(values.shape)}"
+        )
     return out
 
 

@@ -32,8 +32,8 @@ no plugin-specific LoRA options (a LoRA with ``B = 0`` is invisible until traine
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pydantic
 import pytest
@@ -41,13 +41,18 @@ import torch
 
 from ..interfaces import VideoModel
 
-PROMPTS = ["Camera orbit left. A red car on a coastal road.", "Camera push in. A wooden cabin in snow."]
+PROMPTS = [
+    "Camera orbit left. A red car on a coastal road.",
+    "Camera push in. A wooden cabin in snow.",
+]
 NEGATIVE = "blurry, static"
 
 
 def _frozen_modules(model: VideoModel) -> dict[str, torch.nn.Module]:
     """The torch modules a model holds as attributes (transformer, VAE, text encoder, ...)."""
-    return {name: value for name, value in vars(model).items() if isinstance(value, torch.nn.Module)}
+    return {
+        name: value for name, value in vars(model).items() if isinstance(value, torch.nn.Module)
+    }
 
 
 def _snapshot(model: VideoModel) -> dict[str, torch.Tensor]:
@@ -72,12 +77,16 @@ class BaseModelContract:
     atol: float = 1e-5
 
     @pytest.fixture
-    def model_factory(self) -> Callable[[], VideoModel]:  # pragma: no cover - provided by subclasses
+    def model_factory(
+        self,
+    ) -> Callable[[], VideoModel]:  # pragma: no cover - provided by subclasses
         raise NotImplementedError("subclass BaseModelContract and define a `model_factory` fixture")
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def inputs(self, model: VideoModel, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def inputs(
+        self, model: VideoModel, seed: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Noisy latents ``x_sigma`` [B, C, F', H', W'], per-sample ``sigma`` [B] and the
         rectified-flow target ``v = noise - x0``."""
         layout = model.latent_layout(self.frames, self.height, self.width)
@@ -97,7 +106,9 @@ class BaseModelContract:
             for p in model.trainable_parameters():
                 p.add_(scale * torch.randn(p.shape, generator=g).to(p.device, p.dtype))
 
-    def velocity(self, model: VideoModel, x, sigma, cond, guidance_scale: float = 1.0) -> torch.Tensor:
+    def velocity(
+        self, model: VideoModel, x, sigma, cond, guidance_scale: float = 1.0
+    ) -> torch.Tensor:
         with torch.no_grad():
             return model.velocity(x, sigma, cond, guidance_scale).float()
 
@@ -116,7 +127,11 @@ class BaseModelContract:
         model = model_factory()
         layout = model.latent_layout(self.frames, self.height, self.width)
         c, f, h, w = layout.shape
-        assert (layout.frames, layout.height, layout.width) == (self.frames, self.height, self.width)
+        assert (layout.frames, layout.height, layout.width) == (
+            self.frames,
+            self.height,
+            self.width,
+        )
         assert min(c, f, h, w) >= 1 and f <= self.frames and h <= self.height and w <= self.width
         idx = layout.frame_indices
         assert len(idx) == f and idx[0] == 0 and all(0 <= i < self.frames for i in idx)
@@ -141,12 +156,18 @@ class BaseModelContract:
         v = self.velocity(model, x, sigma, cond)
         assert v.shape == x.shape and torch.isfinite(v).all()
         swapped = model.encode_prompts(list(reversed(PROMPTS)), NEGATIVE)
-        assert not torch.allclose(self.velocity(model, x, sigma, swapped), v), "velocity ignores the prompt"
-        assert not torch.allclose(self.velocity(model, x, sigma.flip(0), cond), v), "velocity ignores sigma"
+        assert not torch.allclose(self.velocity(model, x, sigma, swapped), v), (
+            "velocity ignores the prompt"
+        )
+        assert not torch.allclose(self.velocity(model, x, sigma.flip(0), cond), v), (
+            "velocity ignores sigma"
+        )
         # a scalar sigma is broadcast over the batch
         torch.testing.assert_close(
             self.velocity(model, x, 0.5, cond),
-            self.velocity(model, x, torch.full_like(sigma, 0.5), cond), rtol=self.rtol, atol=self.atol,
+            self.velocity(model, x, torch.full_like(sigma, 0.5), cond),
+            rtol=self.rtol,
+            atol=self.atol,
         )
         # prompt encoding is deterministic (and may be cached)
         again = model.encode_prompts(PROMPTS, NEGATIVE)
@@ -168,17 +189,25 @@ class BaseModelContract:
         v_uncond = self.velocity(model, x, sigma, cond, 0.0)
         assert not torch.allclose(v_cond, v_uncond)
         torch.testing.assert_close(
-            guided, v_uncond + self.guidance_scale * (v_cond - v_uncond), rtol=self.rtol, atol=self.atol
+            guided,
+            v_uncond + self.guidance_scale * (v_cond - v_uncond),
+            rtol=self.rtol,
+            atol=self.atol,
         )
         negative_as_prompt = model.encode_prompts([NEGATIVE] * len(PROMPTS), NEGATIVE)
         torch.testing.assert_close(
-            v_uncond, self.velocity(model, x, sigma, negative_as_prompt), rtol=self.rtol, atol=self.atol
+            v_uncond,
+            self.velocity(model, x, sigma, negative_as_prompt),
+            rtol=self.rtol,
+            atol=self.atol,
         )
 
     def test_contract_decode(self, model_factory):
         model = model_factory()
         layout = model.latent_layout(self.frames, self.height, self.width)
-        z = torch.randn(2, *layout.shape, generator=torch.Generator().manual_seed(3)).to(model.device)
+        z = torch.randn(2, *layout.shape, generator=torch.Generator().manual_seed(3)).to(
+            model.device
+        )
         with torch.no_grad():
             video = model.decode(z)
         assert video.shape == (2, self.frames, 3, self.height, self.width)
@@ -194,7 +223,9 @@ class BaseModelContract:
         with model.reference():
             ref = self.velocity(model, x, sigma, cond, self.guidance_scale)
         with fresh.reference():
-            base = self.velocity(fresh, x, sigma, fresh.encode_prompts(PROMPTS, NEGATIVE), self.guidance_scale)
+            base = self.velocity(
+                fresh, x, sigma, fresh.encode_prompts(PROMPTS, NEGATIVE), self.guidance_scale
+            )
         adapted = self.velocity(model, x, sigma, cond, self.guidance_scale)
         assert torch.equal(ref, before), "reference() output depends on the adapter"
         assert torch.equal(ref, base), "reference() differs from a freshly loaded base model"
@@ -206,22 +237,30 @@ class BaseModelContract:
         params = model.trainable_parameters()
         assert params and all(p.requires_grad for p in params)
         module_params = {id(p) for p in model.trainable_module().parameters()}
-        assert all(id(p) in module_params for p in params), "trainable params must live in trainable_module()"
+        assert all(id(p) in module_params for p in params), (
+            "trainable params must live in trainable_module()"
+        )
         frozen = _snapshot(model)
         assert frozen, "the model exposes no frozen modules as attributes"
         assert not any(
-            p.requires_grad for m in _frozen_modules(model).values() for p in m.parameters()
+            p.requires_grad
+            for m in _frozen_modules(model).values()
+            for p in m.parameters()
             if id(p) not in {id(q) for q in params}
         ), "a non-trainable parameter requires grad"
         before = [p.detach().clone() for p in params]
         opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.0)
         cond = model.encode_prompts(PROMPTS, NEGATIVE)
         x, sigma, target = self.inputs(model)
-        loss = torch.nn.functional.mse_loss(model.velocity(x, sigma, cond, self.guidance_scale).float(), target.float())
+        loss = torch.nn.functional.mse_loss(
+            model.velocity(x, sigma, cond, self.guidance_scale).float(), target.float()
+        )
         loss.backward()
         assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in params)
         opt.step()
-        unchanged = [i for i, (p, b) in enumerate(zip(params, before)) if torch.equal(p.detach(), b)]
+        unchanged = [
+            i for i, (p, b) in enumerate(zip(params, before)) if torch.equal(p.detach(), b)
+        ]
         assert not unchanged, f"{len(unchanged)} of {len(params)} trainable params did not change"
         after = _snapshot(model)
         moved = [k for k, v in frozen.items() if not torch.equal(after[k], v)]
@@ -236,12 +275,16 @@ class BaseModelContract:
         model.save_adapter(tmp_path / "adapter")
         assert any((tmp_path / "adapter").iterdir()), "save_adapter wrote nothing"
         fresh_cond = fresh.encode_prompts(PROMPTS, NEGATIVE)
-        assert not torch.equal(self.velocity(fresh, x, sigma, fresh_cond, self.guidance_scale), expected)
+        assert not torch.equal(
+            self.velocity(fresh, x, sigma, fresh_cond, self.guidance_scale), expected
+        )
         fresh.load_adapter(tmp_path / "adapter")
         torch.testing.assert_close(
-            self.velocity(fresh, x, sigma, fresh_cond, self.guidance_scale), expected, rtol=0, atol=0
+            self.velocity(fresh, x, sigma, fresh_cond, self.guidance_scale),
+            expected,
+            rtol=0,
+            atol=0,
         )
 
 
 __all__ = ["BaseModelContract", "NEGATIVE", "PROMPTS"]
-

@@ -162,12 +162,19 @@ def intrinsics_from_fov(width: int, height: int, fov_x_deg: float = 60.0) -> tor
 
 
 def trajectory_from_poses(
-    c2w: torch.Tensor, width: int, height: int, fov_x_deg: float = 60.0, motions: list[str] | None = None
+    c2w: torch.Tensor,
+    width: int,
+    height: int,
+    fov_x_deg: float = 60.0,
+    motions: list[str] | None = None,
 ) -> CameraTrajectory:
     """Wrap ``c2w [F, 4, 4]`` poses into a :class:`CameraTrajectory` with shared intrinsics."""
     k = intrinsics_from_fov(width, height, fov_x_deg)
     return CameraTrajectory(
-        c2w=c2w.double(), intrinsics=k.expand(c2w.shape[0], 3, 3).clone(), width=width, height=height,
+        c2w=c2w.double(),
+        intrinsics=k.expand(c2w.shape[0], 3, 3).clone(),
+        width=width,
+        height=height,
         motions=list(motions or []),
     )
 
@@ -185,8 +192,19 @@ def _rot_x(deg: float) -> torch.Tensor:
 
 
 MOTIONS = (
-    "fixed", "orbit_left", "orbit_right", "push_in", "pull_out", "move_left", "move_right",
-    "move_up", "move_down", "pan_left", "pan_right", "tilt_up", "tilt_down",
+    "fixed",
+    "orbit_left",
+    "orbit_right",
+    "push_in",
+    "pull_out",
+    "move_left",
+    "move_right",
+    "move_up",
+    "move_down",
+    "pan_left",
+    "pan_right",
+    "tilt_up",
+    "tilt_down",
 )
 
 
@@ -214,7 +232,11 @@ def make_trajectory(
     tgt = torch.as_tensor(target, dtype=torch.float64)
     ts = torch.linspace(0.0, 1.0, frames, dtype=torch.float64)
     rotational = motion.startswith(("orbit", "pan", "tilt"))
-    amt = amount if amount is not None else (40.0 if motion.startswith("orbit") else 25.0 if rotational else 1.5)
+    amt = (
+        amount
+        if amount is not None
+        else (40.0 if motion.startswith("orbit") else 25.0 if rotational else 1.5)
+    )
     poses = []
     for t in ts.tolist():
         c2w = start.clone()
@@ -224,13 +246,24 @@ def make_trajectory(
             c2w[:3, :3] = r @ start[:3, :3]
             c2w[:3, 3] = tgt + r @ (start[:3, 3] - tgt)
         elif motion.startswith(("pan", "tilt")):
-            local = _rot_y((-1 if motion == "pan_left" else 1) * amt * t) if motion.startswith("pan") else (
-                _rot_x((1 if motion == "tilt_up" else -1) * amt * t)
+            local = (
+                _rot_y((-1 if motion == "pan_left" else 1) * amt * t)
+                if motion.startswith("pan")
+                else (_rot_x((1 if motion == "tilt_up" else -1) * amt * t))
             )
             c2w[:3, :3] = start[:3, :3] @ local
         elif motion != "fixed":
-            axis = {"push_in": 2, "pull_out": 2, "move_left": 0, "move_right": 0, "move_up": 1, "move_down": 1}[motion]
-            sign = -1.0 if motion in ("pull_out", "move_left", "move_up") else 1.0  # camera y points down
+            axis = {
+                "push_in": 2,
+                "pull_out": 2,
+                "move_left": 0,
+                "move_right": 0,
+                "move_up": 1,
+                "move_down": 1,
+            }[motion]
+            sign = (
+                -1.0 if motion in ("pull_out", "move_left", "move_up") else 1.0
+            )  # camera y points down
             c2w[:3, 3] = start[:3, 3] + sign * amt * t * start[:3, axis]
         poses.append(c2w)
     return trajectory_from_poses(torch.stack(poses), width, height, fov_x_deg, motions=[motion])
@@ -251,12 +284,18 @@ class SyntheticVideo:
     trajectory: CameraTrajectory
 
 
-def _cast(scene: SyntheticScene, c2w: torch.Tensor, k: torch.Tensor, width: int, height: int, ss: int):
+def _cast(
+    scene: SyntheticScene, c2w: torch.Tensor, k: torch.Tensor, width: int, height: int, ss: int
+):
     """Ray-cast one view at ``ss``x resolution -> colour [3, H*ss, W*ss], depth [H*ss, W*ss]."""
     w, h = width * ss, height * ss
     ks = k.clone().double()
     ks[:2] *= ss
-    jj, ii = torch.meshgrid(torch.arange(w, dtype=torch.float64) + 0.5, torch.arange(h, dtype=torch.float64) + 0.5, indexing="xy")
+    jj, ii = torch.meshgrid(
+        torch.arange(w, dtype=torch.float64) + 0.5,
+        torch.arange(h, dtype=torch.float64) + 0.5,
+        indexing="xy",
+    )
     pix = torch.stack([jj, ii, torch.ones_like(jj)], dim=-1).reshape(-1, 3)  # [P, 3]
     d_cam = pix @ torch.linalg.inv(ks).T  # [P, 3], z = 1: ray parameter == camera depth
     d = (d_cam @ c2w[:3, :3].double().T).float()  # [P, 3] world directions
@@ -283,7 +322,9 @@ def _cast(scene: SyntheticScene, c2w: torch.Tensor, k: torch.Tensor, width: int,
         if not bool(m.any()):
             continue
         grid = (best_ab[m] * 2 - 1).view(1, 1, -1, 2)  # x along u, y along v
-        color[:, m] = F.grid_sample(q.texture[None], grid, mode="bilinear", padding_mode="border", align_corners=False)[0, :, 0]
+        color[:, m] = F.grid_sample(
+            q.texture[None], grid, mode="bilinear", padding_mode="border", align_corners=False
+        )[0, :, 0]
     return color.view(3, h, w), best.view(h, w)
 
 
@@ -325,7 +366,9 @@ def _matrix_to_quat(r: torch.Tensor) -> torch.Tensor:
     return q / q.norm(dim=-1, keepdim=True)
 
 
-def scene_gaussians(scene: SyntheticScene, spacing: float = 0.05, thickness: float = 0.05) -> Gaussians:
+def scene_gaussians(
+    scene: SyntheticScene, spacing: float = 0.05, thickness: float = 0.05
+) -> Gaussians:
     """Ground-truth Gaussians of ``scene``: flat discs on a grid of ``spacing`` over every surface.
 
     In-plane standard deviation ``spacing / 2`` (neighbours overlap, no holes), normal standard
@@ -344,7 +387,9 @@ def scene_gaussians(scene: SyntheticScene, spacing: float = 0.05, thickness: flo
         if torch.det(rot) < 0:
             rot[:, 2] = -rot[:, 2]
         means.append(pts)
-        scales.append(torch.tensor([lu / nu / 2, lv / nv / 2, thickness * spacing]).expand(pts.shape[0], 3))
+        scales.append(
+            torch.tensor([lu / nu / 2, lv / nv / 2, thickness * spacing]).expand(pts.shape[0], 3)
+        )
         quats.append(_matrix_to_quat(rot).expand(pts.shape[0], 4))
         colors.append(tex.reshape(3, -1).T)
     n = sum(m.shape[0] for m in means)

@@ -117,9 +117,16 @@ def _model_and_processor(variant: str, tok, hidden: int, layers: int, seed: int)
         config = transformers.Qwen2_5_VLConfig(
             text_config=text,
             vision_config=dict(
-                depth=2, hidden_size=hidden, intermediate_size=2 * hidden, num_heads=heads,
-                out_hidden_size=hidden, patch_size=patch, spatial_merge_size=2, temporal_patch_size=2,
-                window_size=2 * patch * 2, fullatt_block_indexes=[1],
+                depth=2,
+                hidden_size=hidden,
+                intermediate_size=2 * hidden,
+                num_heads=heads,
+                out_hidden_size=hidden,
+                patch_size=patch,
+                spatial_merge_size=2,
+                temporal_patch_size=2,
+                window_size=2 * patch * 2,
+                fullatt_block_indexes=[1],
             ),
             **token_ids,
         )
@@ -132,9 +139,16 @@ def _model_and_processor(variant: str, tok, hidden: int, layers: int, seed: int)
         config = transformers.Qwen3VLConfig(
             text_config=text,
             vision_config=dict(
-                depth=2, hidden_size=hidden, intermediate_size=2 * hidden, num_heads=heads,
-                out_hidden_size=hidden, patch_size=patch, spatial_merge_size=2, temporal_patch_size=2,
-                num_position_embeddings=64, deepstack_visual_indexes=[1],
+                depth=2,
+                hidden_size=hidden,
+                intermediate_size=2 * hidden,
+                num_heads=heads,
+                out_hidden_size=hidden,
+                patch_size=patch,
+                spatial_merge_size=2,
+                temporal_patch_size=2,
+                num_position_embeddings=64,
+                deepstack_visual_indexes=[1],
             ),
             **token_ids,
         )
@@ -146,12 +160,18 @@ def _model_and_processor(variant: str, tok, hidden: int, layers: int, seed: int)
     factor = patch * 2
     size = {"shortest_edge": 4 * factor * factor, "longest_edge": 64 * factor * factor}
     image_processor = Qwen2VLImageProcessor(
-        patch_size=patch, merge_size=2, temporal_patch_size=2, size=size,
-        image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
+        patch_size=patch,
+        merge_size=2,
+        temporal_patch_size=2,
+        size=size,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
     )
     video_processor = _video_processor(variant, patch, size)
     processor = processor_cls(
-        image_processor=image_processor, tokenizer=tok, video_processor=video_processor,
+        image_processor=image_processor,
+        tokenizer=tok,
+        video_processor=video_processor,
         chat_template=QWEN_CHAT_TEMPLATE,
     )
     torch.manual_seed(seed)
@@ -166,7 +186,9 @@ def _video_processor(variant: str, patch: int, size: dict):
     if variant == "qwen3_vl":
         from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 
-        return Qwen3VLVideoProcessor(patch_size=patch, merge_size=2, temporal_patch_size=2, size=size)
+        return Qwen3VLVideoProcessor(
+            patch_size=patch, merge_size=2, temporal_patch_size=2, size=size
+        )
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
     return Qwen2VLVideoProcessor(patch_size=patch, merge_size=2, temporal_patch_size=2, size=size)

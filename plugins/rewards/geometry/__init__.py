@@ -14,7 +14,13 @@ def worldr1_register_geometry_estimators(register):
     from .colmap import ColmapEstimator
     from .da3 import DepthAnything3Estimator
 
-    register("depth_anything_3", DepthAnything3Estimator,
-             description="Depth Anything 3: depth, poses, intrinsics, Gaussians in one forward pass")
-    register("colmap", ColmapEstimator,
-             description="pycolmap SfM (CPU): poses + sparse points -> interpolated depth and Gaussians")
+    register(
+        "depth_anything_3",
+        DepthAnything3Estimator,
+        description="Depth Anything 3: depth, poses, intrinsics, Gaussians in one forward pass",
+    )
+    register(
+        "colmap",
+        ColmapEstimator,
+        description="pycolmap SfM (CPU): poses + sparse points -> interpolated depth and Gaussians",
+    )

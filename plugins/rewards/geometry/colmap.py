@@ -35,16 +35,33 @@ class ColmapEstimator(GeometryEstimator):
     """Poses, sparse points and interpolated depth from pycolmap (CPU)."""
 
     class Config(pydantic.BaseModel, extra="forbid"):
-        matching: str = pydantic.Field("sequential", pattern="^(sequential|exhaustive)$",
-                                       description="'sequential' (video order, `overlap` neighbours) or 'exhaustive'")
-        overlap: int = pydantic.Field(3, ge=1, description="sequential matching: neighbours matched per frame")
-        camera_model: str = pydantic.Field("SIMPLE_PINHOLE", description="COLMAP camera model shared by all frames")
-        focal_length_factor: float = pydantic.Field(1.2, gt=0, description="initial focal = factor * max(W, H)")
-        upsample_small: bool = pydantic.Field(True, description="SIFT on a 2x upsampled image (first_octave=-1) for small frames")
+        matching: str = pydantic.Field(
+            "sequential",
+            pattern="^(sequential|exhaustive)$",
+            description="'sequential' (video order, `overlap` neighbours) or 'exhaustive'",
+        )
+        overlap: int = pydantic.Field(
+            3, ge=1, description="sequential matching: neighbours matched per frame"
+        )
+        camera_model: str = pydantic.Field(
+            "SIMPLE_PINHOLE", description="COLMAP camera model shared by all frames"
+        )
+        focal_length_factor: float = pydantic.Field(
+            1.2, gt=0, description="initial focal = factor * max(W, H)"
+        )
+        upsample_small: bool = pydantic.Field(
+            True, description="SIFT on a 2x upsampled image (first_octave=-1) for small frames"
+        )
         max_num_features: int = pydantic.Field(4096, ge=64)
-        min_registered: int = pydantic.Field(3, ge=2, description="fewer registered frames -> failure (floor score)")
-        gaussian_stride: int = pydantic.Field(2, ge=1, description="one Gaussian per `stride` pixels of each registered frame")
-        interp_neighbours: int = pydantic.Field(4, ge=1, description="points used to interpolate each pixel's depth")
+        min_registered: int = pydantic.Field(
+            3, ge=2, description="fewer registered frames -> failure (floor score)"
+        )
+        gaussian_stride: int = pydantic.Field(
+            2, ge=1, description="one Gaussian per `stride` pixels of each registered frame"
+        )
+        interp_neighbours: int = pydantic.Field(
+            4, ge=1, description="points used to interpolate each pixel's depth"
+        )
         num_threads: int = pydantic.Field(2, ge=1)
         seed: int = 0
 
@@ -79,8 +96,13 @@ class ColmapEstimator(GeometryEstimator):
             if cfg.upsample_small and max(h, w) < 512:
                 extraction.sift.first_octave = -1
             pycolmap.extract_features(
-                db, images, image_names=names, camera_mode=pycolmap.CameraMode.SINGLE,
-                reader_options=reader, extraction_options=extraction, device=pycolmap.Device.cpu,
+                db,
+                images,
+                image_names=names,
+                camera_mode=pycolmap.CameraMode.SINGLE,
+                reader_options=reader,
+                extraction_options=extraction,
+                device=pycolmap.Device.cpu,
             )
             matching = pycolmap.FeatureMatchingOptions()
             matching.num_threads = cfg.num_threads
@@ -88,7 +110,12 @@ class ColmapEstimator(GeometryEstimator):
                 pairing = pycolmap.SequentialPairingOptions()
                 pairing.overlap = cfg.overlap
                 pairing.quadratic_overlap = False
-                pycolmap.match_sequential(db, matching_options=matching, pairing_options=pairing, device=pycolmap.Device.cpu)
+                pycolmap.match_sequential(
+                    db,
+                    matching_options=matching,
+                    pairing_options=pairing,
+                    device=pycolmap.Device.cpu,
+                )
             else:
                 pycolmap.match_exhaustive(db, matching_options=matching, device=pycolmap.Device.cpu)
             options = pycolmap.IncrementalPipelineOptions()
@@ -124,34 +151,64 @@ class ColmapEstimator(GeometryEstimator):
                 w2c = torch.eye(4, dtype=torch.float64)
                 w2c[:3] = torch.from_numpy(np.asarray(image.cam_from_world().matrix()))
                 c2w[i] = torch.linalg.inv(w2c)
-                k[i] = torch.from_numpy(np.asarray(rec.cameras[image.camera_id].calibration_matrix()))
+                k[i] = torch.from_numpy(
+                    np.asarray(rec.cameras[image.camera_id].calibration_matrix())
+                )
                 obs = [(p.xy, p.point3D_id) for p in image.points2D if p.has_point3D()]
                 if obs:
                     xy = np.stack([o[0] for o in obs])
                     xyz = np.stack([rec.points3D[o[1]].xyz for o in obs])
                     cam = xyz @ w2c[:3, :3].numpy().T + w2c[:3, 3].numpy()
-                    depth[i] = _interpolate_depth(torch.from_numpy(xy).float(), torch.from_numpy(cam[:, 2]).float(), h, w, cfg.interp_neighbours)
-            points = np.stack([p.xyz for p in rec.points3D.values()]) if rec.num_points3D() else points
+                    depth[i] = _interpolate_depth(
+                        torch.from_numpy(xy).float(),
+                        torch.from_numpy(cam[:, 2]).float(),
+                        h,
+                        w,
+                        cfg.interp_neighbours,
+                    )
+            points = (
+                np.stack([p.xyz for p in rec.points3D.values()]) if rec.num_points3D() else points
+            )
         n_reg = int(registered.sum())
-        info.update(num_registered=n_reg, unregistered=[i for i in range(f) if not registered[i]], num_points=len(points))
+        info.update(
+            num_registered=n_reg,
+            unregistered=[i for i in range(f) if not registered[i]],
+            num_points=len(points),
+        )
         if n_reg < cfg.min_registered:
-            info["failure"] = f"colmap registered {n_reg}/{f} frames (min_registered={cfg.min_registered})"
+            info["failure"] = (
+                f"colmap registered {n_reg}/{f} frames (min_registered={cfg.min_registered})"
+            )
             log.warning("%s", info["failure"])
         if n_reg:
             reg = registered.nonzero().squeeze(1)
-            for i in range(f):  # placeholder poses for unregistered frames: the nearest registered one
+            for i in range(
+                f
+            ):  # placeholder poses for unregistered frames: the nearest registered one
                 if not registered[i]:
                     j = reg[(reg - i).abs().argmin()]
                     c2w[i], k[i] = c2w[j], k[j]
             sel = reg
             gaussians, frame_of = gaussians_from_depth(
-                video[sel].cpu(), depth[sel], c2w[sel], k[sel], stride=cfg.gaussian_stride, with_frame_index=True
+                video[sel].cpu(),
+                depth[sel],
+                c2w[sel],
+                k[sel],
+                stride=cfg.gaussian_stride,
+                with_frame_index=True,
             )
             info["gaussian_frame"] = sel[frame_of]  # source frame of every Gaussian
         else:
             gaussians = None
-        return Geometry(depth=depth, c2w=c2w, intrinsics=k, confidence=None, gaussians=gaussians,
-                        registered=registered, info=info)
+        return Geometry(
+            depth=depth,
+            c2w=c2w,
+            intrinsics=k,
+            confidence=None,
+            gaussians=gaussians,
+            registered=registered,
+            info=info,
+        )
 
 
 def _interpolate_depth(xy: torch.Tensor, z: torch.Tensor, h: int, w: int, k: int) -> torch.Tensor:

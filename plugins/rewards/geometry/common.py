@@ -26,12 +26,14 @@ def resolve_estimator(spec: dict[str, Any] | None, reward: str) -> GeometryEstim
     if not spec:
         raise ValueError(
             f"reward {reward!r} needs a geometry estimator: set its option "
-            f"`geometry = {{name = \"depth_anything_3\", weights = \"/path/to/da3\"}}` or the run's [geometry] section"
+            f'`geometry = {{name = "depth_anything_3", weights = "/path/to/da3"}}` or the run\'s [geometry] section'
         )
     options = dict(spec)
     name = options.pop("name", None)
     if not name:
-        raise ValueError(f"reward {reward!r}: option `geometry` must name the estimator, e.g. {{name = \"colmap\"}}; got {spec!r}")
+        raise ValueError(
+            f'reward {reward!r}: option `geometry` must name the estimator, e.g. {{name = "colmap"}}; got {spec!r}'
+        )
     return shared_component("geometry_estimator", name, options)
 
 

@@ -35,17 +35,35 @@ class DepthAnything3Estimator(GeometryEstimator):
     """Depth, poses, intrinsics and Gaussians from Depth Anything 3."""
 
     class Config(pydantic.BaseModel, extra="forbid"):
-        weights: str = pydantic.Field("", description="local directory for DepthAnything3.from_pretrained ('' = random weights, tests only)")
-        model_name: str = pydantic.Field("da3-large", description="preset when building without weights: da3-small/base/large/giant, ...")
-        process_res: int = pydantic.Field(504, ge=14, description="DA3 processing resolution (long side)")
+        weights: str = pydantic.Field(
+            "",
+            description="local directory for DepthAnything3.from_pretrained ('' = random weights, tests only)",
+        )
+        model_name: str = pydantic.Field(
+            "da3-large",
+            description="preset when building without weights: da3-small/base/large/giant, ...",
+        )
+        process_res: int = pydantic.Field(
+            504, ge=14, description="DA3 processing resolution (long side)"
+        )
         process_res_method: str = "upper_bound_resize"
-        infer_gs: bool = pydantic.Field(False, description="use the model's Gaussian head (da3-giant only)")
-        device: str = pydantic.Field("auto", description="'auto' (cuda if available), 'cpu', 'cuda:N'")
-        gaussian_stride: int = pydantic.Field(2, ge=1, description="depth-built Gaussians: one per `stride` pixels")
-        gaussian_scale: float = pydantic.Field(0.6, gt=0, description="depth-built Gaussians: std in pixel footprints")
-        conf_percentile: float = pydantic.Field(0.0, ge=0, lt=100, description="drop the least confident X% of pixels")
+        infer_gs: bool = pydantic.Field(
+            False, description="use the model's Gaussian head (da3-giant only)"
+        )
+        device: str = pydantic.Field(
+            "auto", description="'auto' (cuda if available), 'cpu', 'cuda:N'"
+        )
+        gaussian_stride: int = pydantic.Field(
+            2, ge=1, description="depth-built Gaussians: one per `stride` pixels"
+        )
+        gaussian_scale: float = pydantic.Field(
+            0.6, gt=0, description="depth-built Gaussians: std in pixel footprints"
+        )
+        conf_percentile: float = pydantic.Field(
+            0.0, ge=0, lt=100, description="drop the least confident X% of pixels"
+        )
 
-    def __init__(self, config: "DepthAnything3Estimator.Config | None" = None):
+    def __init__(self, config: DepthAnything3Estimator.Config | None = None):
         super().__init__(config)
         self._model = None
 
@@ -70,7 +88,8 @@ class DepthAnything3Estimator(GeometryEstimator):
             else:
                 warnings.warn(
                     f"depth_anything_3: no `weights` given, building {cfg.model_name!r} with RANDOM weights "
-                    "(fine for tests, meaningless for training)", stacklevel=2,
+                    "(fine for tests, meaningless for training)",
+                    stacklevel=2,
                 )
                 model = DepthAnything3(model_name=cfg.model_name)
             self._model = model.to(self.device).eval()
@@ -82,12 +101,23 @@ class DepthAnything3Estimator(GeometryEstimator):
     @torch.no_grad()
     def _estimate_one(self, video: torch.Tensor) -> Geometry:
         cfg = self.config
-        frames = [f for f in (video.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()]
+        frames = [
+            f for f in (video.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        ]
         pred = self.model.inference(
-            frames, infer_gs=cfg.infer_gs, process_res=cfg.process_res, process_res_method=cfg.process_res_method
+            frames,
+            infer_gs=cfg.infer_gs,
+            process_res=cfg.process_res,
+            process_res_method=cfg.process_res_method,
         )
-        depth = torch.from_numpy(np.nan_to_num(np.asarray(pred.depth, dtype=np.float32), nan=0.0, posinf=0.0))
-        conf = torch.from_numpy(np.asarray(pred.conf, dtype=np.float32)) if pred.conf is not None else None
+        depth = torch.from_numpy(
+            np.nan_to_num(np.asarray(pred.depth, dtype=np.float32), nan=0.0, posinf=0.0)
+        )
+        conf = (
+            torch.from_numpy(np.asarray(pred.conf, dtype=np.float32))
+            if pred.conf is not None
+            else None
+        )
         f, h, w = depth.shape
         w2c = torch.eye(4, dtype=torch.float64).repeat(f, 1, 1)
         w2c[:, :3, :] = torch.from_numpy(np.asarray(pred.extrinsics, dtype=np.float64))[:, :3, :]
@@ -97,17 +127,34 @@ class DepthAnything3Estimator(GeometryEstimator):
         if cfg.infer_gs and pred.gaussians is not None:
             gaussians = _from_da3_gaussians(pred.gaussians)
         else:
-            small = torch.from_numpy(np.asarray(pred.processed_images)).permute(0, 3, 1, 2).float() / 255.0
+            small = (
+                torch.from_numpy(np.asarray(pred.processed_images)).permute(0, 3, 1, 2).float()
+                / 255.0
+            )
             min_conf = None
             if conf is not None and cfg.conf_percentile > 0:
                 min_conf = float(torch.quantile(conf.flatten().float(), cfg.conf_percentile / 100))
             gaussians, frame_of = gaussians_from_depth(
-                small, depth, c2w, k, stride=cfg.gaussian_stride, scale=cfg.gaussian_scale,
-                confidence=conf, min_confidence=min_conf, with_frame_index=True,
+                small,
+                depth,
+                c2w,
+                k,
+                stride=cfg.gaussian_stride,
+                scale=cfg.gaussian_scale,
+                confidence=conf,
+                min_confidence=min_conf,
+                with_frame_index=True,
             )
             info["gaussian_frame"] = frame_of
-        return Geometry(depth=depth, c2w=c2w, intrinsics=k, confidence=conf, gaussians=gaussians,
-                        registered=torch.ones(f, dtype=torch.bool), info=info)
+        return Geometry(
+            depth=depth,
+            c2w=c2w,
+            intrinsics=k,
+            confidence=conf,
+            gaussians=gaussians,
+            registered=torch.ones(f, dtype=torch.bool),
+            info=info,
+        )
 
 
 def _from_da3_gaussians(g) -> Gaussians:
@@ -116,7 +163,11 @@ def _from_da3_gaussians(g) -> Gaussians:
     sh = g.harmonics.float().cpu()
     sh = sh.reshape(-1, 3, sh.shape[-1])  # [N, 3, d_sh]
     opac = g.opacities.float().cpu()
-    opac = opac.reshape(means.shape[0], -1)[:, 0] if opac.numel() != means.shape[0] else opac.reshape(-1)
+    opac = (
+        opac.reshape(means.shape[0], -1)[:, 0]
+        if opac.numel() != means.shape[0]
+        else opac.reshape(-1)
+    )
     return Gaussians(
         means=means,
         scales=g.scales.reshape(-1, 3).float().cpu(),

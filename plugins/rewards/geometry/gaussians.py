@@ -21,11 +21,18 @@ def backproject(depth: torch.Tensor, c2w: torch.Tensor, intrinsics: torch.Tensor
     """Pixel centres lifted to world points: ``depth [F, H, W]`` -> ``[F, H, W, 3]``."""
     f, h, w = depth.shape
     dev = depth.device
-    jj, ii = torch.meshgrid(torch.arange(w, device=dev) + 0.5, torch.arange(h, device=dev) + 0.5, indexing="xy")
+    jj, ii = torch.meshgrid(
+        torch.arange(w, device=dev) + 0.5, torch.arange(h, device=dev) + 0.5, indexing="xy"
+    )
     pix = torch.stack([jj, ii, torch.ones_like(jj)], -1).float()  # [H, W, 3]
-    rays = torch.einsum("fij,hwj->fhwi", torch.linalg.inv(intrinsics.float()), pix)  # [F, H, W, 3], z = 1
+    rays = torch.einsum(
+        "fij,hwj->fhwi", torch.linalg.inv(intrinsics.float()), pix
+    )  # [F, H, W, 3], z = 1
     cam = rays * depth.float()[..., None]
-    return torch.einsum("fij,fhwj->fhwi", c2w[:, :3, :3].float(), cam) + c2w[:, None, None, :3, 3].float()
+    return (
+        torch.einsum("fij,fhwj->fhwi", c2w[:, :3, :3].float(), cam)
+        + c2w[:, None, None, :3, 3].float()
+    )
 
 
 def gaussians_from_depth(
@@ -55,7 +62,9 @@ def gaussians_from_depth(
         frames = F.interpolate(frames.float(), size=(h, w), mode="area")
     pts = backproject(depth, c2w, intrinsics)[::frame_stride, ::stride, ::stride]  # [F', h', w', 3]
     d = depth.float()[::frame_stride, ::stride, ::stride]
-    col = frames.float()[::frame_stride, :, ::stride, ::stride].permute(0, 2, 3, 1)  # [F', h', w', 3]
+    col = frames.float()[::frame_stride, :, ::stride, ::stride].permute(
+        0, 2, 3, 1
+    )  # [F', h', w', 3]
     focal = intrinsics[::frame_stride, :2, :2].diagonal(dim1=-2, dim2=-1).float().mean(-1)  # [F']
     sigma = scale * stride * d / focal[:, None, None]
     keep = torch.isfinite(d) & (d > 0) & torch.isfinite(pts).all(-1) & torch.isfinite(sigma)
@@ -76,7 +85,12 @@ def gaussians_from_depth(
 
 
 def gaussians_from_points(
-    points: torch.Tensor, colors: torch.Tensor, *, neighbours: int = 3, scale: float = 0.5, opacity: float = 0.9
+    points: torch.Tensor,
+    colors: torch.Tensor,
+    *,
+    neighbours: int = 3,
+    scale: float = 0.5,
+    opacity: float = 0.9,
 ) -> Gaussians:
     """Isotropic Gaussians at ``points [N, 3]`` with ``colors [N, 3]`` in [0, 1]; standard deviation
     ``scale *`` the mean distance to the ``neighbours`` nearest other points."""
