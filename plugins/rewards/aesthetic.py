@@ -135,6 +135,20 @@ class Aesthetic(Reward):
         )
         batch_size: int = pydantic.Field(16, ge=1, description="frames per forward pass")
 
+    @classmethod
+    def weight_refs(cls, config: Aesthetic.Config) -> list:
+        from worldr1_core.preflight import WeightRef
+
+        return [
+            WeightRef(
+                ("checkpoint",),
+                config.checkpoint,
+                kind="file",
+                hint="set checkpoint to a local HPS_v2.1_compressed.pt or the cached hub file "
+                "xswu/HPSv2/HPS_v2.1_compressed.pt",
+            )
+        ]
+
     def __init__(self, config: Aesthetic.Config):
         super().__init__(config)
         self.device = resolve_device(config.device)

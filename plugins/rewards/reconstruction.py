@@ -147,6 +147,25 @@ class ReconstructionConsistency(Reward):
             description="where LPIPS and rendering run: 'auto' (cuda if available), 'cpu', 'cuda:N'",
         )
 
+    @classmethod
+    def weight_refs(cls, config: ReconstructionConsistency.Config) -> list:
+        from worldr1_core.preflight import WeightRef
+
+        return [
+            WeightRef(
+                ("lpips_weights",),
+                config.lpips_weights,
+                kind="file",
+                empty="random" if config.lpips_random_backbone else "error",
+                hint="set lpips_weights to a local LPIPS / torchvision backbone state dict file"
+                + (
+                    ""
+                    if config.lpips_random_backbone
+                    else " (lpips_random_backbone = true: tests only)"
+                ),
+            )
+        ]
+
     def __init__(self, config: ReconstructionConsistency.Config | None = None):
         super().__init__(config)
         cfg = self.config
