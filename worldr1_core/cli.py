@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__
+from .cli_help import examples
 from .config import ConfigError
 from .plugins import PluginLoadError, get_plugin_manager
 from .prompts import PromptError
@@ -39,6 +40,8 @@ def _callback_plugins() -> list[dict[str, str]]:
             {
                 "kind": "callback",
                 "name": name,
+                "plugin": name,
+                "module": pm.plugin_module(name),
                 "hooks": ", ".join(hooks),
                 "description": doc[0] if doc else "",
             }
@@ -78,7 +81,7 @@ def _cmd_config_show(args: argparse.Namespace) -> int:
     from .preflight import config_checks
 
     config = load_config(args.config, args.overrides)
-    config_checks(config, command="train" if config.components.get("rl") else "eval").raise_errors()
+    config_checks(config, command="show").raise_errors()
     if args.json:
         print(json.dumps(config.to_dict(), indent=2))
     else:
@@ -123,25 +126,49 @@ def _add_allow_download(p: argparse.ArgumentParser) -> None:
     )
 
 
-EXAMPLES: dict[str, str] = {
-    "plugins list": "worldr1 plugins list\n  worldr1 plugins list --kind reward\n  worldr1 plugins list --json",
-    "config show": "worldr1 config show configs/tiny_cpu.toml\n  worldr1 config show configs/world_r1_small.toml rl.group_size=4 --json",
-    "config keys": "worldr1 config keys train\n  worldr1 config keys wan2.1\n  worldr1 config keys rewards",
-    "check": "worldr1 check configs/tiny_cpu.toml\n  worldr1 check configs/world_r1_small.toml model.path=Wan-AI/Wan2.1-T2V-1.3B-Diffusers\n  worldr1 check configs/eval/default.toml --for eval",
-    "train": "worldr1 train configs/tiny_cpu.toml\n  worldr1 train configs/tiny_cpu.toml --max-steps 4 train.lr=1e-2\n  worldr1 train configs/tiny_cpu.toml --resume runs/tiny_cpu",
-    "infer": 'worldr1 infer --config configs/tiny_cpu.toml --prompts "a red car. Camera pans left." --out out/\n  worldr1 infer --config configs/tiny_cpu.toml --lora runs/tiny_cpu --prompts data/final/test.txt --out out/ rl.num_steps=8',
-    "eval": "worldr1 eval out/ --config configs/eval/default.toml\n  worldr1 eval out/ --baseline out_base/ --config configs/eval/default.toml geometry.name=colmap",
-    "export": "worldr1 export runs/tiny_cpu\n  worldr1 export runs/tiny_cpu --merge --out exported/\n  worldr1 export runs/tiny_cpu --checkpoint step_000010",
-    "reward serve": "worldr1 reward serve brightness --port 18089\n  worldr1 reward serve aesthetic --config configs/world_r1_small.toml --device cuda:1",
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "plugins list": (
+        "worldr1 plugins list",
+        "worldr1 plugins list --kind reward",
+        "worldr1 plugins list --json",
+    ),
+    "config show": (
+        "worldr1 config show configs/tiny_cpu.toml",
+        "worldr1 config show configs/world_r1_small.toml rl.group_size=4 --json",
+    ),
+    "config keys": (
+        "worldr1 config keys train",
+        "worldr1 config keys wan2.1",
+        "worldr1 config keys rewards",
+    ),
+    "check": (
+        "worldr1 check configs/tiny_cpu.toml",
+        "worldr1 check configs/world_r1_small.toml model.path=Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
+        "worldr1 check configs/eval/world_r1.toml --for eval",
+    ),
+    "train": (
+        "worldr1 train configs/tiny_cpu.toml",
+        "worldr1 train configs/tiny_cpu.toml --max-steps 4 train.lr=1e-2",
+        "worldr1 train configs/tiny_cpu.toml --resume runs/tiny_cpu",
+    ),
+    "infer": (
+        'worldr1 infer --config configs/tiny_cpu.toml --prompts "Camera pan left. A red car." --out out/',
+        "worldr1 infer --config configs/tiny_cpu.toml --lora runs/tiny_cpu --prompts data/final/test.txt --out out/",
+    ),
+    "eval": (
+        "worldr1 eval out/ --config configs/eval/world_r1.toml",
+        "worldr1 eval out/ --baseline out_base/ --config configs/eval/world_r1.toml geometry.name=colmap",
+    ),
+    "reward serve": (
+        "worldr1 reward serve brightness --port 18089",
+        "worldr1 reward serve aesthetic --config configs/world_r1_small.toml --device cuda:1",
+    ),
 }
 
 
 def _examples(key: str) -> dict[str, Any]:
     """``add_parser`` keywords that end the subcommand's --help with its examples."""
-    return {
-        "epilog": "examples:\n  " + EXAMPLES[key],
-        "formatter_class": argparse.RawDescriptionHelpFormatter,
-    }
+    return examples(*EXAMPLES[key])
 
 
 def build_parser() -> argparse.ArgumentParser:

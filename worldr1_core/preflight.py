@@ -335,13 +335,18 @@ def _check_devices(config: RunConfig, report: Report) -> None:
 
 
 def config_checks(config: RunConfig, *, command: str = "train") -> Report:
-    """The checks that need only the config (and its prompt files); ``config show`` runs these."""
+    """The checks that need only the config (and its prompt files). ``command="show"`` (``config
+    show``) checks schedule and batching only for configs with a ``[model]`` (training configs)."""
     report = Report()
+    trains = command == "train" or (
+        command == "show" and config.components.get("model") is not None
+    )
     if command == "train":
         _check_training_sections(config, report)
+    if trains:
         _check_schedule(config, report)
         _check_batching(config, report)
-    if command in ("train", "infer"):
+    if command in ("train", "infer", "show"):
         _check_video(config, report)
     _check_prompts(config, report)
     _check_devices(config, report)
