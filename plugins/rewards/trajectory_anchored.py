@@ -40,36 +40,50 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pydantic
 
 __all__ = ["anchored_trajectory_score", "AnchoredParams"]
 
 
-class AnchoredParams:
-    """Constants of :func:`anchored_trajectory_score` (documented in the reward's Config)."""
+class AnchoredParams(pydantic.BaseModel, extra="forbid"):
+    """Constants of :func:`anchored_trajectory_score` (``[[rewards]] anchored = {...}``)."""
 
-    def __init__(
-        self,
-        scene_depth: float = 1000.0,
-        translation_tau: float = 0.3,
-        rotation_tau: float = 0.4,
-        min_travel: float = 0.1,
-        min_turn_deg: float = 10.0,
-        segment_window: int = 4,
-        segment_weight: float = 0.0,
-        smoothness_weight: float = 0.0,
-        smooth_tau: float = 0.05,
-        smooth_tau_deg: float = 3.0,
-    ):
-        self.scene_depth = scene_depth
-        self.translation_tau = translation_tau
-        self.rotation_tau = rotation_tau
-        self.min_travel = min_travel
-        self.min_turn_deg = min_turn_deg
-        self.segment_window = segment_window
-        self.segment_weight = segment_weight
-        self.smoothness_weight = smoothness_weight
-        self.smooth_tau = smooth_tau
-        self.smooth_tau_deg = smooth_tau_deg
+    scene_depth: float = pydantic.Field(
+        1000.0,
+        gt=0,
+        description="depth of the scene plane the intended paths were designed for (scene units)",
+    )
+    translation_tau: float = pydantic.Field(
+        0.3, gt=0, description="RMS centre error / intended travel scoring exp(-1)"
+    )
+    rotation_tau: float = pydantic.Field(
+        0.4, gt=0, description="mean orientation error / intended turn scoring exp(-1)"
+    )
+    min_travel: float = pydantic.Field(
+        0.1, gt=0, description="floor of the intended travel (depth units) in the normaliser"
+    )
+    min_turn_deg: float = pydantic.Field(
+        10.0, gt=0, description="floor of the intended turn (degrees) in the normaliser"
+    )
+    segment_window: int = pydantic.Field(4, ge=1, description="frames per relative-pose segment")
+    segment_weight: float = pydantic.Field(
+        0.0, ge=0, le=1, description="weight of the segment-wise relative-pose score"
+    )
+    smoothness_weight: float = pydantic.Field(
+        0.0, ge=0, le=1, description="weight of the camera-smoothness score"
+    )
+    smooth_tau: float = pydantic.Field(
+        0.05, gt=0, description="extra centre jitter (depth units) scoring exp(-1)"
+    )
+    smooth_tau_deg: float = pydantic.Field(
+        3.0, gt=0, description="extra rotation jitter (degrees) scoring exp(-1)"
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _weights(self):
+        if self.segment_weight + self.smoothness_weight > 1:
+            raise ValueError("segment_weight + smoothness_weight must be <= 1")
+        return self
 
 
 def _angles_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
