@@ -169,7 +169,14 @@ class GeometryEstimator(Component):
 
 
 class Reward(Component):
-    """Scores videos; higher is better. See DESIGN.md section 3 for the public contract."""
+    """Scores videos; higher is better. See DESIGN.md section 3 for the public contract.
+
+    ``lower_is_better`` names the components (keys of ``RewardOutput.components``) for which a
+    lower value is better (errors, distances, failure flags); the score and every other
+    component are higher-better. ``worldr1 eval`` orients its comparisons with it.
+    """
+
+    lower_is_better: ClassVar[frozenset[str]] = frozenset()
 
     @abc.abstractmethod
     def score(self, batch: RewardBatch) -> RewardOutput:
