@@ -22,6 +22,8 @@ import re
 from pathlib import Path
 from typing import Literal
 
+from .errors import UserError
+
 HF_PREFIX = "hf://"
 _PART = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 _REPO_RE = re.compile(rf"^(?P<repo>{_PART}/{_PART})(?:@(?P<rev>[A-Za-z0-9._/-]+))?$")
@@ -30,7 +32,7 @@ _FILE_RE = re.compile(rf"^(?P<repo>{_PART}/{_PART})(?:@(?P<rev>[A-Za-z0-9._-]+))
 Kind = Literal["dir", "file"]
 
 
-class WeightsNotFound(FileNotFoundError):
+class WeightsNotFound(UserError, FileNotFoundError):
     """A weight location that is neither on disk nor in the local HF cache (message ready for the user)."""
 
 
