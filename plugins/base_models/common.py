@@ -522,7 +522,6 @@ class DiffusersVideoModel(VideoModel):
             self.transformer.enable_gradient_checkpointing()
         self._prompt_cache = PromptCache(cfg.prompt_cache_size)
 
-<<<<<<< HEAD
     # video sizes the latent layout accepts: frames = 1 + FRAME_STEP * k, height and width
     # multiples of SIZE_MULTIPLE (the published checkpoints; TINY_* for the tiny preset)
     FRAME_STEP = 4
@@ -565,7 +564,7 @@ class DiffusersVideoModel(VideoModel):
         ]
 
     HUB_EXAMPLE = "org/model"
-=======
+
     @classmethod
     def recognizes(cls, path: Path) -> bool:
         """A diffusers directory whose ``model_index.json`` names this model's pipeline class."""
@@ -603,7 +602,6 @@ class DiffusersVideoModel(VideoModel):
             width=width,
             frame_indices=[i * tc for i in range(latent_frames)],
         )
->>>>>>> main
 
     def _resolve_path(self) -> Path:
         cfg = self.config
