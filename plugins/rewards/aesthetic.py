@@ -21,7 +21,6 @@ Real weights (never downloaded at run time): get ``HPS_v2.1_compressed.pt`` (or
 
 from __future__ import annotations
 
-import io
 import random
 import threading
 from pathlib import Path
@@ -36,6 +35,7 @@ from worldr1_core.devices import resolve_device
 from worldr1_core.interfaces import Reward
 from worldr1_core.types import RewardBatch, RewardOutput
 
+from .release_views import jpeg_roundtrip
 from .scene_text import SceneText, strip_camera_sentence
 
 __all__ = ["Aesthetic", "jpeg_roundtrip", "sample_frame_indices", "strip_camera_sentence"]
@@ -46,20 +46,6 @@ def sample_frame_indices(num_frames: int, count: int) -> list[int]:
     if count <= 0 or count >= num_frames:
         return list(range(num_frames))
     return torch.linspace(0, num_frames - 1, count).round().long().tolist()
-
-
-def jpeg_roundtrip(frames: torch.Tensor, quality: int) -> torch.Tensor:
-    """Frames ``[N, 3, H, W]`` in [0, 1] quantised to 8 bits, JPEG-encoded at ``quality`` and decoded."""
-    import numpy as np
-    from PIL import Image
-
-    out = []
-    for frame in (frames.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy():
-        buf = io.BytesIO()
-        Image.fromarray(frame).save(buf, format="JPEG", quality=quality)
-        buf.seek(0)
-        out.append(torch.from_numpy(np.array(Image.open(buf).convert("RGB"))))
-    return torch.stack(out).permute(0, 3, 1, 2).float().div(255).to(frames.device)
 
 
 class _LoadedCLIP:
