@@ -57,6 +57,9 @@ class ComposedReward:
     failures: dict[str, int] = field(
         default_factory=dict
     )  # name -> samples scored 0 (on_error="zero")
+    failed_samples: dict[str, dict[int, str]] = field(
+        default_factory=dict
+    )  # name -> RewardOutput.failures (sample -> reason: scored with the reward's floor)
 
     def metrics(self, prefix: str = "reward") -> dict[str, float]:
         """Mean and std of the total, each reward and each component over valid samples.
@@ -157,6 +160,7 @@ class RewardSet:
         info: dict[str, Any] = {}
         seconds: dict[str, float] = {}
         failures: dict[str, int] = {}
+        failed_samples: dict[str, dict[int, str]] = {}
         for name, weight in resolved.items():
             if weight == 0:
                 continue
@@ -197,10 +201,20 @@ class RewardSet:
                 components[f"{name}/{comp}"] = values.reshape(b)
             if out.info:
                 info[name] = out.info
+            if out.failures:
+                failed_samples[name] = dict(out.failures)
             total += weight * torch.where(bad, torch.zeros_like(scores), scores).double()
         total = torch.where(valid, total, torch.zeros_like(total))
         return ComposedReward(
-            total.float(), per_reward, components, resolved, valid, info, seconds, failures
+            total.float(),
+            per_reward,
+            components,
+            resolved,
+            valid,
+            info,
+            seconds,
+            failures,
+            failed_samples,
         )
 
     def _score_one(self, name: str, batch: RewardBatch) -> tuple[torch.Tensor, RewardOutput]:

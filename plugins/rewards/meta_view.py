@@ -24,7 +24,7 @@ Qwen3-VL-4B-Instruct with no system prompt and the image at full size; in releas
 Components logged: ``plausibility`` (the score), ``view_<i>`` (each view), ``coverage`` (mean
 rendered alpha: how much of the novel view the reconstruction covers at all) and
 ``geometry_failed``. A video whose reconstruction failed (``Geometry.info["failure"]``) scores the
-floor 0 with the reason in ``info["failures"]``, as the other 3D rewards do.
+floor 0 with the reason in ``RewardOutput.failures``, as the other 3D rewards do.
 """
 
 from __future__ import annotations
@@ -129,6 +129,8 @@ def novel_camera(
 
 class MetaView(Reward):
     """VLM-rated 3D plausibility of the video's Gaussians rendered from novel viewpoints."""
+
+    lower_is_better = frozenset({"geometry_failed"})
 
     class Config(pydantic.BaseModel, extra="forbid"):
         judge: VLMJudgeConfig = pydantic.Field(default_factory=VLMJudgeConfig)
@@ -303,7 +305,7 @@ class MetaView(Reward):
 
         A video whose reconstruction failed (``Geometry.info["failure"]``, e.g. COLMAP registered
         too few frames) gets the floor score 0 -- nothing 3D-consistent was recovered -- with
-        ``geometry_failed = 1`` and the reason in ``info["failures"]``.
+        ``geometry_failed = 1`` and the reason in ``RewardOutput.failures``.
         """
         views = 1 if self.config.mode == "release" else len(self.config.views)
         per_view = torch.zeros(len(batch), views)
@@ -341,9 +343,7 @@ class MetaView(Reward):
         info = {"answers": texts, "questions": questions}
         if chosen:
             info["meta_view_frames"] = chosen
-        if failures:
-            info["failures"] = failures
-        return RewardOutput(scores=score, components=components, info=info)
+        return RewardOutput(scores=score, components=components, info=info, failures=failures)
 
     def score(self, batch: RewardBatch) -> RewardOutput:
         return self.score_geometries(batch, self.estimator().estimate_cached(batch))

@@ -127,6 +127,8 @@ def load_lpips(net: str, weights: str, random_backbone: bool) -> torch.nn.Module
 class ReconstructionConsistency(Reward):
     """1 - LPIPS between the frames and the estimator's Gaussians re-rendered at every frame camera."""
 
+    lower_is_better = frozenset({"lpips"})
+
     class Config(pydantic.BaseModel, extra="forbid"):
         geometry: dict[str, Any] | None = pydantic.Field(
             None,
@@ -191,7 +193,7 @@ class ReconstructionConsistency(Reward):
         return RewardOutput(
             scores=table.pop("score"),
             components=table,
-            info={"failures": reasons} if reasons else {},
+            failures=reasons,
         )
 
     @torch.no_grad()
