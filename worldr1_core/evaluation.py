@@ -30,6 +30,7 @@ import csv
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,7 @@ class EvalConfig:
 
 
 def load_eval_config(
-    path: str | Path | None, overrides: list[str] = (), registry: Registry | None = None
+    path: str | Path | None, overrides: Sequence[str] = (), registry: Registry | None = None
 ) -> EvalConfig:
     """Validate ``[[rewards]]``, ``[geometry]`` and ``[camera]`` of a (training or eval) config.
 
@@ -315,7 +316,7 @@ def compare(
         r, b = run[metric], baseline[metric]
         direction = r["direction"]
         delta = r["mean"] - b["mean"]
-        wins = total = 0
+        wins, total = 0.0, 0
         for row in run_rows:
             other = by_prompt.get(key(row))
             if other is None or metric not in row or metric not in other:

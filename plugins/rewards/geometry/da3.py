@@ -80,7 +80,7 @@ class DepthAnything3Estimator(GeometryEstimator):
             if cfg.weights:
                 try:
                     model = DepthAnything3.from_pretrained(cfg.weights)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     raise ValueError(
                         f"geometry.weights={cfg.weights!r}: cannot load Depth Anything 3 from it ({exc}); expected a "
                         "directory with config.json and model.safetensors (DepthAnything3.save_pretrained layout)"
