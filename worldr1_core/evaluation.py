@@ -37,14 +37,11 @@ from typing import Any
 import torch
 
 from .config import (
-    COMPONENT_SECTIONS,
-    REWARD_CORE_KEYS,
     REWARDS_SECTION,
     ComponentConfig,
-    ConfigError,
     RewardConfig,
-    _validate_component,
     compose,
+    validate_reward_sections,
 )
 from .errors import EvalError, RegistryError
 from .registry import Registry, get_registry
@@ -95,55 +92,19 @@ def load_eval_config(
         path = DEFAULT_EVAL_CONFIG
     data, provenance = compose(path, overrides)
     source = str(path)
-    errors: list[str] = []
-    rewards: list[RewardConfig] = []
     raw_rewards = data.get(REWARDS_SECTION, [])
     if not isinstance(raw_rewards, list) or not raw_rewards:
         raise EvalError(
             f"{source}: rewards: the eval config needs at least one [[rewards]] entry (the metrics)"
         )
-    for i, raw in enumerate(raw_rewards):
-        section = f"{REWARDS_SECTION}.{i}"
-        name, core, options, errs = _validate_component(
-            registry, section, "reward", raw, provenance, source, core_keys=REWARD_CORE_KEYS
-        )
-        errors += errs
-        if options is not None:
-            rewards.append(
-                RewardConfig(
-                    section,
-                    "reward",
-                    name,
-                    options,
-                    weight=float(core.get("weight", 1.0)),
-                    server=core.get("server"),
-                )
-            )
-    parts: dict[str, ComponentConfig | None] = {}
-    for section in ("geometry", "camera"):
-        kind, default, _ = COMPONENT_SECTIONS[section]
-        raw = data.get(section)
-        if raw is None:
-            raw = (
-                {"name": default}
-                if default is not None and default in registry.names(kind)
-                else None
-            )
-        if raw is None:
-            parts[section] = None
-            continue
-        name, _, options, errs = _validate_component(
-            registry, section, kind, raw, provenance, source
-        )
-        errors += errs
-        parts[section] = (
-            ComponentConfig(section, kind, name, options) if options is not None else None
-        )
-    if errors:
-        raise ConfigError("\n".join(errors))
+    sections = validate_reward_sections(data, provenance, source=source, registry=registry)
     fps = int(data.get("video", {}).get("fps", 16)) if isinstance(data.get("video"), dict) else 16
     return EvalConfig(
-        rewards=rewards, geometry=parts["geometry"], camera=parts["camera"], fps=fps, source=source
+        rewards=sections.rewards,
+        geometry=sections.geometry,
+        camera=sections.camera,
+        fps=fps,
+        source=source,
     )
 
 

@@ -93,7 +93,7 @@ def load_inference_config(args: argparse.Namespace) -> RunConfig:
         if isinstance(model, dict) and "name" not in model:
             model["name"] = base_model_for(args.model)
         source = "command line"
-    for section, (_, default, _) in COMPONENT_SECTIONS.items():
+    for section, (_, default) in COMPONENT_SECTIONS.items():
         raw = data.get(section)
         if isinstance(raw, dict) and "name" not in raw and default is not None:
             raw["name"] = default  # e.g. `rl.num_steps=20` alone selects the default RL algorithm
