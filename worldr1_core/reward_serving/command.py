@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 
 from .. import hookimpl
+from ..cli_help import examples
+from ..errors import CommandError
 from .limits import ServerSettings
 from .served import build_served_rewards
 
@@ -26,8 +28,6 @@ log = logging.getLogger("worldr1.reward_server")
 
 def read_token(path: str) -> str:
     """The bearer token in ``path`` (surrounding whitespace stripped)."""
-    from worldr1_core.cli import CommandError
-
     p = Path(path)
     try:
         token = p.read_text(encoding="utf-8").strip()
@@ -54,8 +54,6 @@ def is_loopback(host: str) -> bool:
 
 def serve_command(args: argparse.Namespace) -> int:
     """Entry point of ``worldr1 reward serve``."""
-    from worldr1_core.cli import CommandError
-
     try:
         import uvicorn
 
@@ -121,7 +119,14 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
     defaults = ServerSettings()
     p_reward = subparsers.add_parser("reward", help="reward services")
     reward_sub = p_reward.add_subparsers(dest="reward_command", metavar="SUBCOMMAND", required=True)
-    p = reward_sub.add_parser("serve", help="serve registered rewards over a JSON HTTP API")
+    p = reward_sub.add_parser(
+        "serve",
+        help="serve registered rewards over a JSON HTTP API",
+        **examples(
+            "worldr1 reward serve brightness --port 18089",
+            "worldr1 reward serve aesthetic --config configs/world_r1_small.toml --device cuda:1",
+        ),
+    )
     p.add_argument("names", nargs="+", metavar="NAME", help="reward names to serve")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=18089)
