@@ -1,8 +1,8 @@
 """The ``worldr1`` command line (also ``python -m worldr1_core.cli``, which launchers use).
 
-Core subcommands: ``plugins list``, ``config show``, ``train``, ``infer``, ``eval``,
-``reward serve``. Plugins add more through the ``worldr1_register_commands`` hook (the camera
-plugin adds ``camera`` and ``warp``).
+Core subcommands: ``plugins list``, ``config show``, ``train``, ``infer``, ``eval``. Plugins add
+more through the ``worldr1_register_commands`` hook (``reward serve`` from
+``worldr1_core.reward_serving.command``; the camera plugin adds ``camera`` and ``warp``).
 """
 
 from __future__ import annotations
@@ -154,10 +154,6 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "worldr1 eval out/ --config configs/eval/world_r1.toml",
         "worldr1 eval out/ --baseline out_base/ --config configs/eval/world_r1.toml geometry.name=colmap",
     ),
-    "reward serve": (
-        "worldr1 reward serve brightness --port 18089",
-        "worldr1 reward serve aesthetic --config configs/world_r1_small.toml --device cuda:1",
-    ),
 }
 
 
@@ -273,39 +269,6 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument("--config", help="run config providing the reward/geometry settings")
     p_eval.add_argument("--out", help="output directory (default: VIDEOS_DIR/eval)")
     p_eval.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-
-    p_reward = sub.add_parser("reward", help="reward services")
-    reward_sub = p_reward.add_subparsers(dest="reward_command", metavar="SUBCOMMAND", required=True)
-    p_serve = reward_sub.add_parser(
-        "serve", help="serve registered rewards over a JSON HTTP API", **_examples("reward serve")
-    )
-    p_serve.add_argument("names", nargs="+", metavar="NAME", help="reward names to serve")
-    p_serve.add_argument("--host", default="127.0.0.1")
-    p_serve.add_argument("--port", type=int, default=18089)
-    p_serve.add_argument("--token-file", help="file holding the bearer token clients must send")
-    p_serve.add_argument("--device", default=None, help="device for the reward models, e.g. cuda:0")
-    p_serve.add_argument("--max-batch", type=int, default=16)
-    p_serve.add_argument(
-        "--config", help="run config whose [[rewards]] entries configure the served rewards"
-    )
-    p_serve.add_argument(
-        "--timeout", type=float, default=600.0, help="per-request timeout in seconds"
-    )
-    p_serve.add_argument(
-        "--max-body-mb", type=float, default=1024.0, help="largest request body accepted (MiB)"
-    )
-    p_serve.add_argument(
-        "--batch-wait-ms", type=float, default=0.0, help="wait this long for more requests to merge"
-    )
-    p_serve.add_argument(
-        "--video-root", help="allow video_paths requests for files under this folder"
-    )
-    p_serve.add_argument(
-        "--insecure-no-token",
-        action="store_true",
-        help="allow a non-loopback --host without a token",
-    )
-    p_serve.set_defaults(func=_lazy("worldr1_plugins.rewards.server", "serve_command"))
 
     get_plugin_manager().hook.worldr1_register_commands(subparsers=sub)
     return parser
