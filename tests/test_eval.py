@@ -13,8 +13,8 @@ from PIL import Image
 
 from worldr1_core import hookimpl
 from worldr1_core.config import ConfigError
+from worldr1_core.errors import EvalError
 from worldr1_core.evaluation import (
-    EvalError,
     discover_videos,
     load_eval_config,
     lower_is_better,
