@@ -32,7 +32,7 @@ import torch
 from .config import ComponentConfig, RewardConfig
 from .interfaces import Reward
 from .registry import Registry, get_registry
-from .reward_client import remote_reward
+from .reward_serving.client import remote_reward
 from .types import RewardBatch, RewardOutput
 
 log = logging.getLogger(__name__)

@@ -40,6 +40,7 @@ from .distributed import Distributed
 from .generation import camera_for
 from .interfaces import CameraParser, LatentInitializer, RLAlgorithm, Schedule, VideoModel
 from .plugins import get_plugin_manager
+from .preflight import preflight_for
 from .prompts import PromptSampler
 from .rewards import ComposedReward, RewardSet
 from .run_log import RunLogger, StageTimer
@@ -108,6 +109,7 @@ class Trainer:
         self.dist = Distributed.from_config(config)
         seed_everything(derive_seed(config.run.seed, self.dist.rank))
         self.hook = get_plugin_manager().hook
+        self.constant_metrics: dict[str, float] = {}  # logged every step (preflight flags)
         self._build_components()
         self._build_optimizer()
         self._open_run(run_dir, resume)
@@ -315,6 +317,7 @@ class Trainer:
         metrics.update(self.dist.all_reduce_mean({**scored.metrics(), **train_metrics}))
         metrics["adv/abs_mean"] = float(advantages.abs().mean())
         metrics["train/lr"] = self.dist.current_lr()
+        metrics.update(self.constant_metrics)
         if self.config.run.sample_every and step % self.config.run.sample_every == 0:
             with timer("samples"):
                 self._write_samples(step, videos, scored)
@@ -401,7 +404,11 @@ class Trainer:
         n = min(self.config.run.sample_videos, len(videos))
         if n and self.dist.is_main:
             names = [f"{i}_r{float(scored.total[i]):.3f}" for i in range(n)]
-            self.logger.save_videos(step, videos[:n], names, self.config.video.fps)
+            paths = self.logger.save_videos(step, videos[:n], names, self.config.video.fps)
+            if paths:
+                self.hook.worldr1_on_samples_saved(
+                    trainer=self, step=step, paths=[str(p) for p in paths], scored=scored
+                )
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -496,7 +503,10 @@ def train_command(args: argparse.Namespace) -> int:
     if args.max_steps is not None:
         overrides.append(f"run.max_steps={args.max_steps}")
     config = load_config(args.config, overrides)
+    # every check before a run directory exists or a model loads (docs/preflight.md)
+    report = preflight_for(config, args, "train")
     trainer = Trainer(config, run_dir=args.output_dir, resume=args.resume)
+    trainer.constant_metrics.update(report.metrics)  # e.g. geometry/random_weights = 1
     if trainer.dist.is_main:
         print(
             f"worldr1: run dir {trainer.run_dir} ({trainer.dist.describe()}), "

@@ -522,6 +522,49 @@ class DiffusersVideoModel(VideoModel):
             self.transformer.enable_gradient_checkpointing()
         self._prompt_cache = PromptCache(cfg.prompt_cache_size)
 
+    # video sizes the latent layout accepts: frames = 1 + FRAME_STEP * k, height and width
+    # multiples of SIZE_MULTIPLE (the published checkpoints; TINY_* for the tiny preset)
+    FRAME_STEP = 4
+    SIZE_MULTIPLE = 16
+    TINY_FRAME_STEP = 4
+    TINY_SIZE_MULTIPLE = 16
+
+    @classmethod
+    def video_constraints(cls, config: pydantic.BaseModel) -> tuple[int, int]:
+        """``(frame_step, size_multiple)`` for preflight, before any weight loads."""
+        if config.preset == "tiny":
+            return cls.TINY_FRAME_STEP, cls.TINY_SIZE_MULTIPLE
+        return cls.FRAME_STEP, cls.SIZE_MULTIPLE
+
+    @classmethod
+    def weight_refs(cls, config: pydantic.BaseModel) -> list[Any]:
+        """The checkpoint directory, for :mod:`worldr1_core.preflight` (local path or hub id)."""
+        from worldr1_core.preflight import WeightRef
+
+        if config.preset == "tiny":
+            return [
+                WeightRef(
+                    ("path",),
+                    "",
+                    empty="builtin",
+                    random=True,
+                    hint=f"tiny preset: a random-weight {cls.NAME} built in code (demos and tests)",
+                )
+            ]
+        value = config.path or os.environ.get(cls.ENV_PATH, "")
+        return [
+            WeightRef(
+                ("path",),
+                value,
+                kind="dir",
+                required=cls.REQUIRED,
+                hint=f"set model.path (or ${cls.ENV_PATH}) to a local diffusers-format {cls.NAME} "
+                f"directory or a hub id such as {cls.HUB_EXAMPLE}, or model.preset = 'tiny'",
+            )
+        ]
+
+    HUB_EXAMPLE = "org/model"
+
     @classmethod
     def recognizes(cls, path: Path) -> bool:
         """A diffusers directory whose ``model_index.json`` names this model's pipeline class."""

@@ -54,6 +54,9 @@ class Wan21(DiffusersVideoModel):
 
     NAME = "Wan2.1"
     ENV_PATH = ENV_PATH
+    HUB_EXAMPLE = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
+    FRAME_STEP, SIZE_MULTIPLE = 4, 16  # Wan VAE: 4x temporal, 8x spatial; patch 2
+    TINY_FRAME_STEP, TINY_SIZE_MULTIPLE = 4, 16
     LORA_TARGETS = [
         "to_q",
         "to_k",
