@@ -84,8 +84,9 @@ class ComposedReward:
         return out
 
 
-def _with_geometry(cfg: RewardConfig, geometry: ComponentConfig | None) -> pydantic.BaseModel:
-    """Fill a reward's ``geometry`` option from the run's ``[geometry]`` section when left unset."""
+def reward_options(cfg: RewardConfig, geometry: ComponentConfig | None) -> pydantic.BaseModel:
+    """The options a ``[[rewards]]`` entry is built with: its own, with the ``geometry`` option
+    filled from the run's ``[geometry]`` section when left unset (trainer, eval and server alike)."""
     options = cfg.options
     if (
         geometry is not None
@@ -101,7 +102,7 @@ def build_reward(
 ) -> Reward:
     """Instantiate one ``[[rewards]]`` entry."""
     registry = registry or get_registry()
-    options = _with_geometry(cfg, geometry)
+    options = reward_options(cfg, geometry)
     remote = remote_reward(
         cfg, options, registry=registry
     )  # server URL set: docs/reward_servers.md
