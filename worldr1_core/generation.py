@@ -12,6 +12,7 @@ uses as its own defaults.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +47,11 @@ class Generated:
 
 
 def camera_for(
-    prompts: list[str | Prompt], parser: CameraParser | None, frames: int, width: int, height: int
+    prompts: Sequence[str | Prompt],
+    parser: CameraParser | None,
+    frames: int,
+    width: int,
+    height: int,
 ) -> tuple[list[Prompt], list[CameraTrajectory | None]]:
     """Parse each prompt's camera sentence and build its trajectory (None without a camera sentence)."""
     out_prompts: list[Prompt] = []

@@ -189,7 +189,7 @@ def _settings_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 # --------------------------------------------------------------------------- generation
 
 
-def _build(component: ComponentConfig | None, what: str):
+def _build(component: ComponentConfig | None, what: str) -> Any:
     if component is None:
         raise InferenceError(f"no {what} is configured or installed")
     return component.build()
@@ -265,12 +265,11 @@ def run_inference(
             name = f"{i:05d}_{slugify(prompts[i])}"
             file = write_video(out / "videos" / f"{name}.mp4", videos[b], fps=settings["fps"])
             camera_file = ""
-            if trajectories[b] is not None:
+            trajectory = trajectories[b]
+            if trajectory is not None:
                 camera_file = f"cameras/{i:05d}.json"
                 (out / "cameras").mkdir(exist_ok=True)
-                (out / camera_file).write_text(
-                    json.dumps(trajectories[b].to_dict()), encoding="utf-8"
-                )
+                (out / camera_file).write_text(json.dumps(trajectory.to_dict()), encoding="utf-8")
             spec = prompt_objs[b].camera
             entries.append(
                 VideoEntry(

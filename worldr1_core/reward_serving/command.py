@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -161,5 +162,5 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 @hookimpl
-def worldr1_register_commands(subparsers):
+def worldr1_register_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     add_serve_parser(subparsers)
