@@ -77,7 +77,7 @@ def slugify(text: str, max_len: int = 40) -> str:
 
 def load_inference_config(args: argparse.Namespace) -> RunConfig:
     """The run config of ``--config`` (or a minimal one around ``--model``) plus overrides."""
-    overrides = list(getattr(args, "overrides", None) or [])
+    overrides = list(args.overrides)
     if args.model:
         overrides.append(f"model.path={args.model}")
     if args.config:
