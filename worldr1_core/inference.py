@@ -21,7 +21,9 @@ different settings on the same directory is an error (choose another ``--out``).
 Settings come from the run config: ``[model]`` (or ``--model PATH``), ``[video]`` (frames,
 height, width, fps, negative_prompt), ``[latent_init]`` (``--warp`` / ``--no-warp`` switch between
 ``noise_warp`` and ``gaussian``), ``[camera]``, and ``rl.num_steps`` / ``rl.guidance_scale``
-(defaults 50 and 5.0 without an ``[rl]`` section). Dotted overrides work as for ``train``.
+(defaults: :data:`~worldr1_core.generation.DEFAULT_NUM_STEPS` = 50 and
+:data:`~worldr1_core.generation.DEFAULT_GUIDANCE_SCALE` = 5.0, with or without an ``[rl]``
+section). Dotted overrides work as for ``train``.
 """
 
 from __future__ import annotations
@@ -38,15 +40,13 @@ from typing import Any
 
 from .config import COMPONENT_SECTIONS, ComponentConfig, RunConfig, compose, validate
 from .errors import CommandError, InferenceError, UserError
-from .generation import generate
+from .generation import generate, sampling_settings
 from .prompts import prompts_from_arg
 from .registry import get_registry
 from .video_io import write_video
 
 INDEX_JSON = "index.json"
 INDEX_CSV = "index.csv"
-DEFAULT_NUM_STEPS = 50
-DEFAULT_GUIDANCE = 5.0
 
 
 @dataclass
@@ -128,8 +128,7 @@ def base_model_for(path: str) -> str:
 
 def generation_settings(config: RunConfig, args: argparse.Namespace) -> dict[str, Any]:
     """Everything that determines the videos (recorded in the index; a resume must match it)."""
-    rl = config.components.get("rl")
-    opts = rl.options if rl is not None else None
+    num_steps, guidance_scale = sampling_settings(config)
     video = config.video
     latent = config.components.get("latent_init")
     camera = config.components.get("camera")
@@ -143,8 +142,8 @@ def generation_settings(config: RunConfig, args: argparse.Namespace) -> dict[str
         "width": video.width,
         "fps": video.fps,
         "negative_prompt": video.negative_prompt,
-        "num_steps": int(getattr(opts, "num_steps", DEFAULT_NUM_STEPS)),
-        "guidance_scale": float(getattr(opts, "guidance_scale", DEFAULT_GUIDANCE)),
+        "num_steps": num_steps,
+        "guidance_scale": guidance_scale,
         "base_seed": int(args.seed),
     }
 
