@@ -46,6 +46,7 @@ from .config import (
     _validate_component,
     compose,
 )
+from .errors import EvalError
 from .registry import Registry, get_registry
 from .rewards import RewardSet
 from .types import CameraTrajectory, RewardBatch
@@ -65,10 +66,6 @@ LOWER_IS_BETTER = (
     "failed",
 )
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".avi", ".mkv", ".gif")
-
-
-class EvalError(RuntimeError):
-    """A user-facing evaluation problem."""
 
 
 # --------------------------------------------------------------------------- configuration
@@ -578,14 +575,6 @@ def run_eval(
 
 def eval_command(args: argparse.Namespace) -> int:
     """Entry point of ``worldr1 eval`` (arguments: see :mod:`worldr1_core.cli`)."""
-    from .cli import CommandError
-    from .prompts import PromptError
-
-    try:
-        config = load_eval_config(args.config, list(args.overrides or []))
-        run_eval(
-            args.videos_dir, config, prompts=args.prompts, baseline=args.baseline, out=args.out
-        )
-    except (EvalError, PromptError) as exc:
-        raise CommandError(str(exc)) from None
+    config = load_eval_config(args.config, list(args.overrides or []))
+    run_eval(args.videos_dir, config, prompts=args.prompts, baseline=args.baseline, out=args.out)
     return 0

@@ -36,7 +36,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import COMPONENT_SECTIONS, ComponentConfig, ConfigError, RunConfig, compose, validate
+from .config import COMPONENT_SECTIONS, ComponentConfig, RunConfig, compose, validate
+from .errors import CommandError, InferenceError, UserError
 from .generation import generate
 from .prompts import prompts_from_arg
 from .video_io import write_video
@@ -45,10 +46,6 @@ INDEX_JSON = "index.json"
 INDEX_CSV = "index.csv"
 DEFAULT_NUM_STEPS = 50
 DEFAULT_GUIDANCE = 5.0
-
-
-class InferenceError(RuntimeError):
-    """A user-facing inference problem (bad arguments, mismatching resume)."""
 
 
 @dataclass
@@ -275,21 +272,15 @@ def run_inference(
 
 def infer_command(args: argparse.Namespace) -> int:
     """Entry point of ``worldr1 infer`` (arguments: see :mod:`worldr1_core.cli`)."""
-    from .cli import CommandError
-    from .prompts import PromptError
-
     try:
         config = load_inference_config(args)
         prompts = prompts_from_arg(args.prompts)
         run_inference(
             config, prompts, args.out, seed=args.seed, batch_size=args.batch_size, lora=args.lora
         )
-    except (InferenceError, PromptError) as exc:
-        raise CommandError(str(exc)) from None
-    except (
-        ValueError
-    ) as exc:  # e.g. a model path that is not a checkpoint, a video size the model rejects
-        if isinstance(exc, ConfigError):
+    except ValueError as exc:
+        if isinstance(exc, UserError):
             raise
+        # e.g. a model path that is not a checkpoint, a video size the model rejects
         raise CommandError(str(exc)) from None
     return 0

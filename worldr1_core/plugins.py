@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import pluggy
 
 from . import PROJECT_NAME, hookspecs
+from .errors import PluginLoadError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -30,10 +31,6 @@ else:  # pragma: no cover
 ENTRY_POINT_GROUP = PROJECT_NAME
 DISABLE_ENV = "WORLDR1_DISABLE_PLUGINS"
 SKIP_BROKEN_ENV = "WORLDR1_SKIP_BROKEN_PLUGINS"
-
-
-class PluginLoadError(RuntimeError):
-    """A plugin could not be imported or registered."""
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,11 @@ from typing import Any
 
 import pydantic
 
+from .errors import RegistryError
 from .hookspecs import REGISTRATION_HOOKS
 from .interfaces import EmptyConfig
 
 KINDS: tuple[str, ...] = tuple(REGISTRATION_HOOKS)
-
-
-class RegistryError(LookupError):
-    """Duplicate registration, unknown component name, or a malformed factory."""
 
 
 @dataclass(frozen=True)

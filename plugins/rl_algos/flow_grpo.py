@@ -24,6 +24,7 @@ Three pieces, each usable on its own:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import pydantic
@@ -177,6 +178,7 @@ class FlowGRPO(RLAlgorithm):
         return list(range(start, end))
 
     def num_train_steps(self) -> int:
+        """``ceil(train_fraction * number of SDE steps)``, at least 1."""
         return max(1, math.ceil(self.config.train_fraction * len(self.sde_steps()) - 1e-9))
 
     def select_train_steps(self, generator: torch.Generator | None = None) -> list[int]:
@@ -324,6 +326,21 @@ class FlowGRPO(RLAlgorithm):
                 "ratio_max": float(ratio.max()),
             }
         return loss, metrics
+
+    def reduce_metrics(self, metrics: Sequence[Mapping[str, float]]) -> dict[str, float]:
+        """Means over the loss terms, except ``ratio_min`` / ``ratio_max``: the extremes."""
+        out = super().reduce_metrics(
+            [{k: v for k, v in m.items() if k not in ("ratio_min", "ratio_max")} for m in metrics]
+        )
+        out["ratio_min"] = min((m["ratio_min"] for m in metrics), default=math.inf)
+        out["ratio_max"] = max((m["ratio_max"] for m in metrics), default=-math.inf)
+        return out
+
+    def summary(self, metrics: Mapping[str, float]) -> str:
+        nan = float("nan")
+        return (
+            f"kl {metrics.get('train/kl', nan):.3g} clip {metrics.get('train/clip_frac', nan):.2f}"
+        )
 
 
 @hookimpl
