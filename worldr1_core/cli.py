@@ -109,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", metavar="DIR", help="resume from a run or checkpoint directory"
     )
     p_train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in a non-empty --output-dir (or rewind a --resume'd run in place)",
+    )
+    p_train.add_argument(
         "--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS
     )
     p_train.set_defaults(func=_lazy("worldr1_core.trainer", "train_command"))
