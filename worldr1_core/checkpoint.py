@@ -363,6 +363,21 @@ def read_state(checkpoint: Path) -> tuple[TrainerState, list[torch.Tensor]]:
     return state, trainable
 
 
+class NonFiniteWeights(UserError, FloatingPointError):
+    """The trained tensors hold NaN or inf: the run diverged and is not checkpointed."""
+
+
+def check_finite(params: list[torch.Tensor], step: int) -> None:
+    """Refuse to checkpoint non-finite trainable tensors (a diverged run), naming the step."""
+    bad = [i for i, p in enumerate(params) if not bool(torch.isfinite(p.detach()).all())]
+    if bad:
+        raise NonFiniteWeights(
+            f"after step {step}: {len(bad)} of {len(params)} trainable tensors hold NaN/inf "
+            f"(first: tensor {bad[0]}); the run diverged and no checkpoint is written. Check "
+            "the reward weights, train.lr and the logged reward/grad-norm history"
+        )
+
+
 def check_trainable(
     checkpoint: Path, trainable: list[torch.Tensor], params: list[torch.Tensor]
 ) -> None:

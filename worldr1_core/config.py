@@ -369,7 +369,7 @@ def _validate_component(
 
 class _RewardCore(pydantic.BaseModel, extra="forbid"):
     name: str
-    weight: float = 1.0
+    weight: pydantic.FiniteFloat = 1.0
     server: str | None = None
 
 

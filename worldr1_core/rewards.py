@@ -29,9 +29,10 @@ from typing import Any, Literal
 import torch
 
 from .config import ComponentConfig, RewardConfig
+from .errors import UserError
 from .interfaces import Reward
 from .registry import Registry, get_registry
-from .reward_client import remote_reward
+from .reward_client import RewardServerUnreachable, remote_reward
 from .types import RewardBatch, RewardOutput
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,21 @@ OnError = Literal["raise", "drop", "zero"]
 
 class RewardError(RuntimeError):
     """A reward failed or returned a non-finite score."""
+
+
+class TooManyFailedSamples(RewardError, UserError):
+    """More of a step's samples failed their rewards than ``train.max_dropped_fraction`` allows."""
+
+
+def check_failed_fraction(fraction: float, limit: float, step: int) -> None:
+    """Stop the run when the fraction of a step's samples (over all processes) that failed a reward
+    -- dropped, or scored 0 -- exceeds ``limit``: a dead reward server must not train on nothing."""
+    if fraction > limit:
+        raise TooManyFailedSamples(
+            f"step {step}: {fraction:.0%} of the samples failed a reward (dropped or scored 0), "
+            f"more than train.max_dropped_fraction = {limit:g}; is a reward server down? "
+            "(the log above names each failure)"
+        )
 
 
 @dataclass
@@ -57,6 +73,10 @@ class ComposedReward:
     failures: dict[str, int] = field(
         default_factory=dict
     )  # name -> samples scored 0 (on_error="zero")
+    failed: torch.Tensor | None = None  # [B] bool: a reward failed on the sample (dropped or 0)
+
+    def failed_fraction(self) -> float:
+        return float(self.failed.float().mean()) if self.failed is not None else 0.0
 
     def metrics(self, prefix: str = "reward") -> dict[str, float]:
         """Mean and std of the total, each reward and each component over valid samples.
@@ -157,6 +177,7 @@ class RewardSet:
         info: dict[str, Any] = {}
         seconds: dict[str, float] = {}
         failures: dict[str, int] = {}
+        failed = torch.zeros(b, dtype=torch.bool)
         for name, weight in resolved.items():
             if weight == 0:
                 continue
@@ -164,6 +185,7 @@ class RewardSet:
             scores, out = self._score_one(name, batch)
             seconds[name] = time.perf_counter() - start
             bad = ~torch.isfinite(scores)
+            failed |= bad
             if bad.any():
                 i = int(bad.nonzero()[0])
                 message = (
@@ -198,9 +220,21 @@ class RewardSet:
             if out.info:
                 info[name] = out.info
             total += weight * torch.where(bad, torch.zeros_like(scores), scores).double()
+        # finite scores times finite weights can still overflow the total
+        overflow = valid & ~torch.isfinite(total.float())
+        if overflow.any():
+            i = int(overflow.nonzero()[0])
+            message = (
+                f"the weighted reward total of sample {i} is {total[i].item()} (weights {resolved})"
+            )
+            if self.on_error == "raise":
+                raise RewardError(message)
+            log.warning("%s; dropping %d sample(s)", message, int(overflow.sum()))
+            valid &= ~overflow
+            failed |= overflow
         total = torch.where(valid, total, torch.zeros_like(total))
         return ComposedReward(
-            total.float(), per_reward, components, resolved, valid, info, seconds, failures
+            total.float(), per_reward, components, resolved, valid, info, seconds, failures, failed
         )
 
     def _score_one(self, name: str, batch: RewardBatch) -> tuple[torch.Tensor, RewardOutput]:
@@ -209,6 +243,13 @@ class RewardSet:
         try:
             out = reward.score(batch)
         except Exception as exc:  # noqa: BLE001 - re-raised with the reward's name, or isolated
+            if isinstance(exc, RewardServerUnreachable):
+                # the server did not answer: asking it again per sample would only wait again
+                if self.on_error == "raise":
+                    raise RewardError(f"reward {name!r}: {exc}") from exc
+                log.warning("reward %r: %s; every sample of the batch fails it", name, exc)
+                nan = torch.full((b,), float("nan"))
+                return nan, RewardOutput(scores=nan, components={})
             if self.on_error == "raise":
                 raise RewardError(self._failure_message(name, reward, batch, exc)) from exc
             return self._score_per_sample(name, batch, exc)

@@ -39,7 +39,7 @@ from .generation import camera_for
 from .interfaces import RLAlgorithm, VideoModel
 from .plugins import get_plugin_manager
 from .prompts import PromptSampler
-from .rewards import ComposedReward, RewardSet
+from .rewards import ComposedReward, RewardSet, check_failed_fraction
 from .run_dir import apply_config_changes, plan_run, prepare_run_dir
 from .run_log import RunLogger, StageTimer
 from .types import Phase, Prompt, RewardBatch, Rollout
@@ -289,6 +289,8 @@ class Trainer:
                 fps=self.config.video.fps,
             )
             scored = self.rewards.score(batch, phase.reward_weights)
+            failed = self.dist.all_reduce_mean({"failed": scored.failed_fraction()})["failed"]
+            check_failed_fraction(failed, self.config.train.max_dropped_fraction, step)
         with timer("advantages"):
             advantages = self._advantages(scored)  # [B]
 
@@ -391,6 +393,8 @@ class Trainer:
     def save_checkpoint(self) -> Path | None:
         """Write ``checkpoints/step_N`` atomically (N = number of finished steps)."""
         step = self.step
+        with self.dist.gathered():  # every rank checks (and stops) alike
+            ckpt.check_finite(self.params, step)
         tmp = ckpt.begin(self.run_dir, step) if self.dist.is_main else None
         self.dist.barrier()
         tmp = tmp or self.run_dir / ckpt.CHECKPOINTS / f".tmp-{ckpt.checkpoint_name(step)}"
