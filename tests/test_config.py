@@ -185,3 +185,28 @@ def test_deep_merge_does_not_mutate_inputs():
     b = {"x": {"z": 2}, "l": [2]}
     assert deep_merge(a, b) == {"x": {"y": 1, "z": 2}, "l": [2]}
     assert a == {"x": {"y": 1}, "l": [1]}
+
+
+def test_reward_sections_are_checked_by_one_function_everywhere(tmp_path, fresh_plugins):
+    """Training, eval and reward serving read [[rewards]] / [geometry] / [camera] through
+    validate_reward_sections: the same errors, the same defaults."""
+    from worldr1_core.config import validate_reward_sections
+    from worldr1_core.evaluation import load_eval_config
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        "[[rewards]]\nname = 'brightness'\nweight = 'heavy'\n"
+        "[[rewards]]\nname = 'not_installed_here'\n",
+        encoding="utf-8",
+    )
+    for load in (lambda: load_config(cfg), lambda: load_eval_config(cfg)):
+        with pytest.raises(ConfigError) as info:
+            load()
+        lines = str(info.value).splitlines()
+        assert any(f"{cfg}: rewards.0.weight:" in line for line in lines), lines
+        assert any("rewards.1.name: unknown reward 'not_installed_here'" in line for line in lines)
+    data, provenance = compose(cfg, ["rewards.0.weight=2"])
+    # a server validates only the rewards it serves
+    sections = validate_reward_sections(data, provenance, source=str(cfg), names={"brightness"})
+    assert [(r.name, r.weight) for r in sections.rewards] == [("brightness", 2.0)]
+    assert sections.geometry is None and sections.camera is not None  # the default parser

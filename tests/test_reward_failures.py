@@ -130,9 +130,11 @@ def test_non_finite_trainable_tensors_are_never_checkpointed():
 
 
 @pytest.mark.slow
-def test_dead_reward_server_stops_the_run_with_exit_2(tmp_path, fresh_plugins, capsys):
-    """`drop` with a server that never answers: before, the run trained on nothing and exited 0."""
-    from worldr1_core.cli import main
+def test_reward_server_dying_mid_run_stops_the_run(tmp_path, fresh_plugins):
+    """`drop` with a server that stops answering: before, the run trained on nothing and exited 0.
+    (``worldr1 train`` checks the server's /health first; here it dies after that check.)"""
+    from worldr1_core.rewards import TooManyFailedSamples
+    from worldr1_core.trainer import Trainer
 
     server = _Hangup()
     fresh_plugins.setenv("WORLDR1_REWARD_RETRIES", "0")
@@ -146,20 +148,10 @@ def test_dead_reward_server_stops_the_run_with_exit_2(tmp_path, fresh_plugins, c
         "rewards": [{"name": "brightness", "server": f"http://127.0.0.1:{server.port}"}],
     }
     try:
-        run_config(tmp_path, sections)
-        code = main(
-            [
-                "train",
-                str(tmp_path / "run.toml"),
-                "--max-steps",
-                "2",
-                "--output-dir",
-                str(tmp_path / "out"),
-            ]
-        )
+        trainer = Trainer(run_config(tmp_path, sections), run_dir=tmp_path / "out")
+        with pytest.raises(TooManyFailedSamples, match="step 0: 100% of the samples failed"):
+            trainer.train(max_steps=2)
     finally:
         server.close()
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2
-    assert "step 0: 100% of the samples failed a reward" in err[-1]
+    assert isinstance(TooManyFailedSamples("x"), UserError)  # worldr1 train: one line, exit 2
     assert not (tmp_path / "out" / "checkpoints").exists()

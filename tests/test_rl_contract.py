@@ -52,7 +52,7 @@ class ForwardRWR(RLAlgorithm):
         initializer: LatentInitializer | None = None,
     ) -> Rollout:
         c = self.config
-        sigmas = model.sigmas(c.num_steps).float().cpu()
+        sigmas = model.sigmas(c.num_steps, initial_latents.shape[1:]).float().cpu()
         x = initial_latents
         for s in range(c.num_steps):
             if initializer is not None:

@@ -37,34 +37,19 @@ from typing import Any
 import torch
 
 from .config import (
-    COMPONENT_SECTIONS,
-    REWARD_CORE_KEYS,
     REWARDS_SECTION,
     ComponentConfig,
-    ConfigError,
     RewardConfig,
-    _validate_component,
     compose,
+    validate_reward_sections,
 )
-from .errors import EvalError
+from .errors import EvalError, RegistryError
 from .registry import Registry, get_registry
 from .rewards import RewardSet
 from .types import CameraTrajectory, RewardBatch
 from .video_io import read_video
 
 DEFAULT_EVAL_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "eval" / "world_r1.toml"
-LOWER_IS_BETTER = (
-    "lpips",
-    "error",
-    "err",
-    "ate",
-    "rpe",
-    "drift",
-    "distance",
-    "loss",
-    "deg",
-    "failed",
-)
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".avi", ".mkv", ".gif")
 
 
@@ -107,55 +92,19 @@ def load_eval_config(
         path = DEFAULT_EVAL_CONFIG
     data, provenance = compose(path, overrides)
     source = str(path)
-    errors: list[str] = []
-    rewards: list[RewardConfig] = []
     raw_rewards = data.get(REWARDS_SECTION, [])
     if not isinstance(raw_rewards, list) or not raw_rewards:
         raise EvalError(
             f"{source}: rewards: the eval config needs at least one [[rewards]] entry (the metrics)"
         )
-    for i, raw in enumerate(raw_rewards):
-        section = f"{REWARDS_SECTION}.{i}"
-        name, core, options, errs = _validate_component(
-            registry, section, "reward", raw, provenance, source, core_keys=REWARD_CORE_KEYS
-        )
-        errors += errs
-        if options is not None:
-            rewards.append(
-                RewardConfig(
-                    section,
-                    "reward",
-                    name,
-                    options,
-                    weight=float(core.get("weight", 1.0)),
-                    server=core.get("server"),
-                )
-            )
-    parts: dict[str, ComponentConfig | None] = {}
-    for section in ("geometry", "camera"):
-        kind, default, _ = COMPONENT_SECTIONS[section]
-        raw = data.get(section)
-        if raw is None:
-            raw = (
-                {"name": default}
-                if default is not None and default in registry.names(kind)
-                else None
-            )
-        if raw is None:
-            parts[section] = None
-            continue
-        name, _, options, errs = _validate_component(
-            registry, section, kind, raw, provenance, source
-        )
-        errors += errs
-        parts[section] = (
-            ComponentConfig(section, kind, name, options) if options is not None else None
-        )
-    if errors:
-        raise ConfigError("\n".join(errors))
+    sections = validate_reward_sections(data, provenance, source=source, registry=registry)
     fps = int(data.get("video", {}).get("fps", 16)) if isinstance(data.get("video"), dict) else 16
     return EvalConfig(
-        rewards=rewards, geometry=parts["geometry"], camera=parts["camera"], fps=fps, source=source
+        rewards=sections.rewards,
+        geometry=sections.geometry,
+        camera=sections.camera,
+        fps=fps,
+        source=source,
     )
 
 
@@ -238,14 +187,21 @@ def _trajectory(
 # --------------------------------------------------------------------------- scoring
 
 
-def lower_is_better(metric: str) -> bool:
-    """Direction of a metric column: reward scores are higher-better; error-like components lower."""
-    if "/" not in metric:
+def lower_is_better(metric: str, registry: Registry | None = None) -> bool:
+    """Direction of a metric column ``reward``, ``reward/component`` or ``reward/failed``: what
+    the reward class declares (:attr:`Reward.lower_is_better`); scores are higher-better, and
+    the failure flag (``/failed``) lower-better."""
+    name, _, component = metric.partition("/")
+    if not component:
         return False
-    component = metric.split("/", 1)[1].lower()
-    return any(
-        token in component.split("_") or component.startswith(token) for token in LOWER_IS_BETTER
-    )
+    if component == "failed":
+        return True
+    registry = registry or get_registry()
+    try:
+        factory = registry.get("reward", name).factory
+    except RegistryError:
+        return False  # not a reward of this installation: no declaration to follow
+    return component in getattr(factory, "lower_is_better", frozenset())
 
 
 def evaluate_videos(
@@ -273,7 +229,7 @@ def evaluate_videos(
             fps=config.fps,
         )
         composed = rewards.score(batch, weights)
-        failures = _failures(composed.info)
+        failures = composed.failed_samples
         for b, (item, _) in enumerate(pending):
             row: dict[str, Any] = {
                 "video": item.name,
@@ -309,16 +265,6 @@ def evaluate_videos(
         for name in failing:
             row.setdefault(f"{name}/failed", 0.0)
     return rows
-
-
-def _failures(info: dict[str, Any]) -> dict[str, dict[int, str]]:
-    """reward name -> {sample index: reason} from the rewards' ``info["failures"]`` (the convention
-    of the geometry rewards: samples whose geometry failed and got the floor score)."""
-    out: dict[str, dict[int, str]] = {}
-    for name, reward_info in info.items():
-        if isinstance(reward_info, dict) and reward_info.get("failures"):
-            out[name] = {int(i): str(r) for i, r in reward_info["failures"].items()}
-    return out
 
 
 def metric_columns(rows: list[dict[str, Any]]) -> list[str]:

@@ -40,6 +40,7 @@ from .config import COMPONENT_SECTIONS, ComponentConfig, RunConfig, compose, val
 from .errors import CommandError, InferenceError, UserError
 from .generation import generate
 from .prompts import prompts_from_arg
+from .registry import get_registry
 from .video_io import write_video
 
 INDEX_JSON = "index.json"
@@ -87,9 +88,12 @@ def load_inference_config(args: argparse.Namespace) -> RunConfig:
             raise InferenceError(
                 "give --config CONFIG or --model PATH (a local checkpoint directory)"
             )
-        data, provenance = compose(None, ["model.name=wan2.1", *overrides])
+        data, provenance = compose(None, overrides)
+        model = data.setdefault("model", {})
+        if isinstance(model, dict) and "name" not in model:
+            model["name"] = base_model_for(args.model)
         source = "command line"
-    for section, (_, default, _) in COMPONENT_SECTIONS.items():
+    for section, (_, default) in COMPONENT_SECTIONS.items():
         raw = data.get(section)
         if isinstance(raw, dict) and "name" not in raw and default is not None:
             raw["name"] = default  # e.g. `rl.num_steps=20` alone selects the default RL algorithm
@@ -99,6 +103,27 @@ def load_inference_config(args: argparse.Namespace) -> RunConfig:
         if current.get("name") != wanted:
             data["latent_init"] = {"name": wanted}  # the other initializer's options do not apply
     return validate(data, provenance, source=source)
+
+
+def base_model_for(path: str) -> str:
+    """The name of the one registered base model that recognizes the checkpoint directory
+    ``path`` (:meth:`VideoModel.recognizes`)."""
+    if not Path(path).is_dir():
+        raise InferenceError(f"--model {path}: not a directory")
+    specs = get_registry().specs("base_model")
+    names = [s.name for s in specs if getattr(s.factory, "recognizes", lambda p: False)(Path(path))]
+    if len(names) == 1:
+        return names[0]
+    known = ", ".join(s.name for s in specs)
+    if not names:
+        raise InferenceError(
+            f"--model {path}: no installed base model recognizes this checkpoint; "
+            f"name it with model.name=NAME (known: {known})"
+        )
+    raise InferenceError(
+        f"--model {path}: several base models recognize it ({', '.join(names)}); "
+        "choose one with model.name=NAME"
+    )
 
 
 def generation_settings(config: RunConfig, args: argparse.Namespace) -> dict[str, Any]:

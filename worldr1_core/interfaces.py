@@ -64,6 +64,13 @@ class VideoModel(Component):
     another parameterization converts inside its plugin, so samplers never branch on the model.
     """
 
+    @classmethod
+    def recognizes(cls, path: Path) -> bool:
+        """Whether the directory ``path`` is a checkpoint this model loads: ``worldr1 infer
+        --model PATH`` without ``model.name`` picks the one base model that recognizes it.
+        Default: False (the model must be named)."""
+        return False
+
     @property
     @abc.abstractmethod
     def device(self) -> torch.device: ...
@@ -82,8 +89,12 @@ class VideoModel(Component):
         """Text conditioning for a batch (cond + uncond for classifier-free guidance); cached."""
 
     @abc.abstractmethod
-    def sigmas(self, num_steps: int) -> torch.Tensor:
-        """The ``num_steps + 1`` noise levels of the model's sampling schedule, from 1 down to 0."""
+    def sigmas(self, num_steps: int, latent_shape: Sequence[int] | None = None) -> torch.Tensor:
+        """The ``num_steps + 1`` noise levels of the model's sampling schedule, from 1 down to 0.
+
+        ``latent_shape``: ``(C, F', H', W')`` of the latents to denoise (``LatentLayout.shape``,
+        or ``latents.shape[1:]``); a model whose schedule depends on the video size (LTX-Video's
+        dynamic shift) needs it and otherwise assumes its default size. Samplers pass it."""
 
     @abc.abstractmethod
     def velocity(
@@ -169,7 +180,14 @@ class GeometryEstimator(Component):
 
 
 class Reward(Component):
-    """Scores videos; higher is better. See DESIGN.md section 3 for the public contract."""
+    """Scores videos; higher is better. See DESIGN.md section 3 for the public contract.
+
+    ``lower_is_better`` names the components (keys of ``RewardOutput.components``) for which a
+    lower value is better (errors, distances, failure flags); the score and every other
+    component are higher-better. ``worldr1 eval`` orients its comparisons with it.
+    """
+
+    lower_is_better: ClassVar[frozenset[str]] = frozenset()
 
     @abc.abstractmethod
     def score(self, batch: RewardBatch) -> RewardOutput:

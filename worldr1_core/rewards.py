@@ -73,7 +73,10 @@ class ComposedReward:
     failures: dict[str, int] = field(
         default_factory=dict
     )  # name -> samples scored 0 (on_error="zero")
-    failed: torch.Tensor | None = None  # [B] bool: a reward failed on the sample (dropped or 0)
+    failed_samples: dict[str, dict[int, str]] = field(
+        default_factory=dict
+    )  # name -> RewardOutput.failures (sample -> reason: scored with the reward's floor)
+    failed: torch.Tensor | None = None  # [B] bool: dropped or scored 0 under on_error
 
     def failed_fraction(self) -> float:
         return float(self.failed.float().mean()) if self.failed is not None else 0.0
@@ -177,6 +180,7 @@ class RewardSet:
         info: dict[str, Any] = {}
         seconds: dict[str, float] = {}
         failures: dict[str, int] = {}
+        failed_samples: dict[str, dict[int, str]] = {}
         failed = torch.zeros(b, dtype=torch.bool)
         for name, weight in resolved.items():
             if weight == 0:
@@ -219,6 +223,8 @@ class RewardSet:
                 components[f"{name}/{comp}"] = values.reshape(b)
             if out.info:
                 info[name] = out.info
+            if out.failures:
+                failed_samples[name] = dict(out.failures)
             total += weight * torch.where(bad, torch.zeros_like(scores), scores).double()
         # finite scores times finite weights can still overflow the total
         overflow = valid & ~torch.isfinite(total.float())
@@ -234,7 +240,16 @@ class RewardSet:
             failed |= overflow
         total = torch.where(valid, total, torch.zeros_like(total))
         return ComposedReward(
-            total.float(), per_reward, components, resolved, valid, info, seconds, failures, failed
+            total.float(),
+            per_reward,
+            components,
+            resolved,
+            valid,
+            info,
+            seconds,
+            failures,
+            failed_samples,
+            failed,
         )
 
     def _score_one(self, name: str, batch: RewardBatch) -> tuple[torch.Tensor, RewardOutput]:

@@ -38,6 +38,7 @@ from .distributed import Distributed
 from .generation import camera_for
 from .interfaces import RLAlgorithm, VideoModel
 from .plugins import get_plugin_manager
+from .preflight import preflight_for
 from .prompts import PromptSampler
 from .rewards import ComposedReward, RewardSet, check_failed_fraction
 from .run_dir import apply_config_changes, plan_run, prepare_run_dir
@@ -110,6 +111,7 @@ class Trainer:
         self.dist = Distributed.from_config(config)
         seed_everything(derive_seed(config.run.seed, self.dist.rank))
         self.hook = get_plugin_manager().hook
+        self.constant_metrics: dict[str, float] = {}  # logged every step (preflight flags)
         self._build_components()
         self._build_optimizer()
         self._open_run()
@@ -300,6 +302,7 @@ class Trainer:
         metrics.update(self.dist.all_reduce_mean({**scored.metrics(), **train_metrics}))
         metrics["adv/abs_mean"] = float(advantages.abs().mean())
         metrics["train/lr"] = self.dist.current_lr()
+        metrics.update(self.constant_metrics)
         if self.config.run.sample_every and step % self.config.run.sample_every == 0:
             with timer("samples"):
                 self._write_samples(step, videos, scored)
@@ -479,12 +482,15 @@ def train_command(args: argparse.Namespace) -> int:
     if args.max_steps is not None:
         overrides.append(f"run.max_steps={args.max_steps}")
     config = load_config(args.config, overrides)
+    # every check before a run directory exists or a model loads (docs/preflight.md)
+    report = preflight_for(config, args, "train")
     trainer = Trainer(
         config,
         run_dir=args.output_dir,
         resume=args.resume,
         overwrite=getattr(args, "overwrite", False),
     )
+    trainer.constant_metrics.update(report.metrics)  # e.g. geometry/random_weights = 1
     if trainer.dist.is_main:
         print(
             f"worldr1: run dir {trainer.run_dir} ({trainer.dist.describe()}), "

@@ -239,13 +239,17 @@ class RewardBatch:
 class RewardOutput:
     """A reward's answer: ``scores [B]`` (higher is better) and named ``components`` (each ``[B]``).
 
+    ``failures``: sample index -> reason, for the samples the reward could not measure (e.g. the
+    geometry of the video failed) and scored with its documented floor; their components are
+    not measurements (``worldr1 eval`` leaves them out of the means and counts the failures).
     The trainer logs every component. ``info`` carries per-batch diagnostics that are logged as
-    text (e.g. a VLM's greedy answer per sample), never used for the update.
+    text (e.g. a VLM's greedy answer per sample); nothing reads it.
     """
 
     scores: torch.Tensor
     components: dict[str, torch.Tensor] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    failures: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from worldr1_core import hookimpl
+from worldr1_core.cli_help import examples
 from worldr1_core.errors import CommandError
 
 DEFAULT_SIZE = (81, 480, 832)  # frames, height, width when neither flags nor a config say
@@ -478,7 +479,12 @@ def worldr1_register_commands(subparsers):
     camera = subparsers.add_parser("camera", help="camera instructions -> motions -> trajectories")
     camera_sub = camera.add_subparsers(dest="camera_command", metavar="SUBCOMMAND", required=True)
     p = camera_sub.add_parser(
-        "parse", help="parse a prompt's camera sentence and print the camera path"
+        "parse",
+        help="parse a prompt's camera sentence and print the camera path",
+        **examples(
+            'worldr1 camera parse "Camera orbit left, then pull out. A car."',
+            'worldr1 camera parse "Camera pan right. A beach." --json --frames 49',
+        ),
     )
     p.add_argument("text", help='prompt text, e.g. "Camera orbit left, then pull out. A car."')
     _size_args(p)
@@ -497,6 +503,10 @@ def worldr1_register_commands(subparsers):
     a = warp_sub.add_parser(
         "ablation",
         help="flow + warped noise of a prompt; videos with/without warping if a model is configured",
+        **examples(
+            'worldr1 warp ablation --prompt "Camera orbit left. A house." --out ablation/',
+            'worldr1 warp ablation --prompt "Camera push in. A tree." --out ablation/ --config configs/tiny_cpu.toml',
+        ),
     )
     a.add_argument("--prompt", required=True, help="prompt text with its camera sentence")
     a.add_argument("--out", required=True, help="output directory")
@@ -524,7 +534,12 @@ def worldr1_register_commands(subparsers):
     a.set_defaults(func=warp_ablation_command)
 
     s = warp_sub.add_parser(
-        "sweep", help="generate per strength, score with the configured rewards, CSV/JSON/PNG"
+        "sweep",
+        help="generate per strength, score with the configured rewards, CSV/JSON/PNG",
+        **examples(
+            "worldr1 warp sweep --config configs/tiny_cpu.toml --prompts data/final/test.txt --out sweep/ --limit 4",
+            'worldr1 warp sweep --config configs/tiny_cpu.toml --prompts "Camera pan left. A car." --out sweep/ --strengths 0,0.4',
+        ),
     )
     s.add_argument(
         "--strengths", default="0.2,0.35,0.45,0.6", help="comma-separated strengths in [0, 1]"

@@ -212,7 +212,9 @@ class FlowGRPO(RLAlgorithm):
         the Gaussian step whose log-prob is stored in ``log_probs[:, s]`` (0 for ODE steps).
         """
         c = self.config
-        sigmas = model.sigmas(c.num_steps).to(torch.float32).cpu()  # [S+1]
+        sigmas = (
+            model.sigmas(c.num_steps, initial_latents.shape[1:]).to(torch.float32).cpu()
+        )  # [S+1]
         sde = set(self.sde_steps())
         noise_levels = torch.tensor(
             [c.noise_level if s in sde else 0.0 for s in range(c.num_steps)]

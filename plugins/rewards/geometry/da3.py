@@ -7,8 +7,13 @@ Gaussian head, Gaussians are built from depth + poses (:func:`gaussians_from_dep
 
 Weights: ``weights = "/path/dir"`` loads ``DepthAnything3.from_pretrained(dir)`` (a directory with
 ``config.json`` + ``model.safetensors``, as saved by ``save_pretrained`` or downloaded from the
-hub beforehand). Without ``weights`` the ``model_name`` preset is built with random weights
-(tests only; a warning says so).
+hub beforehand), or a hub id in the local HF cache (``worldr1 check`` resolves it). Without
+``weights`` the ``model_name`` preset is built with random weights (tests only): the warning is
+repeated on every build and preflight logs ``geometry/random_weights = 1``.
+
+Importing ``depth_anything_3`` pulls in ``moviepy``, which calls ``logging.captureWarnings(True)``
+and so would route every later Python warning into an unconfigured logger (invisible);
+:func:`import_depth_anything_3` undoes that.
 """
 
 from __future__ import annotations
@@ -27,6 +32,21 @@ from worldr1_core.types import Gaussians, Geometry
 from .gaussians import gaussians_from_depth
 
 log = logging.getLogger(__name__)
+
+
+def import_depth_anything_3():
+    """``depth_anything_3.api.DepthAnything3``, imported without its side effects on warnings:
+    moviepy's ``logging.captureWarnings(True)`` is undone (unless warnings were already captured
+    before) and omegaconf's deprecation notice about the package's own resolver is hidden (a user
+    cannot act on it)."""
+    captured_before = logging._warnings_showwarning is not None  # noqa: SLF001
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*register_new_resolver", category=UserWarning)
+        from depth_anything_3.api import DepthAnything3
+    if not captured_before:
+        logging.captureWarnings(False)
+    return DepthAnything3
+
 
 SH_C0 = 0.28209479177387814  # degree-0 spherical-harmonic constant
 
@@ -63,6 +83,22 @@ class DepthAnything3Estimator(GeometryEstimator):
             0.0, ge=0, lt=100, description="drop the least confident X% of pixels"
         )
 
+    @classmethod
+    def weight_refs(cls, config: DepthAnything3Estimator.Config) -> list:
+        from worldr1_core.preflight import WeightRef
+
+        return [
+            WeightRef(
+                ("weights",),
+                config.weights,
+                kind="dir",
+                required={".": ["config.json"]},
+                empty="random",
+                hint="set weights to a local Depth Anything 3 directory or a cached hub id "
+                "(e.g. depth-anything/DA3-LARGE)",
+            )
+        ]
+
     def __init__(self, config: DepthAnything3Estimator.Config | None = None):
         super().__init__(config)
         self._model = None
@@ -74,8 +110,7 @@ class DepthAnything3Estimator(GeometryEstimator):
     @property
     def model(self):
         if self._model is None:
-            from depth_anything_3.api import DepthAnything3
-
+            DepthAnything3 = import_depth_anything_3()  # noqa: N806
             cfg = self.config
             if cfg.weights:
                 try:
