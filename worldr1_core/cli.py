@@ -166,8 +166,35 @@ def _examples(key: str) -> dict[str, Any]:
     return examples(*EXAMPLES[key])
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad command line is a user error like any other: one line, exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(kind: type, low: float | None = None, high: float | None = None, *, strict=False):
+    """An argparse type: ``kind`` within ``[low, high]`` (``(low, high]`` when ``strict``)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if low is not None and (value <= low if strict else value < low):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low}, got {text}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="worldr1",
         description="RL post-training of text-to-video models toward 3D consistency (World-R1).",
     )
@@ -228,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_train = sub.add_parser("train", help="run RL post-training", **_examples("train"))
     _add_config_args(p_train)
     _add_allow_download(p_train)
-    p_train.add_argument("--max-steps", type=int, help="override run.max_steps")
+    p_train.add_argument("--max-steps", type=_number(int, 0), help="override run.max_steps")
     p_train.add_argument("--output-dir", help="override run.output_dir")
     p_train.add_argument(
         "--resume", metavar="DIR", help="resume from a run or checkpoint directory"
@@ -256,8 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_infer.add_argument("--lora", help="LoRA adapter directory to load")
     p_infer.add_argument("--prompts", required=True, help="a prompts file, or a prompt text")
     p_infer.add_argument("--out", required=True, help="output directory")
-    p_infer.add_argument("--seed", type=int, default=0)
-    p_infer.add_argument("--batch-size", type=int, default=1)
+    p_infer.add_argument("--seed", type=_number(int, 0), default=0)
+    p_infer.add_argument("--batch-size", type=_number(int, 1), default=1)
     p_infer.add_argument(
         "--warp", dest="warp", action="store_true", default=None, help="camera-aware noise warping"
     )
@@ -286,21 +313,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_serve.add_argument("names", nargs="+", metavar="NAME", help="reward names to serve")
     p_serve.add_argument("--host", default="127.0.0.1")
-    p_serve.add_argument("--port", type=int, default=18089)
+    p_serve.add_argument(
+        "--port", type=_number(int, 0, 65535), default=18089, help="0: a free port"
+    )
     p_serve.add_argument("--token-file", help="file holding the bearer token clients must send")
     p_serve.add_argument("--device", default=None, help="device for the reward models, e.g. cuda:0")
-    p_serve.add_argument("--max-batch", type=int, default=16)
+    p_serve.add_argument("--max-batch", type=_number(int, 1), default=16)
     p_serve.add_argument(
         "--config", help="run config whose [[rewards]] entries configure the served rewards"
     )
     p_serve.add_argument(
-        "--timeout", type=float, default=600.0, help="per-request timeout in seconds"
+        "--timeout",
+        type=_number(float, 0, strict=True),
+        default=600.0,
+        help="per-request timeout in seconds",
     )
     p_serve.add_argument(
-        "--max-body-mb", type=float, default=1024.0, help="largest request body accepted (MiB)"
+        "--max-body-mb",
+        type=_number(float, 0, strict=True),
+        default=1024.0,
+        help="largest request body accepted (MiB)",
     )
     p_serve.add_argument(
-        "--batch-wait-ms", type=float, default=0.0, help="wait this long for more requests to merge"
+        "--batch-wait-ms",
+        type=_number(float, 0),
+        default=0.0,
+        help="wait this long for more requests to merge",
     )
     p_serve.add_argument(
         "--video-root", help="allow video_paths requests for files under this folder"

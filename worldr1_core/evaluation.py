@@ -132,8 +132,18 @@ def discover_videos(videos_dir: str | Path, prompts_file: str | None = None) -> 
     index = root / "index.json"
     items: list[VideoItem] = []
     if index.is_file():
-        data = json.loads(index.read_text(encoding="utf-8"))
-        for e in data.get("videos", []):
+        try:
+            data = json.loads(index.read_text(encoding="utf-8"))
+            entries = data.get("videos", [])
+            assert isinstance(entries, list) and all(
+                isinstance(e, dict) and isinstance(e.get("file"), str) for e in entries
+            )
+        except (ValueError, AttributeError, AssertionError):
+            raise EvalError(
+                f"{index}: not an index written by `worldr1 infer` (expected JSON with a "
+                '"videos" list of {"file": ...} entries); fix or delete it'
+            ) from None
+        for e in entries:
             path = root / e["file"]
             if not path.is_file():
                 continue  # an interrupted infer run: evaluate what exists
@@ -214,6 +224,7 @@ def evaluate_videos(
     rows: list[dict[str, Any]] = []
     pending: list[tuple[VideoItem, torch.Tensor]] = []
     failing: set[str] = set()  # rewards that reported failed samples: they get a `/failed` column
+    skipped: list[str] = []  # videos that cannot be decoded (warned, counted, not scored)
 
     def flush() -> None:
         if not pending:
@@ -255,12 +266,25 @@ def evaluate_videos(
 
     shape = None
     for item in items:
-        video, _ = read_video(item.path)  # [F, 3, H, W]
+        try:
+            video, _ = read_video(item.path)  # [F, 3, H, W]
+        except Exception as exc:  # noqa: BLE001 - one unreadable file must not abort the others
+            skipped.append(item.path.name)
+            log(f"worldr1 eval: warning: skipping {item.path} (cannot decode it: {exc})")
+            continue
         if pending and (tuple(video.shape) != shape or len(pending) >= batch_size):
             flush()
         shape = tuple(video.shape)
         pending.append((item, video))
     flush()
+    if skipped:
+        log(
+            f"worldr1 eval: skipped {len(skipped)} of {len(items)} videos that cannot be decoded: "
+            + ", ".join(skipped[:10])
+            + (" ..." if len(skipped) > 10 else "")
+        )
+    if not rows:
+        raise EvalError(f"none of the {len(items)} videos can be decoded")
     for row in rows:
         for name in failing:
             row.setdefault(f"{name}/failed", 0.0)
@@ -479,6 +503,8 @@ def run_eval(
     """Evaluate ``videos_dir`` (and ``baseline``) and write the reports into ``out``."""
     videos_dir = Path(videos_dir)
     out = Path(out) if out else videos_dir / "eval"
+    if out.exists() and not out.is_dir():
+        raise EvalError(f"--out {str(out)!r} is a file; expected a directory for the reports")
     run_name = videos_dir.resolve().name
     log(f"worldr1 eval: {videos_dir} with rewards {[r.name for r in config.rewards]}")
     rows = evaluate_videos(discover_videos(videos_dir, prompts), config, log=log)
