@@ -52,6 +52,7 @@ def _sections(backend: str, stage: int) -> dict:
 def test_ddp_zero2_zero3_compute_the_same_update(tmp_path, fresh_plugins):
     configs = []
     for name, (backend, stage) in BACKENDS.items():
+        (tmp_path / name).mkdir()
         run_config(tmp_path / name, _sections(backend, stage))
         configs.append(str(tmp_path / name / "run.toml"))
     env = dict(
