@@ -27,11 +27,11 @@ from pathlib import Path
 
 import torch
 
-from worldr1_core.reward_client import RemoteReward
-from worldr1_core.reward_wire import encode_request
+from worldr1_core.reward_serving.client import RemoteReward
+from worldr1_core.reward_serving.process import RewardServerProcess
+from worldr1_core.reward_serving.wire import encode_request
 from worldr1_core.types import RewardBatch
 from worldr1_plugins.rewards.basic import Brightness
-from worldr1_plugins.rewards.server_process import RewardServerProcess
 
 RESULTS = Path(__file__).resolve().parent / "results" / "reward_server.json"
 

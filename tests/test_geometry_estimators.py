@@ -40,7 +40,14 @@ def test_colmap_registers_orbit_and_recovers_centres(orbit96):
     # and the trajectory reward, fed this geometry, recognises the intended orbit
     from worldr1_plugins.rewards.trajectory_alignment import TrajectoryAlignment
 
-    reward = TrajectoryAlignment(TrajectoryAlignment.Config(geometry={"name": "colmap"}))
+    # the anchored mode measures translation in scene depths: the intended path's scene depth is
+    # the synthetic room's (the camera plugin's paths assume 1000)
+    scene_depth = float(orbit96.depth[0][torch.isfinite(orbit96.depth[0])].median())
+    reward = TrajectoryAlignment(
+        TrajectoryAlignment.Config(
+            geometry={"name": "colmap"}, anchored={"scene_depth": scene_depth}
+        )
+    )
     right = reward._score_video(geo, orbit96.trajectory)
     wrong = reward._score_video(
         geo, make_trajectory("orbit_right", frames=9, width=96, height=96, amount=60)

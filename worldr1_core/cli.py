@@ -1,8 +1,8 @@
 """The ``worldr1`` command line (also ``python -m worldr1_core.cli``, which launchers use).
 
-Core subcommands: ``plugins list``, ``config show``, ``train``, ``infer``, ``eval``,
-``reward serve``. Plugins add more through the ``worldr1_register_commands`` hook (the camera
-plugin adds ``camera`` and ``warp``).
+Core subcommands: ``plugins list``, ``config show``, ``train``, ``infer``, ``eval``. Plugins add
+more through the ``worldr1_register_commands`` hook (``reward serve`` from
+``worldr1_core.reward_serving.command``; the camera plugin adds ``camera`` and ``warp``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 from . import __version__
 from .cli_help import examples
+from .cli_types import number
 from .errors import CommandError, UserError
 from .plugins import get_plugin_manager
 from .registry import KINDS, get_registry
@@ -154,10 +155,6 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "worldr1 eval out/ --config configs/eval/world_r1.toml",
         "worldr1 eval out/ --baseline out_base/ --config configs/eval/world_r1.toml geometry.name=colmap",
     ),
-    "reward serve": (
-        "worldr1 reward serve brightness --port 18089",
-        "worldr1 reward serve aesthetic --config configs/world_r1_small.toml --device cuda:1",
-    ),
 }
 
 
@@ -171,26 +168,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _number(kind: type, low: float | None = None, high: float | None = None, *, strict=False):
-    """An argparse type: ``kind`` within ``[low, high]`` (``(low, high]`` when ``strict``)."""
-
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
-        if value != value or value in (float("inf"), float("-inf")):
-            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-        if low is not None and (value <= low if strict else value < low):
-            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low}, got {text}")
-        if high is not None and value > high:
-            raise argparse.ArgumentTypeError(f"must be <= {high}, got {text}")
-        return value
-
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
-    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -255,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_train = sub.add_parser("train", help="run RL post-training", **_examples("train"))
     _add_config_args(p_train)
     _add_allow_download(p_train)
-    p_train.add_argument("--max-steps", type=_number(int, 0), help="override run.max_steps")
+    p_train.add_argument("--max-steps", type=number(int, 0), help="override run.max_steps")
     p_train.add_argument("--output-dir", help="override run.output_dir")
     p_train.add_argument(
         "--resume", metavar="DIR", help="resume from a run or checkpoint directory"
@@ -283,8 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_infer.add_argument("--lora", help="LoRA adapter directory to load")
     p_infer.add_argument("--prompts", required=True, help="a prompts file, or a prompt text")
     p_infer.add_argument("--out", required=True, help="output directory")
-    p_infer.add_argument("--seed", type=_number(int, 0), default=0)
-    p_infer.add_argument("--batch-size", type=_number(int, 1), default=1)
+    p_infer.add_argument("--seed", type=number(int, 0), default=0)
+    p_infer.add_argument("--batch-size", type=number(int, 1), default=1)
     p_infer.add_argument(
         "--warp", dest="warp", action="store_true", default=None, help="camera-aware noise warping"
     )
@@ -305,50 +282,6 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument("--config", help="run config providing the reward/geometry settings")
     p_eval.add_argument("--out", help="output directory (default: VIDEOS_DIR/eval)")
     p_eval.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-
-    p_reward = sub.add_parser("reward", help="reward services")
-    reward_sub = p_reward.add_subparsers(dest="reward_command", metavar="SUBCOMMAND", required=True)
-    p_serve = reward_sub.add_parser(
-        "serve", help="serve registered rewards over a JSON HTTP API", **_examples("reward serve")
-    )
-    p_serve.add_argument("names", nargs="+", metavar="NAME", help="reward names to serve")
-    p_serve.add_argument("--host", default="127.0.0.1")
-    p_serve.add_argument(
-        "--port", type=_number(int, 0, 65535), default=18089, help="0: a free port"
-    )
-    p_serve.add_argument("--token-file", help="file holding the bearer token clients must send")
-    p_serve.add_argument("--device", default=None, help="device for the reward models, e.g. cuda:0")
-    p_serve.add_argument("--max-batch", type=_number(int, 1), default=16)
-    p_serve.add_argument(
-        "--config", help="run config whose [[rewards]] entries configure the served rewards"
-    )
-    p_serve.add_argument(
-        "--timeout",
-        type=_number(float, 0, strict=True),
-        default=600.0,
-        help="per-request timeout in seconds",
-    )
-    p_serve.add_argument(
-        "--max-body-mb",
-        type=_number(float, 0, strict=True),
-        default=1024.0,
-        help="largest request body accepted (MiB)",
-    )
-    p_serve.add_argument(
-        "--batch-wait-ms",
-        type=_number(float, 0),
-        default=0.0,
-        help="wait this long for more requests to merge",
-    )
-    p_serve.add_argument(
-        "--video-root", help="allow video_paths requests for files under this folder"
-    )
-    p_serve.add_argument(
-        "--insecure-no-token",
-        action="store_true",
-        help="allow a non-loopback --host without a token",
-    )
-    p_serve.set_defaults(func=_lazy("worldr1_plugins.rewards.server", "serve_command"))
 
     get_plugin_manager().hook.worldr1_register_commands(subparsers=sub)
     return parser

@@ -363,7 +363,7 @@ def _components(config: RunConfig, command: str) -> list[tuple[str, str, str, An
     if command in ("train", "infer") and model is not None:
         out.append(("model", "base_model", model.name, model.options))
     if command in ("train", "eval"):
-        from .reward_client import resolve_server_url
+        from .reward_serving.client import resolve_server_url
 
         registry = get_registry()
         geometry_users = False
@@ -466,7 +466,7 @@ def _missing_layout(root: Path, required: dict[str, list[str]]) -> str:
 
 
 def _check_servers(config: RunConfig, report: Report) -> None:
-    from .reward_client import resolve_server_url
+    from .reward_serving.client import resolve_server_url
 
     registry = get_registry()
     for r in config.rewards:

@@ -32,7 +32,7 @@ from .config import ComponentConfig, RewardConfig
 from .errors import UserError
 from .interfaces import Reward
 from .registry import Registry, get_registry
-from .reward_client import RewardServerUnreachable, remote_reward
+from .reward_serving.client import RewardServerUnreachable, remote_reward
 from .types import RewardBatch, RewardOutput
 
 log = logging.getLogger(__name__)

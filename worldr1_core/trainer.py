@@ -389,7 +389,11 @@ class Trainer:
         n = min(self.config.run.sample_videos, len(videos))
         if n and self.dist.is_main:
             names = [f"{i}_r{float(scored.total[i]):.3f}" for i in range(n)]
-            self.logger.save_videos(step, videos[:n], names, self.config.video.fps)
+            paths = self.logger.save_videos(step, videos[:n], names, self.config.video.fps)
+            if paths:
+                self.hook.worldr1_on_samples_saved(
+                    trainer=self, step=step, paths=[str(p) for p in paths], scored=scored
+                )
 
     # ------------------------------------------------------------------ checkpoints
 

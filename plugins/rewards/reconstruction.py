@@ -236,7 +236,7 @@ class ReconstructionConsistency(Reward):
             keep = source != i
             if cfg.neighbours:
                 keep &= (source - i).abs() <= cfg.neighbours
-            sub = type(g)(*(t[keep] for t in (g.means, g.scales, g.quats, g.opacities, g.colors)))
+            sub = g.select(keep)
             col, _ = render_gaussians(
                 sub, c2w[i : i + 1], k[i : i + 1], width, height, bg, backend=cfg.backend
             )

@@ -23,7 +23,7 @@ variable                         meaning                                       d
 ================================ ============================================= ==========
 
 Results equal the in-process reward's: with ``native`` the videos travel bit-exactly (see
-:mod:`worldr1_core.reward_wire`), and the server refuses (409) a request whose reward options
+:mod:`worldr1_core.reward_serving.wire`), and the server refuses (409) a request whose reward options
 differ from the ones it was started with. ``uint8`` sends ``round(255 x)``, a quarter of the
 float32 traffic, at a per-pixel error of at most 1/510.
 
@@ -47,13 +47,13 @@ from urllib.parse import urlsplit
 
 import pydantic
 
-from .interfaces import Reward
-from .reward_wire import WIRE_VIDEO_DTYPES, decode_output, encode_request
-from .types import RewardBatch, RewardOutput
+from ..interfaces import Reward
+from ..types import RewardBatch, RewardOutput
+from .wire import WIRE_VIDEO_DTYPES, decode_output, encode_request
 
 if TYPE_CHECKING:
-    from .config import RewardConfig
-    from .registry import Registry
+    from ..config import RewardConfig
+    from ..registry import Registry
 
 
 class RewardServerError(RuntimeError):
