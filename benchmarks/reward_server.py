@@ -149,12 +149,14 @@ def main() -> None:
                 entry = {
                     "request_bytes": len(body),
                     "client_encode": timings_ms(
-                        lambda: json.dumps(
+                        lambda wire=wire: json.dumps(
                             encode_request(batch, ["brightness"], wire_dtype=wire)
                         ).encode(),
                         args.iters // 4,
                     ),
-                    "remote_sequential": timings_ms(lambda: remote.score(fresh(batch)), args.iters),
+                    "remote_sequential": timings_ms(
+                        lambda remote=remote: remote.score(fresh(batch)), args.iters
+                    ),
                 }
                 entry["added_latency_ms"] = (
                     entry["remote_sequential"]["median_ms"] - result["in_process"]["median_ms"]

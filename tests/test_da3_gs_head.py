@@ -187,3 +187,14 @@ def test_real_da3_giant_builds_and_infers_gaussians():
     assert sum(p.numel() for p in est.model.parameters()) > 1e9
     assert geo.gaussians.sh_degree == 2 and len(geo.gaussians) == 2 * 28 * 28
     assert geo.info["gaussian_frame"].tolist() == [0] * 784 + [1] * 784
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA for gsplat")
+def test_gsplat_and_torch_splatter_agree_on_sh_gaussians(head_geometry):
+    _, geo = head_geometry
+    g, c2w, k = geo.gaussians, geo.c2w[:2].float(), geo.intrinsics[:2].float()
+    cpu, _ = render_gaussians(g, c2w, k, 56, 28, backend="torch")
+    gpu, _ = render_gaussians(g.to("cuda"), c2w, k, 56, 28, backend="gsplat")
+    mse = ((gpu.cpu() - cpu) ** 2).flatten(1).mean(1)
+    assert (-10 * torch.log10(mse.clamp_min(1e-10))).min() > 35.0

@@ -162,6 +162,6 @@ def test_da3_loads_weights_from_a_local_directory(tmp_path):
     )
     assert torch.allclose(a.depth, b.depth)
     with pytest.raises(ValueError, match="geometry.weights"):
-        shared_component(
+        _ = shared_component(
             "geometry_estimator", "depth_anything_3", {"weights": str(tmp_path / "missing")}
         ).model

@@ -18,7 +18,7 @@ from worldr1_core import checkpoint as ckpt
 from worldr1_core.config import ConfigError, RewardConfig
 from worldr1_core.errors import UserError
 from worldr1_core.registry import Registry
-from worldr1_core.reward_client import RemoteReward
+from worldr1_core.reward_serving.client import RemoteReward
 from worldr1_core.rewards import RewardError, RewardSet, check_failed_fraction
 from worldr1_core.testing import run_config
 from worldr1_core.types import RewardBatch

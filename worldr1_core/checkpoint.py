@@ -33,6 +33,7 @@ import random
 import re
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,7 +161,7 @@ def begin(run_dir: str | Path, step: int) -> Path:
 
 
 def write_state(
-    tmp: Path, state: TrainerState, trainable: list[torch.Tensor], config_toml: str
+    tmp: Path, state: TrainerState, trainable: Sequence[torch.Tensor], config_toml: str
 ) -> None:
     """The single-process parts of a checkpoint (main process)."""
     torch.save([t.detach().cpu().clone() for t in trainable], tmp / "trainable.pt")

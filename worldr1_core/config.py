@@ -79,7 +79,8 @@ def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh)
+            data: dict[str, Any] = tomllib.load(fh)
+            return data
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except IsADirectoryError:
@@ -342,7 +343,7 @@ def _validate_component(
     raw: Any,
     provenance: dict[str, str],
     default_source: str,
-    core_keys: set[str] = frozenset({"name"}),
+    core_keys: Collection[str] = frozenset({"name"}),
 ) -> tuple[str, dict[str, Any], pydantic.BaseModel | None, list[str]]:
     if not isinstance(raw, dict):
         src = _source_of(provenance, section, default_source)

@@ -39,7 +39,7 @@ import contextlib
 import datetime
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -188,7 +188,7 @@ class Distributed:
             raise FileNotFoundError(
                 f"distributed.deepspeed_config: DeepSpeed config {str(p)!r} not found"
             )
-        cfg = json.loads(p.read_text())
+        cfg: dict[str, Any] = json.loads(p.read_text())
         cfg.pop("train_batch_size", None)  # derived by DeepSpeed from the two below
         cfg["train_micro_batch_size_per_gpu"] = int(max(1, micro_batch))
         cfg["gradient_accumulation_steps"] = int(max(1, accumulation_steps))
@@ -277,6 +277,7 @@ class Distributed:
         norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
         if self.grad_clip > 0:
             torch.nn.utils.clip_grads_with_norm_(self.params, self.grad_clip, norm)
+        assert self.optimizer is not None, "Distributed.prepare() sets the optimizer"
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return float(norm)
@@ -312,7 +313,7 @@ class Distributed:
         mean = torch.where(t[1] > 0, t[0] / t[1].clamp_min(1), torch.full_like(t[0], float("nan")))
         return dict(zip(keys, mean.tolist()))
 
-    def broadcast_parameters(self, params: list[torch.Tensor]) -> None:
+    def broadcast_parameters(self, params: Sequence[torch.Tensor]) -> None:
         if not self.is_distributed:
             return
         with torch.no_grad():

@@ -47,7 +47,7 @@ class EmptyConfig(pydantic.BaseModel, extra="forbid"):
     """Config of a component without options."""
 
 
-class Component(abc.ABC):
+class Component(abc.ABC):  # noqa: B024 - the base of the kinds below, which hold the abstract methods
     """Base of every component: holds its validated ``config``."""
 
     Config: ClassVar[type[pydantic.BaseModel]] = EmptyConfig
@@ -98,7 +98,11 @@ class VideoModel(Component):
 
     @abc.abstractmethod
     def velocity(
-        self, latents: torch.Tensor, sigma: torch.Tensor, cond: Any, guidance_scale: float = 1.0
+        self,
+        latents: torch.Tensor,
+        sigma: torch.Tensor | float,
+        cond: Any,
+        guidance_scale: float = 1.0,
     ) -> torch.Tensor:
         """Predicted velocity ``[B, C, F', H', W']`` at noise level ``sigma`` (scalar or ``[B]``),
         with classifier-free guidance when ``guidance_scale != 1``."""

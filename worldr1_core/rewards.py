@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import pydantic
 import torch
 
 from .config import ComponentConfig, RewardConfig
@@ -103,13 +104,14 @@ class ComposedReward:
         return out
 
 
-def _with_geometry(cfg: RewardConfig, geometry: ComponentConfig | None):
-    """Fill a reward's ``geometry`` option from the run's ``[geometry]`` section when left unset."""
+def reward_options(cfg: RewardConfig, geometry: ComponentConfig | None) -> pydantic.BaseModel:
+    """The options a ``[[rewards]]`` entry is built with: its own, with the ``geometry`` option
+    filled from the run's ``[geometry]`` section when left unset (trainer, eval and server alike)."""
     options = cfg.options
     if (
         geometry is not None
         and "geometry" in type(options).model_fields
-        and options.geometry is None
+        and getattr(options, "geometry", None) is None
     ):
         options = options.model_copy(update={"geometry": geometry.to_dict()})
     return options
@@ -120,13 +122,14 @@ def build_reward(
 ) -> Reward:
     """Instantiate one ``[[rewards]]`` entry."""
     registry = registry or get_registry()
-    options = _with_geometry(cfg, geometry)
+    options = reward_options(cfg, geometry)
     remote = remote_reward(
         cfg, options, registry=registry
     )  # server URL set: docs/reward_servers.md
     if remote is not None:
         return remote
-    return registry.build("reward", cfg.name, options)
+    reward: Reward = registry.build("reward", cfg.name, options)
+    return reward
 
 
 class RewardSet:
@@ -257,7 +260,7 @@ class RewardSet:
         reward = self.get(name)
         try:
             out = reward.score(batch)
-        except Exception as exc:  # noqa: BLE001 - re-raised with the reward's name, or isolated
+        except Exception as exc:  # re-raised with the reward's name, or isolated
             if isinstance(exc, RewardServerUnreachable):
                 # the server did not answer: asking it again per sample would only wait again
                 if self.on_error == "raise":

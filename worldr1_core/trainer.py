@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import random
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from . import checkpoint as ckpt
 from .config import ConfigError, RunConfig, load_config
 from .distributed import Distributed
 from .generation import camera_for
-from .interfaces import RLAlgorithm, VideoModel
+from .interfaces import CameraParser, LatentInitializer, RLAlgorithm, Schedule, VideoModel
 from .plugins import get_plugin_manager
 from .preflight import preflight_for
 from .prompts import PromptSampler
@@ -63,17 +64,17 @@ def seed_everything(seed: int) -> None:
 class EMA:
     """Exponential moving average of the trainable tensors (kept in fp32 on their device)."""
 
-    def __init__(self, params: list[torch.Tensor], decay: float):
+    def __init__(self, params: Sequence[torch.Tensor], decay: float):
         self.decay = decay
         self.shadow = [p.detach().float().clone() for p in params]
 
     @torch.no_grad()
-    def update(self, params: list[torch.Tensor]) -> None:
+    def update(self, params: Sequence[torch.Tensor]) -> None:
         for s, p in zip(self.shadow, params):
             s.lerp_(p.detach().float(), 1.0 - self.decay)
 
     @contextlib.contextmanager
-    def swapped_into(self, params: list[torch.Tensor]):
+    def swapped_into(self, params: Sequence[torch.Tensor]) -> Iterator[None]:
         """Inside the block ``params`` hold the EMA weights (restored afterwards)."""
         saved = [p.detach().clone() for p in params]
         with torch.no_grad():
@@ -133,9 +134,11 @@ class Trainer:
             )
         self.model: VideoModel = config.model.build()
         self.algo: RLAlgorithm = config.rl.build()
-        self.schedule = config.schedule.build()
-        self.initializer = config.latent_init.build()
-        self.camera = config.camera.build() if config.camera is not None else None
+        self.schedule: Schedule = config.schedule.build()
+        self.initializer: LatentInitializer = config.latent_init.build()
+        self.camera: CameraParser | None = (
+            config.camera.build() if config.camera is not None else None
+        )
         self.rewards = RewardSet(
             config.rewards, geometry=config.geometry, on_error=config.train.reward_on_error
         )
@@ -446,7 +449,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ console
 
-    def _progress(self, max_steps: int):
+    def _progress(self, max_steps: int) -> Any:
         if not (self.config.run.progress_bar and self.dist.is_main) or self.step >= max_steps:
             return None
         from tqdm.auto import tqdm
@@ -460,7 +463,7 @@ class Trainer:
             leave=True,
         )
 
-    def _summary(self, bar, step: int, max_steps: int, metrics: dict[str, Any]) -> None:
+    def _summary(self, bar: Any, step: int, max_steps: int, metrics: dict[str, Any]) -> None:
         if not self.dist.is_main:
             return
         line = (

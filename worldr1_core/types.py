@@ -14,9 +14,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -164,7 +166,7 @@ class Gaussians:
 
     def to(self, device: torch.device | str) -> Gaussians:
         return Gaussians(
-            *(
+            *(  # type: ignore[arg-type]  # field order = constructor order
                 None if getattr(self, f.name) is None else getattr(self, f.name).to(device)
                 for f in dataclasses.fields(self)
             )
@@ -173,7 +175,7 @@ class Gaussians:
     def select(self, keep: torch.Tensor) -> Gaussians:
         """The Gaussians where the bool mask (or index tensor) ``keep`` selects."""
         return Gaussians(
-            *(
+            *(  # type: ignore[arg-type]  # field order = constructor order
                 None if getattr(self, f.name) is None else getattr(self, f.name)[keep]
                 for f in dataclasses.fields(self)
             )
@@ -242,11 +244,12 @@ class RewardBatch:
     def __len__(self) -> int:
         return int(self.videos.shape[0])
 
-    def cached(self, key: str, compute: Callable[[], Any]) -> Any:
+    def cached(self, key: str, compute: Callable[[], T]) -> T:
         """Return ``shared[key]``, computing it with ``compute()`` the first time."""
         if key not in self.shared:
             self.shared[key] = compute()
-        return self.shared[key]
+        value: T = self.shared[key]
+        return value
 
     def select(self, indices: list[int]) -> RewardBatch:
         """A sub-batch (the shared cache is not carried over)."""

@@ -97,7 +97,7 @@ def load_lpips(net: str, weights: str, random_backbone: bool) -> torch.nn.Module
     if weights:
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise ValueError(
                 f"lpips_weights={weights!r}: cannot read it as a torch state dict ({exc})"
             ) from exc

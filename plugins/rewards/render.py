@@ -250,7 +250,7 @@ def _splat_view(
 ):
     """One view. Tiles are ``TORCH_TILE`` px square; chunks of Gaussians per tile start at 16 and
     double (opaque tiles usually finish within the first chunks) up to ``chunk_budget`` elements."""
-    TILE = TORCH_TILE  # noqa: N806
+    TILE = TORCH_TILE
     device = g.means.device
     centre, conic, depth, cov2d = _project(g, cov, w2c, k, width, height)
     opac = g.opacities.float().clamp(0, 1)

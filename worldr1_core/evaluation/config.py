@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ class EvalConfig:
 
 
 def load_eval_config(
-    path: str | Path | None, overrides: list[str] = (), registry: Registry | None = None
+    path: str | Path | None, overrides: Sequence[str] = (), registry: Registry | None = None
 ) -> EvalConfig:
     """Validate ``[[rewards]]``, ``[geometry]`` and ``[camera]`` of a (training or eval) config.
 

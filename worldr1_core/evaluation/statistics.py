@@ -74,7 +74,7 @@ def compare(
         r, b = run[metric], baseline[metric]
         direction = r["direction"]
         delta = r["mean"] - b["mean"]
-        wins = total = 0
+        wins, total = 0.0, 0
         for row in run_rows:
             other = by_prompt.get(key(row))
             if other is None or metric not in row or metric not in other:

@@ -24,6 +24,8 @@ import contextlib
 import hmac
 import json
 import logging
+from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -39,12 +41,12 @@ from .wire import WIRE_VERSION
 log = logging.getLogger("worldr1.reward_server")
 
 
-def create_app(served: dict[str, ServedReward], settings: ServerSettings):
+def create_app(served: dict[str, ServedReward], settings: ServerSettings) -> FastAPI:
     """The FastAPI app serving ``served`` (built by the caller, so tests and embedders can reuse it)."""
     batcher = Batcher(served, settings)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         batcher.start()
         yield
         batcher.stop()
@@ -60,7 +62,7 @@ def create_app(served: dict[str, ServedReward], settings: ServerSettings):
     app.state.batcher = batcher
 
     @app.exception_handler(HTTPError)
-    async def _http_error(request: Request, exc: HTTPError):
+    async def _http_error(request: Request, exc: HTTPError) -> JSONResponse:
         if exc.status >= 400:
             log.warning(
                 "%s %s -> %d: %s", request.method, request.url.path, exc.status, exc.message
@@ -79,7 +81,7 @@ def create_app(served: dict[str, ServedReward], settings: ServerSettings):
             raise HTTPError(401, "wrong bearer token")
 
     @app.get("/health")
-    async def health(request: Request):
+    async def health(request: Request) -> dict[str, Any]:
         authorize(request)
         return {
             "status": "ok",
@@ -103,7 +105,7 @@ def create_app(served: dict[str, ServedReward], settings: ServerSettings):
         }
 
     @app.post("/score")
-    async def score(request: Request):
+    async def score(request: Request) -> Any:
         authorize(request)
         body = await read_body(request, settings.max_body_bytes)
         try:

@@ -190,7 +190,7 @@ class Batcher:
         if self.settings.device:
             merged.videos = merged.videos.to(self.settings.device)
         chunk = self.settings.max_batch
-        per_reward: dict[str, list[RewardOutput]] = {}
+        per_reward: dict[str, RewardOutput] = {}
         with torch.no_grad():
             chunks = (
                 [merged]
@@ -200,7 +200,7 @@ class Batcher:
                     for s in range(0, len(merged), chunk)
                 ]
             )
-            outputs = {name: [] for name in names}
+            outputs: dict[str, list[RewardOutput]] = {name: [] for name in names}
             for part in chunks:  # all rewards see the same RewardBatch, so they share its cache
                 for name in names:
                     outputs[name].append(self.served[name].reward.score(part))

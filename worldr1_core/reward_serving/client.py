@@ -100,7 +100,7 @@ def server_group_of(name: str, registry: Registry | None = None) -> str:
                 raise ValueError(
                     f"reward {name!r} declares server_group={declared!r}; known: {', '.join(REWARD_SERVER_GROUPS)}"
                 )
-            return declared
+            return str(declared)
     for group, spec in REWARD_SERVER_GROUPS.items():
         if spec.rewards is not None and name in spec.rewards:
             return group
@@ -192,6 +192,8 @@ class RemoteReward(Reward):
         max_backoff_s: float = pydantic.Field(30.0, ge=0)
         group_requests: bool = True
 
+    config: RemoteReward.Config
+
     def __init__(self, config: RemoteReward.Config):
         import httpx  # the [server] extra; only needed when a reward is remote
 
@@ -281,7 +283,8 @@ class RemoteReward(Reward):
                     f"{what}: HTTP {response.status_code}: {_error_text(response)}"
                 )
             try:
-                return response.json()
+                answer: dict[str, Any] = response.json()
+                return answer
             except ValueError:
                 raise RewardServerError(f"{what}: the answer is not JSON") from None
         raise RewardServerUnreachable(
@@ -340,4 +343,4 @@ def _error_text(response: Any) -> str:
         data = response.json()
         return str(data.get("error") or data.get("detail") or data)
     except ValueError:
-        return response.text[:300] or response.reason_phrase
+        return str(response.text[:300] or response.reason_phrase)

@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -66,26 +67,21 @@ def serve_command(args: argparse.Namespace) -> int:
         ) from None
 
     token = read_token(args.token_file) if args.token_file else None
-    if (
-        token is None
-        and not is_loopback(args.host)
-        and not getattr(args, "insecure_no_token", False)
-    ):
+    if token is None and not is_loopback(args.host) and not args.insecure_no_token:
         raise CommandError(
             f"--host {args.host} is reachable from other machines: give --token-file FILE "
             "(or --insecure-no-token if the network is trusted)"
         )
     if args.max_batch < 1:
         raise CommandError(f"--max-batch must be >= 1, got {args.max_batch}")
-    video_root = getattr(args, "video_root", None)
     settings = ServerSettings(
         token=token,
         device=args.device,
         max_batch=args.max_batch,
-        batch_wait_s=max(0.0, getattr(args, "batch_wait_ms", 0.0)) / 1000.0,
-        max_body_bytes=int(getattr(args, "max_body_mb", 1024) * 2**20),
-        timeout_s=getattr(args, "timeout", 600.0),
-        video_root=Path(video_root) if video_root else None,
+        batch_wait_s=max(0.0, args.batch_wait_ms) / 1000.0,
+        max_body_bytes=int(args.max_body_mb * 2**20),
+        timeout_s=args.timeout,
+        video_root=Path(args.video_root) if args.video_root else None,
     )
     if args.device and args.device.startswith("cuda") and torch.cuda.is_available():
         torch.cuda.set_device(torch.device(args.device))
@@ -165,5 +161,5 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 @hookimpl
-def worldr1_register_commands(subparsers):
+def worldr1_register_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     add_serve_parser(subparsers)

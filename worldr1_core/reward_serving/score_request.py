@@ -27,7 +27,7 @@ REQUEST_KEYS = {
 }
 
 
-def _need(cond: bool, message: str, status: int = 422) -> None:
+def _need(cond: object, message: str, status: int = 422) -> None:
     if not cond:
         raise HTTPError(status, message)
 

@@ -37,58 +37,19 @@ def build_served_rewards(
     filled from its ``[geometry]`` section exactly as the trainer does (only these sections are
     read and validated, so a full run config works). ``device`` fills a ``device`` option.
     """
-    from worldr1_core.config import (
-        REWARD_CORE_KEYS,
-        ComponentConfig,
-        ConfigError,
-        RewardConfig,
-        _validate_component,
-        compose,
-    )
+    from worldr1_core.config import compose, validate_reward_sections
     from worldr1_core.registry import get_registry
-    from worldr1_core.rewards import _with_geometry
+    from worldr1_core.rewards import reward_options
 
     registry = get_registry()
     options_by_name: dict[str, Any] = {}
     if config_path:
         data, provenance = compose(config_path)
-        entries = data.get("rewards", [])
-        if not isinstance(entries, list):
-            raise ConfigError(f"{config_path}: rewards: expected an array of tables ([[rewards]])")
-        errors: list[str] = []
-        geometry = None
-        if isinstance(data.get("geometry"), dict):
-            g_name, _, g_opts, errs = _validate_component(
-                registry,
-                "geometry",
-                "geometry_estimator",
-                data["geometry"],
-                provenance,
-                config_path,
-            )
-            errors += errs
-            geometry = (
-                ComponentConfig("geometry", "geometry_estimator", g_name, g_opts)
-                if g_opts is not None
-                else None
-            )
-        for i, raw in enumerate(entries):
-            if isinstance(raw, dict) and raw.get("name") in names:
-                name, _, options, errs = _validate_component(
-                    registry,
-                    f"rewards.{i}",
-                    "reward",
-                    raw,
-                    provenance,
-                    config_path,
-                    core_keys=REWARD_CORE_KEYS,
-                )
-                errors += errs
-                if options is not None:
-                    cfg = RewardConfig(f"rewards.{i}", "reward", name, options)
-                    options_by_name[name] = _with_geometry(cfg, geometry)
-        if errors:
-            raise ConfigError("\n".join(errors))
+        sections = validate_reward_sections(
+            data, provenance, source=config_path, registry=registry, names=set(names)
+        )
+        for cfg in sections.rewards:
+            options_by_name[cfg.name] = reward_options(cfg, sections.geometry)
     served: dict[str, ServedReward] = {}
     for name in dict.fromkeys(names):
         spec = registry.get("reward", name)

@@ -40,7 +40,7 @@ def import_depth_anything_3():
     moviepy's ``logging.captureWarnings(True)`` is undone (unless warnings were already captured
     before) and omegaconf's deprecation notice about the package's own resolver is hidden (a user
     cannot act on it)."""
-    captured_before = logging._warnings_showwarning is not None  # noqa: SLF001
+    captured_before = logging._warnings_showwarning is not None
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*register_new_resolver", category=UserWarning)
         from depth_anything_3.api import DepthAnything3
@@ -111,7 +111,7 @@ class DepthAnything3Estimator(GeometryEstimator):
     @property
     def model(self):
         if self._model is None:
-            DepthAnything3 = import_depth_anything_3()  # noqa: N806
+            DepthAnything3 = import_depth_anything_3()
             cfg = self.config
             if cfg.weights and cfg.model_name.endswith((".yaml", ".yml")):
                 model = build_da3(cfg.model_name)
@@ -119,7 +119,7 @@ class DepthAnything3Estimator(GeometryEstimator):
             elif cfg.weights:
                 try:
                     model = DepthAnything3.from_pretrained(cfg.weights)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     raise ValueError(
                         f"geometry.weights={cfg.weights!r}: cannot load Depth Anything 3 from it ({exc}); expected a "
                         "directory with config.json and model.safetensors (DepthAnything3.save_pretrained layout)"
