@@ -41,8 +41,13 @@ from .interfaces import CameraParser, LatentInitializer, RLAlgorithm, Schedule, 
 from .plugins import get_plugin_manager
 from .preflight import preflight_for
 from .prompts import PromptSampler
+<<<<<<< HEAD
 from .rewards import ComposedReward, RewardSet, check_failed_fraction
 from .run_dir import apply_config_changes, plan_run, prepare_run_dir
+=======
+from .registry import get_registry
+from .rewards import ComposedReward, RewardSet
+>>>>>>> main
 from .run_log import RunLogger, StageTimer
 from .types import Phase, Prompt, RewardBatch, Rollout
 
@@ -120,14 +125,13 @@ class Trainer:
     def _build_components(self) -> None:
         """Every component from its config section, through the registry."""
         config = self.config
-        if config.model is None:
-            raise ConfigError(
-                f'{config.source}: model.name: training needs a [model] section (e.g. name = "wan2.1")'
-            )
-        if config.rl is None:
-            raise ConfigError(
-                f'{config.source}: rl.name: training needs an [rl] section (e.g. name = "flow_grpo")'
-            )
+        for section, kind in (("model", "base_model"), ("rl", "rl_algorithm")):
+            if config.components.get(section) is None:
+                known = ", ".join(get_registry().names(kind)) or "(none installed)"
+                raise ConfigError(
+                    f"{config.source}: {section}.name: training needs a [{section}] section "
+                    f"with name = one of: {known}"
+                )
         if not config.rewards:
             raise ConfigError(
                 f"{config.source}: rewards: training needs at least one [[rewards]] entry"
