@@ -41,13 +41,9 @@ from .interfaces import CameraParser, LatentInitializer, RLAlgorithm, Schedule, 
 from .plugins import get_plugin_manager
 from .preflight import preflight_for
 from .prompts import PromptSampler
-<<<<<<< HEAD
+from .registry import get_registry
 from .rewards import ComposedReward, RewardSet, check_failed_fraction
 from .run_dir import apply_config_changes, plan_run, prepare_run_dir
-=======
-from .registry import get_registry
-from .rewards import ComposedReward, RewardSet
->>>>>>> main
 from .run_log import RunLogger, StageTimer
 from .types import Phase, Prompt, RewardBatch, Rollout
 
