@@ -45,6 +45,8 @@ from typing import Any
 
 import torch
 
+from .devices import process_device
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEEPSPEED_CONFIG_DIR = REPO_ROOT / "configs" / "deepspeed"
 
@@ -123,10 +125,10 @@ class Distributed:
         return "ddp" if self.world_size > 1 else "none"
 
     def _pick_device(self) -> torch.device:
-        if torch.cuda.is_available() and os.environ.get("DS_ACCELERATOR", "") != "cpu":
-            torch.cuda.set_device(self.local_rank)
-            return torch.device("cuda", self.local_rank)
-        return torch.device("cpu")
+        device = process_device()
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        return device
 
     def _init_process_group(self) -> None:
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
