@@ -133,7 +133,7 @@ def generation_settings(config: RunConfig, args: argparse.Namespace) -> dict[str
     latent = config.components.get("latent_init")
     camera = config.components.get("camera")
     return {
-        "model": config.model.to_dict(),
+        "model": config.model.to_dict() if config.model is not None else None,
         "lora": str(Path(args.lora).resolve()) if args.lora else "",
         "latent_init": latent.to_dict() if latent is not None else None,
         "camera": camera.to_dict() if camera is not None else None,
@@ -210,6 +210,10 @@ def run_inference(
     if batch_size < 1:
         raise InferenceError(f"--batch-size must be >= 1, got {batch_size}")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InferenceError(f"--out {str(out)!r} is a file; expected a directory for the videos")
+    if lora:
+        check_adapter_dir(lora)
     args = argparse.Namespace(lora=lora, seed=seed)
     settings = generation_settings(config, args)
     old_settings, old_entries = read_index(out)
@@ -236,9 +240,13 @@ def run_inference(
     if model is None:
         model = _build(config.model, "[model]")
     if lora:
-        if not Path(lora).is_dir():
-            raise InferenceError(f"--lora: adapter directory {lora!r} not found")
-        model.load_adapter(lora)
+        try:
+            model.load_adapter(lora)
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise InferenceError(
+                f"--lora {lora}: cannot load the adapter ({first[:200]})"
+            ) from None
     initializer = _build(config.components.get("latent_init"), "[latent_init]")
     camera = config.components.get("camera")
     parser = camera.build() if camera is not None else None
@@ -291,6 +299,19 @@ def run_inference(
             f"  [{len(prompts) - len(todo) + start + len(batch)}/{len(prompts)}] {per_video:.2f} s/video"
         )
     return sorted(entries, key=lambda e: e.index)
+
+
+def check_adapter_dir(lora: str) -> None:
+    """``--lora``: a directory holding a LoRA in the standard format (``*.safetensors``), checked
+    before any model loads; unreadable weights are reported when they load (one line)."""
+    path = Path(lora)
+    if not path.is_dir():
+        raise InferenceError(f"--lora: adapter directory {lora!r} not found")
+    if not any(path.glob("*.safetensors")):
+        raise InferenceError(
+            f"--lora {lora}: no *.safetensors file in it; expected a LoRA directory such as "
+            "RUN/checkpoints/step_N/adapter"
+        )
 
 
 def infer_command(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ import torch
 
 from .. import hookimpl
 from ..cli_help import examples
+from ..cli_types import number
 from ..errors import CommandError
 from .limits import ServerSettings
 from .served import build_served_rewards
@@ -125,25 +126,28 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("names", nargs="+", metavar="NAME", help="reward names to serve")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=18089)
+    p.add_argument("--port", type=number(int, 0, 65535), default=18089, help="0: a free port")
     p.add_argument("--token-file", help="file holding the bearer token clients must send")
     p.add_argument("--device", default=None, help="device for the reward models, e.g. cuda:0")
-    p.add_argument("--max-batch", type=int, default=defaults.max_batch)
+    p.add_argument("--max-batch", type=number(int, 1), default=defaults.max_batch)
     p.add_argument(
         "--config", help="run config whose [[rewards]] entries configure the served rewards"
     )
     p.add_argument(
-        "--timeout", type=float, default=defaults.timeout_s, help="per-request timeout in seconds"
+        "--timeout",
+        type=number(float, 0, strict=True),
+        default=defaults.timeout_s,
+        help="per-request timeout in seconds",
     )
     p.add_argument(
         "--max-body-mb",
-        type=float,
+        type=number(float, 0, strict=True),
         default=defaults.max_body_bytes / 2**20,
         help="largest request body accepted (MiB)",
     )
     p.add_argument(
         "--batch-wait-ms",
-        type=float,
+        type=number(float, 0),
         default=defaults.batch_wait_s * 1000.0,
         help="wait this long for more requests to merge",
     )

@@ -41,6 +41,13 @@ def video_size(args: argparse.Namespace, cfg) -> tuple[int, int, int]:
     base = (
         (cfg.video.frames, cfg.video.height, cfg.video.width) if cfg is not None else DEFAULT_SIZE
     )
+    for flag, value in (
+        ("--frames", args.frames),
+        ("--height", args.height),
+        ("--width", args.width),
+    ):
+        if value is not None and value < 1:
+            raise CommandError(f"{flag} must be >= 1, got {value}")
     frames = args.frames or base[0]
     height = args.height or base[1]
     width = args.width or base[2]
