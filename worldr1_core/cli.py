@@ -16,6 +16,7 @@ from typing import Any
 
 from . import __version__
 from .cli_help import examples
+from .cli_types import number
 from .errors import CommandError, UserError
 from .plugins import get_plugin_manager
 from .registry import KINDS, get_registry
@@ -162,8 +163,15 @@ def _examples(key: str) -> dict[str, Any]:
     return examples(*EXAMPLES[key])
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad command line is a user error like any other: one line, exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="worldr1",
         description="RL post-training of text-to-video models toward 3D consistency (World-R1).",
     )
@@ -224,10 +232,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_train = sub.add_parser("train", help="run RL post-training", **_examples("train"))
     _add_config_args(p_train)
     _add_allow_download(p_train)
-    p_train.add_argument("--max-steps", type=int, help="override run.max_steps")
+    p_train.add_argument("--max-steps", type=number(int, 0), help="override run.max_steps")
     p_train.add_argument("--output-dir", help="override run.output_dir")
     p_train.add_argument(
         "--resume", metavar="DIR", help="resume from a run or checkpoint directory"
+    )
+    p_train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in a non-empty --output-dir (or rewind a --resume'd run in place)",
     )
     p_train.add_argument(
         "--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS
@@ -247,8 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_infer.add_argument("--lora", help="LoRA adapter directory to load")
     p_infer.add_argument("--prompts", required=True, help="a prompts file, or a prompt text")
     p_infer.add_argument("--out", required=True, help="output directory")
-    p_infer.add_argument("--seed", type=int, default=0)
-    p_infer.add_argument("--batch-size", type=int, default=1)
+    p_infer.add_argument("--seed", type=number(int, 0), default=0)
+    p_infer.add_argument("--batch-size", type=number(int, 1), default=1)
     p_infer.add_argument(
         "--warp", dest="warp", action="store_true", default=None, help="camera-aware noise warping"
     )

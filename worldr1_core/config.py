@@ -83,6 +83,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return data
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory; expected a config file (TOML)") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file; expected a config file (TOML)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
 
@@ -369,7 +373,7 @@ def _validate_component(
 
 class _RewardCore(pydantic.BaseModel, extra="forbid"):
     name: str
-    weight: float = 1.0
+    weight: pydantic.FiniteFloat = 1.0
     server: str | None = None
 
 

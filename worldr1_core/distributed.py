@@ -237,10 +237,23 @@ class Distributed:
         loss = loss / self.accumulation_steps
         self._micro += 1
         if self.engine is not None:
+            self._begin_micro_step()
             self.engine.backward(loss, scale_wrt_gas=False)
             self.engine.step()  # applies the update only at the accumulation boundary
         else:
             loss.backward()
+
+    def _begin_micro_step(self) -> None:
+        """What ``engine.forward`` does before each micro-step, for a loss computed by calling the
+        module directly (plugins call their own modules, never the engine). Without it ZeRO-3
+        never advances its micro-step counter and *overwrites* the gradient partition on every
+        backward, so an update with K > 1 backward calls kept only the last one's gradient."""
+        from deepspeed.runtime.base_optimizer import ZeROOptimizer
+
+        opt = self.engine.optimizer
+        if isinstance(opt, ZeROOptimizer):
+            opt.clear_backward_seen_flag()
+            opt.set_gradient_accumulation_boundary(self.engine.is_gradient_accumulation_boundary())
 
     def step(self) -> float:
         """Finish an update after ``accumulation_steps`` backward calls; returns the grad norm

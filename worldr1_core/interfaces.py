@@ -152,7 +152,11 @@ class LatentInitializer(Component):
     def inject(
         self, step: int, latents: torch.Tensor, initial: torch.Tensor, sigma: float
     ) -> torch.Tensor:
-        """Optional per-step injection during the first denoising steps; default: unchanged."""
+        """The latents the model sees at denoising ``step`` (noise level ``sigma``), given the
+        sampler's current ``latents`` and the ``initial`` ones; the sampler (every
+        :class:`RLAlgorithm` rollout and inference) calls it before each step, so an initializer
+        can keep steering during sampling (e.g. add a delta in the first steps). Default:
+        ``latents`` unchanged."""
         return latents
 
 

@@ -74,6 +74,13 @@ class TrainSection(_Section):
         description="a reward that fails or returns NaN/inf: stop the step, drop the sample, or "
         "score it 0 (the release's policy; counted in reward/<name>/failures and logged)",
     )
+    max_dropped_fraction: float = pydantic.Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="stop the run when more than this fraction of a step's samples failed a reward "
+        "(dropped or scored 0 under reward_on_error)",
+    )
     grad_accumulation: int = pydantic.Field(
         0,
         ge=0,

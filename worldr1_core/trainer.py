@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import random
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,9 @@ from .interfaces import CameraParser, LatentInitializer, RLAlgorithm, Schedule, 
 from .plugins import get_plugin_manager
 from .preflight import preflight_for
 from .prompts import PromptSampler
-from .rewards import ComposedReward, RewardSet
+from .registry import get_registry
+from .rewards import ComposedReward, RewardSet, check_failed_fraction
+from .run_dir import apply_config_changes, plan_run, prepare_run_dir
 from .run_log import RunLogger, StageTimer
 from .types import Phase, Prompt, RewardBatch, Rollout
 
@@ -104,27 +105,29 @@ class Trainer:
         *,
         run_dir: str | Path | None = None,
         resume: str | Path | None = None,
+        overwrite: bool = False,
     ):
         self.config = config
+        # refuse an unusable output dir / resume before anything loads or is written
+        self.plan = plan_run(config, output_dir=run_dir, resume=resume, overwrite=overwrite)
         self.dist = Distributed.from_config(config)
         seed_everything(derive_seed(config.run.seed, self.dist.rank))
         self.hook = get_plugin_manager().hook
         self.constant_metrics: dict[str, float] = {}  # logged every step (preflight flags)
         self._build_components()
         self._build_optimizer()
-        self._open_run(run_dir, resume)
+        self._open_run()
 
     def _build_components(self) -> None:
         """Every component from its config section, through the registry."""
         config = self.config
-        if config.model is None:
-            raise ConfigError(
-                f'{config.source}: model.name: training needs a [model] section (e.g. name = "wan2.1")'
-            )
-        if config.rl is None:
-            raise ConfigError(
-                f'{config.source}: rl.name: training needs an [rl] section (e.g. name = "flow_grpo")'
-            )
+        for section, kind in (("model", "base_model"), ("rl", "rl_algorithm")):
+            if config.components.get(section) is None:
+                known = ", ".join(get_registry().names(kind)) or "(none installed)"
+                raise ConfigError(
+                    f"{config.source}: {section}.name: training needs a [{section}] section "
+                    f"with name = one of: {known}"
+                )
         if not config.rewards:
             raise ConfigError(
                 f"{config.source}: rewards: training needs at least one [[rewards]] entry"
@@ -191,20 +194,14 @@ class Trainer:
         with self.dist.gathered():
             self.ema = EMA(self.params, train.ema_decay) if train.ema_decay > 0 else None
 
-    def _open_run(self, run_dir: str | Path | None, resume: str | Path | None) -> None:
-        """Run directory, logger, and (with ``resume``) the state of the checkpoint."""
+    def _open_run(self) -> None:
+        """Run directory (:mod:`worldr1_core.run_dir`), logger, and the resumed checkpoint."""
         self.step = 0
-        checkpoint = ckpt.find_checkpoint(resume) if resume else None
-        if run_dir is None:
-            run_dir = ckpt.run_dir_of(checkpoint) if checkpoint else self._default_run_dir()
-        self.run_dir = Path(run_dir)
+        checkpoint = self.plan.checkpoint
+        self.run_dir = prepare_run_dir(self.plan, self.dist, name=self.config.run.name)
         if checkpoint is not None:
             self._load(checkpoint)
-        elif (self.run_dir / ckpt.CHECKPOINTS).is_dir():
-            raise FileExistsError(
-                f"run.output_dir {str(self.run_dir)!r} already holds checkpoints; pass --resume {self.run_dir} "
-                "or choose another --output-dir"
-            )
+            apply_config_changes(self, self.plan)
         self.logger = RunLogger(
             self.run_dir,
             tensorboard=self.config.run.tensorboard,
@@ -212,23 +209,12 @@ class Trainer:
             resume_step=self.step if checkpoint else None,
         )
         if self.dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
             self.config.save(self.run_dir / "config.toml")
         self.previous_phase: Phase | None = (
             self.schedule.phase(self.step - 1) if self.step > 0 else None
         )
         self.last_metrics: dict[str, Any] = {}
         self.last_prompts: list[str] = []
-
-    def _default_run_dir(self) -> Path:
-        run = self.config.run
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        # every rank must agree on the directory: take rank 0's timestamp
-        if self.dist.is_distributed:
-            box = [stamp]
-            torch.distributed.broadcast_object_list(box, src=0)
-            stamp = box[0]
-        return Path(run.output_dir.format(name=run.name, time=stamp))
 
     # ------------------------------------------------------------------ the loop
 
@@ -308,6 +294,8 @@ class Trainer:
                 fps=self.config.video.fps,
             )
             scored = self.rewards.score(batch, phase.reward_weights)
+            failed = self.dist.all_reduce_mean({"failed": scored.failed_fraction()})["failed"]
+            check_failed_fraction(failed, self.config.train.max_dropped_fraction, step)
         with timer("advantages"):
             advantages = self._advantages(scored)  # [B]
 
@@ -415,6 +403,8 @@ class Trainer:
     def save_checkpoint(self) -> Path | None:
         """Write ``checkpoints/step_N`` atomically (N = number of finished steps)."""
         step = self.step
+        with self.dist.gathered():  # every rank checks (and stops) alike
+            ckpt.check_finite(self.params, step)
         tmp = ckpt.begin(self.run_dir, step) if self.dist.is_main else None
         self.dist.barrier()
         tmp = tmp or self.run_dir / ckpt.CHECKPOINTS / f".tmp-{ckpt.checkpoint_name(step)}"
@@ -444,12 +434,8 @@ class Trainer:
         return final
 
     def _load(self, checkpoint: Path) -> None:
-        state, trainable = ckpt.read_state(checkpoint)
-        if len(trainable) != len(self.params):
-            raise ValueError(
-                f"--resume {checkpoint}: the checkpoint has {len(trainable)} trainable tensors, the model "
-                f"{len(self.params)} (a different model.lora config?)"
-            )
+        state, trainable = ckpt.read_state(checkpoint)  # checksums, weights_only, then shapes
+        ckpt.check_trainable(checkpoint, trainable, self.params)
         with self.dist.gathered(writable=True), torch.no_grad():
             for p, t in zip(self.params, trainable):
                 p.copy_(t.to(p.device, p.dtype))
@@ -505,7 +491,12 @@ def train_command(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     # every check before a run directory exists or a model loads (docs/preflight.md)
     report = preflight_for(config, args, "train")
-    trainer = Trainer(config, run_dir=args.output_dir, resume=args.resume)
+    trainer = Trainer(
+        config,
+        run_dir=args.output_dir,
+        resume=args.resume,
+        overwrite=getattr(args, "overwrite", False),
+    )
     trainer.constant_metrics.update(report.metrics)  # e.g. geometry/random_weights = 1
     if trainer.dist.is_main:
         print(

@@ -84,14 +84,3 @@ def read_video(path: str | Path) -> tuple[torch.Tensor, float]:
         raise ValueError(f"{path}: no frames could be decoded")
     video = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255.0  # [F, 3, H, W]
     return video, float(meta.get("fps") or 0.0)
-
-
-def probe_video(path: str | Path) -> dict[str, float]:
-    """Frame count, width, height and fps of a video file (decodes it; cheap for short clips)."""
-    video, fps = read_video(path)
-    return {
-        "frames": int(video.shape[0]),
-        "height": int(video.shape[2]),
-        "width": int(video.shape[3]),
-        "fps": fps,
-    }

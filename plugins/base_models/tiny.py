@@ -17,14 +17,32 @@ def default_cache_root() -> Path:
 def build_dir_atomically(target: Path, build: Callable[[Path], None]) -> Path:
     """Create ``target`` by calling ``build(tmp)`` on a fresh temporary directory next to it and
     renaming it into place. Concurrent processes may all build; the first rename wins and the
-    others discard their copy (builds are deterministic, so all copies are identical)."""
+    others discard their copy (builds are deterministic, so all copies are identical).
+
+    Inside an initialised process group rank 0 builds first and the other ranks wait for it:
+    transformers' ``save_pretrained`` writes no weights on a rank other than 0, so a build by
+    another rank would be incomplete (it is checked and refused, never committed)."""
+    import torch.distributed as dist
+
     target = Path(target)
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if dist.get_rank() == 0:
+            _build_dir(target, build)
+        dist.barrier()
+        if dist.get_rank() != 0:
+            _build_dir(target, build)  # finds rank 0's build unless the cache is node-local
+        return target
+    return _build_dir(target, build)
+
+
+def _build_dir(target: Path, build: Callable[[Path], None]) -> Path:
     if (target / ".complete").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         build(tmp)
+        _check_weights_written(tmp)
         (tmp / ".complete").write_text("ok\n")
         try:
             os.rename(tmp, target)
@@ -38,6 +56,16 @@ def build_dir_atomically(target: Path, build: Callable[[Path], None]) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _check_weights_written(directory: Path) -> None:
+    """Every component folder with a model ``config.json`` must hold its weights (a save that
+    silently wrote none must not be committed to the cache)."""
+    for config in directory.glob("*/config.json"):
+        if not any(config.parent.glob("*.safetensors")):
+            raise RuntimeError(
+                f"building {directory.name}: {config.parent.name}/ has a config.json but no weights"
+            )
 
 
 def char_tokenizer(model_max_length: int = 512):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import EvalError
 from .config import EvalConfig, load_eval_config
 from .discovery import discover_videos
 from .report import write_comparison, write_reports
@@ -35,6 +36,8 @@ def run_eval(
     """Evaluate ``videos_dir`` (and ``baseline``) and write the reports into ``out``."""
     videos_dir = Path(videos_dir)
     out = Path(out) if out else videos_dir / "eval"
+    if out.exists() and not out.is_dir():
+        raise EvalError(f"--out {str(out)!r} is a file; expected a directory for the reports")
     run_name = videos_dir.resolve().name
     log(f"worldr1 eval: {videos_dir} with rewards {[r.name for r in config.rewards]}")
     rows = evaluate_videos(discover_videos(videos_dir, prompts), config, log=log)

@@ -34,8 +34,18 @@ def discover_videos(videos_dir: str | Path, prompts_file: str | None = None) -> 
     index = root / "index.json"
     items: list[VideoItem] = []
     if index.is_file():
-        data = json.loads(index.read_text(encoding="utf-8"))
-        for e in data.get("videos", []):
+        try:
+            data = json.loads(index.read_text(encoding="utf-8"))
+            entries = data.get("videos", [])
+            assert isinstance(entries, list) and all(
+                isinstance(e, dict) and isinstance(e.get("file"), str) for e in entries
+            )
+        except (ValueError, AttributeError, AssertionError):
+            raise EvalError(
+                f"{index}: not an index written by `worldr1 infer` (expected JSON with a "
+                '"videos" list of {"file": ...} entries); fix or delete it'
+            ) from None
+        for e in entries:
             path = root / e["file"]
             if not path.is_file():
                 continue  # an interrupted infer run: evaluate what exists

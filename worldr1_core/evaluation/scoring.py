@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from ..errors import EvalError
 from ..rewards import RewardSet
 from ..types import RewardBatch
 from ..video_io import read_video
@@ -23,6 +24,7 @@ def evaluate_videos(
     rows: list[dict[str, Any]] = []
     pending: list[tuple[VideoItem, torch.Tensor]] = []
     failing: set[str] = set()  # rewards that reported failed samples: they get a `/failed` column
+    skipped: list[str] = []  # videos that cannot be decoded (warned, counted, not scored)
 
     def flush() -> None:
         if not pending:
@@ -64,12 +66,25 @@ def evaluate_videos(
 
     shape = None
     for item in items:
-        video, _ = read_video(item.path)  # [F, 3, H, W]
+        try:
+            video, _ = read_video(item.path)  # [F, 3, H, W]
+        except Exception as exc:  # noqa: BLE001 - one unreadable file must not abort the others
+            skipped.append(item.path.name)
+            log(f"worldr1 eval: warning: skipping {item.path} (cannot decode it: {exc})")
+            continue
         if pending and (tuple(video.shape) != shape or len(pending) >= batch_size):
             flush()
         shape = tuple(video.shape)
         pending.append((item, video))
     flush()
+    if skipped:
+        log(
+            f"worldr1 eval: skipped {len(skipped)} of {len(items)} videos that cannot be decoded: "
+            + ", ".join(skipped[:10])
+            + (" ..." if len(skipped) > 10 else "")
+        )
+    if not rows:
+        raise EvalError(f"none of the {len(items)} videos can be decoded")
     for row in rows:
         for name in failing:
             row.setdefault(f"{name}/failed", 0.0)

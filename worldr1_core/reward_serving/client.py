@@ -60,6 +60,11 @@ class RewardServerError(RuntimeError):
     """A reward server could not be reached, or refused the request; the message names URL and reward."""
 
 
+class RewardServerUnreachable(RewardServerError):
+    """No answer from the server (connection or read failures on every attempt): scoring the
+    samples one by one would only wait again, so callers never retry per sample after it."""
+
+
 @dataclass(frozen=True)
 class ServerGroup:
     """Rewards that share a server URL given by the environment variable ``env``.
@@ -282,7 +287,7 @@ class RemoteReward(Reward):
                 return answer
             except ValueError:
                 raise RewardServerError(f"{what}: the answer is not JSON") from None
-        raise RewardServerError(
+        raise RewardServerUnreachable(
             f"{what}: no answer after {cfg.retries + 1} attempts in {time.monotonic() - t0:.1f} s "
             f"(last error: {last}); is the server running? Start it with `worldr1 reward serve {names[0]} "
             f"--port PORT` or scripts/run_reward_servers.sh"

@@ -20,6 +20,7 @@ import torch
 
 from .. import hookimpl
 from ..cli_help import examples
+from ..cli_types import number
 from ..errors import CommandError
 from .limits import ServerSettings
 from .served import build_served_rewards
@@ -66,26 +67,21 @@ def serve_command(args: argparse.Namespace) -> int:
         ) from None
 
     token = read_token(args.token_file) if args.token_file else None
-    if (
-        token is None
-        and not is_loopback(args.host)
-        and not getattr(args, "insecure_no_token", False)
-    ):
+    if token is None and not is_loopback(args.host) and not args.insecure_no_token:
         raise CommandError(
             f"--host {args.host} is reachable from other machines: give --token-file FILE "
             "(or --insecure-no-token if the network is trusted)"
         )
     if args.max_batch < 1:
         raise CommandError(f"--max-batch must be >= 1, got {args.max_batch}")
-    video_root = getattr(args, "video_root", None)
     settings = ServerSettings(
         token=token,
         device=args.device,
         max_batch=args.max_batch,
-        batch_wait_s=max(0.0, getattr(args, "batch_wait_ms", 0.0)) / 1000.0,
-        max_body_bytes=int(getattr(args, "max_body_mb", 1024) * 2**20),
-        timeout_s=getattr(args, "timeout", 600.0),
-        video_root=Path(video_root) if video_root else None,
+        batch_wait_s=max(0.0, args.batch_wait_ms) / 1000.0,
+        max_body_bytes=int(args.max_body_mb * 2**20),
+        timeout_s=args.timeout,
+        video_root=Path(args.video_root) if args.video_root else None,
     )
     if args.device and args.device.startswith("cuda") and torch.cuda.is_available():
         torch.cuda.set_device(torch.device(args.device))
@@ -130,25 +126,28 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("names", nargs="+", metavar="NAME", help="reward names to serve")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=18089)
+    p.add_argument("--port", type=number(int, 0, 65535), default=18089, help="0: a free port")
     p.add_argument("--token-file", help="file holding the bearer token clients must send")
     p.add_argument("--device", default=None, help="device for the reward models, e.g. cuda:0")
-    p.add_argument("--max-batch", type=int, default=defaults.max_batch)
+    p.add_argument("--max-batch", type=number(int, 1), default=defaults.max_batch)
     p.add_argument(
         "--config", help="run config whose [[rewards]] entries configure the served rewards"
     )
     p.add_argument(
-        "--timeout", type=float, default=defaults.timeout_s, help="per-request timeout in seconds"
+        "--timeout",
+        type=number(float, 0, strict=True),
+        default=defaults.timeout_s,
+        help="per-request timeout in seconds",
     )
     p.add_argument(
         "--max-body-mb",
-        type=float,
+        type=number(float, 0, strict=True),
         default=defaults.max_body_bytes / 2**20,
         help="largest request body accepted (MiB)",
     )
     p.add_argument(
         "--batch-wait-ms",
-        type=float,
+        type=number(float, 0),
         default=defaults.batch_wait_s * 1000.0,
         help="wait this long for more requests to merge",
     )

@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 
 from worldr1_core.errors import CommandError
+from worldr1_core.generation import DEFAULT_GUIDANCE_SCALE, DEFAULT_NUM_STEPS, sampling_settings
 
 DEFAULT_SIZE = (81, 480, 832)  # frames, height, width when neither flags nor a config say
-DEFAULT_STEPS, DEFAULT_GUIDANCE = 20, 5.0
 
 
 def load_config(args: argparse.Namespace):
@@ -41,6 +41,13 @@ def video_size(args: argparse.Namespace, cfg) -> tuple[int, int, int]:
     base = (
         (cfg.video.frames, cfg.video.height, cfg.video.width) if cfg is not None else DEFAULT_SIZE
     )
+    for flag, value in (
+        ("--frames", args.frames),
+        ("--height", args.height),
+        ("--width", args.width),
+    ):
+        if value is not None and value < 1:
+            raise CommandError(f"{flag} must be >= 1, got {value}")
     frames = args.frames or base[0]
     height = args.height or base[1]
     width = args.width or base[2]
@@ -64,13 +71,8 @@ def noise_warp_config(cfg, strength: float | None = None, upsample: int | None =
 
 
 def sampling(args: argparse.Namespace, cfg) -> tuple[int, float]:
-    rl = component(cfg, "rl")
-    steps = getattr(rl.options, "num_steps", DEFAULT_STEPS) if rl is not None else DEFAULT_STEPS
-    guidance = (
-        getattr(rl.options, "guidance_scale", DEFAULT_GUIDANCE)
-        if rl is not None
-        else DEFAULT_GUIDANCE
-    )
+    """``--steps`` / ``--guidance``, else the config's (:func:`worldr1_core.generation.sampling_settings`)."""
+    steps, guidance = sampling_settings(cfg)
     return (args.steps or steps), (args.guidance if args.guidance is not None else guidance)
 
 
@@ -107,10 +109,12 @@ def size_args(p: argparse.ArgumentParser) -> None:
 
 def sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--steps", type=int, help=f"denoising steps (default: rl.num_steps, else {DEFAULT_STEPS})"
+        "--steps",
+        type=int,
+        help=f"denoising steps (default: rl.num_steps, else {DEFAULT_NUM_STEPS})",
     )
     p.add_argument(
         "--guidance",
         type=float,
-        help=f"CFG scale (default: rl.guidance_scale, else {DEFAULT_GUIDANCE})",
+        help=f"CFG scale (default: rl.guidance_scale, else {DEFAULT_GUIDANCE_SCALE})",
     )
