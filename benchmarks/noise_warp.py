@@ -30,9 +30,9 @@ import torch
 
 from worldr1_core.types import LatentLayout, Prompt
 from worldr1_plugins.camera.flow import FlowConfig, trajectory_flows
-from worldr1_plugins.camera.noise_warp import NoiseWarpInitializer, warp_noise
-from worldr1_plugins.camera.noise_warp_reference import warp_noise_reference
-from worldr1_plugins.camera.trajectory import build_trajectory
+from worldr1_plugins.camera.motions import build_trajectory
+from worldr1_plugins.latent_init.noise_warp import NoiseWarpInitializer, warp_noise
+from worldr1_plugins.latent_init.noise_warp_reference import warp_noise_reference
 
 FRAMES, CHANNELS, HEIGHT, WIDTH = 81, 16, 480, 832
 

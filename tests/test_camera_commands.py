@@ -40,7 +40,7 @@ def test_camera_parse_table_and_save(capsys, tmp_path, fresh_plugins):
     )
     text = capsys.readouterr().out
     assert "pan_left" in text and "yaw" in text
-    from worldr1_plugins.camera.trajectory import load_trajectory
+    from worldr1_plugins.camera.motions import load_trajectory
 
     assert load_trajectory(out).num_frames == 5
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from worldr1_core.types import CameraSpec
+from worldr1_plugins.camera.motions import MOTIONS
 from worldr1_plugins.camera.parser import (
-    MOTIONS,
     CameraParseError,
     TextCameraParser,
     parse_camera_prompt,

@@ -12,7 +12,7 @@ from worldr1_core.rewards import RewardSet
 from worldr1_core.testing.synthetic_scene import default_scene, make_trajectory, render_scene
 from worldr1_core.types import RewardBatch
 from worldr1_plugins.rewards.geometry.gaussians import backproject, gaussians_from_depth
-from worldr1_plugins.rewards.trajectory import trajectory_errors
+from worldr1_plugins.rewards.trajectory_alignment import trajectory_errors
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def test_colmap_registers_orbit_and_recovers_centres(orbit96):
     assert ((ratio / scale - 1).abs().median()) < 0.1
     assert len(geo.gaussians) == int(geo.info["gaussian_frame"].numel())
     # and the trajectory reward, fed this geometry, recognises the intended orbit
-    from worldr1_plugins.rewards.trajectory import TrajectoryAlignment
+    from worldr1_plugins.rewards.trajectory_alignment import TrajectoryAlignment
 
     reward = TrajectoryAlignment(TrajectoryAlignment.Config(geometry={"name": "colmap"}))
     right = reward._score_video(geo, orbit96.trajectory)

@@ -69,7 +69,7 @@ def _video_size(args: argparse.Namespace, cfg) -> tuple[int, int, int]:
 
 def _noise_warp_config(cfg, strength: float | None = None, upsample: int | None = None):
     """The config's ``[latent_init]`` options if it is ``noise_warp``, else the defaults; flags win."""
-    from .noise_warp import NoiseWarpInitializer
+    from worldr1_plugins.latent_init.noise_warp import NoiseWarpInitializer
 
     section = _component(cfg, "latent_init")
     options = (
@@ -115,8 +115,8 @@ def default_layout(
 
 
 def camera_parse_command(args: argparse.Namespace) -> int:
+    from .motions import save_trajectory
     from .parser import CameraParseError
-    from .trajectory import save_trajectory
 
     cfg = _load_config(args)
     parser = _parser_from(cfg)
@@ -164,8 +164,12 @@ def _build_model(cfg):
 def warp_ablation_command(args: argparse.Namespace) -> int:
     from worldr1_core.types import Prompt
     from worldr1_core.video_io import write_video
+    from worldr1_plugins.latent_init.noise_warp import (
+        NoiseWarpInitializer,
+        downsample_noise,
+        iter_warped_noise,
+    )
 
-    from .noise_warp import NoiseWarpInitializer, downsample_noise, iter_warped_noise
     from .visualize import flow_to_rgb, noise_to_rgb, side_by_side, write_pngs
 
     cfg = _load_config(args)
@@ -308,8 +312,7 @@ def warp_sweep_command(args: argparse.Namespace) -> int:
     from worldr1_core.rewards import RewardSet
     from worldr1_core.types import RewardBatch
     from worldr1_plugins.latent_init.gaussian import GaussianInitializer
-
-    from .noise_warp import NoiseWarpInitializer
+    from worldr1_plugins.latent_init.noise_warp import NoiseWarpInitializer
 
     strengths = _parse_strengths(args.strengths)
     cfg = _load_config(args)

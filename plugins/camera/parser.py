@@ -26,20 +26,7 @@ from worldr1_core import hookimpl
 from worldr1_core.interfaces import CameraParser
 from worldr1_core.types import CameraSpec, CameraTrajectory
 
-from .trajectory import TrajectoryConfig, build_trajectory
-
-MOTIONS: tuple[str, ...] = (
-    "push_in",
-    "pull_out",
-    "move_left",
-    "move_right",
-    "orbit_left",
-    "orbit_right",
-    "pan_left",
-    "pan_right",
-    "fixed",
-)
-"""Motion names, as they appear in :attr:`CameraSpec.motions`."""
+from .motions import MOTIONS, TrajectoryConfig, build_trajectory
 
 DEFAULT_ALIASES: dict[str, str] = {
     "static": "fixed",

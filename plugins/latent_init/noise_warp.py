@@ -45,8 +45,7 @@ import torch
 from worldr1_core import hookimpl
 from worldr1_core.interfaces import LatentInitializer
 from worldr1_core.types import CameraTrajectory, LatentLayout, Prompt
-
-from .flow import FlowConfig, trajectory_flows
+from worldr1_plugins.camera.flow import FlowConfig, trajectory_flows
 
 
 def _round(v: torch.Tensor) -> torch.Tensor:
@@ -307,7 +306,7 @@ class NoiseWarpInitializer(LatentInitializer):
         cfg = self.config
         generator = self._generator(generator)
         if cfg.no_camera == "fixed":
-            from .trajectory import build_trajectory
+            from worldr1_plugins.camera.motions import build_trajectory
 
             fixed = build_trajectory(["fixed"], layout.frames, layout.width, layout.height)
             trajectories = [fixed if t is None else t for t in trajectories]

@@ -24,7 +24,7 @@ def warp_noise_reference(
     valid: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Per-pixel reference of :func:`worldr1_plugins.camera.noise_warp.warp_noise`."""
+    """Per-pixel reference of :func:`worldr1_plugins.latent_init.noise_warp.warp_noise`."""
     C, H, W = noise.shape
     X = noise.reshape(C, H * W)
     fx = flow[0].float().reshape(-1).tolist()

@@ -1,4 +1,4 @@
-"""Motion list -> per-frame camera path (:class:`~worldr1_core.types.CameraTrajectory`).
+"""The camera motions (:data:`MOTIONS`) and motion list -> per-frame camera path (:class:`~worldr1_core.types.CameraTrajectory`).
 
 Conventions (OpenCV, as everywhere in worldr1): camera x points right, y down, z forward (the
 camera looks along +z). ``c2w[i]`` maps camera-``i`` coordinates to world coordinates; the world
@@ -36,6 +36,19 @@ import pydantic
 import torch
 
 from worldr1_core.types import CameraTrajectory
+
+MOTIONS: tuple[str, ...] = (
+    "push_in",
+    "pull_out",
+    "move_left",
+    "move_right",
+    "orbit_left",
+    "orbit_right",
+    "pan_left",
+    "pan_right",
+    "fixed",
+)
+"""Motion names, as they appear in :attr:`CameraSpec.motions`."""
 
 
 class TrajectoryConfig(pydantic.BaseModel, extra="forbid"):
@@ -83,8 +96,6 @@ def motion_pose(motion: str, t: float, config: TrajectoryConfig) -> torch.Tensor
             [-r * math.sin(theta), 0.0, r - r * math.cos(theta)], dtype=torch.float64
         )
     else:
-        from .parser import MOTIONS
-
         raise ValueError(f"unknown camera motion {motion!r}; expected one of {', '.join(MOTIONS)}")
     return pose
 
