@@ -317,9 +317,7 @@ class FlowGRPO(RLAlgorithm):
 
         step_fn = transition_for(model)
         v = model.velocity(x, sigma_t, rollout.cond, gs)
-        _, log_prob, mean, std = step_fn(
-            v, sigma, sigma_next, x, a, prev_sample=x_next
-        )
+        _, log_prob, mean, std = step_fn(v, sigma, sigma_next, x, a, prev_sample=x_next)
         old_log_prob = rollout.log_probs[:, step].to(log_prob)
         adv = advantages.to(log_prob).clamp(-c.adv_clip, c.adv_clip)
         policy_loss, ratio = self.clipped_objective(log_prob, old_log_prob, adv)
@@ -329,9 +327,7 @@ class FlowGRPO(RLAlgorithm):
         if c.kl_beta > 0:
             with torch.no_grad(), model.reference():
                 v_ref = model.velocity(x, sigma_t, rollout.cond, gs)
-            _, _, mean_ref, _ = step_fn(
-                v_ref, sigma, sigma_next, x, a, prev_sample=x_next
-            )
+            _, _, mean_ref, _ = step_fn(v_ref, sigma, sigma_next, x, a, prev_sample=x_next)
             sq = ((mean - mean_ref.detach()) ** 2).mean(dim=tuple(range(1, mean.ndim)))  # [B]
             kl = sq / (2.0 * std.reshape(-1) ** 2)  # [B]
             kl_value = kl.mean()
