@@ -97,7 +97,7 @@ def generate(
             raise ValueError(f"generate: {len(seed)} seeds for {len(prompt_objs)} prompts")
         init = torch.cat([noise([p], [t], s) for p, t, s in zip(prompt_objs, trajectories, seed)])
     cond = model.encode_prompts([p.text for p in prompt_objs], negative_prompt)
-    sigmas = model.sigmas(num_steps).to(model.device)
+    sigmas = model.sigmas(num_steps, init.shape[1:]).to(model.device)
     latents = euler_sample(model, init, cond, sigmas, guidance_scale, initializer)
     videos = model.decode(latents)  # [B, F, 3, H, W]
     return Generated(videos=videos, latents=latents, prompts=prompt_objs, trajectories=trajectories)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import types
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +41,6 @@ import pydantic
 import torch
 
 from worldr1_core import hookimpl
-from worldr1_core.types import LatentLayout
-
 from .common import (
     DiffusersModelConfig,
     DiffusersVideoModel,
@@ -86,13 +85,6 @@ class CogVideoX(DiffusersVideoModel):
     NAME = "CogVideoX"
     ENV_PATH = ENV_PATH
     sampler_family = "ddim"
-    REQUIRED = {
-        "transformer": ["config.json"],
-        "vae": ["config.json"],
-        "text_encoder": ["config.json"],
-        "tokenizer": ["tokenizer.json", "tokenizer_config.json", "spiece.model"],
-        "scheduler": ["scheduler_config.json"],
-    }
     LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]  # the release's CogVideoX LoRA targets
 
     # ------------------------------------------------------------------------------------------
@@ -140,7 +132,9 @@ class CogVideoX(DiffusersVideoModel):
         self.temporal_compression = int(self.vae.config.temporal_compression_ratio)
         self.spatial_compression = 2 ** (len(self.vae.config.block_out_channels) - 1)
         tcfg = self.transformer.config
-        self.patch_size = int(tcfg.patch_size)
+        self.spatial_patch = int(tcfg.patch_size)
+        # CogVideoX1.5 patches latent frames in pairs; _forward pads an odd count, so the layout
+        # accepts every 1 + 4k frames (temporal_patch stays 1)
         self.patch_size_t = int(tcfg.patch_size_t) if tcfg.patch_size_t else 1
         if self.config.vae_tiling:
             self.vae.enable_tiling()
@@ -149,30 +143,7 @@ class CogVideoX(DiffusersVideoModel):
     # ------------------------------------------------------------------------------------------
     # VideoModel
 
-    def latent_layout(self, frames: int, height: int, width: int) -> LatentLayout:
-        tc, sc = self.temporal_compression, self.spatial_compression
-        multiple = sc * self.patch_size
-        if frames < 1 or (frames - 1) % tc:
-            raise ValueError(
-                f"video.frames must be 1 + {tc}k for CogVideoX (e.g. 81 for 1.5, 49 for 1.0), got {frames}"
-            )
-        if height % multiple or width % multiple:
-            raise ValueError(
-                f"video.height and video.width must be multiples of {multiple} for CogVideoX, got {height}x{width}"
-            )
-        latent_frames = (frames - 1) // tc + 1
-        return LatentLayout(
-            channels=int(self.transformer.config.in_channels),
-            latent_frames=latent_frames,
-            latent_height=height // sc,
-            latent_width=width // sc,
-            frames=frames,
-            height=height,
-            width=width,
-            frame_indices=[i * tc for i in range(latent_frames)],
-        )
-
-    def sigmas(self, num_steps: int) -> torch.Tensor:
+    def sigmas(self, num_steps: int, latent_shape: Sequence[int] | None = None) -> torch.Tensor:
         """The scheduler's DDIM timesteps (``timestep_spacing`` of the checkpoint, "trailing" for
         CogVideoX) as rectified-flow sigmas, then 0 (``set_alpha_to_one``: the last step lands on
         the data). ``[S + 1]``, from 1 down to 0."""
