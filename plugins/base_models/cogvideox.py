@@ -41,6 +41,7 @@ import pydantic
 import torch
 
 from worldr1_core import hookimpl
+
 from .common import (
     DiffusersModelConfig,
     DiffusersVideoModel,
