@@ -47,7 +47,7 @@ class EmptyConfig(pydantic.BaseModel, extra="forbid"):
     """Config of a component without options."""
 
 
-class Component(abc.ABC):
+class Component(abc.ABC):  # noqa: B024 - the base of the kinds below, which hold the abstract methods
     """Base of every component: holds its validated ``config``."""
 
     Config: ClassVar[type[pydantic.BaseModel]] = EmptyConfig
@@ -106,7 +106,11 @@ class VideoModel(Component):
 
     @abc.abstractmethod
     def velocity(
-        self, latents: torch.Tensor, sigma: torch.Tensor, cond: Any, guidance_scale: float = 1.0
+        self,
+        latents: torch.Tensor,
+        sigma: torch.Tensor | float,
+        cond: Any,
+        guidance_scale: float = 1.0,
     ) -> torch.Tensor:
         """Predicted velocity ``[B, C, F', H', W']`` at noise level ``sigma`` (scalar or ``[B]``),
         with classifier-free guidance when ``guidance_scale != 1``."""
@@ -156,7 +160,11 @@ class LatentInitializer(Component):
     def inject(
         self, step: int, latents: torch.Tensor, initial: torch.Tensor, sigma: float
     ) -> torch.Tensor:
-        """Optional per-step injection during the first denoising steps; default: unchanged."""
+        """The latents the model sees at denoising ``step`` (noise level ``sigma``), given the
+        sampler's current ``latents`` and the ``initial`` ones; the sampler (every
+        :class:`RLAlgorithm` rollout and inference) calls it before each step, so an initializer
+        can keep steering during sampling (e.g. add a delta in the first steps). Default:
+        ``latents`` unchanged."""
         return latents
 
 

@@ -42,13 +42,9 @@ import torch
 
 from worldr1_core import hookimpl
 
-from .common import (
-    DiffusersModelConfig,
-    DiffusersVideoModel,
-    build_dir_atomically,
-    char_tokenizer,
-    seeded,
-)
+from .diffusers_model import DiffusersModelConfig, DiffusersVideoModel
+from .rng import seeded
+from .tiny import build_dir_atomically, char_tokenizer
 
 ENV_PATH = "WORLD_R1_COGVIDEOX_MODEL"
 TINY_SEED = 0

@@ -36,6 +36,7 @@ import pydantic
 import torch
 
 from worldr1_core import hookimpl
+from worldr1_core.generation import DEFAULT_GUIDANCE_SCALE, DEFAULT_NUM_STEPS
 from worldr1_core.interfaces import LatentInitializer, RLAlgorithm, VideoModel
 from worldr1_core.types import Rollout
 
@@ -152,9 +153,11 @@ class FlowGRPO(RLAlgorithm):
         group_size: int = pydantic.Field(
             4, ge=1, description="videos sampled per prompt (one GRPO group)"
         )
-        num_steps: int = pydantic.Field(10, ge=1, description="denoising steps of a rollout")
+        num_steps: int = pydantic.Field(
+            DEFAULT_NUM_STEPS, ge=1, description="denoising steps of a rollout (and of `infer`)"
+        )
         guidance_scale: float = pydantic.Field(
-            5.0, ge=0.0, description="classifier-free guidance scale"
+            DEFAULT_GUIDANCE_SCALE, ge=0.0, description="classifier-free guidance scale"
         )
         noise_level: float = pydantic.Field(0.7, ge=0.0, description="SDE noise level a (0: ODE)")
         sde_window: tuple[int, int] | None = pydantic.Field(
@@ -322,6 +325,8 @@ class FlowGRPO(RLAlgorithm):
         step_fn = transition_for(model)
         v = model.velocity(x, sigma_t, rollout.cond, gs)
         _, log_prob, mean, std = step_fn(v, sigma, sigma_next, x, a, prev_sample=x_next)
+        if rollout.log_probs is None:
+            raise ValueError("flow_grpo.loss needs the log-probabilities its own rollout records")
         old_log_prob = rollout.log_probs[:, step].to(log_prob)
         adv = advantages.to(log_prob).clamp(-c.adv_clip, c.adv_clip)
         policy_loss, ratio = self.clipped_objective(log_prob, old_log_prob, adv)
