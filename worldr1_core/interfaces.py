@@ -196,7 +196,7 @@ class GeometryEstimator(Component):
 
 
 class Reward(Component):
-    """Scores videos; higher is better. See DESIGN.md section 3 for the public contract.
+    """Scores videos; higher is better (the public contract: docs/architecture.md).
 
     ``lower_is_better`` names the components (keys of ``RewardOutput.components``) for which a
     lower value is better (errors, distances, failure flags); the score and every other
