@@ -113,7 +113,7 @@ def test_transport_error_is_not_retried_sample_by_sample(on_error):
         start = time.monotonic()
         out = rewards.score(_batch(8))
         assert time.monotonic() - start < 10
-        assert server.accepted == 2  # 1 + 1 retry for the batch; per-sample would be 2 + 8 x 2
+        assert server.accepted == 1  # sent once: never resent, never per sample (would be 18)
         assert out.failed_fraction() == 1.0
         with pytest.raises(UserError, match="max_dropped_fraction = 0.5"):
             check_failed_fraction(out.failed_fraction(), 0.5, step=3)
