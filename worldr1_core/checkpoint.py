@@ -63,6 +63,14 @@ def step_of(path: Path) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def committed_step(path: Path) -> int:
+    """The step number of a committed checkpoint directory (its name is ``step_NNNNNN``)."""
+    step = step_of(path)
+    if step is None:
+        raise ValueError(f"{path}: not a step_NNNNNN checkpoint directory")
+    return step
+
+
 # ---------------------------------------------------------------------------------------- RNG
 
 
@@ -245,7 +253,7 @@ def commit(run_dir: str | Path, step: int, keep_last: int = 0) -> Path:
     _fsync(root)
     atomic_write_text(root / LATEST, final.name + "\n")
     if keep_last > 0:
-        older = [p for p in complete_checkpoints(root.parent) if step_of(p) < step]
+        older = [p for p in complete_checkpoints(root.parent) if committed_step(p) < step]
         for p in older[: max(0, len(older) - (keep_last - 1))]:
             shutil.rmtree(p)
     return final
@@ -264,7 +272,7 @@ def complete_checkpoints(run_dir: Path) -> list[Path]:
         for p in root.iterdir()
         if p.is_dir() and step_of(p) is not None and (p / "trainer_state.pt").is_file()
     ]
-    return sorted(found, key=step_of)
+    return sorted(found, key=committed_step)
 
 
 def clean_stale(run_dir: Path) -> list[str]:
@@ -368,7 +376,7 @@ class NonFiniteWeights(UserError, FloatingPointError):
     """The trained tensors hold NaN or inf: the run diverged and is not checkpointed."""
 
 
-def check_finite(params: list[torch.Tensor], step: int) -> None:
+def check_finite(params: Sequence[torch.Tensor], step: int) -> None:
     """Refuse to checkpoint non-finite trainable tensors (a diverged run), naming the step."""
     bad = [i for i, p in enumerate(params) if not bool(torch.isfinite(p.detach()).all())]
     if bad:
@@ -380,7 +388,7 @@ def check_finite(params: list[torch.Tensor], step: int) -> None:
 
 
 def check_trainable(
-    checkpoint: Path, trainable: list[torch.Tensor], params: list[torch.Tensor]
+    checkpoint: Path, trainable: Sequence[torch.Tensor], params: Sequence[torch.Tensor]
 ) -> None:
     """The checkpoint's trainable tensors match the model's parameters in number, shape, dtype."""
     if len(trainable) != len(params):

@@ -14,7 +14,7 @@ def number(
     """An argparse ``type``: a finite ``kind`` (int or float) within ``[low, high]``
     (``(low, high]`` when ``strict``), e.g. ``--port`` is ``number(int, 0, 65535)``."""
 
-    def parse(text: str):
+    def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:

@@ -45,6 +45,8 @@ from typing import Any
 
 import torch
 
+from .devices import process_device
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEEPSPEED_CONFIG_DIR = REPO_ROOT / "configs" / "deepspeed"
 
@@ -80,7 +82,7 @@ class Distributed:
         self.mixed_precision = mixed_precision
         self.zero_stage = zero_stage
         self.deepspeed_config_path = deepspeed_config
-        self.backend = self._resolve_backend(backend, deepspeed_config)
+        self.backend = self.resolve_backend(backend, deepspeed_config)
         self.pg_backend = process_group_backend
         if self.pg_backend == "auto":
             self.pg_backend = "nccl" if torch.cuda.is_available() else "gloo"
@@ -99,6 +101,16 @@ class Distributed:
     def from_config(cls, config: Any) -> Distributed:
         """From a :class:`~worldr1_core.config.RunConfig` (its ``[distributed]`` and ``[train]``)."""
         d, t = config.distributed, config.train
+        if t.mixed_precision != "no":
+            backend = cls.resolve_backend(d.backend, d.deepspeed_config)
+            if backend != "deepspeed":
+                from .errors import ConfigError
+
+                raise ConfigError(
+                    f"{config.provenance.get('train.mixed_precision') or config.source}: train.mixed_precision = {t.mixed_precision!r} is DeepSpeed-only "
+                    f"(this run's backend is {backend!r}); the model's precision is model.dtype. Set "
+                    "train.mixed_precision = 'no', or launch with DeepSpeed (docs/launch.md)"
+                )
         return cls(
             d.backend,
             zero_stage=d.zero_stage,
@@ -108,8 +120,11 @@ class Distributed:
             mixed_precision=t.mixed_precision,
         )
 
-    def _resolve_backend(self, backend: str, ds_config: str) -> str:
-        if backend == "ddp" and self.world_size == 1:
+    @staticmethod
+    def resolve_backend(backend: str, ds_config: str) -> str:
+        """The backend ``backend`` ("auto" included) means in this process's launch environment."""
+        world_size = _env_int("WORLD_SIZE", default=1)
+        if backend == "ddp" and world_size == 1:
             return "none"  # nothing to synchronise
         if backend != "auto":
             return backend
@@ -117,16 +132,16 @@ class Distributed:
             "CROSS_RANK" in os.environ and "LOCAL_SIZE" in os.environ
         )  # `deepspeed` launcher
         if _truthy("ACCELERATE_USE_DEEPSPEED") or (
-            self.world_size > 1 and (ds_config or launched_by_deepspeed)
+            world_size > 1 and (ds_config or launched_by_deepspeed)
         ):
             return "deepspeed"
-        return "ddp" if self.world_size > 1 else "none"
+        return "ddp" if world_size > 1 else "none"
 
     def _pick_device(self) -> torch.device:
-        if torch.cuda.is_available() and os.environ.get("DS_ACCELERATOR", "") != "cpu":
-            torch.cuda.set_device(self.local_rank)
-            return torch.device("cuda", self.local_rank)
-        return torch.device("cpu")
+        device = process_device()
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        return device
 
     def _init_process_group(self) -> None:
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")

@@ -133,7 +133,7 @@ def generation_settings(config: RunConfig, args: argparse.Namespace) -> dict[str
     latent = config.components.get("latent_init")
     camera = config.components.get("camera")
     return {
-        "model": config.model.to_dict(),
+        "model": config.model.to_dict() if config.model is not None else None,
         "lora": str(Path(args.lora).resolve()) if args.lora else "",
         "latent_init": latent.to_dict() if latent is not None else None,
         "camera": camera.to_dict() if camera is not None else None,

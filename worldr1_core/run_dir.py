@@ -178,6 +178,7 @@ def _plan_resume(config: Any, resume: Path, out: Path | None, overwrite: bool) -
     older = step is not None and newest_step is not None and step < newest_step
     same_dir = out is None or out.resolve() == source.resolve()
     if not same_dir:  # continue in another directory: a fork with this run's history
+        assert out is not None  # same_dir otherwise
         if _non_empty(out) and not overwrite:
             raise RunDirError(
                 f"--output-dir {str(out)!r} is not empty; choose an empty directory for the "
@@ -263,8 +264,9 @@ def prepare_run_dir(plan: RunPlan, dist: Any, *, name: str) -> Path:
             print(f"worldr1: {path}/checkpoints: {what} (left by a crash)", file=sys.stderr)
         step = ckpt.step_of(plan.checkpoint) if plan.checkpoint is not None else None
         if plan.drop_after is not None:
+            assert plan.checkpoint is not None  # drop_after is set when rewinding to a checkpoint
             for p in ckpt.complete_checkpoints(path):
-                if ckpt.step_of(p) > plan.drop_after:
+                if ckpt.committed_step(p) > plan.drop_after:
                     shutil.rmtree(p)
             ckpt.atomic_write_text(
                 path / ckpt.CHECKPOINTS / ckpt.LATEST, plan.checkpoint.name + "\n"
@@ -278,7 +280,9 @@ def prepare_run_dir(plan: RunPlan, dist: Any, *, name: str) -> Path:
 
         box = [str(path) if path is not None else None]
         torch.distributed.broadcast_object_list(box, src=0)
+        assert box[0] is not None  # rank 0 resolved the run directory
         path = Path(box[0])
+    assert path is not None
     return Path(path)
 
 

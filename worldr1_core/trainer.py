@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
-from .config import ConfigError, RunConfig, load_config
+from .config import ComponentConfig, ConfigError, RunConfig, load_config
 from .distributed import Distributed
 from .generation import camera_for
 from .interfaces import CameraParser, LatentInitializer, RLAlgorithm, Schedule, VideoModel
@@ -96,6 +96,18 @@ class EMA:
         self.shadow = [s.to(t.device) for s, t in zip(state["shadow"], self.shadow)]
 
 
+def _required(config: RunConfig, section: str, kind: str) -> ComponentConfig:
+    """The component section ``section`` of ``config``; a ConfigError naming it when absent."""
+    component = config.components.get(section)
+    if component is None:
+        known = ", ".join(get_registry().names(kind)) or "(none installed)"
+        raise ConfigError(
+            f"{config.source}: {section}.name: training needs a [{section}] section "
+            f"with name = one of: {known}"
+        )
+    return component
+
+
 class Trainer:
     """Builds every component from a :class:`RunConfig` and runs the recipe above."""
 
@@ -121,21 +133,18 @@ class Trainer:
     def _build_components(self) -> None:
         """Every component from its config section, through the registry."""
         config = self.config
-        for section, kind in (("model", "base_model"), ("rl", "rl_algorithm")):
-            if config.components.get(section) is None:
-                known = ", ".join(get_registry().names(kind)) or "(none installed)"
-                raise ConfigError(
-                    f"{config.source}: {section}.name: training needs a [{section}] section "
-                    f"with name = one of: {known}"
-                )
+        model_cfg = _required(config, "model", "base_model")
+        rl_cfg = _required(config, "rl", "rl_algorithm")
         if not config.rewards:
             raise ConfigError(
                 f"{config.source}: rewards: training needs at least one [[rewards]] entry"
             )
-        self.model: VideoModel = config.model.build()
-        self.algo: RLAlgorithm = config.rl.build()
-        self.schedule: Schedule = config.schedule.build()
-        self.initializer: LatentInitializer = config.latent_init.build()
+        self.model: VideoModel = model_cfg.build()
+        self.algo: RLAlgorithm = rl_cfg.build()
+        self.schedule: Schedule = _required(config, "schedule", "schedule").build()
+        self.initializer: LatentInitializer = _required(
+            config, "latent_init", "latent_initializer"
+        ).build()
         self.camera: CameraParser | None = (
             config.camera.build() if config.camera is not None else None
         )
@@ -175,12 +184,13 @@ class Trainer:
         self.params = self.model.trainable_parameters()
         if not self.params:
             raise ValueError(
-                f"model {self.config.model.name!r} has no trainable parameters (is the LoRA configured?)"
+                f"model {_required(self.config, 'model', 'base_model').name!r} has no trainable "
+                "parameters (is the LoRA configured?)"
             )
         self.optimizer = torch.optim.AdamW(
             self.params,
             lr=train.lr,
-            betas=tuple(train.betas),
+            betas=(train.betas[0], train.betas[1]),
             weight_decay=train.weight_decay,
             eps=train.adam_eps,
         )

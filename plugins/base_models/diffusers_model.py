@@ -51,7 +51,6 @@ class DiffusersModelConfig(pydantic.BaseModel, extra="forbid"):
     )
     gradient_checkpointing: bool = False
     max_sequence_length: int = pydantic.Field(512, ge=1, description="text tokens")
-    negative_prompt: str = ""
     prompt_cache_size: int = pydantic.Field(1024, ge=0, description="encoded prompts kept (LRU)")
     lora: LoraSettings = pydantic.Field(default_factory=LoraSettings)
     decoder: Literal["vae", "latent_preview"] = pydantic.Field(
@@ -59,6 +58,16 @@ class DiffusersModelConfig(pydantic.BaseModel, extra="forbid"):
         description="'vae': the model's VAE; 'latent_preview': a fixed linear latent -> RGB projection + "
         "sigmoid (fast thumbnails; makes pixel rewards learnable with the random tiny presets' VAE)",
     )
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _negative_prompt_lives_in_video(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "negative_prompt" in data:
+            raise ValueError(
+                "model.negative_prompt is not a config key: set video.negative_prompt, the one negative "
+                "prompt of training, `worldr1 infer` and the camera tools"
+            )
+        return data
 
 
 class DiffusersVideoModel(VideoModel):
@@ -276,9 +285,7 @@ class DiffusersVideoModel(VideoModel):
     ) -> TextConditioning:
         """``TextConditioning`` ``[B, max_sequence_length, D]`` for the prompts and the negative prompt
         (zero-padded after the real tokens, with masks). Texts are encoded once and cached (LRU)."""
-        negative_prompt = (
-            self.config.negative_prompt if negative_prompt is None else negative_prompt
-        )
+        negative_prompt = negative_prompt or ""  # the caller passes video.negative_prompt
         rows = self._prompt_cache.get_many([*prompts, negative_prompt], self._encode_texts)
         length = self.config.max_sequence_length
         embeds, mask = pad_stack(rows[:-1], length)  # [B, L, D], [B, L]

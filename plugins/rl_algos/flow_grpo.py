@@ -302,6 +302,8 @@ class FlowGRPO(RLAlgorithm):
         _, log_prob, mean, std = sde_step_with_logprob(
             v, sigma, sigma_next, x, a, prev_sample=x_next
         )
+        if rollout.log_probs is None:
+            raise ValueError("flow_grpo.loss needs the log-probabilities its own rollout records")
         old_log_prob = rollout.log_probs[:, step].to(log_prob)
         adv = advantages.to(log_prob).clamp(-c.adv_clip, c.adv_clip)
         policy_loss, ratio = self.clipped_objective(log_prob, old_log_prob, adv)
