@@ -312,7 +312,8 @@ class RemoteReward(Reward):
             except ValueError:
                 raise RewardServerError(f"{what}: the answer is not JSON") from None
         raise RewardServerUnreachable(
-            f"{what}: no answer after {attempt + 1} attempt(s) in {time.monotonic() - t0:.1f} s "
+            f"{what}: no answer after {attempt + 1} attempt{'s' if attempt else ''} in "
+            f"{time.monotonic() - t0:.1f} s "
             f"(last error: {last}); is the server running? Start it with `worldr1 reward serve {names[0]} "
             f"--port PORT` or scripts/run_reward_servers.sh"
         )
