@@ -155,3 +155,24 @@ def test_reward_server_dying_mid_run_stops_the_run(tmp_path, fresh_plugins):
         server.close()
     assert isinstance(TooManyFailedSamples("x"), UserError)  # worldr1 train: one line, exit 2
     assert not (tmp_path / "out" / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_trainer_refuses_to_checkpoint_a_diverged_adapter(tmp_path, fresh_plugins):
+    from worldr1_core.trainer import Trainer
+
+    sections = {
+        "run": {"progress_bar": False, "tensorboard": False, "sample_every": 0},
+        "video": {"frames": 5, "height": 16, "width": 16},
+        "model": {"name": "wan2.1", "preset": "tiny", "lora": {"rank": 2, "alpha": 2.0}},
+        "prompts": {"train": {"prompts": ["a red car"]}},
+        "rl": {"name": "flow_grpo", "group_size": 2, "num_steps": 1},
+        "rewards": [{"name": "brightness"}],
+    }
+    trainer = Trainer(run_config(tmp_path, sections), run_dir=tmp_path / "out")
+    trainer.step = 3
+    with torch.no_grad():
+        trainer.params[1].view(-1)[0] = float("nan")
+    with pytest.raises(ckpt.NonFiniteWeights, match="after step 3"):
+        trainer.save_checkpoint()
+    assert not (tmp_path / "out" / "checkpoints").exists()
