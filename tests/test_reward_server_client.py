@@ -234,7 +234,6 @@ def test_slow_scoring_times_out_with_504_and_a_clear_client_error():
         # a 504 is not resent: the server already spent its timeout on the batch
         with pytest.raises(RewardServerError, match=r"HTTP 504.*timeout"):
             remote.score(batch_of(1, seed=4))
-        assert remote.health()["stats"]["requests"] == 1
 
 
 def test_large_request_is_scored_in_max_batch_chunks():

@@ -214,11 +214,20 @@ def test_client_does_not_resend_after_a_read_timeout():
         with pytest.raises(RewardServerUnreachable, match="not resent"):
             client.score(batch)
         assert time.monotonic() - start < 3  # one deadline, not 5 attempts x 0.5 s + back-off
-        time.sleep(1.5)  # let the one request finish
-        stats = httpx.get(
-            srv.url + "/health", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
-        ).json()["stats"]
-        assert stats["requests"] == 1
+
+        def scored() -> int:
+            headers = {"Authorization": f"Bearer {TOKEN}"}
+            return httpx.get(srv.url + "/health", headers=headers, timeout=10).json()["stats"][
+                "requests"
+            ]
+
+        deadline = time.monotonic() + 30
+        while scored() < 1:  # the one request finishes (Slow: 1.5 s)
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        # a resent copy would already be queued behind it and finish 1.5 s later
+        time.sleep(3.0)
+        assert scored() == 1
 
 
 def test_client_deadline_covers_every_attempt():
