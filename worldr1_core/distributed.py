@@ -23,7 +23,8 @@ Backends (``[distributed] backend``):
   ``torch.optim.AdamW`` on the trainable parameters (a DeepSpeed-config optimizer would JIT-build
   ``fused_adam``). The frozen base is partitioned along with it under ZeRO-3; only the adapter
   is trained. The DeepSpeed JSON comes from ``distributed.deepspeed_config``, else accelerate's
-  ``ACCELERATE_DEEPSPEED_CONFIG_FILE``, else ``configs/deepspeed/zero{stage}.json``; its
+  ``ACCELERATE_DEEPSPEED_CONFIG_FILE``, else the shipped ``deepspeed/zero{stage}.json``
+  (:mod:`worldr1_core.resources`; ``configs/deepspeed/`` in a checkout); its
   ``"auto"`` batch/accumulation/clipping/precision keys are filled from ``[train]``.
 * ``auto``: ``deepspeed`` when launched by ``accelerate launch`` with a DeepSpeed config, by the
   ``deepspeed`` launcher, or with ``distributed.deepspeed_config`` set and several processes;
@@ -46,9 +47,8 @@ from typing import Any
 import torch
 
 from .devices import process_device
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEEPSPEED_CONFIG_DIR = REPO_ROOT / "configs" / "deepspeed"
+from .resources import deepspeed_config as shipped_deepspeed_config
+from .resources import shipped_counterpart
 
 
 def _env_int(*names: str, default: int) -> int:
@@ -195,10 +195,10 @@ class Distributed:
         if path:
             p = Path(path)
             if not p.is_absolute() and not p.exists():
-                p = REPO_ROOT / path
+                p = shipped_counterpart(path) or p  # configs/deepspeed/... outside a checkout
         else:
             stage = _env_int("ACCELERATE_DEEPSPEED_ZERO_STAGE", default=self.zero_stage)
-            p = DEEPSPEED_CONFIG_DIR / f"zero{stage}.json"
+            p = shipped_deepspeed_config(stage)
         if not p.is_file():
             raise FileNotFoundError(
                 f"distributed.deepspeed_config: DeepSpeed config {str(p)!r} not found"

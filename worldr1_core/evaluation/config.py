@@ -16,8 +16,10 @@ from ..config import (
 )
 from ..errors import EvalError
 from ..registry import Registry, get_registry
+from ..resources import default_eval_config
 
-DEFAULT_EVAL_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "eval" / "world_r1.toml"
+DEFAULT_EVAL_CONFIG = default_eval_config()
+"""The shipped ``eval/world_r1.toml`` (package data; ``configs/eval/world_r1.toml`` in a checkout)."""
 
 
 @dataclass
@@ -45,7 +47,7 @@ def load_eval_config(
     """Validate ``[[rewards]]``, ``[geometry]`` and ``[camera]`` of a (training or eval) config.
 
     A training config works as is (its other sections are ignored). Without ``path`` the shipped
-    ``configs/eval/world_r1.toml`` is used.
+    :data:`DEFAULT_EVAL_CONFIG` is used.
     """
     registry = registry or get_registry()
     if path is None:

@@ -42,15 +42,24 @@ def comparison_markdown(rows: list[dict[str, Any]], run_name: str, base_name: st
     lines = [
         f"# {run_name} vs {base_name}",
         "",
-        f"| metric | | {base_name} | {run_name} | Δ | better | win rate | paired |",
-        "|---|:-:|--:|--:|--:|:-:|--:|--:|",
+        f"| metric | | {base_name} | {run_name} | Δ | better | win rate | paired | "
+        "paired Δ [95% CI] | p (Wilcoxon) | significant |",
+        "|---|:-:|--:|--:|--:|:-:|--:|--:|--:|--:|:-:|",
     ]
     for r in rows:
         arrow = "↓" if r["direction"] == "lower" else "↑"
         lines.append(
             f"| {r['metric']} | {arrow} | {_fmt(r['baseline'])} | {_fmt(r['run'])} | {_fmt(r['delta'])} | "
-            f"{r['better']} | {_fmt(r['win_rate'])} | {r['paired']} |"
+            f"{r['better']} | {_fmt(r['win_rate'])} | {r['paired']} | "
+            f"{_fmt(r['paired_delta'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] | "
+            f"{_fmt(r['p_wilcoxon'])} | {'yes' if r['significant'] else 'no'} |"
         )
+    lines += [
+        "",
+        "Paired over prompts: Wilcoxon signed-rank test (two-sided) and a bootstrap 95 % interval of "
+        "the mean per-prompt difference (run - baseline); significant = p < 0.05 and the interval "
+        "excludes 0. Win rate: fraction of prompts where the run is better (ties count 1/2).",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -80,7 +89,8 @@ def write_comparison(
     """``comparison.csv``, ``comparison.md`` and ``plots/comparison.png`` (``run`` and
     ``baseline`` are ``(name, summary)``)."""
     (run_name, summary), (base_name, base_summary) = run, baseline
-    cols = ["metric", "direction", "baseline", "run", "delta", "better", "win_rate", "paired"]
+    cols = ["metric", "direction", "baseline", "run", "delta", "better", "win_rate", "paired",
+            "paired_delta", "ci_low", "ci_high", "p_wilcoxon", "significant"]  # fmt: skip
     _write_csv(out / "comparison.csv", comparison, cols)
     (out / "comparison.md").write_text(
         comparison_markdown(comparison, run_name, base_name), encoding="utf-8"
