@@ -18,7 +18,7 @@ COLORS = ["#4C72B0", "#DD8452", "#55A868", "#C44E52"]
 EMPTY_NOTE = "no finite values\n(every video failed or\nthe metric was not measured)"
 
 
-def _pyplot():
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -27,7 +27,9 @@ def _pyplot():
     return plt
 
 
-def _grid(plt, n: int, width: float = 3.2, height: float = 2.7, cols: int = 4):
+def _grid(
+    plt: Any, n: int, width: float = 3.2, height: float = 2.7, cols: int = 4
+) -> tuple[Any, list[Any]]:
     cols = min(cols, n)
     nrows = math.ceil(n / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(width * cols, height * nrows), squeeze=False)
@@ -48,7 +50,7 @@ def _finite(values: list[Any]) -> list[float]:
     return out
 
 
-def _label_axis(ax, metric: str, lower: bool) -> dict[str, Any]:
+def _label_axis(ax: Any, metric: str, lower: bool) -> dict[str, Any]:
     """Title (metric and direction) and y label (unit); returns the panel's description."""
     unit = metric_unit(metric)
     ax.set_title(f"{metric} {'↓' if lower else '↑'}", fontsize=8)
@@ -58,7 +60,7 @@ def _label_axis(ax, metric: str, lower: bool) -> dict[str, Any]:
     return {"metric": metric, "unit": unit, "empty": False, "ax": ax}
 
 
-def _empty(ax, panel: dict[str, Any], note: str = EMPTY_NOTE) -> None:
+def _empty(ax: Any, panel: dict[str, Any], note: str = EMPTY_NOTE) -> None:
     panel["empty"] = True
     ax.text(0.5, 0.5, note, ha="center", va="center", fontsize=7, color="gray",
             transform=ax.transAxes)  # fmt: skip
@@ -66,7 +68,7 @@ def _empty(ax, panel: dict[str, Any], note: str = EMPTY_NOTE) -> None:
     ax.set_yticks([])
 
 
-def _save(fig, plt, path: Path, panels: list[dict[str, Any]] | None = None) -> list[dict]:
+def _save(fig: Any, plt: Any, path: Path, panels: list[dict[str, Any]] | None = None) -> list[dict]:
     """Write the PNG; returns the panels with their final y limits (what the tests check)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -229,8 +231,11 @@ def contact_sheets(
         picks = [("best", i, ranked[i]) for i in range(k)]
         if len(ranked) > 1:
             picks += [("worst", i, ranked[-1 - i]) for i in range(k)]
-        shown = [(tag, i, v, n, strip(n)) for tag, i, (v, n) in picks]
-        shown = [s for s in shown if s[4] is not None]
+        shown = []
+        for tag, i, (v, n) in picks:
+            thumb = strip(n)
+            if thumb is not None:
+                shown.append((tag, i, v, n, thumb))
         if not shown:
             continue
         aspect = shown[0][4][0].shape[1] / shown[0][4][0].shape[0]
