@@ -201,9 +201,12 @@ class Reward(Component):
     ``lower_is_better`` names the components (keys of ``RewardOutput.components``) for which a
     lower value is better (errors, distances, failure flags); the score and every other
     component are higher-better. ``worldr1 eval`` orients its comparisons with it.
+    ``units`` names the unit of components that have one (e.g. ``{"psnr": "dB"}``), shown on
+    the eval plots' axes; the score and unlisted components are unit-free.
     """
 
     lower_is_better: ClassVar[frozenset[str]] = frozenset()
+    units: ClassVar[dict[str, str]] = {}
 
     @abc.abstractmethod
     def score(self, batch: RewardBatch) -> RewardOutput:

@@ -27,6 +27,22 @@ def lower_is_better(metric: str, registry: Registry | None = None) -> bool:
     return component in getattr(factory, "lower_is_better", frozenset())
 
 
+def metric_unit(metric: str, registry: Registry | None = None) -> str:
+    """Unit of a metric column: what the reward class declares in :attr:`Reward.units`;
+    ``NAME/failed`` is a fraction of videos; scores and undeclared components are unit-free ("")."""
+    name, _, component = metric.partition("/")
+    if component == "failed":
+        return "fraction of videos"
+    if not component:
+        return ""
+    registry = registry or get_registry()
+    try:
+        factory = registry.get("reward", name).factory
+    except RegistryError:
+        return ""
+    return str(getattr(factory, "units", {}).get(component, ""))
+
+
 def metric_columns(rows: list[dict[str, Any]]) -> list[str]:
     fixed = {"video", "prompt", "frames", "height", "width", "has_camera"}
     cols: list[str] = []
