@@ -210,3 +210,22 @@ def test_reward_sections_are_checked_by_one_function_everywhere(tmp_path, fresh_
     sections = validate_reward_sections(data, provenance, source=str(cfg), names={"brightness"})
     assert [(r.name, r.weight) for r in sections.rewards] == [("brightness", 2.0)]
     assert sections.geometry is None and sections.camera is not None  # the default parser
+
+
+def test_negative_prompt_has_one_key_and_the_old_one_says_where(tmp_path, fresh_plugins):
+    """`video.negative_prompt` reaches the model; `model.negative_prompt` is a one-line config
+    error naming the file, the old key and the new one."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        '[model]\nname = "wan2.1"\npreset = "tiny"\nnegative_prompt = "blurry"\n', encoding="utf-8"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg)
+    message = str(info.value)
+    assert str(cfg) in message and "model.negative_prompt" in message
+    assert "video.negative_prompt" in message
+    cfg.write_text(
+        '[model]\nname = "wan2.1"\npreset = "tiny"\n[video]\nnegative_prompt = "blurry"\n',
+        encoding="utf-8",
+    )
+    assert load_config(cfg).video.negative_prompt == "blurry"

@@ -1,8 +1,8 @@
 """The ``worldr1`` command line (also ``python -m worldr1_core.cli``, which launchers use).
 
-Core subcommands: ``plugins list``, ``config show``, ``train``, ``infer``, ``eval``,
-``reward serve``. Plugins add more through the ``worldr1_register_commands`` hook (the camera
-plugin adds ``camera`` and ``warp``).
+Core subcommands: ``plugins list``, ``config show``, ``train``, ``infer``, ``eval``. Plugins add
+more through the ``worldr1_register_commands`` hook (``reward serve`` from
+``worldr1_core.reward_serving.command``; the camera plugin adds ``camera`` and ``warp``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 from . import __version__
 from .cli_help import examples
+from .cli_types import number
 from .errors import CommandError, UserError
 from .plugins import get_plugin_manager
 from .registry import KINDS, get_registry
@@ -154,10 +155,6 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "worldr1 eval out/ --config configs/eval/world_r1.toml",
         "worldr1 eval out/ --baseline out_base/ --config configs/eval/world_r1.toml geometry.name=colmap",
     ),
-    "reward serve": (
-        "worldr1 reward serve brightness --port 18089",
-        "worldr1 reward serve aesthetic --config configs/world_r1_small.toml --device cuda:1",
-    ),
 }
 
 
@@ -166,8 +163,15 @@ def _examples(key: str) -> dict[str, Any]:
     return examples(*EXAMPLES[key])
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad command line is a user error like any other: one line, exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="worldr1",
         description="RL post-training of text-to-video models toward 3D consistency (World-R1).",
     )
@@ -228,10 +232,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_train = sub.add_parser("train", help="run RL post-training", **_examples("train"))
     _add_config_args(p_train)
     _add_allow_download(p_train)
-    p_train.add_argument("--max-steps", type=int, help="override run.max_steps")
+    p_train.add_argument("--max-steps", type=number(int, 0), help="override run.max_steps")
     p_train.add_argument("--output-dir", help="override run.output_dir")
     p_train.add_argument(
         "--resume", metavar="DIR", help="resume from a run or checkpoint directory"
+    )
+    p_train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in a non-empty --output-dir (or rewind a --resume'd run in place)",
     )
     p_train.add_argument(
         "--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS
@@ -251,8 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_infer.add_argument("--lora", help="LoRA adapter directory to load")
     p_infer.add_argument("--prompts", required=True, help="a prompts file, or a prompt text")
     p_infer.add_argument("--out", required=True, help="output directory")
-    p_infer.add_argument("--seed", type=int, default=0)
-    p_infer.add_argument("--batch-size", type=int, default=1)
+    p_infer.add_argument("--seed", type=number(int, 0), default=0)
+    p_infer.add_argument("--batch-size", type=number(int, 1), default=1)
     p_infer.add_argument(
         "--warp", dest="warp", action="store_true", default=None, help="camera-aware noise warping"
     )
@@ -273,39 +282,6 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument("--config", help="run config providing the reward/geometry settings")
     p_eval.add_argument("--out", help="output directory (default: VIDEOS_DIR/eval)")
     p_eval.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-
-    p_reward = sub.add_parser("reward", help="reward services")
-    reward_sub = p_reward.add_subparsers(dest="reward_command", metavar="SUBCOMMAND", required=True)
-    p_serve = reward_sub.add_parser(
-        "serve", help="serve registered rewards over a JSON HTTP API", **_examples("reward serve")
-    )
-    p_serve.add_argument("names", nargs="+", metavar="NAME", help="reward names to serve")
-    p_serve.add_argument("--host", default="127.0.0.1")
-    p_serve.add_argument("--port", type=int, default=18089)
-    p_serve.add_argument("--token-file", help="file holding the bearer token clients must send")
-    p_serve.add_argument("--device", default=None, help="device for the reward models, e.g. cuda:0")
-    p_serve.add_argument("--max-batch", type=int, default=16)
-    p_serve.add_argument(
-        "--config", help="run config whose [[rewards]] entries configure the served rewards"
-    )
-    p_serve.add_argument(
-        "--timeout", type=float, default=600.0, help="per-request timeout in seconds"
-    )
-    p_serve.add_argument(
-        "--max-body-mb", type=float, default=1024.0, help="largest request body accepted (MiB)"
-    )
-    p_serve.add_argument(
-        "--batch-wait-ms", type=float, default=0.0, help="wait this long for more requests to merge"
-    )
-    p_serve.add_argument(
-        "--video-root", help="allow video_paths requests for files under this folder"
-    )
-    p_serve.add_argument(
-        "--insecure-no-token",
-        action="store_true",
-        help="allow a non-loopback --host without a token",
-    )
-    p_serve.set_defaults(func=_lazy("worldr1_plugins.rewards.server", "serve_command"))
 
     get_plugin_manager().hook.worldr1_register_commands(subparsers=sub)
     return parser

@@ -30,7 +30,14 @@ import tomli_w
 
 from .errors import ConfigError, RegistryError
 from .registry import Registry, get_registry
-from .sections import CoreSections
+from .sections import (
+    CoreSections,
+    DistributedSection,
+    PromptSourceSection,
+    RunSection,
+    TrainSection,
+    VideoSection,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -79,9 +86,14 @@ def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh)
+            data: dict[str, Any] = tomllib.load(fh)
+            return data
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory; expected a config file (TOML)") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file; expected a config file (TOML)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
 
@@ -242,8 +254,54 @@ class RunConfig:
     source: str | None = None
     provenance: dict[str, str] = field(default_factory=dict, repr=False)
 
+    # the core sections, typed (what __getattr__ would return)
+    @property
+    def run(self) -> RunSection:
+        return self.core.run
+
+    @property
+    def video(self) -> VideoSection:
+        return self.core.video
+
+    @property
+    def train(self) -> TrainSection:
+        return self.core.train
+
+    @property
+    def prompts(self) -> dict[str, PromptSourceSection]:
+        return self.core.prompts
+
+    @property
+    def distributed(self) -> DistributedSection:
+        return self.core.distributed
+
+    # the component sections (None: absent and without an installed default)
+    @property
+    def model(self) -> ComponentConfig | None:
+        return self.components.get("model")
+
+    @property
+    def latent_init(self) -> ComponentConfig | None:
+        return self.components.get("latent_init")
+
+    @property
+    def camera(self) -> ComponentConfig | None:
+        return self.components.get("camera")
+
+    @property
+    def geometry(self) -> ComponentConfig | None:
+        return self.components.get("geometry")
+
+    @property
+    def rl(self) -> ComponentConfig | None:
+        return self.components.get("rl")
+
+    @property
+    def schedule(self) -> ComponentConfig | None:
+        return self.components.get("schedule")
+
     def __getattr__(self, item: str) -> Any:
-        # run/video/train/prompts/distributed and the component sections as attributes
+        # sections added later (core or component) as attributes
         if item in ("core", "components"):
             raise AttributeError(item)
         if item in CoreSections.model_fields:
@@ -338,7 +396,7 @@ def _validate_component(
     raw: Any,
     provenance: dict[str, str],
     default_source: str,
-    core_keys: set[str] = frozenset({"name"}),
+    core_keys: Collection[str] = frozenset({"name"}),
 ) -> tuple[str, dict[str, Any], pydantic.BaseModel | None, list[str]]:
     if not isinstance(raw, dict):
         src = _source_of(provenance, section, default_source)
@@ -368,7 +426,7 @@ def _validate_component(
 
 class _RewardCore(pydantic.BaseModel, extra="forbid"):
     name: str
-    weight: float = 1.0
+    weight: pydantic.FiniteFloat = 1.0
     server: str | None = None
 
 

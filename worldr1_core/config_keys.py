@@ -24,7 +24,7 @@ from .config import COMPONENT_SECTIONS, REWARDS_SECTION, ConfigError
 from .registry import get_registry
 from .sections import CoreSections
 
-KIND_SECTION = {kind: section for section, (kind, _, _) in COMPONENT_SECTIONS.items()}
+KIND_SECTION = {kind: section for section, (kind, _) in COMPONENT_SECTIONS.items()}
 KIND_SECTION["reward"] = REWARDS_SECTION
 
 
@@ -54,7 +54,7 @@ def _default(info: pydantic.fields.FieldInfo) -> str:
         value = info.default
     elif info.default_factory is not None:
         try:
-            value = info.default_factory()
+            value = info.default_factory()  # type: ignore[call-arg]  # no-argument factories
         except TypeError:
             return "(computed)"
     else:
@@ -90,9 +90,11 @@ def rows_for(target: str | None) -> list[tuple[str, str, str, str]]:
     if target is None or target in core:
         for section, info in core.items():
             if target in (None, section):
-                rows += key_rows(_submodel(info.annotation), section)
+                sub = _submodel(info.annotation)
+                if sub is not None:
+                    rows += key_rows(sub, section)
         if target is None:
-            for section, (kind, default, _) in COMPONENT_SECTIONS.items():
+            for section, (kind, default) in COMPONENT_SECTIONS.items():
                 names = ", ".join(registry.names(kind)) or "(none installed)"
                 rows.append((f"{section}.name", "str", json.dumps(default), f"one of: {names}"))
             rows.append(

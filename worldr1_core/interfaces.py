@@ -47,7 +47,7 @@ class EmptyConfig(pydantic.BaseModel, extra="forbid"):
     """Config of a component without options."""
 
 
-class Component(abc.ABC):
+class Component(abc.ABC):  # noqa: B024 - the base of the kinds below, which hold the abstract methods
     """Base of every component: holds its validated ``config``."""
 
     Config: ClassVar[type[pydantic.BaseModel]] = EmptyConfig
@@ -62,7 +62,15 @@ class VideoModel(Component):
     ``x_sigma = (1 - sigma) * x0 + sigma * noise`` with ``sigma`` going from 1 (noise) to 0 (data);
     :meth:`velocity` predicts ``d x_sigma / d sigma = noise - x0``. A model whose scheduler uses
     another parameterization converts inside its plugin, so samplers never branch on the model.
+
+    :attr:`sampler_family` declares how the model's own scheduler samples, which decides the
+    stochastic transition (and so the log-probability) an RL algorithm uses for it:
+    ``"flow_matching"`` (Euler / the flow SDE; Wan, LTX) or ``"ddim"`` (a variance-preserving
+    diffusion sampled with DDIM, e.g. CogVideoX). The model is still called only through
+    :meth:`velocity`; its deterministic sampler is the Euler step in sigma either way.
     """
+
+    sampler_family: ClassVar[str] = "flow_matching"
 
     @classmethod
     def recognizes(cls, path: Path) -> bool:
@@ -98,7 +106,11 @@ class VideoModel(Component):
 
     @abc.abstractmethod
     def velocity(
-        self, latents: torch.Tensor, sigma: torch.Tensor, cond: Any, guidance_scale: float = 1.0
+        self,
+        latents: torch.Tensor,
+        sigma: torch.Tensor | float,
+        cond: Any,
+        guidance_scale: float = 1.0,
     ) -> torch.Tensor:
         """Predicted velocity ``[B, C, F', H', W']`` at noise level ``sigma`` (scalar or ``[B]``),
         with classifier-free guidance when ``guidance_scale != 1``."""
@@ -148,7 +160,11 @@ class LatentInitializer(Component):
     def inject(
         self, step: int, latents: torch.Tensor, initial: torch.Tensor, sigma: float
     ) -> torch.Tensor:
-        """Optional per-step injection during the first denoising steps; default: unchanged."""
+        """The latents the model sees at denoising ``step`` (noise level ``sigma``), given the
+        sampler's current ``latents`` and the ``initial`` ones; the sampler (every
+        :class:`RLAlgorithm` rollout and inference) calls it before each step, so an initializer
+        can keep steering during sampling (e.g. add a delta in the first steps). Default:
+        ``latents`` unchanged."""
         return latents
 
 
@@ -180,14 +196,17 @@ class GeometryEstimator(Component):
 
 
 class Reward(Component):
-    """Scores videos; higher is better. See DESIGN.md section 3 for the public contract.
+    """Scores videos; higher is better (the public contract: docs/architecture.md).
 
     ``lower_is_better`` names the components (keys of ``RewardOutput.components``) for which a
     lower value is better (errors, distances, failure flags); the score and every other
     component are higher-better. ``worldr1 eval`` orients its comparisons with it.
+    ``units`` names the unit of components that have one (e.g. ``{"psnr": "dB"}``), shown on
+    the eval plots' axes; the score and unlisted components are unit-free.
     """
 
     lower_is_better: ClassVar[frozenset[str]] = frozenset()
+    units: ClassVar[dict[str, str]] = {}
 
     @abc.abstractmethod
     def score(self, batch: RewardBatch) -> RewardOutput:
@@ -199,7 +218,7 @@ class RLAlgorithm(Component):
 
     The contract, in the order the trainer (:mod:`worldr1_core.trainer`) calls it on each step::
 
-        rollout = algo.rollout(model, x_1, cond, generator, initializer=init)  # under no_grad
+        rollout = algo.rollout(model, x_1, cond, generator, initializer=init)
         videos  = model.decode(rollout.final)              # what the rewards score
         adv     = algo.advantages(rewards, group_ids)      # the samples of every rank, [W * B]
         for epoch, minibatch idx:                          # train.inner_epochs, train.minibatch_size
@@ -210,7 +229,8 @@ class RLAlgorithm(Component):
         train_metrics = algo.reduce_metrics([m, m, ...])   # logged as ``train/<key>``
         console       = algo.summary(train_metrics)        # its part of the one-line step summary
 
-    * :meth:`rollout` returns a :class:`~worldr1_core.types.Rollout`: ``latents[:, -1]`` are the
+    * :meth:`rollout` samples without gradients (decorate it with ``torch.no_grad()``) and
+      returns a :class:`~worldr1_core.types.Rollout`: ``latents[:, -1]`` are the
       clean latents that are decoded and scored. What else it records is the algorithm's: an
       algorithm that needs no likelihoods (e.g. one training on forward-process noising of the
       clean samples) sets ``log_probs=None``; per-sample tensors it needs in :meth:`loss` go in
@@ -291,6 +311,9 @@ class Schedule(Component):
         for step in range(steps):
             yield self.phase(step)
 
+
+SAMPLER_FAMILIES = ("flow_matching", "ddim")
+"""The values of :attr:`VideoModel.sampler_family`."""
 
 KIND_BASES: dict[str, type[Component]] = {
     "base_model": VideoModel,

@@ -190,6 +190,7 @@ def _check_prompts(config: RunConfig, report: Report, *, max_per_source: int = 5
 
     parser = None
     cam = config.components.get("camera")
+    cam_name = cam.name if cam is not None else ""
     if cam is not None:
         try:
             parser = cam.build()
@@ -223,7 +224,7 @@ def _check_prompts(config: RunConfig, report: Report, *, max_per_source: int = 5
                 key,
                 "error",
                 f"{len(bad)} of {len(lines)} prompts do not parse with camera "
-                f"{cam.name!r}: " + "; ".join(bad[:max_per_source]) + more,
+                f"{cam_name!r}: " + "; ".join(bad[:max_per_source]) + more,
                 _src(config, key),
             )
         else:
@@ -401,7 +402,7 @@ def _components(config: RunConfig, command: str) -> list[tuple[str, str, str, An
     if command in ("train", "infer") and model is not None:
         out.append(("model", "base_model", model.name, model.options))
     if command in ("train", "eval"):
-        from .reward_client import resolve_server_url
+        from .reward_serving.client import resolve_server_url
 
         registry = get_registry()
         geometry_users = False
@@ -504,7 +505,7 @@ def _missing_layout(root: Path, required: dict[str, list[str]]) -> str:
 
 
 def _check_servers(config: RunConfig, report: Report) -> None:
-    from .reward_client import resolve_server_url
+    from .reward_serving.client import resolve_server_url
 
     registry = get_registry()
     for r in config.rewards:
@@ -573,6 +574,7 @@ def _folder_params(folder: Path) -> tuple[int, list[tuple[str, list[int]]]]:
 def estimate_memory(config: RunConfig, model_path: Path, world_size: int | None = None) -> str:
     """Per-GPU bytes of weights (+ LoRA, its gradients and Adam state) for the model at ``model_path``."""
     model = config.components["model"]
+    assert model is not None, "estimate_memory needs a [model] section"
     opts = model.options
     factory = get_registry().get("base_model", model.name).factory
     targets = set(getattr(factory, "LORA_TARGETS", []))

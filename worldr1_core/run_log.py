@@ -47,7 +47,7 @@ class StageTimer:
 
 
 class RunLogger:
-    """Appends metrics to ``RUN_DIR/metrics.jsonl`` and TensorBoard; writes sample videos."""
+    """Appends metrics to ``RUN_DIR/metrics.jsonl``; writes sample videos (and their prompts)."""
 
     def __init__(
         self,

@@ -96,6 +96,6 @@ class TensorBoardTracker(Tracker):
 
 
 TRACKER = TensorBoardTracker
-worldr1_on_train_start, worldr1_on_step_end, worldr1_on_samples, worldr1_on_train_end = hooks(
+worldr1_on_train_start, worldr1_on_step_end, worldr1_on_samples_saved, worldr1_on_train_end = hooks(
     TensorBoardTracker
 )

@@ -184,6 +184,23 @@ class Tracker:
     def finish(self) -> None: ...
 
 
+class LazyVideos:
+    """The written sample videos, decoded (``[F, 3, H, W]`` in [0, 1]) only by trackers that
+    need pixels rather than the mp4 files."""
+
+    def __init__(self, paths: list[str]) -> None:
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __iter__(self):
+        from worldr1_core.video_io import read_video
+
+        for path in self.paths:
+            yield read_video(path)[0]
+
+
 def _active(trainer: Any, cls: type[Tracker]) -> Tracker | None:
     return getattr(trainer, "_trackers", {}).get(cls.name)
 
@@ -220,10 +237,13 @@ def hooks(cls: type[Tracker]) -> tuple[Any, Any, Any, Any]:
             tracker.log_prompt_table(step, stats)
 
     @hookimpl
-    def worldr1_on_samples(trainer, step, videos, prompts, rewards, paths):
+    def worldr1_on_samples_saved(trainer, step, paths, scored):
         tracker = _active(trainer, cls)
         if tracker is not None:
-            tracker.log_samples(step, videos, prompts, rewards, paths)
+            n = len(paths)
+            prompts = list(trainer.last_prompts[:n])
+            rewards = [float(r) for r in scored.total[:n]]
+            tracker.log_samples(step, LazyVideos(paths), prompts, rewards, list(paths))
 
     @hookimpl
     def worldr1_on_train_end(trainer, metrics):
@@ -232,4 +252,9 @@ def hooks(cls: type[Tracker]) -> tuple[Any, Any, Any, Any]:
             tracker.finish()
             del trainer._trackers[cls.name]
 
-    return worldr1_on_train_start, worldr1_on_step_end, worldr1_on_samples, worldr1_on_train_end
+    return (
+        worldr1_on_train_start,
+        worldr1_on_step_end,
+        worldr1_on_samples_saved,
+        worldr1_on_train_end,
+    )

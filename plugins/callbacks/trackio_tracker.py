@@ -54,6 +54,6 @@ class TrackioTracker(Tracker):
 
 
 TRACKER = TrackioTracker
-worldr1_on_train_start, worldr1_on_step_end, worldr1_on_samples, worldr1_on_train_end = hooks(
+worldr1_on_train_start, worldr1_on_step_end, worldr1_on_samples_saved, worldr1_on_train_end = hooks(
     TrackioTracker
 )

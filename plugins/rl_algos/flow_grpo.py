@@ -19,6 +19,11 @@ Three pieces, each usable on its own:
   Gaussian transition kernels, the reference being the base model with the adapter disabled).
   Like the log-prob, the squared distance is averaged over elements (a per-dimension KL), so
   ``kl_beta`` does not depend on the video size.
+
+The transition kernel follows the model's declared ``sampler_family``
+(:func:`transition_for`): the flow SDE above for flow-matching models, the stochastic DDIM step
+of :mod:`.ddim` (the release's CogVideoX kernel, ``noise_level`` as DDIM's eta) for ``"ddim"``
+models. Rollout, advantages and loss are otherwise the same.
 """
 
 from __future__ import annotations
@@ -31,8 +36,11 @@ import pydantic
 import torch
 
 from worldr1_core import hookimpl
+from worldr1_core.generation import DEFAULT_GUIDANCE_SCALE, DEFAULT_NUM_STEPS
 from worldr1_core.interfaces import LatentInitializer, RLAlgorithm, VideoModel
 from worldr1_core.types import Rollout
+
+from .ddim import ddim_step_with_logprob
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -122,6 +130,22 @@ def sde_step_with_logprob(
     return prev_sample.to(sample.dtype), log_prob, mean, std
 
 
+TRANSITIONS = {"flow_matching": sde_step_with_logprob, "ddim": ddim_step_with_logprob}
+"""The stochastic transition with log-prob of each ``VideoModel.sampler_family``."""
+
+
+def transition_for(model: VideoModel):
+    """The transition kernel (signature of :func:`sde_step_with_logprob`) for ``model``'s family."""
+    family = getattr(model, "sampler_family", "flow_matching")
+    try:
+        return TRANSITIONS[family]
+    except KeyError:
+        raise ValueError(
+            f"model.name: {type(model).__name__} declares sampler_family {family!r}; the flow_grpo "
+            f"RL algorithm supports {sorted(TRANSITIONS)}"
+        ) from None
+
+
 class FlowGRPO(RLAlgorithm):
     """Flow-GRPO: SDE sampling with log-probs, group-relative advantages, clipped policy loss, KL."""
 
@@ -129,9 +153,11 @@ class FlowGRPO(RLAlgorithm):
         group_size: int = pydantic.Field(
             4, ge=1, description="videos sampled per prompt (one GRPO group)"
         )
-        num_steps: int = pydantic.Field(10, ge=1, description="denoising steps of a rollout")
+        num_steps: int = pydantic.Field(
+            DEFAULT_NUM_STEPS, ge=1, description="denoising steps of a rollout (and of `infer`)"
+        )
         guidance_scale: float = pydantic.Field(
-            5.0, ge=0.0, description="classifier-free guidance scale"
+            DEFAULT_GUIDANCE_SCALE, ge=0.0, description="classifier-free guidance scale"
         )
         noise_level: float = pydantic.Field(0.7, ge=0.0, description="SDE noise level a (0: ODE)")
         sde_window: tuple[int, int] | None = pydantic.Field(
@@ -219,6 +245,7 @@ class FlowGRPO(RLAlgorithm):
         noise_levels = torch.tensor(
             [c.noise_level if s in sde else 0.0 for s in range(c.num_steps)]
         )  # [S]
+        step_fn = transition_for(model)
         x = initial_latents
         states, log_probs = [], []
         for s in range(c.num_steps):
@@ -228,7 +255,7 @@ class FlowGRPO(RLAlgorithm):
             v = model.velocity(
                 x, sigmas[s].to(x.device), cond, c.guidance_scale
             )  # [B, C, F', H', W']
-            x, log_prob, _, _ = sde_step_with_logprob(
+            x, log_prob, _, _ = step_fn(
                 v,
                 float(sigmas[s]),
                 float(sigmas[s + 1]),
@@ -295,10 +322,11 @@ class FlowGRPO(RLAlgorithm):
         gs = float(rollout.extras.get("guidance_scale", c.guidance_scale))
         sigma_t = torch.tensor(sigma, device=x.device)
 
+        step_fn = transition_for(model)
         v = model.velocity(x, sigma_t, rollout.cond, gs)
-        _, log_prob, mean, std = sde_step_with_logprob(
-            v, sigma, sigma_next, x, a, prev_sample=x_next
-        )
+        _, log_prob, mean, std = step_fn(v, sigma, sigma_next, x, a, prev_sample=x_next)
+        if rollout.log_probs is None:
+            raise ValueError("flow_grpo.loss needs the log-probabilities its own rollout records")
         old_log_prob = rollout.log_probs[:, step].to(log_prob)
         adv = advantages.to(log_prob).clamp(-c.adv_clip, c.adv_clip)
         policy_loss, ratio = self.clipped_objective(log_prob, old_log_prob, adv)
@@ -308,9 +336,7 @@ class FlowGRPO(RLAlgorithm):
         if c.kl_beta > 0:
             with torch.no_grad(), model.reference():
                 v_ref = model.velocity(x, sigma_t, rollout.cond, gs)
-            _, _, mean_ref, _ = sde_step_with_logprob(
-                v_ref, sigma, sigma_next, x, a, prev_sample=x_next
-            )
+            _, _, mean_ref, _ = step_fn(v_ref, sigma, sigma_next, x, a, prev_sample=x_next)
             sq = ((mean - mean_ref.detach()) ** 2).mean(dim=tuple(range(1, mean.ndim)))  # [B]
             kl = sq / (2.0 * std.reshape(-1) ** 2)  # [B]
             kl_value = kl.mean()
