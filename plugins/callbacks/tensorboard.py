@@ -68,7 +68,7 @@ class TensorBoardTracker(Tracker):
             self.writer.add_image(f"samples_strip/{i}", frame_strip(video.cpu()), step)
             try:
                 # TensorBoard encodes the GIF with moviepy, which captures warnings on import
-                captured = logging._warnings_showwarning is not None  # noqa: SLF001
+                captured = logging._warnings_showwarning is not None
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     self.writer.add_video(
