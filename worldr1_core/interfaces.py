@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -41,6 +42,19 @@ from .types import (
     RewardOutput,
     Rollout,
 )
+
+StepHook = Callable[[int, torch.Tensor, float], torch.Tensor]
+"""``hook(step, latents, sigma_next) -> latents``: called by a sampler right after denoising step
+``step`` (0-based) produced ``latents [B, C, F', H', W']`` at noise level ``sigma_next``; what it
+returns is the stored transition result (and the one an RL sampler scores)."""
+
+
+@dataclasses.dataclass
+class InitialNoise:
+    """What a :class:`LatentInitializer` prepares for one batch of rollouts."""
+
+    latents: torch.Tensor  # [B, C, F', H', W']
+    step_hook: StepHook | None = None
 
 
 class EmptyConfig(pydantic.BaseModel, extra="forbid"):
@@ -84,6 +98,11 @@ class VideoModel(Component):
     @abc.abstractmethod
     def sigmas(self, num_steps: int) -> torch.Tensor:
         """The ``num_steps + 1`` noise levels of the model's sampling schedule, from 1 down to 0."""
+
+    def scheduler_config(self) -> dict[str, Any] | None:
+        """The checkpoint's diffusers scheduler config (e.g. Wan's UniPC with its ``flow_shift``),
+        for samplers stepped by the model's own scheduler; None: not known (Euler is used)."""
+        return None
 
     @abc.abstractmethod
     def velocity(
@@ -134,11 +153,23 @@ class LatentInitializer(Component):
         """Initial latents ``[B, *layout.shape]`` with ``B = len(prompts)``; every element
         marginally N(0, 1). Deterministic for a given generator state."""
 
-    def inject(
-        self, step: int, latents: torch.Tensor, initial: torch.Tensor, sigma: float
-    ) -> torch.Tensor:
-        """Optional per-step injection during the first denoising steps; default: unchanged."""
-        return latents
+    def prepare(
+        self,
+        layout: LatentLayout,
+        prompts: list[Prompt],
+        trajectories: list[CameraTrajectory | None],
+        generator: torch.Generator,
+        *,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> InitialNoise:
+        """The initial latents and, optionally, a :data:`StepHook` the sampler applies after each
+        denoising step (e.g. a camera-aware delta added during the first steps). Default: the
+        latents of :meth:`initial_latents` and no hook."""
+        latents = self.initial_latents(
+            layout, prompts, trajectories, generator, device=device, dtype=dtype
+        )
+        return InitialNoise(latents=latents)
 
 
 class CameraParser(Component):
@@ -193,9 +224,11 @@ class RLAlgorithm(Component):
         cond: Any,
         generator: torch.Generator,
         *,
-        initializer: LatentInitializer | None = None,
+        step_hook: StepHook | None = None,
     ) -> Rollout:
-        """Sample from ``initial_latents`` ``[B, C, F', H', W']`` and record log-probabilities."""
+        """Sample from ``initial_latents`` ``[B, C, F', H', W']`` and record log-probabilities;
+        ``step_hook`` (from :meth:`LatentInitializer.prepare`) runs after every denoising step and
+        its result is what the rollout stores and scores."""
 
     @abc.abstractmethod
     def advantages(self, rewards: torch.Tensor, group_ids: torch.Tensor) -> torch.Tensor:

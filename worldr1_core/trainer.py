@@ -289,17 +289,17 @@ class Trainer:
         with timer("latent_init"):
             # fp32 sampler state even for a bf16 model (velocity() casts its input): the stored
             # transitions are then exactly those whose log-probs the update recomputes.
-            x_1 = self.initializer.initial_latents(
+            noise = self.initializer.prepare(
                 self.layout,
                 prompts,
                 trajectories,
                 generator,
                 device=self.model.device,
                 dtype=torch.float32,
-            )  # [B, C, F', H', W']
+            )  # latents [B, C, F', H', W'] + optional per-step hook
         with timer("rollout"):
             rollout = self.algo.rollout(
-                self.model, x_1, cond, generator, initializer=self.initializer
+                self.model, noise.latents, cond, generator, step_hook=noise.step_hook
             )
             rollout.prompts = [p.text for p in prompts]
         self.last_prompts = rollout.prompts  # for callbacks (worldr1_on_step_end)
