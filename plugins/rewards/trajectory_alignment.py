@@ -1,5 +1,15 @@
 """``trajectory_alignment``: does the video's camera follow the prompt's intended camera path?
 
+Three modes (``mode``), compared side by side in ``docs/rewards_3d.md``:
+
+* ``"anchored"`` (default): both paths anchored on their first camera, translations in units of
+  scene depth, rotation error from the orientations; orders intended > half magnitude > static >
+  opposite for every motion (:mod:`.trajectory_anchored`);
+* ``"release"``: the World-R1 release's number (:mod:`.trajectory_release`), used by the
+  ``world_r1_*`` presets, including its blind spot on straight-line paths;
+* ``"sim3"``: the Sim(3)-aligned ATE + rotation score described below (kept for comparison;
+  blind to magnitude, as a Sim(3) alignment removes scale).
+
 The geometry estimator recovers per-frame poses (up to an unknown similarity: feed-forward
 models and SfM fix their own origin, orientation and scale). They are aligned to the intended
 trajectory (``RewardBatch.trajectories``) with a Sim(3) transform, then compared.
@@ -35,7 +45,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pydantic
@@ -46,6 +56,8 @@ from worldr1_core.interfaces import Reward
 from worldr1_core.types import CameraTrajectory, Geometry, RewardBatch, RewardOutput
 
 from .geometry.common import resolve_estimator
+from .trajectory_anchored import AnchoredParams, anchored_trajectory_score
+from .trajectory_release import release_trajectory_score, resample_indices
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +166,16 @@ class TrajectoryAlignment(Reward):
             None,
             description="estimator, e.g. {name='depth_anything_3', weights='...'}; None: the run's [geometry]",
         )
+        mode: Literal["anchored", "release", "sim3"] = pydantic.Field(
+            "anchored",
+            description="'anchored' (ours), 'release' (the World-R1 release's score), 'sim3' (Sim(3) ATE)",
+        )
+        seed: int | None = pydantic.Field(
+            0, description="release mode: seed of the RANSAC draw (None: unseeded, as the release)"
+        )
+        anchored: AnchoredParams = pydantic.Field(
+            default_factory=AnchoredParams, description="anchored mode's constants"
+        )
         translation_tau: float = pydantic.Field(
             0.1, gt=0, description="ATE / path length scoring exp(-1)"
         )
@@ -219,7 +241,13 @@ class TrajectoryAlignment(Reward):
             if "reason" in row:
                 reasons[i] = row["reason"]
             rows.append(row)
-        names = ("translation", "rotation", "ate", "rotation_error", "drift")
+        names = {
+            "sim3": ("translation", "rotation", "ate", "rotation_error", "drift"),
+            "release": ("translation", "rotation", "rotation_error"),
+            "anchored": ("translation", "rotation", "translation_error", "rotation_error")
+            + (("segment",) if self.config.anchored.segment_weight > 0 else ())
+            + (("smoothness",) if self.config.anchored.smoothness_weight > 0 else ()),
+        }[self.config.mode]
         # NaN = not measured (no intended path, failed geometry, or drift of a moving path):
         # never a perfect-looking 0 error. The trainer's metrics leave NaN out of the means.
         comps = {
@@ -251,9 +279,39 @@ class TrajectoryAlignment(Reward):
         ref = traj.c2w.double()
         if ref.shape[0] != f:  # intended path at another frame rate: nearest frame in time
             ref = ref[torch.linspace(0, ref.shape[0] - 1, f).round().long()]
+        mode = self.config.mode
+        if mode == "release":
+            if frames.numel() < f:  # the release scores every frame; keep the placed ones
+                ref = traj.c2w.double()[resample_indices(traj.c2w.shape[0], f)][frames]
+            else:
+                ref = traj.c2w.double()
+            est_w2c = torch.linalg.inv(geometry.c2w[frames].double()).cpu().numpy()
+            out = release_trajectory_score(est_w2c, ref.cpu().numpy(), seed=self.config.seed)
+            out.pop("est_rel", None), out.pop("ref_rel", None)
+            out["method"] = "release" if out.get("aligned") else "release-unaligned"
+            return out
+        if mode == "anchored":
+            ref = traj.c2w.double()[resample_indices(traj.c2w.shape[0], f)]
+            out = anchored_trajectory_score(
+                geometry.c2w[frames].double().cpu().numpy(),
+                ref[frames].cpu().numpy(),
+                est_depth=_first_depth(geometry, frames),
+                params=self.config.anchored,
+            )
+            out["method"] = "anchored-" + out["scale_source"]
+            return out
         return self.score_poses(
             geometry.c2w[frames], ref[frames], scene_scale=_scene_scale(geometry, frames)
         )
+
+
+def _first_depth(geometry: Geometry, frames: torch.Tensor) -> float | None:
+    """Median depth of the first registered frame (the anchored mode's estimator unit)."""
+    if geometry.depth is None:
+        return _scene_scale(geometry, frames[:1])
+    d = geometry.depth[int(frames[0])].float()
+    d = d[torch.isfinite(d) & (d > 0)]
+    return float(d.median()) if d.numel() else None
 
 
 def _scene_scale(geometry: Geometry, frames: torch.Tensor) -> float | None:
@@ -274,5 +332,5 @@ def worldr1_register_rewards(register):
     register(
         "trajectory_alignment",
         TrajectoryAlignment,
-        description="Sim(3)-aligned ATE and rotation error of estimated vs intended camera path",
+        description="estimated vs intended camera path: anchored depth-normalised (default), release or Sim(3) ATE",
     )
