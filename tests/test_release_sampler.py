@@ -13,7 +13,6 @@ import torch
 
 from tests.test_flow_grpo import LinearVideoModel
 from worldr1_core.interfaces import VideoModel
-from worldr1_core.types import LatentLayout
 from worldr1_plugins.latent_init.stepwise_delta import box_lowpass, stepwise_delta_hook
 from worldr1_plugins.rl_algos.flow_grpo import FlowGRPO
 from worldr1_plugins.rl_algos.stepping import WAN_UNIPC, FlowScheduler
@@ -93,7 +92,9 @@ def golden_run():
 
 def test_scheduler_sigmas_and_model_timesteps_are_the_releases():
     sched = FlowScheduler("model", ToyFlowModel(_t("x0")).scheduler_config(), 50)
-    assert torch.allclose(sched.sigmas, torch.tensor(GOLDEN["sigmas"], dtype=torch.float64), atol=1e-8)
+    assert torch.allclose(
+        sched.sigmas, torch.tensor(GOLDEN["sigmas"], dtype=torch.float64), atol=1e-8
+    )
     assert (sched.model_sigmas * 1000).round().long().tolist() == GOLDEN["timesteps"]
 
 
