@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -48,11 +49,22 @@ def _cmd_plugins_list(args: argparse.Namespace) -> int:
 def _cmd_config_show(args: argparse.Namespace) -> int:
     from .config import load_config
 
+    from .batching import update_batch
+
     config = load_config(args.config, args.overrides)
+    batch = update_batch(config, args.world_size)
     if args.json:
-        print(json.dumps(config.to_dict(), indent=2))
+        out = config.to_dict()
+        out["effective_batch"] = {
+            "rollouts_per_update_per_process": batch.rollouts_per_update,
+            "rollouts_per_update_global": batch.global_rollouts_per_update,
+            "world_size": batch.world_size,
+            "updates_per_step": batch.updates_per_step,
+        }
+        print(json.dumps(out, indent=2))
     else:
         print(config.to_toml(), end="")
+        print(batch.describe())
     return 0
 
 
@@ -104,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_show = config_sub.add_parser("show", help="print the composed, validated config")
     _add_config_args(p_show)
     p_show.add_argument("--json", action="store_true", help="JSON instead of TOML")
+    p_show.add_argument(
+        "--world-size",
+        type=int,
+        default=int(os.environ.get("WORLD_SIZE", "1")),
+        help="processes (GPUs) for the global effective batch (default: $WORLD_SIZE or 1)",
+    )
     p_show.set_defaults(func=_cmd_config_show)
 
     p_train = sub.add_parser("train", help="run RL post-training")

@@ -68,6 +68,14 @@ class TrainSection(_Section):
     ema_decay: float = pydantic.Field(
         0.0, ge=0, lt=1, description="EMA of trainable weights (0: off)"
     )
+    ema_every: int = pydantic.Field(
+        1, ge=1, description="update the EMA every N optimizer updates (release: 8)"
+    )
+    ema_warmup: bool = pydantic.Field(
+        False,
+        description="decay min((1 + n) / (10 + n), ema_decay) at the n-th optimizer update "
+        "(the release's EMA) instead of a constant ema_decay",
+    )
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     reward_on_error: Literal["raise", "drop"] = pydantic.Field(
         "raise",

@@ -63,14 +63,22 @@ def seed_everything(seed: int) -> None:
 class EMA:
     """Exponential moving average of the trainable tensors (kept in fp32 on their device)."""
 
-    def __init__(self, params: list[torch.Tensor], decay: float):
-        self.decay = decay
+    def __init__(
+        self, params: list[torch.Tensor], decay: float, every: int = 1, warmup: bool = False
+    ):
+        self.decay, self.every, self.warmup = decay, every, warmup
+        self.count = 0  # optimizer updates seen
         self.shadow = [p.detach().float().clone() for p in params]
 
     @torch.no_grad()
     def update(self, params: list[torch.Tensor]) -> None:
+        """Called after every optimizer update; averages every ``every``-th one."""
+        n, self.count = self.count, self.count + 1
+        if (n + 1) % self.every:
+            return
+        decay = min((1 + n) / (10 + n), self.decay) if self.warmup else self.decay
         for s, p in zip(self.shadow, params):
-            s.lerp_(p.detach().float(), 1.0 - self.decay)
+            s.lerp_(p.detach().float(), 1.0 - decay)
 
     @contextlib.contextmanager
     def swapped_into(self, params: list[torch.Tensor]):
@@ -87,10 +95,11 @@ class EMA:
                     p.copy_(s)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"decay": self.decay, "shadow": [s.cpu() for s in self.shadow]}
+        return {"decay": self.decay, "count": self.count, "shadow": [s.cpu() for s in self.shadow]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.decay = state["decay"]
+        self.count = int(state.get("count", 0))
         self.shadow = [s.to(t.device) for s, t in zip(state["shadow"], self.shadow)]
 
 
@@ -198,7 +207,11 @@ class Trainer:
             micro_batch=self.minibatch,
         )
         with self.dist.gathered():
-            self.ema = EMA(self.params, train.ema_decay) if train.ema_decay > 0 else None
+            self.ema = (
+                EMA(self.params, train.ema_decay, train.ema_every, train.ema_warmup)
+                if train.ema_decay > 0
+                else None
+            )
 
     def _open_run(self, run_dir: str | Path | None, resume: str | Path | None) -> None:
         """Run directory, logger, and (with ``resume``) the state of the checkpoint."""
