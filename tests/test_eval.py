@@ -11,8 +11,17 @@ import pytest
 import torch
 from PIL import Image
 
+from worldr1_core import hookimpl
 from worldr1_core.config import ConfigError
-from worldr1_core.evaluation import EvalError, discover_videos, load_eval_config, lower_is_better
+from worldr1_core.evaluation import (
+    EvalError,
+    discover_videos,
+    load_eval_config,
+    lower_is_better,
+    summarize,
+)
+from worldr1_core.interfaces import Reward
+from worldr1_core.plugins import get_plugin_manager
 from worldr1_core.registry import get_registry
 from worldr1_core.video_io import write_video
 
@@ -123,6 +132,8 @@ def test_metric_directions():
         "trajectory_alignment/ate",
         "trajectory_alignment/rotation_error",
         "trajectory_alignment/drift",
+        "meta_view/geometry_failed",
+        "reconstruction/failed",
     ]
     higher = [
         "reconstruction",
@@ -135,6 +146,29 @@ def test_metric_directions():
     ]
     assert all(lower_is_better(m) for m in lower)
     assert not any(lower_is_better(m) for m in higher)
+
+
+def test_metric_directions_follow_the_rewards_declaration(fresh_plugins):
+    """A component's name says nothing: ``error_free`` is declared higher-better (the default),
+    ``spread`` lower-better, and summaries orient them so."""
+
+    class Declared(Reward):
+        lower_is_better = frozenset({"spread"})
+
+        def score(self, batch):
+            raise NotImplementedError
+
+    class Plugin:
+        @hookimpl
+        def worldr1_register_rewards(self, register):
+            register("declared", Declared)
+
+    get_plugin_manager().register(Plugin(), name="declared_plugin")
+    assert lower_is_better("declared/spread") and not lower_is_better("declared/error_free")
+    rows = [{"video": "a", "declared/spread": 1.0, "declared/error_free": 0.5}]
+    summary = summarize(rows)
+    assert summary["declared/spread"]["direction"] == -1
+    assert summary["declared/error_free"]["direction"] == 1
 
 
 # --------------------------------------------------------------------------- synthetic 3D rankings

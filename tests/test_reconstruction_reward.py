@@ -59,7 +59,7 @@ def test_consistent_video_beats_shuffled_and_jittered(scored):
 def test_failed_geometry_scores_floor_with_reason(scored):
     out, batch = scored
     assert out.scores[3] == 0.0
-    assert "registered" in out.info["failures"][3]
+    assert "registered" in out.failures[3]
     assert torch.isfinite(torch.stack(list(out.components.values()))).all()
 
 

@@ -15,14 +15,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__
-from .config import ConfigError
-from .plugins import PluginLoadError, get_plugin_manager
-from .prompts import PromptError
-from .registry import KINDS, RegistryError, get_registry
-
-
-class CommandError(RuntimeError):
-    """A user-facing error: printed as ``worldr1: error: ...`` with exit code 2."""
+from .errors import CommandError, UserError
+from .plugins import get_plugin_manager
+from .registry import KINDS, get_registry
 
 
 def _cmd_plugins_list(args: argparse.Namespace) -> int:
@@ -212,15 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         result = args.func(args)
         return int(result or 0)
-    except (
-        ConfigError,
-        RegistryError,
-        PluginLoadError,
-        CommandError,
-        PromptError,
-        FileNotFoundError,
-    ) as exc:
-        # user errors (config, missing files/checkpoints): one message, no traceback
+    except (UserError, FileNotFoundError) as exc:
+        # user errors (see worldr1_core.errors; a file the user named is missing): one line, no
+        # traceback, exit status 2. Anything else is a bug and keeps its traceback.
         print(f"worldr1: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -28,17 +28,14 @@ from typing import Any
 import pydantic
 import tomli_w
 
-from .registry import Registry, RegistryError, get_registry
+from .errors import ConfigError, RegistryError
+from .registry import Registry, get_registry
 from .sections import CoreSections
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-
-
-class ConfigError(ValueError):
-    """A run config that cannot be composed or validated. ``str(err)`` is ready for the user."""
 
 
 COMMAND_LINE = "command line"

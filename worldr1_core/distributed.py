@@ -311,14 +311,17 @@ class Distributed:
             torch.distributed.barrier()
 
     @contextlib.contextmanager
-    def gathered(self, params: list[torch.nn.Parameter] | None = None) -> Iterator[None]:
-        """Full (un-partitioned) values of ``params`` on every rank inside the block. Collective
-        under ZeRO-3: call it on all ranks. Read-only (changes are not written back)."""
+    def gathered(
+        self, params: list[torch.nn.Parameter] | None = None, *, writable: bool = False
+    ) -> Iterator[None]:
+        """Full (un-partitioned) values of ``params`` (default: the trained ones) on every rank
+        inside the block. Collective under ZeRO-3: call it on all ranks. Changes are discarded,
+        unless ``writable``: then rank 0's values are partitioned back to every rank on exit."""
         params = self.params if params is None else params
         if self.zero3:
             import deepspeed
 
-            with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
+            with deepspeed.zero.GatheredParameters(params, modifier_rank=0 if writable else None):
                 yield
         else:
             yield

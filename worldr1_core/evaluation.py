@@ -46,29 +46,14 @@ from .config import (
     _validate_component,
     compose,
 )
+from .errors import EvalError, RegistryError
 from .registry import Registry, get_registry
 from .rewards import RewardSet
 from .types import CameraTrajectory, RewardBatch
 from .video_io import read_video
 
 DEFAULT_EVAL_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "eval" / "world_r1.toml"
-LOWER_IS_BETTER = (
-    "lpips",
-    "error",
-    "err",
-    "ate",
-    "rpe",
-    "drift",
-    "distance",
-    "loss",
-    "deg",
-    "failed",
-)
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".avi", ".mkv", ".gif")
-
-
-class EvalError(RuntimeError):
-    """A user-facing evaluation problem."""
 
 
 # --------------------------------------------------------------------------- configuration
@@ -241,14 +226,21 @@ def _trajectory(
 # --------------------------------------------------------------------------- scoring
 
 
-def lower_is_better(metric: str) -> bool:
-    """Direction of a metric column: reward scores are higher-better; error-like components lower."""
-    if "/" not in metric:
+def lower_is_better(metric: str, registry: Registry | None = None) -> bool:
+    """Direction of a metric column ``reward``, ``reward/component`` or ``reward/failed``: what
+    the reward class declares (:attr:`Reward.lower_is_better`); scores are higher-better, and
+    the failure flag (``/failed``) lower-better."""
+    name, _, component = metric.partition("/")
+    if not component:
         return False
-    component = metric.split("/", 1)[1].lower()
-    return any(
-        token in component.split("_") or component.startswith(token) for token in LOWER_IS_BETTER
-    )
+    if component == "failed":
+        return True
+    registry = registry or get_registry()
+    try:
+        factory = registry.get("reward", name).factory
+    except RegistryError:
+        return False  # not a reward of this installation: no declaration to follow
+    return component in getattr(factory, "lower_is_better", frozenset())
 
 
 def evaluate_videos(
@@ -276,7 +268,7 @@ def evaluate_videos(
             fps=config.fps,
         )
         composed = rewards.score(batch, weights)
-        failures = _failures(composed.info)
+        failures = composed.failed_samples
         for b, (item, _) in enumerate(pending):
             row: dict[str, Any] = {
                 "video": item.name,
@@ -312,16 +304,6 @@ def evaluate_videos(
         for name in failing:
             row.setdefault(f"{name}/failed", 0.0)
     return rows
-
-
-def _failures(info: dict[str, Any]) -> dict[str, dict[int, str]]:
-    """reward name -> {sample index: reason} from the rewards' ``info["failures"]`` (the convention
-    of the geometry rewards: samples whose geometry failed and got the floor score)."""
-    out: dict[str, dict[int, str]] = {}
-    for name, reward_info in info.items():
-        if isinstance(reward_info, dict) and reward_info.get("failures"):
-            out[name] = {int(i): str(r) for i, r in reward_info["failures"].items()}
-    return out
 
 
 def metric_columns(rows: list[dict[str, Any]]) -> list[str]:
@@ -578,14 +560,6 @@ def run_eval(
 
 def eval_command(args: argparse.Namespace) -> int:
     """Entry point of ``worldr1 eval`` (arguments: see :mod:`worldr1_core.cli`)."""
-    from .cli import CommandError
-    from .prompts import PromptError
-
-    try:
-        config = load_eval_config(args.config, list(args.overrides or []))
-        run_eval(
-            args.videos_dir, config, prompts=args.prompts, baseline=args.baseline, out=args.out
-        )
-    except (EvalError, PromptError) as exc:
-        raise CommandError(str(exc)) from None
+    config = load_eval_config(args.config, list(args.overrides or []))
+    run_eval(args.videos_dir, config, prompts=args.prompts, baseline=args.baseline, out=args.out)
     return 0

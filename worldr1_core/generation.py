@@ -116,7 +116,7 @@ def generate(
             [noise([p], [t], s) for p, t, s in zip(prompt_objs, trajectories, seed)]
         )
     cond = model.encode_prompts([p.text for p in prompt_objs], negative_prompt)
-    sigmas = model.sigmas(num_steps).to(model.device)
+    sigmas = model.sigmas(num_steps, init.latents.shape[1:]).to(model.device)
     latents = euler_sample(model, init.latents, cond, sigmas, guidance_scale, init.step_hook)
     videos = model.decode(latents)  # [B, F, 3, H, W]
     return Generated(videos=videos, latents=latents, prompts=prompt_objs, trajectories=trajectories)

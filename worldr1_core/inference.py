@@ -36,19 +36,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import COMPONENT_SECTIONS, ComponentConfig, ConfigError, RunConfig, compose, validate
+from .config import COMPONENT_SECTIONS, ComponentConfig, RunConfig, compose, validate
+from .errors import CommandError, InferenceError, UserError
 from .generation import generate
 from .prompts import prompts_from_arg
+from .registry import get_registry
 from .video_io import write_video
 
 INDEX_JSON = "index.json"
 INDEX_CSV = "index.csv"
 DEFAULT_NUM_STEPS = 50
 DEFAULT_GUIDANCE = 5.0
-
-
-class InferenceError(RuntimeError):
-    """A user-facing inference problem (bad arguments, mismatching resume)."""
 
 
 @dataclass
@@ -90,7 +88,10 @@ def load_inference_config(args: argparse.Namespace) -> RunConfig:
             raise InferenceError(
                 "give --config CONFIG or --model PATH (a local checkpoint directory)"
             )
-        data, provenance = compose(None, ["model.name=wan2.1", *overrides])
+        data, provenance = compose(None, overrides)
+        model = data.setdefault("model", {})
+        if isinstance(model, dict) and "name" not in model:
+            model["name"] = base_model_for(args.model)
         source = "command line"
     for section, (_, default, _) in COMPONENT_SECTIONS.items():
         raw = data.get(section)
@@ -102,6 +103,27 @@ def load_inference_config(args: argparse.Namespace) -> RunConfig:
         if current.get("name") != wanted:
             data["latent_init"] = {"name": wanted}  # the other initializer's options do not apply
     return validate(data, provenance, source=source)
+
+
+def base_model_for(path: str) -> str:
+    """The name of the one registered base model that recognizes the checkpoint directory
+    ``path`` (:meth:`VideoModel.recognizes`)."""
+    if not Path(path).is_dir():
+        raise InferenceError(f"--model {path}: not a directory")
+    specs = get_registry().specs("base_model")
+    names = [s.name for s in specs if getattr(s.factory, "recognizes", lambda p: False)(Path(path))]
+    if len(names) == 1:
+        return names[0]
+    known = ", ".join(s.name for s in specs)
+    if not names:
+        raise InferenceError(
+            f"--model {path}: no installed base model recognizes this checkpoint; "
+            f"name it with model.name=NAME (known: {known})"
+        )
+    raise InferenceError(
+        f"--model {path}: several base models recognize it ({', '.join(names)}); "
+        "choose one with model.name=NAME"
+    )
 
 
 def generation_settings(config: RunConfig, args: argparse.Namespace) -> dict[str, Any]:
@@ -275,21 +297,15 @@ def run_inference(
 
 def infer_command(args: argparse.Namespace) -> int:
     """Entry point of ``worldr1 infer`` (arguments: see :mod:`worldr1_core.cli`)."""
-    from .cli import CommandError
-    from .prompts import PromptError
-
     try:
         config = load_inference_config(args)
         prompts = prompts_from_arg(args.prompts)
         run_inference(
             config, prompts, args.out, seed=args.seed, batch_size=args.batch_size, lora=args.lora
         )
-    except (InferenceError, PromptError) as exc:
-        raise CommandError(str(exc)) from None
-    except (
-        ValueError
-    ) as exc:  # e.g. a model path that is not a checkpoint, a video size the model rejects
-        if isinstance(exc, ConfigError):
+    except ValueError as exc:
+        if isinstance(exc, UserError):
             raise
+        # e.g. a model path that is not a checkpoint, a video size the model rejects
         raise CommandError(str(exc)) from None
     return 0

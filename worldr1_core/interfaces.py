@@ -24,7 +24,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -78,6 +78,13 @@ class VideoModel(Component):
     another parameterization converts inside its plugin, so samplers never branch on the model.
     """
 
+    @classmethod
+    def recognizes(cls, path: Path) -> bool:
+        """Whether the directory ``path`` is a checkpoint this model loads: ``worldr1 infer
+        --model PATH`` without ``model.name`` picks the one base model that recognizes it.
+        Default: False (the model must be named)."""
+        return False
+
     @property
     @abc.abstractmethod
     def device(self) -> torch.device: ...
@@ -96,8 +103,12 @@ class VideoModel(Component):
         """Text conditioning for a batch (cond + uncond for classifier-free guidance); cached."""
 
     @abc.abstractmethod
-    def sigmas(self, num_steps: int) -> torch.Tensor:
-        """The ``num_steps + 1`` noise levels of the model's sampling schedule, from 1 down to 0."""
+    def sigmas(self, num_steps: int, latent_shape: Sequence[int] | None = None) -> torch.Tensor:
+        """The ``num_steps + 1`` noise levels of the model's sampling schedule, from 1 down to 0.
+
+        ``latent_shape``: ``(C, F', H', W')`` of the latents to denoise (``LatentLayout.shape``,
+        or ``latents.shape[1:]``); a model whose schedule depends on the video size (LTX-Video's
+        dynamic shift) needs it and otherwise assumes its default size. Samplers pass it."""
 
     def scheduler_config(self) -> dict[str, Any] | None:
         """The checkpoint's diffusers scheduler config (e.g. Wan's UniPC with its ``flow_shift``),
@@ -200,7 +211,14 @@ class GeometryEstimator(Component):
 
 
 class Reward(Component):
-    """Scores videos; higher is better. See DESIGN.md section 3 for the public contract."""
+    """Scores videos; higher is better. See DESIGN.md section 3 for the public contract.
+
+    ``lower_is_better`` names the components (keys of ``RewardOutput.components``) for which a
+    lower value is better (errors, distances, failure flags); the score and every other
+    component are higher-better. ``worldr1 eval`` orients its comparisons with it.
+    """
+
+    lower_is_better: ClassVar[frozenset[str]] = frozenset()
 
     @abc.abstractmethod
     def score(self, batch: RewardBatch) -> RewardOutput:
@@ -208,13 +226,51 @@ class Reward(Component):
 
 
 class RLAlgorithm(Component):
-    """Sampler + policy loss (e.g. Flow-GRPO)."""
+    """Sampler + update rule (e.g. Flow-GRPO). The trainer knows nothing else about the algorithm.
+
+    The contract, in the order the trainer (:mod:`worldr1_core.trainer`) calls it on each step::
+
+        noise   = init.prepare(layout, prompts, trajectories, generator)
+        rollout = algo.rollout(model, noise.latents, cond, generator,
+                               step_hook=noise.step_hook)  # under no_grad
+        videos  = model.decode(rollout.final)              # what the rewards score
+        adv     = algo.advantages(rewards, group_ids)      # the samples of every rank, [W * B]
+        for epoch, minibatch idx:                          # train.inner_epochs, train.minibatch_size
+            sub = rollout.select(idx, cond_of(idx))        # the minibatch's samples
+            for s in sub.train_steps:                      # len(...) == algo.num_train_steps()
+                loss, m = algo.loss(model, sub, adv[idx], s)
+                backward(loss)                             # accumulated into one optimizer step
+        train_metrics = algo.reduce_metrics([m, m, ...])   # logged as ``train/<key>``
+        console       = algo.summary(train_metrics)        # its part of the one-line step summary
+
+    * :meth:`rollout` returns a :class:`~worldr1_core.types.Rollout`: ``latents[:, -1]`` are the
+      clean latents that are decoded and scored. What else it records is the algorithm's: an
+      algorithm that needs no likelihoods (e.g. one training on forward-process noising of the
+      clean samples) sets ``log_probs=None``; per-sample tensors it needs in :meth:`loss` go in
+      ``Rollout.per_sample`` (selected with the minibatch), everything else in ``extras``.
+    * ``Rollout.train_steps`` are the indices the trainer passes to :meth:`loss`, one backward
+      call each; their meaning is the algorithm's (Flow-GRPO: transitions
+      ``latents[:, s] -> latents[:, s + 1]``; a forward-process algorithm: which of its noise
+      levels). :meth:`num_train_steps` must equal their number: DeepSpeed's gradient
+      accumulation is configured from it before the first rollout.
+    * The initializer's :data:`StepHook` (from :meth:`LatentInitializer.prepare`) must be called
+      by the sampler right after every denoising step, and its result is the stored transition
+      (an RL sampler scores that result): this is how initializers act during sampling (the
+      release's stepwise camera delta). :mod:`worldr1_plugins.rl_algos.stepping` has a reusable
+      scheduler-stepped rollout that does it.
+    * Under ZeRO-3 the model's parameters are partitioned; :meth:`loss` only calls the model.
+    """
 
     @property
     def group_size(self) -> int:
         """Samples per prompt (one advantage group); the trainer repeats each prompt this often.
         Default: the Config's ``group_size`` if it has one, else 1."""
         return int(getattr(self.config, "group_size", 1))
+
+    def num_train_steps(self) -> int:
+        """Number of :meth:`loss` terms per minibatch (``len(rollout.train_steps)``), fixed for a
+        run. Default: 1."""
+        return 1
 
     @abc.abstractmethod
     def rollout(
@@ -226,9 +282,10 @@ class RLAlgorithm(Component):
         *,
         step_hook: StepHook | None = None,
     ) -> Rollout:
-        """Sample from ``initial_latents`` ``[B, C, F', H', W']`` and record log-probabilities;
-        ``step_hook`` (from :meth:`LatentInitializer.prepare`) runs after every denoising step and
-        its result is what the rollout stores and scores."""
+        """Sample from ``initial_latents`` ``[B, C, F', H', W']`` (drawing randomness only from
+        ``generator``) and record what :meth:`loss` needs. ``step_hook`` (from
+        :meth:`LatentInitializer.prepare`) runs after every denoising step; its result is what
+        the rollout stores and scores."""
 
     @abc.abstractmethod
     def advantages(self, rewards: torch.Tensor, group_ids: torch.Tensor) -> torch.Tensor:
@@ -238,8 +295,26 @@ class RLAlgorithm(Component):
     def loss(
         self, model: VideoModel, rollout: Rollout, advantages: torch.Tensor, step: int
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Policy loss on transition ``step`` of ``rollout`` (scalar, differentiable w.r.t. the
-        model's trainable parameters) and metrics to log."""
+        """Loss term ``step`` (one of ``rollout.train_steps``) for the samples of ``rollout``:
+        a scalar differentiable w.r.t. the model's trainable parameters, and metrics (plain
+        floats, reduced by :meth:`reduce_metrics`)."""
+
+    def reduce_metrics(self, metrics: Sequence[Mapping[str, float]]) -> dict[str, float]:
+        """One value per key from the metrics of every :meth:`loss` call of a training step.
+        Default: the mean of each key over the calls that reported it. The trainer logs the
+        result as ``train/<key>`` (then averaged over ranks)."""
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        for m in metrics:
+            for key, value in m.items():
+                sums[key] = sums.get(key, 0.0) + float(value)
+                counts[key] = counts.get(key, 0) + 1
+        return {key: sums[key] / counts[key] for key in sums}
+
+    def summary(self, metrics: Mapping[str, float]) -> str:
+        """The algorithm's part of the trainer's one-line step summary, from the step's reduced
+        (rank-averaged) metrics ``train/<key>``. Default: nothing."""
+        return ""
 
 
 class Schedule(Component):

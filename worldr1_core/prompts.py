@@ -22,14 +22,11 @@ from pathlib import Path
 
 import torch
 
+from .errors import PromptError
 from .sections import PromptSourceSection
 from .types import CameraSpec, Prompt
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-class PromptError(ValueError):
-    """A prompt source that cannot be read or is exhausted."""
 
 
 def resolve_data_path(path: str, *, key: str) -> Path:

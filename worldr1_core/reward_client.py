@@ -152,9 +152,7 @@ class _ServerGroupSession:
     """The RemoteRewards of this process that point at one URL (weakly held)."""
 
     def __init__(self) -> None:
-        self.members: weakref.WeakValueDictionary[str, RemoteReward] = (
-            weakref.WeakValueDictionary()
-        )
+        self.members: weakref.WeakValueDictionary[str, RemoteReward] = weakref.WeakValueDictionary()
 
     def peers(self) -> list[RemoteReward]:
         return list(self.members.values())

@@ -25,7 +25,8 @@ scores ``uint8 / 255`` as float32 (4x less traffic, per-pixel error at most 1/51
 
 The answer::
 
-    {"rewards": {name: {"scores": ARRAY [B], "components": {key: ARRAY [B]}, "info": {...}}},
+    {"rewards": {name: {"scores": ARRAY [B], "components": {key: ARRAY [B]}, "info": {...},
+                        "failures": {"SAMPLE INDEX": "reason"}}},
      "batch_size": B, "merged_requests": k, "server_time_s": t}
 
 Errors are ``{"error": "what is wrong"}`` with a 4xx/5xx status.
@@ -301,6 +302,7 @@ def encode_output(output: RewardOutput, batch_size: int, reward: str) -> dict[st
         "scores": checked(output.scores, "scores"),
         "components": {k: checked(v, f"component {k!r}") for k, v in output.components.items()},
         "info": jsonable(output.info, f"reward {reward!r} info", strict=False),
+        "failures": {str(int(i)): str(reason) for i, reason in output.failures.items()},
     }
 
 
@@ -314,7 +316,16 @@ def decode_output(obj: Any, field: str, device: torch.device | str = "cpu") -> R
         k: torch.from_numpy(decode_array(v, f"{field}.components.{k}", ndim=1).copy()).to(device)
         for k, v in (obj.get("components") or {}).items()
     }
-    return RewardOutput(scores=scores, components=components, info=obj.get("info") or {})
+    failures = obj.get("failures") or {}
+    if not isinstance(failures, dict):
+        raise WireError(f"{field}.failures: expected an object {{sample index: reason}}")
+    try:
+        failed = {int(i): str(reason) for i, reason in failures.items()}
+    except ValueError:
+        raise WireError(f"{field}.failures: keys must be sample indices") from None
+    return RewardOutput(
+        scores=scores, components=components, info=obj.get("info") or {}, failures=failed
+    )
 
 
 def split_output(output: RewardOutput, sizes: Sequence[int]) -> list[RewardOutput]:
@@ -333,6 +344,7 @@ def split_output(output: RewardOutput, sizes: Sequence[int]) -> list[RewardOutpu
                 scores=output.scores[sl],
                 components={k: v[sl] for k, v in output.components.items()},
                 info=info,
+                failures={i - start: r for i, r in output.failures.items() if start <= i < sl.stop},
             )
         )
         start += n
@@ -344,7 +356,11 @@ def concat_outputs(parts: Sequence[RewardOutput]) -> RewardOutput:
     if len(parts) == 1:
         return parts[0]
     info: dict[str, Any] = {}
+    failures: dict[int, str] = {}
+    offset = 0
     for part in parts:
+        failures.update({offset + i: r for i, r in part.failures.items()})
+        offset += len(part.scores)
         for k, v in part.info.items():
             if isinstance(v, (list, tuple)) and len(v) == len(part.scores):
                 info.setdefault(k, []).extend(v)
@@ -354,4 +370,5 @@ def concat_outputs(parts: Sequence[RewardOutput]) -> RewardOutput:
         scores=torch.cat([p.scores for p in parts]),
         components={k: torch.cat([p.components[k] for p in parts]) for k in parts[0].components},
         info=info,
+        failures=failures,
     )

@@ -7,7 +7,10 @@ total together with every reward's score and components for logging.
 A reward that raises or returns NaN/inf stops the step with an error naming the reward and the
 sample (``on_error="raise"``, the default), or -- with ``on_error="drop"`` -- marks that sample
 invalid (``ComposedReward.valid``) with a logged warning; the trainer then leaves it out of its
-group. A failing reward is never replaced by a silent constant.
+group. ``on_error="zero"`` is the World-R1 release's policy (one bad video must not stop an
+8-GPU run): the failing reward scores that sample 0 (its floor), the sample stays in its group,
+and every such failure is logged with its reason and counted (``ComposedReward.failures``, metric
+``reward/<name>/failures``). A failing reward is never replaced by a silent constant.
 
 Device placement is each reward's own option (``device = "cuda:1"`` in its ``[[rewards]]``
 entry, or in its ``judge`` table for VLM-based rewards): the composition only moves scores to the
@@ -33,7 +36,7 @@ from .types import RewardBatch, RewardOutput
 
 log = logging.getLogger(__name__)
 
-OnError = Literal["raise", "drop"]
+OnError = Literal["raise", "drop", "zero"]
 
 
 class RewardError(RuntimeError):
@@ -51,6 +54,12 @@ class ComposedReward:
     valid: torch.Tensor  # [B] bool
     info: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)  # name -> wall time of its score()
+    failures: dict[str, int] = field(
+        default_factory=dict
+    )  # name -> samples scored 0 (on_error="zero")
+    failed_samples: dict[str, dict[int, str]] = field(
+        default_factory=dict
+    )  # name -> RewardOutput.failures (sample -> reason: scored with the reward's floor)
 
     def metrics(self, prefix: str = "reward") -> dict[str, float]:
         """Mean and std of the total, each reward and each component over valid samples.
@@ -67,6 +76,8 @@ class ComposedReward:
             out[f"{prefix}/{key}/mean"] = float(v.mean()) if v.numel() else float("nan")
             out[f"{prefix}/{key}/std"] = float(v.std(unbiased=False)) if v.numel() else float("nan")
         out[f"{prefix}/valid_fraction"] = float(mask.double().mean())
+        for name, count in self.failures.items():
+            out[f"{prefix}/{name}/failures"] = float(count)
         for name, secs in self.seconds.items():
             out[f"time/{prefix}/{name}"] = secs  # time/ like the trainer's stage timers
         return out
@@ -109,8 +120,8 @@ class RewardSet:
         on_error: OnError = "raise",
         registry: Registry | None = None,
     ) -> None:
-        if on_error not in ("raise", "drop"):
-            raise ValueError(f"on_error must be 'raise' or 'drop', got {on_error!r}")
+        if on_error not in ("raise", "drop", "zero"):
+            raise ValueError(f"on_error must be 'raise', 'drop' or 'zero', got {on_error!r}")
         self.configs = {c.name: c for c in configs}
         self.geometry = geometry
         self.on_error = on_error
@@ -148,6 +159,8 @@ class RewardSet:
         components: dict[str, torch.Tensor] = {}
         info: dict[str, Any] = {}
         seconds: dict[str, float] = {}
+        failures: dict[str, int] = {}
+        failed_samples: dict[str, dict[int, str]] = {}
         for name, weight in resolved.items():
             if weight == 0:
                 continue
@@ -165,8 +178,18 @@ class RewardSet:
                     raise RewardError(
                         message + "; set train.reward_on_error='drop' to drop such samples"
                     )
-                log.warning("%s; dropping %d sample(s) from their groups", message, int(bad.sum()))
-                valid &= ~bad
+                if self.on_error == "zero":
+                    log.warning(
+                        "%s; scoring %d sample(s) 0 (on_error='zero')", message, int(bad.sum())
+                    )
+                    failures[name] = int(bad.sum())
+                    scores = torch.where(bad, torch.zeros_like(scores), scores)
+                    bad = torch.zeros_like(bad)
+                else:
+                    log.warning(
+                        "%s; dropping %d sample(s) from their groups", message, int(bad.sum())
+                    )
+                    valid &= ~bad
             per_reward[name] = scores
             for comp, values in out.components.items():
                 values = torch.as_tensor(values).detach().float().cpu()
@@ -178,9 +201,21 @@ class RewardSet:
                 components[f"{name}/{comp}"] = values.reshape(b)
             if out.info:
                 info[name] = out.info
+            if out.failures:
+                failed_samples[name] = dict(out.failures)
             total += weight * torch.where(bad, torch.zeros_like(scores), scores).double()
         total = torch.where(valid, total, torch.zeros_like(total))
-        return ComposedReward(total.float(), per_reward, components, resolved, valid, info, seconds)
+        return ComposedReward(
+            total.float(),
+            per_reward,
+            components,
+            resolved,
+            valid,
+            info,
+            seconds,
+            failures,
+            failed_samples,
+        )
 
     def _score_one(self, name: str, batch: RewardBatch) -> tuple[torch.Tensor, RewardOutput]:
         b = len(batch)

@@ -77,9 +77,10 @@ class TrainSection(_Section):
         "(the release's EMA) instead of a constant ema_decay",
     )
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
-    reward_on_error: Literal["raise", "drop"] = pydantic.Field(
+    reward_on_error: Literal["raise", "drop", "zero"] = pydantic.Field(
         "raise",
-        description="a reward that fails or returns NaN/inf: stop the step, or drop the sample",
+        description="a reward that fails or returns NaN/inf: stop the step, drop the sample, or "
+        "score it 0 (the release's policy; counted in reward/<name>/failures and logged)",
     )
     grad_accumulation: int = pydantic.Field(
         0,

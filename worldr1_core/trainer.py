@@ -1,4 +1,4 @@
-"""The RL post-training recipe (World-R1 with Flow-GRPO), top to bottom.
+"""The RL post-training recipe (World-R1), top to bottom; the RL algorithm is a plugin.
 
 One training step::
 
@@ -6,12 +6,12 @@ One training step::
     prompts  = sampler.sample(phase.prompt_source, step) # P distinct prompts x group_size, this rank
     cameras  = camera.parse + trajectory                 # intended camera path per prompt (optional)
     x_1      = latent_init(layout, prompts, cameras)     # [B, C, F', H', W']  e.g. warped noise
-    rollout  = rl.rollout(model, x_1, cond)              # latents [B, S+1, ...], log-probs [B, S]
+    rollout  = rl.rollout(model, x_1, cond)              # latents [B, S+1, ...] + the algorithm's record
     videos   = model.decode(rollout.final)               # [B, F, 3, H, W] in [0, 1]
     rewards  = reward_set.score(videos, phase weights)   # total [B] + every component
-    adv      = rl.advantages(all_gather(rewards))        # group-relative, [B]
-    for epoch, minibatch, train step s:                  # inner PPO epochs
-        dist.backward(rl.loss(model, minibatch, adv, s)) # clipped ratio + KL to the reference
+    adv      = rl.advantages(all_gather(rewards))        # e.g. group-relative, [B]
+    for epoch, minibatch, train step s:                  # inner epochs (see RLAlgorithm)
+        dist.backward(rl.loss(model, minibatch, adv, s)) # the algorithm's loss term s
         every K backward calls: dist.step()              # all-reduce / clip / AdamW (or DeepSpeed)
     ema.update(); log(metrics); save checkpoint
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import random
 import sys
 import time
@@ -103,19 +102,6 @@ class EMA:
         self.shadow = [s.to(t.device) for s, t in zip(state["shadow"], self.shadow)]
 
 
-def select_rollout(rollout: Rollout, idx: torch.Tensor, cond: Any) -> Rollout:
-    """The samples ``idx`` of ``rollout`` with their (re-encoded) conditioning ``cond``."""
-    return Rollout(
-        latents=rollout.latents[idx],
-        log_probs=rollout.log_probs[idx],
-        sigmas=rollout.sigmas,
-        train_steps=rollout.train_steps,
-        cond=cond,
-        prompts=[rollout.prompts[i] for i in idx.tolist()],
-        extras=rollout.extras,
-    )
-
-
 class Trainer:
     """Builds every component from a :class:`RunConfig` and runs the recipe above."""
 
@@ -186,7 +172,7 @@ class Trainer:
             raise ValueError(
                 f"train.grad_accumulation={self.accum_minibatches} must divide the {n_minibatches} minibatches per epoch"
             )
-        self.train_steps_per_rollout = getattr(self.algo, "num_train_steps", lambda: 1)()
+        self.train_steps_per_rollout = self.algo.num_train_steps()
         self.params = self.model.trainable_parameters()
         if not self.params:
             raise ValueError(
@@ -384,11 +370,9 @@ class Trainer:
         step: int,
         timer: StageTimer,
     ) -> dict[str, float]:
-        """Inner epochs of minibatch policy-gradient updates on this step's rollout."""
+        """Inner epochs of minibatch updates on this step's rollout (the algorithm's loss)."""
         train = self.config.train
-        sums: dict[str, float] = {}
-        extremes = {"train/ratio_min": math.inf, "train/ratio_max": -math.inf}
-        n_terms = 0
+        loss_sum, step_metrics = 0.0, []
         grad_norms: list[float] = []
         texts = [p.text for p in prompts]
         for epoch in range(train.inner_epochs):
@@ -401,30 +385,24 @@ class Trainer:
                     cond = self.model.encode_prompts(
                         [texts[i] for i in idx.tolist()], self._negative_prompt()
                     )
-                    sub = select_rollout(rollout, idx.to(rollout.latents.device), cond)
-                for s in rollout.train_steps:
+                    sub = rollout.select(idx, cond)
+                for s in sub.train_steps:
                     with timer("loss_forward"):
                         loss, m = self.algo.loss(
                             self.model, sub, advantages[idx.to(advantages.device)], s
                         )
                     with timer("backward"):
                         self.dist.backward(loss)
-                    n_terms += 1
-                    sums["train/loss"] = sums.get("train/loss", 0.0) + float(loss.detach())
-                    for key, value in m.items():
-                        if key in ("ratio_min", "ratio_max"):
-                            fn = min if key == "ratio_min" else max
-                            extremes[f"train/{key}"] = fn(extremes[f"train/{key}"], value)
-                        else:
-                            sums[f"train/{key}"] = sums.get(f"train/{key}", 0.0) + value
+                    loss_sum += float(loss.detach())
+                    step_metrics.append(m)
                 if (k + 1) % self.accum_minibatches == 0:
                     with timer("optimizer"):
                         grad_norms.append(self.dist.step())
                     if self.ema is not None:
                         with timer("ema"), self.dist.gathered():
                             self.ema.update(self.params)
-        out = {k: v / max(n_terms, 1) for k, v in sums.items()}
-        out.update(extremes)
+        out = {"train/loss": loss_sum / max(len(step_metrics), 1)}
+        out.update({f"train/{k}": v for k, v in self.algo.reduce_metrics(step_metrics).items()})
         out["train/grad_norm"] = float(np.mean(grad_norms)) if grad_norms else float("nan")
         out["train/updates"] = float(len(grad_norms))
         return out
@@ -475,16 +453,9 @@ class Trainer:
                 f"--resume {checkpoint}: the checkpoint has {len(trainable)} trainable tensors, the model "
                 f"{len(self.params)} (a different model.lora config?)"
             )
-        if self.dist.zero3:
-            import deepspeed
-
-            with deepspeed.zero.GatheredParameters(self.params, modifier_rank=0), torch.no_grad():
-                for p, t in zip(self.params, trainable):
-                    p.copy_(t.to(p.device, p.dtype))
-        else:
-            with torch.no_grad():
-                for p, t in zip(self.params, trainable):
-                    p.copy_(t.to(p.device, p.dtype))
+        with self.dist.gathered(writable=True), torch.no_grad():
+            for p, t in zip(self.params, trainable):
+                p.copy_(t.to(p.device, p.dtype))
         if state.optimizer is not None:
             self.dist.load_optimizer_state(state.optimizer)
         self.dist.load_engine(checkpoint)
@@ -516,8 +487,10 @@ class Trainer:
             f"step {step + 1}/{max_steps} [{metrics['phase']}] "
             f"reward {metrics.get('reward/total/mean', float('nan')):.4f}"
             f"±{metrics.get('reward/total/std', float('nan')):.4f} "
-            f"loss {metrics.get('train/loss', float('nan')):+.4g} kl {metrics.get('train/kl', float('nan')):.3g} "
-            f"clip {metrics.get('train/clip_frac', float('nan')):.2f} "
+            f"loss {metrics.get('train/loss', float('nan')):+.4g} "
+        )
+        algo = self.algo.summary(metrics)
+        line += (f"{algo} " if algo else "") + (
             f"|g| {metrics.get('train/grad_norm', float('nan')):.3g} {metrics['time/step']:.2f}s"
         )
         if bar is not None:

@@ -34,6 +34,7 @@ import torch
 
 from worldr1_core.devices import resolve_device
 from worldr1_core.interfaces import VideoModel
+from worldr1_core.types import LatentLayout
 
 DTYPES: dict[str, torch.dtype] = {
     "fp32": torch.float32,
@@ -469,9 +470,14 @@ class DiffusersVideoModel(VideoModel):
     (``REQUIRED``), ``_load`` it, attach the LoRA adapter to ``self.transformer`` (default targets
     ``LORA_TARGETS``, file format of ``_pipeline_cls()``), enable gradient checkpointing.
 
-    A subclass implements ``_load(path)`` (which also sets ``temporal_compression`` and
-    ``spatial_compression``), ``_build_tiny(cache_root) -> Path``, ``_pipeline_cls()``,
-    ``latent_layout``, ``sigmas``, ``_vae_decode`` (latents -> ``[B, F, 3, H, W]`` in [0, 1]
+    :meth:`latent_layout` is the diffusers VAE + patchified transformer arithmetic: frames
+    ``1 + k * temporal_compression * temporal_patch``, height and width multiples of
+    ``spatial_compression * spatial_patch``, channels ``transformer.config.in_channels``.
+
+    A subclass implements ``_load(path)`` (which also sets ``temporal_compression``,
+    ``spatial_compression`` and, when the transformer patchifies, ``temporal_patch`` /
+    ``spatial_patch``), ``_build_tiny(cache_root) -> Path``, ``_pipeline_cls()``,
+    ``sigmas``, ``_vae_decode`` (latents -> ``[B, F, 3, H, W]`` in [0, 1]
     through the VAE; :meth:`decode` calls it, or :func:`latent_preview` when
     ``model.decoder = "latent_preview"``) and
 
@@ -483,8 +489,19 @@ class DiffusersVideoModel(VideoModel):
     Config = DiffusersModelConfig
     NAME = "model"  # human-readable, for error messages
     ENV_PATH = ""
-    REQUIRED: dict[str, list[str]] = {}
+    REQUIRED: dict[str, list[str]] = {  # subfolder -> files of a diffusers T2V checkpoint
+        "transformer": ["config.json"],
+        "vae": ["config.json"],
+        "text_encoder": ["config.json"],
+        "tokenizer": ["tokenizer.json", "tokenizer_config.json", "spiece.model"],
+        "scheduler": ["scheduler_config.json"],
+    }
     LORA_TARGETS: list[str] = []
+    # set by ``_load``: VAE compression and transformer patch sizes
+    temporal_compression: int
+    spatial_compression: int
+    temporal_patch: int = 1
+    spatial_patch: int = 1
 
     def __init__(self, config: pydantic.BaseModel | None = None):
         super().__init__(config)
@@ -504,6 +521,44 @@ class DiffusersVideoModel(VideoModel):
         if cfg.gradient_checkpointing:
             self.transformer.enable_gradient_checkpointing()
         self._prompt_cache = PromptCache(cfg.prompt_cache_size)
+
+    @classmethod
+    def recognizes(cls, path: Path) -> bool:
+        """A diffusers directory whose ``model_index.json`` names this model's pipeline class."""
+        try:
+            index = json.loads((Path(path) / "model_index.json").read_text(encoding="utf-8"))
+            return bool(index.get("_class_name") == cls._pipeline_cls().__name__)
+        except (OSError, ValueError, AttributeError, NotImplementedError):
+            return False
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.transformer.config.in_channels)
+
+    def latent_layout(self, frames: int, height: int, width: int) -> LatentLayout:
+        tc, sc = self.temporal_compression, self.spatial_compression
+        frame_step, multiple = tc * self.temporal_patch, sc * self.spatial_patch
+        if frames < 1 or (frames - 1) % frame_step:
+            raise ValueError(
+                f"video.frames must be 1 + {frame_step}k for {self.NAME} "
+                f"(e.g. {20 * frame_step + 1}), got {frames}"
+            )
+        if height % multiple or width % multiple:
+            raise ValueError(
+                f"video.height and video.width must be multiples of {multiple} for {self.NAME}, "
+                f"got {height}x{width}"
+            )
+        latent_frames = (frames - 1) // tc + 1
+        return LatentLayout(
+            channels=self.latent_channels,
+            latent_frames=latent_frames,
+            latent_height=height // sc,
+            latent_width=width // sc,
+            frames=frames,
+            height=height,
+            width=width,
+            frame_indices=[i * tc for i in range(latent_frames)],
+        )
 
     def _resolve_path(self) -> Path:
         cfg = self.config

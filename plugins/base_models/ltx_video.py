@@ -27,7 +27,9 @@ this plugin reproduces ``LTXPipeline``'s own loop).
 from __future__ import annotations
 
 import json
+import math
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +37,6 @@ import pydantic
 import torch
 
 from worldr1_core import hookimpl
-from worldr1_core.types import LatentLayout
 
 from .common import (
     DiffusersModelConfig,
@@ -69,7 +70,7 @@ class LTXVideo(DiffusersVideoModel):
         shift_sequence_length: int | None = pydantic.Field(
             None,
             ge=1,
-            description="video tokens for the dynamic sigma shift; None: from the last latent_layout()",
+            description="video tokens for the dynamic sigma shift; None: from the latents' shape",
         )
         decode_timestep: float = pydantic.Field(
             0.0, ge=0, le=1, description="VAE decode timestep (0.9.1+: 0.05)"
@@ -80,13 +81,6 @@ class LTXVideo(DiffusersVideoModel):
 
     NAME = "LTX-Video"
     ENV_PATH = ENV_PATH
-    REQUIRED = {
-        "transformer": ["config.json"],
-        "vae": ["config.json"],
-        "text_encoder": ["config.json"],
-        "tokenizer": ["tokenizer.json", "tokenizer_config.json", "spiece.model"],
-        "scheduler": ["scheduler_config.json"],
-    }
     LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]  # transformer_blocks.N.attn{1,2}.*
 
     # ------------------------------------------------------------------------------------------
@@ -113,42 +107,16 @@ class LTXVideo(DiffusersVideoModel):
         self.num_train_timesteps = int(self.scheduler_config.get("num_train_timesteps", 1000))
         self.temporal_compression = int(self.vae.temporal_compression_ratio)
         self.spatial_compression = int(self.vae.spatial_compression_ratio)
-        self.patch_size = int(self.transformer.config.patch_size)
-        self.patch_size_t = int(self.transformer.config.patch_size_t)
-        self._last_sequence_length: int | None = None
+        self.spatial_patch = int(self.transformer.config.patch_size)
+        self.temporal_patch = int(self.transformer.config.patch_size_t)
 
     # ------------------------------------------------------------------------------------------
     # VideoModel
 
-    def latent_layout(self, frames: int, height: int, width: int) -> LatentLayout:
-        tc, sc = self.temporal_compression, self.spatial_compression
-        multiple = sc * self.patch_size
-        if frames < 1 or (frames - 1) % (tc * self.patch_size_t):
-            raise ValueError(
-                f"video.frames must be 1 + {tc}k for LTX-Video (e.g. {8 * tc + 1}), got {frames}"
-            )
-        if height % multiple or width % multiple:
-            raise ValueError(
-                f"video.height and video.width must be multiples of {multiple} for LTX-Video, got {height}x{width}"
-            )
-        latent_frames = (frames - 1) // tc + 1
-        layout = LatentLayout(
-            channels=int(self.transformer.config.in_channels),
-            latent_frames=latent_frames,
-            latent_height=height // sc,
-            latent_width=width // sc,
-            frames=frames,
-            height=height,
-            width=width,
-            frame_indices=[i * tc for i in range(latent_frames)],
-        )
-        self._last_sequence_length = latent_frames * layout.latent_height * layout.latent_width
-        return layout
-
-    def sigmas(self, num_steps: int) -> torch.Tensor:
+    def sigmas(self, num_steps: int, latent_shape: Sequence[int] | None = None) -> torch.Tensor:
         """LTXPipeline's schedule: ``linspace(1, 1/n, n)``, shifted by ``mu(video tokens)`` when the
-        scheduler uses dynamic shifting (the token count of the last :meth:`latent_layout`, or
-        ``model.shift_sequence_length``), stretched to ``shift_terminal``, then 0 appended."""
+        scheduler uses dynamic shifting (``model.shift_sequence_length``, else the tokens
+        ``F' * H' * W'`` of ``latent_shape``), stretched to ``shift_terminal``, then 0 appended."""
         from diffusers import FlowMatchEulerDiscreteScheduler
         from diffusers.pipelines.ltx.pipeline_ltx import calculate_shift
 
@@ -157,13 +125,15 @@ class LTXVideo(DiffusersVideoModel):
         base = np.linspace(1.0, 1.0 / num_steps, num_steps)
         kwargs = {}
         if scheduler.config.use_dynamic_shifting:
-            seq_len = self.config.shift_sequence_length or self._last_sequence_length
-            if seq_len is None:  # no video size known yet
+            seq_len = self.config.shift_sequence_length
+            if seq_len is None and latent_shape is not None:
+                seq_len = math.prod(int(n) for n in latent_shape[-3:])  # F' * H' * W'
+            if seq_len is None:  # no video size given
                 seq_len = DEFAULT_SHIFT_TOKENS
                 warnings.warn(
-                    "LTX-Video's sigma shift depends on the video size; sigmas() was called before any "
-                    f"latent_layout(), so it assumes LTXPipeline's default video ({seq_len} tokens). Set "
-                    "model.shift_sequence_length or call latent_layout() first.",
+                    "LTX-Video's sigma shift depends on the video size; sigmas() was called without "
+                    f"latent_shape, so it assumes LTXPipeline's default video ({seq_len} tokens). Set "
+                    "model.shift_sequence_length or pass latent_shape.",
                     stacklevel=2,
                 )
             kwargs["mu"] = calculate_shift(
@@ -201,7 +171,7 @@ class LTXVideo(DiffusersVideoModel):
     ) -> torch.Tensor:
         from diffusers import LTXPipeline
 
-        p, pt = self.patch_size, self.patch_size_t
+        p, pt = self.spatial_patch, self.temporal_patch
         _, _, f, h, w = latents.shape  # [N, C, F', H', W']
         packed = LTXPipeline._pack_latents(
             latents.to(self._device, self._dtype), p, pt

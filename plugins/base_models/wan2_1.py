@@ -15,13 +15,13 @@ Wan's flow-matching objective is exactly this, so no conversion is needed.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pydantic
 import torch
 
 from worldr1_core import hookimpl
-from worldr1_core.types import LatentLayout
 
 from .common import (
     DiffusersModelConfig,
@@ -54,13 +54,6 @@ class Wan21(DiffusersVideoModel):
 
     NAME = "Wan2.1"
     ENV_PATH = ENV_PATH
-    REQUIRED = {
-        "transformer": ["config.json"],
-        "vae": ["config.json"],
-        "text_encoder": ["config.json"],
-        "tokenizer": ["tokenizer.json", "tokenizer_config.json", "spiece.model"],
-        "scheduler": ["scheduler_config.json"],
-    }
     LORA_TARGETS = [
         "to_q",
         "to_k",
@@ -99,35 +92,10 @@ class Wan21(DiffusersVideoModel):
             getattr(self.vae.config, "scale_factor_temporal", None) or 4
         )
         self.spatial_compression = int(getattr(self.vae.config, "scale_factor_spatial", None) or 8)
-        self.patch_size = tuple(self.transformer.config.patch_size)  # (t, h, w)
+        self.spatial_patch = int(self.transformer.config.patch_size[1])  # patch_size: (t, h, w)
 
     # ------------------------------------------------------------------------------------------
     # VideoModel
-
-    @property
-    def latent_channels(self) -> int:
-        return int(self.transformer.config.in_channels)
-
-    def latent_layout(self, frames: int, height: int, width: int) -> LatentLayout:
-        tc, sc = self.temporal_compression, self.spatial_compression
-        multiple = sc * self.patch_size[1]
-        if frames < 1 or (frames - 1) % tc:
-            raise ValueError(f"video.frames must be 1 + {tc}k for Wan2.1 (e.g. 81), got {frames}")
-        if height % multiple or width % multiple:
-            raise ValueError(
-                f"video.height and video.width must be multiples of {multiple} for Wan2.1, got {height}x{width}"
-            )
-        latent_frames = (frames - 1) // tc + 1
-        return LatentLayout(
-            channels=self.latent_channels,
-            latent_frames=latent_frames,
-            latent_height=height // sc,
-            latent_width=width // sc,
-            frames=frames,
-            height=height,
-            width=width,
-            frame_indices=[i * tc for i in range(latent_frames)],
-        )
 
     @torch.no_grad()
     def _encode_texts(self, texts: list[str]) -> list[torch.Tensor]:
@@ -147,7 +115,8 @@ class Wan21(DiffusersVideoModel):
         lengths = mask.gt(0).sum(dim=1).tolist()
         return [h[:n].clone() for h, n in zip(hidden, lengths)]
 
-    def sigmas(self, num_steps: int) -> torch.Tensor:
+    def sigmas(self, num_steps: int, latent_shape: Sequence[int] | None = None) -> torch.Tensor:
+        """Wan's shifted flow-matching schedule (independent of the video size)."""
         from diffusers import FlowMatchEulerDiscreteScheduler
 
         scheduler = FlowMatchEulerDiscreteScheduler(

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from worldr1_core import hookimpl
-from worldr1_core.cli import CommandError
+from worldr1_core.errors import CommandError
 
 DEFAULT_SIZE = (81, 480, 832)  # frames, height, width when neither flags nor a config say
 DEFAULT_STEPS, DEFAULT_GUIDANCE = 20, 5.0

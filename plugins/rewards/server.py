@@ -51,6 +51,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from worldr1_core import __version__
+from worldr1_core.errors import CommandError
 from worldr1_core.interfaces import Reward
 from worldr1_core.reward_wire import (
     WIRE_VERSION,
@@ -646,8 +647,6 @@ async def _read_body(request, limit: int) -> bytes:
 
 def read_token(path: str) -> str:
     """The bearer token in ``path`` (surrounding whitespace stripped)."""
-    from worldr1_core.cli import CommandError
-
     p = Path(path)
     try:
         token = p.read_text(encoding="utf-8").strip()
@@ -675,8 +674,6 @@ def _is_loopback(host: str) -> bool:
 def serve_command(args: argparse.Namespace) -> int:
     """Entry point of ``worldr1 reward serve``."""
     import uvicorn
-
-    from worldr1_core.cli import CommandError
 
     token = read_token(args.token_file) if args.token_file else None
     if (

@@ -161,6 +161,8 @@ def trajectory_errors(
 class TrajectoryAlignment(Reward):
     """Sim(3)-aligned agreement between estimated and intended camera paths (ATE + rotation)."""
 
+    lower_is_better = frozenset({"ate", "rotation_error", "translation_error", "drift"})
+
     class Config(pydantic.BaseModel, extra="forbid"):
         geometry: dict[str, Any] | None = pydantic.Field(
             None,
@@ -256,9 +258,7 @@ class TrajectoryAlignment(Reward):
         }
         scores = torch.tensor([float(r["score"]) for r in rows], dtype=torch.float32)
         info = {"methods": [r.get("method", "none") for r in rows]}
-        if reasons:
-            info["failures"] = reasons
-        return RewardOutput(scores=scores, components=comps, info=info)
+        return RewardOutput(scores=scores, components=comps, info=info, failures=reasons)
 
     def _score_video(self, geometry: Geometry, traj: CameraTrajectory) -> dict[str, Any]:
         f = geometry.c2w.shape[0]

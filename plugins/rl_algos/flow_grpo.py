@@ -24,6 +24,7 @@ Three pieces, each usable on its own:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import pydantic
@@ -192,8 +193,10 @@ class FlowGRPO(RLAlgorithm):
         return list(range(start, end))
 
     def num_train_steps(self) -> int:
+        """``ceil(train_fraction * number of SDE steps)``, at least 1 (release sampler: the
+        release's ``int(num_steps * timestep_fraction)``)."""
         n = self.config.train_fraction * len(self.sde_steps())
-        if self.config.sampler == "release":  # the release: int(num_steps * timestep_fraction)
+        if self.config.sampler == "release":
             return max(1, int(n + 1e-9))
         return max(1, math.ceil(n - 1e-9))
 
@@ -231,7 +234,9 @@ class FlowGRPO(RLAlgorithm):
         if self.config.sampler == "release":
             return self._release_rollout(model, initial_latents, cond, generator, step_hook)
         c = self.config
-        sigmas = model.sigmas(c.num_steps).to(torch.float32).cpu()  # [S+1]
+        sigmas = (
+            model.sigmas(c.num_steps, initial_latents.shape[1:]).to(torch.float32).cpu()
+        )  # [S+1]
         sde = set(self.sde_steps())
         noise_levels = torch.tensor(
             [c.noise_level if s in sde else 0.0 for s in range(c.num_steps)]
@@ -399,6 +404,21 @@ class FlowGRPO(RLAlgorithm):
                 "ratio_max": float(ratio.max()),
             }
         return loss, metrics
+
+    def reduce_metrics(self, metrics: Sequence[Mapping[str, float]]) -> dict[str, float]:
+        """Means over the loss terms, except ``ratio_min`` / ``ratio_max``: the extremes."""
+        out = super().reduce_metrics(
+            [{k: v for k, v in m.items() if k not in ("ratio_min", "ratio_max")} for m in metrics]
+        )
+        out["ratio_min"] = min((m["ratio_min"] for m in metrics), default=math.inf)
+        out["ratio_max"] = max((m["ratio_max"] for m in metrics), default=-math.inf)
+        return out
+
+    def summary(self, metrics: Mapping[str, float]) -> str:
+        nan = float("nan")
+        return (
+            f"kl {metrics.get('train/kl', nan):.3g} clip {metrics.get('train/clip_frac', nan):.2f}"
+        )
 
 
 @hookimpl

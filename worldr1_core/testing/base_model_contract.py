@@ -142,9 +142,9 @@ class BaseModelContract:
 
     def test_contract_sigmas_go_from_one_to_zero(self, model_factory):
         model = model_factory()
-        model.latent_layout(self.frames, self.height, self.width)  # callers know the size first
+        shape = model.latent_layout(self.frames, self.height, self.width).shape
         for n in (1, 4, 20):
-            s = model.sigmas(n)
+            s = model.sigmas(n, shape)
             assert s.shape == (n + 1,)
             assert float(s[0]) == pytest.approx(1.0) and float(s[-1]) == 0.0
             assert bool((s[1:] < s[:-1]).all()), f"sigmas must decrease: {s.tolist()}"
