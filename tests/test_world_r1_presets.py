@@ -32,6 +32,7 @@ MAPPING = {
     "frames": lambda c: c.video.frames,
     "mixed_precision": lambda c: c.train.mixed_precision,
     "save_freq": lambda c: c.run.save_every,
+    "eval_freq": lambda c: c.eval.every,
     "sample.num_steps": lambda c: c.rl.options.num_steps,
     "sample.guidance_scale": lambda c: c.rl.options.guidance_scale,
     "sample.num_image_per_prompt": lambda c: c.rl.options.group_size,
