@@ -134,3 +134,16 @@ def test_hook_keeps_each_samples_mean_and_std():
     dims = (1, 2, 3, 4)
     assert torch.allclose(out.mean(dims), latents.mean(dims), atol=1e-5)
     assert torch.allclose(out.std(dims), latents.std(dims), rtol=1e-5)
+
+
+def test_force_motions_overrides_the_prompt_like_the_releases_force_camera_movement():
+    from worldr1_plugins.camera.parser import TextCameraParser
+
+    forced = TextCameraParser(TextCameraParser.Config(force_motions=["orbit_left"]))
+    spec = forced.parse("Camera pan right. A red car.")
+    assert spec.motions == ["orbit_left"] and spec.scene == "A red car."
+    assert forced.parse("A house.").motions == ["orbit_left"]
+    fixed = TextCameraParser(TextCameraParser.Config(force_motions=["fixed"]))
+    assert fixed.parse("Camera pan right. A red car.").motions == []
+    with pytest.raises(ValueError, match="force_motions"):
+        TextCameraParser.Config(force_motions=["spin"])
