@@ -30,8 +30,10 @@ def test_plugins_list_json_fields(capsys):
 
 def test_plugins_list_text_groups_by_kind(capsys):
     assert main(["plugins", "list", "--kind", "schedule"]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith("schedule:") and "constant" in out and "reward:" not in out
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["KIND", "/", "NAME", "PLUGIN", "DESCRIPTION"]
+    assert lines[1] == "schedule:" and "constant" in lines[2]
+    assert "reward:" not in lines and "callback (lifecycle hooks and commands):" not in lines
 
 
 def test_config_show_merges_overrides(tmp_path, capsys):
@@ -68,9 +70,12 @@ def test_train_user_errors_are_one_line(tmp_path, capsys):
     )
     assert main(["train", str(cfg), f"run.output_dir={tmp_path / 'run'}"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(
-        "worldr1: error: model.path: checkpoint directory '/nonexistent/wan' does not exist"
+    assert err.startswith("worldr1: error: ")
+    assert f"{cfg}: model.path: directory '/nonexistent/wan' does not exist" in err
+    assert (
+        f"{cfg}: schedule: phase 'main' (first at step 0) draws prompts from source 'train'" in err
     )
+    assert not (tmp_path / "run").exists()  # preflight runs before the run directory is made
     assert "Traceback" not in err
 
 

@@ -19,6 +19,8 @@ import torch
 
 from worldr1_core.testing import run_config
 
+pytestmark = pytest.mark.timeout(1800)  # three launches of two DeepSpeed processes each
+
 REPO = Path(__file__).resolve().parents[1]
 WORKER = REPO / "tests" / "dist_train_worker.py"
 

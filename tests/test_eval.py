@@ -13,8 +13,8 @@ from PIL import Image
 
 from worldr1_core import hookimpl
 from worldr1_core.config import ConfigError
+from worldr1_core.errors import EvalError
 from worldr1_core.evaluation import (
-    EvalError,
     discover_videos,
     load_eval_config,
     lower_is_better,
@@ -217,7 +217,7 @@ def test_trajectory_error_ranks_consistent_above_shuffled(tmp_path):
     consistent, shuffled = _synthetic(tmp_path)
     cfg = tmp_path / "eval.toml"
     cfg.write_text(
-        '[geometry]\nname = "colmap"\n[[rewards]]\nname = "trajectory_alignment"\n',
+        '[geometry]\nname = "colmap"\n[[rewards]]\nname = "trajectory_alignment"\nmode = "sim3"\n',
         encoding="utf-8",
     )
     assert (
@@ -263,7 +263,7 @@ def test_reconstruction_metrics_rank_consistent_above_shuffled(tmp_path):
     text = (
         '[geometry]\nname = "colmap"\ngaussian_stride = 4\n'
         '[[rewards]]\nname = "reconstruction"\nlpips_random_backbone = true\n'
-        '[[rewards]]\nname = "trajectory_alignment"\n'
+        '[[rewards]]\nname = "trajectory_alignment"\nmode = "sim3"\n'
     )
     from worldr1_core.testing import tiny_clip
 

@@ -40,7 +40,14 @@ def test_colmap_registers_orbit_and_recovers_centres(orbit96):
     # and the trajectory reward, fed this geometry, recognises the intended orbit
     from worldr1_plugins.rewards.trajectory_alignment import TrajectoryAlignment
 
-    reward = TrajectoryAlignment(TrajectoryAlignment.Config(geometry={"name": "colmap"}))
+    # the anchored mode measures translation in scene depths: the intended path's scene depth is
+    # the synthetic room's (the camera plugin's paths assume 1000)
+    scene_depth = float(orbit96.depth[0][torch.isfinite(orbit96.depth[0])].median())
+    reward = TrajectoryAlignment(
+        TrajectoryAlignment.Config(
+            geometry={"name": "colmap"}, anchored={"scene_depth": scene_depth}
+        )
+    )
     right = reward._score_video(geo, orbit96.trajectory)
     wrong = reward._score_video(
         geo, make_trajectory("orbit_right", frames=9, width=96, height=96, amount=60)
@@ -155,6 +162,6 @@ def test_da3_loads_weights_from_a_local_directory(tmp_path):
     )
     assert torch.allclose(a.depth, b.depth)
     with pytest.raises(ValueError, match="geometry.weights"):
-        shared_component(
+        _ = shared_component(
             "geometry_estimator", "depth_anything_3", {"weights": str(tmp_path / "missing")}
         ).model

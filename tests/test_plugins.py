@@ -299,7 +299,9 @@ def test_example_plugin_scores_in_process(installed_example, fresh_plugins):
 
 @pytest.mark.slow
 def test_wheel_install_lists_shipped_plugins(tmp_path):
-    """A non-editable wheel carries registry.toml and every shipped plugin module."""
+    """A non-editable wheel carries registry.toml, every shipped plugin module and the package
+    data read at run time (default eval config, DeepSpeed and accelerate files), outside any
+    checkout."""
     wheel_dir = tmp_path / "wheels"
     proc = subprocess.run(
         [
@@ -344,7 +346,17 @@ def test_wheel_install_lists_shipped_plugins(tmp_path):
         "assert worldr1_core.__file__.startswith(sys.argv[1]), worldr1_core.__file__;"
         "from worldr1_core.plugins import shipped_plugins, create_plugin_manager;"
         "pm = create_plugin_manager(load_entry_points=False);"
-        "print(json.dumps(sorted(p.name for p in shipped_plugins() if pm.get_plugin(p.name))))"
+        "plugins = sorted(p.name for p in shipped_plugins() if pm.get_plugin(p.name));"
+        "import os; from worldr1_core.evaluation import DEFAULT_EVAL_CONFIG, load_eval_config;"
+        "from worldr1_core.distributed import Distributed;"
+        "from worldr1_core.resources import resource_path;"
+        "assert str(DEFAULT_EVAL_CONFIG).startswith(sys.argv[1]), DEFAULT_EVAL_CONFIG;"
+        "metrics = [r.name for r in load_eval_config(None).rewards];"
+        "stage = Distributed('none').deepspeed_config(1, 1)['zero_optimization']['stage'];"
+        "os.environ['ACCELERATE_DEEPSPEED_CONFIG_FILE'] = 'configs/deepspeed/zero2.json';"
+        "named = Distributed('none').deepspeed_config(1, 1)['zero_optimization']['stage'];"
+        "yamls = sorted(p.name for p in resource_path('accelerate').iterdir());"
+        "print(json.dumps([plugins, metrics, stage, named, yamls]))"
     )
     # The wheel's directory goes first on sys.path, ahead of any editable install of the checkout
     # (setuptools' editable finder is consulted after the path); the code asserts where it imported from.
@@ -357,4 +369,8 @@ def test_wheel_install_lists_shipped_plugins(tmp_path):
         env=env,
     )
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) == sorted(p.name for p in shipped_plugins())
+    plugins, metrics, stage, named, yamls = json.loads(out.stdout)
+    assert plugins == sorted(p.name for p in shipped_plugins())
+    assert metrics == ["reconstruction", "trajectory_alignment", "aesthetic"]
+    assert (stage, named) == (3, 2)  # the default ZeRO-3 file; accelerate's checkout-style name
+    assert yamls == sorted(p.name for p in (REPO / "configs" / "accelerate").iterdir())

@@ -25,3 +25,9 @@ def test_presets_use_the_release_rewards(name, fresh_plugins):
     assert cfg.train.reward_on_error == "zero"
     recon = next(r for r in cfg.rewards if r.name == "reconstruction")
     assert recon.options.lpips_net == "alex"
+    geometry = cfg.geometry.options
+    assert (cfg.geometry.name, geometry.model_name, geometry.infer_gs) == (
+        "depth_anything_3",
+        "da3-giant",
+        True,
+    )

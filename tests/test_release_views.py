@@ -214,3 +214,15 @@ def _pil(img):
     from worldr1_plugins.rewards.vlm_judge import to_pil
 
     return to_pil(img)
+
+
+def test_release_question_is_the_releases_text():
+    """The shipped prompt file gives exactly the release's meta-view question (SHA-256 golden)."""
+    import hashlib
+
+    data = json.loads((FIXTURE.parent / "meta_view_question.json").read_text())
+    assert data["commit"] == "cf54603"
+    for case in data["cases"]:
+        question = release_question(case["prompt"])
+        assert len(question) == case["chars"]
+        assert hashlib.sha256(question.encode("utf-8")).hexdigest() == case["sha256"]

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 import torch
 
-from worldr1_core.reward_client import RemoteReward, RewardServerError
-from worldr1_core.reward_wire import encode_request, quantize_like_wire
+from worldr1_core.reward_serving.client import RemoteReward, RewardServerError
+from worldr1_core.reward_serving.process import RewardServerProcess, free_port
+from worldr1_core.reward_serving.wire import encode_request, quantize_like_wire
 from worldr1_core.types import CameraTrajectory, RewardBatch
 from worldr1_plugins.rewards.basic import Brightness
-from worldr1_plugins.rewards.server_process import RewardServerProcess, free_port
 
 TOKEN = "s3cret-token-for-tests"
 MAX_BODY_MB = 1  # small, so that the oversized-body case is cheap

@@ -17,7 +17,8 @@ import uvicorn
 from worldr1_core.config import ConfigError, RewardConfig
 from worldr1_core.interfaces import Reward
 from worldr1_core.registry import ComponentSpec, Registry
-from worldr1_core.reward_client import (
+from worldr1_core.reward_serving.app import create_app
+from worldr1_core.reward_serving.client import (
     REWARD_SERVER_GROUPS,
     RemoteReward,
     RewardServerError,
@@ -25,16 +26,12 @@ from worldr1_core.reward_client import (
     resolve_server_url,
     server_group_of,
 )
+from worldr1_core.reward_serving.limits import ServerSettings
+from worldr1_core.reward_serving.process import free_port
+from worldr1_core.reward_serving.served import ServedReward, build_served_rewards
 from worldr1_core.rewards import RewardSet, build_reward
 from worldr1_core.types import RewardBatch, RewardOutput
 from worldr1_plugins.rewards.basic import Brightness
-from worldr1_plugins.rewards.server import (
-    ServedReward,
-    ServerSettings,
-    build_served_rewards,
-    create_app,
-)
-from worldr1_plugins.rewards.server_process import free_port
 
 
 class SharedGeometry(Reward):
@@ -276,7 +273,7 @@ def test_registry_config_classes_forbid_extra_keys():
 
 
 def test_wire_arrays_round_trip_exactly_including_non_finite_values():
-    from worldr1_core.reward_wire import WireError, decode_array, encode_array
+    from worldr1_core.reward_serving.wire import WireError, decode_array, encode_array
 
     for dtype in (torch.uint8, torch.float16, torch.float32, torch.float64):
         t = (torch.rand(2, 3, 4) * 200).to(dtype)
@@ -293,7 +290,12 @@ def test_wire_arrays_round_trip_exactly_including_non_finite_values():
 
 
 def test_trajectories_keep_their_dtype_and_metadata_dataclasses_become_dicts():
-    from worldr1_core.reward_wire import WireError, decode_trajectory, encode_trajectory, jsonable
+    from worldr1_core.reward_serving.wire import (
+        WireError,
+        decode_trajectory,
+        encode_trajectory,
+        jsonable,
+    )
     from worldr1_core.types import CameraSpec, CameraTrajectory, Prompt
 
     traj = CameraTrajectory(

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from worldr1_core.reward_wire import (
+from worldr1_core.reward_serving.wire import (
     WireError,
     concat_outputs,
     decode_output,

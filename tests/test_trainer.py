@@ -263,6 +263,7 @@ train_fraction = 0.5
 [geometry]
 name = "depth_anything_3"
 model_name = "da3-small"
+infer_gs = false
 process_res = 112
 [prompts.train]
 path = ""

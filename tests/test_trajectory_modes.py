@@ -281,3 +281,34 @@ def test_mode_and_weights_are_validated():
         TrajectoryAlignment.Config(mode="umeyama")
     with pytest.raises(pydantic.ValidationError, match="segment_weight"):
         AnchoredParams(segment_weight=0.7, smoothness_weight=0.5)
+
+
+def test_comparison_picture_is_saved_beside_sample_videos(tmp_path, golden):
+    """The reward hands the anchored poses it compared to the samples hook, which draws the
+    intended (blue) and estimated (red) paths next to each sample video."""
+    from PIL import Image
+
+    from worldr1_core.rewards import ComposedReward
+    from worldr1_plugins.rewards.trajectory_picture import worldr1_on_samples_saved
+
+    case = golden["cases"][24]  # an orbit
+    est, tgt = np.asarray(case["est_c2w"]), np.asarray(case["target_c2w"])
+    out = reward_scores("release", [est, est], [tgt, tgt], depth=1.0)
+    poses = out.info["poses"]
+    assert len(poses) == 2 and len(poses[0]["estimated"]) == len(tgt)
+    scored = ComposedReward(
+        total=out.scores,
+        per_reward={"trajectory_alignment": out.scores},
+        components={},
+        weights={"trajectory_alignment": 1.0},
+        valid=torch.ones(2, dtype=torch.bool),
+        info={"trajectory_alignment": {**out.info, "poses": [poses[0], None]}},
+    )
+    videos = [tmp_path / "step_000003_0_r0.900.mp4", tmp_path / "step_000003_1_r0.100.mp4"]
+    worldr1_on_samples_saved(trainer=None, step=3, paths=[str(v) for v in videos], scored=scored)
+    picture = tmp_path / "step_000003_0_r0.900_trajectory.png"
+    assert picture.is_file() and not (tmp_path / "step_000003_1_r0.100_trajectory.png").exists()
+    rgb = np.asarray(Image.open(picture).convert("RGB")).reshape(-1, 3).astype(int)
+    blue = ((rgb[:, 2] > 150) & (rgb[:, 0] < 80)).sum()
+    red = ((rgb[:, 0] > 180) & (rgb[:, 1] < 80) & (rgb[:, 2] < 80)).sum()
+    assert blue > 50 and red > 50  # both paths are drawn

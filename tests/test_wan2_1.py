@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from worldr1_plugins.base_models.common import TextConditioning
+from worldr1_plugins.base_models.conditioning import TextConditioning
 from worldr1_plugins.base_models.wan2_1 import (
     ENV_PATH,
     Wan21,

@@ -2,10 +2,17 @@
 
 Used by inference, the noise-warp tools and evaluation. Training samples with the RL algorithm's
 own stochastic sampler instead (``RLAlgorithm.rollout``).
+
+Sampling settings have one source: ``rl.num_steps`` and ``rl.guidance_scale`` of the run config
+(training, ``worldr1 infer`` and the camera tools read the same keys, see
+:func:`sampling_settings`), defaulting to :data:`DEFAULT_NUM_STEPS` and
+:data:`DEFAULT_GUIDANCE_SCALE` (World-R1's 50 steps at CFG 5), which the shipped RL algorithm
+uses as its own defaults.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +20,22 @@ import torch
 
 from .interfaces import CameraParser, InitialNoise, LatentInitializer, StepHook, VideoModel
 from .types import CameraTrajectory, Prompt
+
+DEFAULT_NUM_STEPS = 50
+"""Denoising steps when the config does not set ``rl.num_steps``."""
+DEFAULT_GUIDANCE_SCALE = 5.0
+"""Classifier-free guidance scale when the config does not set ``rl.guidance_scale``."""
+
+
+def sampling_settings(config: Any | None) -> tuple[int, float]:
+    """``(num_steps, guidance_scale)`` of a run config (``None``: no config): ``rl.num_steps`` and
+    ``rl.guidance_scale`` when its RL algorithm has them, else the defaults of this module."""
+    rl = config.components.get("rl") if config is not None else None
+    options = rl.options if rl is not None else None
+    return (
+        int(getattr(options, "num_steps", DEFAULT_NUM_STEPS)),
+        float(getattr(options, "guidance_scale", DEFAULT_GUIDANCE_SCALE)),
+    )
 
 
 @dataclass
@@ -24,7 +47,11 @@ class Generated:
 
 
 def camera_for(
-    prompts: list[str | Prompt], parser: CameraParser | None, frames: int, width: int, height: int
+    prompts: Sequence[str | Prompt],
+    parser: CameraParser | None,
+    frames: int,
+    width: int,
+    height: int,
 ) -> tuple[list[Prompt], list[CameraTrajectory | None]]:
     """Parse each prompt's camera sentence and build its trajectory (None without a camera sentence)."""
     out_prompts: list[Prompt] = []

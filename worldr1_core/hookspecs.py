@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover - types of the hook arguments, for readers
     import argparse
 
     from .registry import Register
+    from .rewards import ComposedReward
     from .trainer import Trainer
     from .types import Phase
 
@@ -143,6 +144,16 @@ def worldr1_on_phase_change(
 def worldr1_on_checkpoint_saved(trainer: Trainer, step: int, path: str) -> None:
     """Called on the main process after a checkpoint for ``step`` has been written atomically
     to the directory ``path``. Returns nothing."""
+
+
+@hookspec
+def worldr1_on_samples_saved(
+    trainer: Trainer, step: int, paths: list[str], scored: ComposedReward
+) -> None:
+    """Called on the main process after the sample videos of ``step`` were written: ``paths[i]``
+    is the video of sample ``i`` and ``scored`` the step's
+    :class:`~worldr1_core.rewards.ComposedReward` (each reward's ``info`` under its name), so a
+    plugin can save pictures beside the videos (e.g. the trajectory comparison). Returns nothing."""
 
 
 @hookspec

@@ -21,7 +21,9 @@ different settings on the same directory is an error (choose another ``--out``).
 Settings come from the run config: ``[model]`` (or ``--model PATH``), ``[video]`` (frames,
 height, width, fps, negative_prompt), ``[latent_init]`` (``--warp`` / ``--no-warp`` switch between
 ``noise_warp`` and ``gaussian``), ``[camera]``, and ``rl.num_steps`` / ``rl.guidance_scale``
-(defaults 50 and 5.0 without an ``[rl]`` section). Dotted overrides work as for ``train``.
+(defaults: :data:`~worldr1_core.generation.DEFAULT_NUM_STEPS` = 50 and
+:data:`~worldr1_core.generation.DEFAULT_GUIDANCE_SCALE` = 5.0, with or without an ``[rl]``
+section). Dotted overrides work as for ``train``.
 """
 
 from __future__ import annotations
@@ -38,15 +40,13 @@ from typing import Any
 
 from .config import COMPONENT_SECTIONS, ComponentConfig, RunConfig, compose, validate
 from .errors import CommandError, InferenceError, UserError
-from .generation import generate
+from .generation import generate, sampling_settings
 from .prompts import prompts_from_arg
 from .registry import get_registry
 from .video_io import write_video
 
 INDEX_JSON = "index.json"
 INDEX_CSV = "index.csv"
-DEFAULT_NUM_STEPS = 50
-DEFAULT_GUIDANCE = 5.0
 
 
 @dataclass
@@ -77,7 +77,7 @@ def slugify(text: str, max_len: int = 40) -> str:
 
 def load_inference_config(args: argparse.Namespace) -> RunConfig:
     """The run config of ``--config`` (or a minimal one around ``--model``) plus overrides."""
-    overrides = list(getattr(args, "overrides", None) or [])
+    overrides = list(args.overrides)
     if args.model:
         overrides.append(f"model.path={args.model}")
     if args.config:
@@ -93,7 +93,7 @@ def load_inference_config(args: argparse.Namespace) -> RunConfig:
         if isinstance(model, dict) and "name" not in model:
             model["name"] = base_model_for(args.model)
         source = "command line"
-    for section, (_, default, _) in COMPONENT_SECTIONS.items():
+    for section, (_, default) in COMPONENT_SECTIONS.items():
         raw = data.get(section)
         if isinstance(raw, dict) and "name" not in raw and default is not None:
             raw["name"] = default  # e.g. `rl.num_steps=20` alone selects the default RL algorithm
@@ -128,13 +128,12 @@ def base_model_for(path: str) -> str:
 
 def generation_settings(config: RunConfig, args: argparse.Namespace) -> dict[str, Any]:
     """Everything that determines the videos (recorded in the index; a resume must match it)."""
-    rl = config.components.get("rl")
-    opts = rl.options if rl is not None else None
+    num_steps, guidance_scale = sampling_settings(config)
     video = config.video
     latent = config.components.get("latent_init")
     camera = config.components.get("camera")
     return {
-        "model": config.model.to_dict(),
+        "model": config.model.to_dict() if config.model is not None else None,
         "lora": str(Path(args.lora).resolve()) if args.lora else "",
         "latent_init": latent.to_dict() if latent is not None else None,
         "camera": camera.to_dict() if camera is not None else None,
@@ -143,8 +142,8 @@ def generation_settings(config: RunConfig, args: argparse.Namespace) -> dict[str
         "width": video.width,
         "fps": video.fps,
         "negative_prompt": video.negative_prompt,
-        "num_steps": int(getattr(opts, "num_steps", DEFAULT_NUM_STEPS)),
-        "guidance_scale": float(getattr(opts, "guidance_scale", DEFAULT_GUIDANCE)),
+        "num_steps": num_steps,
+        "guidance_scale": guidance_scale,
         "base_seed": int(args.seed),
     }
 
@@ -190,7 +189,7 @@ def _settings_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 # --------------------------------------------------------------------------- generation
 
 
-def _build(component: ComponentConfig | None, what: str):
+def _build(component: ComponentConfig | None, what: str) -> Any:
     if component is None:
         raise InferenceError(f"no {what} is configured or installed")
     return component.build()
@@ -211,6 +210,10 @@ def run_inference(
     if batch_size < 1:
         raise InferenceError(f"--batch-size must be >= 1, got {batch_size}")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InferenceError(f"--out {str(out)!r} is a file; expected a directory for the videos")
+    if lora:
+        check_adapter_dir(lora)
     args = argparse.Namespace(lora=lora, seed=seed)
     settings = generation_settings(config, args)
     old_settings, old_entries = read_index(out)
@@ -237,9 +240,13 @@ def run_inference(
     if model is None:
         model = _build(config.model, "[model]")
     if lora:
-        if not Path(lora).is_dir():
-            raise InferenceError(f"--lora: adapter directory {lora!r} not found")
-        model.load_adapter(lora)
+        try:
+            model.load_adapter(lora)
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise InferenceError(
+                f"--lora {lora}: cannot load the adapter ({first[:200]})"
+            ) from None
     initializer = _build(config.components.get("latent_init"), "[latent_init]")
     camera = config.components.get("camera")
     parser = camera.build() if camera is not None else None
@@ -266,12 +273,11 @@ def run_inference(
             name = f"{i:05d}_{slugify(prompts[i])}"
             file = write_video(out / "videos" / f"{name}.mp4", videos[b], fps=settings["fps"])
             camera_file = ""
-            if trajectories[b] is not None:
+            trajectory = trajectories[b]
+            if trajectory is not None:
                 camera_file = f"cameras/{i:05d}.json"
                 (out / "cameras").mkdir(exist_ok=True)
-                (out / camera_file).write_text(
-                    json.dumps(trajectories[b].to_dict()), encoding="utf-8"
-                )
+                (out / camera_file).write_text(json.dumps(trajectory.to_dict()), encoding="utf-8")
             spec = prompt_objs[b].camera
             entries.append(
                 VideoEntry(
@@ -293,6 +299,19 @@ def run_inference(
             f"  [{len(prompts) - len(todo) + start + len(batch)}/{len(prompts)}] {per_video:.2f} s/video"
         )
     return sorted(entries, key=lambda e: e.index)
+
+
+def check_adapter_dir(lora: str) -> None:
+    """``--lora``: a directory holding a LoRA in the standard format (``*.safetensors``), checked
+    before any model loads; unreadable weights are reported when they load (one line)."""
+    path = Path(lora)
+    if not path.is_dir():
+        raise InferenceError(f"--lora: adapter directory {lora!r} not found")
+    if not any(path.glob("*.safetensors")):
+        raise InferenceError(
+            f"--lora {lora}: no *.safetensors file in it; expected a LoRA directory such as "
+            "RUN/checkpoints/step_N/adapter"
+        )
 
 
 def infer_command(args: argparse.Namespace) -> int:

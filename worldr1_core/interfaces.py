@@ -61,7 +61,7 @@ class EmptyConfig(pydantic.BaseModel, extra="forbid"):
     """Config of a component without options."""
 
 
-class Component(abc.ABC):
+class Component(abc.ABC):  # noqa: B024 - the base of the kinds below, which hold the abstract methods
     """Base of every component: holds its validated ``config``."""
 
     Config: ClassVar[type[pydantic.BaseModel]] = EmptyConfig
@@ -117,7 +117,11 @@ class VideoModel(Component):
 
     @abc.abstractmethod
     def velocity(
-        self, latents: torch.Tensor, sigma: torch.Tensor, cond: Any, guidance_scale: float = 1.0
+        self,
+        latents: torch.Tensor,
+        sigma: torch.Tensor | float,
+        cond: Any,
+        guidance_scale: float = 1.0,
     ) -> torch.Tensor:
         """Predicted velocity ``[B, C, F', H', W']`` at noise level ``sigma`` (scalar or ``[B]``),
         with classifier-free guidance when ``guidance_scale != 1``."""
@@ -211,7 +215,7 @@ class GeometryEstimator(Component):
 
 
 class Reward(Component):
-    """Scores videos; higher is better. See DESIGN.md section 3 for the public contract.
+    """Scores videos; higher is better (the public contract: docs/architecture.md).
 
     ``lower_is_better`` names the components (keys of ``RewardOutput.components``) for which a
     lower value is better (errors, distances, failure flags); the score and every other

@@ -156,7 +156,7 @@ class WorldR1PluginManager(pluggy.PluginManager):
             try:
                 self.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
                 return
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 culprit = self._find_broken_entry_point()
                 if culprit is None:
                     raise

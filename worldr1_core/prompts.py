@@ -56,6 +56,10 @@ def prompts_from_arg(value: str, *, key: str = "--prompts") -> list[str]:
     typo in a path is not silently generated as a prompt.
     """
     p = Path(value).expanduser()
+    if p.is_dir():
+        raise PromptError(
+            f"{key}: {value!r} is a directory; expected a prompts file or a prompt text"
+        )
     if p.is_file():
         prompts = read_prompt_file(p, key=key)
         if not prompts:

@@ -36,7 +36,7 @@ class ComponentSpec:
     description: str = ""
 
     @property
-    def Config(self) -> type[pydantic.BaseModel]:  # noqa: N802 - mirrors the class attribute
+    def Config(self) -> type[pydantic.BaseModel]:  # mirrors the class attribute
         return getattr(self.factory, "Config", EmptyConfig)
 
     def validate(self, options: dict[str, Any]) -> pydantic.BaseModel:

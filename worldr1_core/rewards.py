@@ -26,12 +26,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import pydantic
 import torch
 
 from .config import ComponentConfig, RewardConfig
+from .errors import UserError
 from .interfaces import Reward
 from .registry import Registry, get_registry
-from .reward_client import remote_reward
+from .reward_serving.client import RewardServerUnreachable, remote_reward
 from .types import RewardBatch, RewardOutput
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,21 @@ OnError = Literal["raise", "drop", "zero"]
 
 class RewardError(RuntimeError):
     """A reward failed or returned a non-finite score."""
+
+
+class TooManyFailedSamples(RewardError, UserError):
+    """More of a step's samples failed their rewards than ``train.max_dropped_fraction`` allows."""
+
+
+def check_failed_fraction(fraction: float, limit: float, step: int) -> None:
+    """Stop the run when the fraction of a step's samples (over all processes) that failed a reward
+    -- dropped, or scored 0 -- exceeds ``limit``: a dead reward server must not train on nothing."""
+    if fraction > limit:
+        raise TooManyFailedSamples(
+            f"step {step}: {fraction:.0%} of the samples failed a reward (dropped or scored 0), "
+            f"more than train.max_dropped_fraction = {limit:g}; is a reward server down? "
+            "(the log above names each failure)"
+        )
 
 
 @dataclass
@@ -60,6 +77,10 @@ class ComposedReward:
     failed_samples: dict[str, dict[int, str]] = field(
         default_factory=dict
     )  # name -> RewardOutput.failures (sample -> reason: scored with the reward's floor)
+    failed: torch.Tensor | None = None  # [B] bool: dropped or scored 0 under on_error
+
+    def failed_fraction(self) -> float:
+        return float(self.failed.float().mean()) if self.failed is not None else 0.0
 
     def metrics(self, prefix: str = "reward") -> dict[str, float]:
         """Mean and std of the total, each reward and each component over valid samples.
@@ -83,13 +104,14 @@ class ComposedReward:
         return out
 
 
-def _with_geometry(cfg: RewardConfig, geometry: ComponentConfig | None):
-    """Fill a reward's ``geometry`` option from the run's ``[geometry]`` section when left unset."""
+def reward_options(cfg: RewardConfig, geometry: ComponentConfig | None) -> pydantic.BaseModel:
+    """The options a ``[[rewards]]`` entry is built with: its own, with the ``geometry`` option
+    filled from the run's ``[geometry]`` section when left unset (trainer, eval and server alike)."""
     options = cfg.options
     if (
         geometry is not None
         and "geometry" in type(options).model_fields
-        and options.geometry is None
+        and getattr(options, "geometry", None) is None
     ):
         options = options.model_copy(update={"geometry": geometry.to_dict()})
     return options
@@ -100,13 +122,14 @@ def build_reward(
 ) -> Reward:
     """Instantiate one ``[[rewards]]`` entry."""
     registry = registry or get_registry()
-    options = _with_geometry(cfg, geometry)
+    options = reward_options(cfg, geometry)
     remote = remote_reward(
         cfg, options, registry=registry
     )  # server URL set: docs/reward_servers.md
     if remote is not None:
         return remote
-    return registry.build("reward", cfg.name, options)
+    reward: Reward = registry.build("reward", cfg.name, options)
+    return reward
 
 
 class RewardSet:
@@ -161,6 +184,7 @@ class RewardSet:
         seconds: dict[str, float] = {}
         failures: dict[str, int] = {}
         failed_samples: dict[str, dict[int, str]] = {}
+        failed = torch.zeros(b, dtype=torch.bool)
         for name, weight in resolved.items():
             if weight == 0:
                 continue
@@ -168,6 +192,7 @@ class RewardSet:
             scores, out = self._score_one(name, batch)
             seconds[name] = time.perf_counter() - start
             bad = ~torch.isfinite(scores)
+            failed |= bad
             if bad.any():
                 i = int(bad.nonzero()[0])
                 message = (
@@ -204,6 +229,18 @@ class RewardSet:
             if out.failures:
                 failed_samples[name] = dict(out.failures)
             total += weight * torch.where(bad, torch.zeros_like(scores), scores).double()
+        # finite scores times finite weights can still overflow the total
+        overflow = valid & ~torch.isfinite(total.float())
+        if overflow.any():
+            i = int(overflow.nonzero()[0])
+            message = (
+                f"the weighted reward total of sample {i} is {total[i].item()} (weights {resolved})"
+            )
+            if self.on_error == "raise":
+                raise RewardError(message)
+            log.warning("%s; dropping %d sample(s)", message, int(overflow.sum()))
+            valid &= ~overflow
+            failed |= overflow
         total = torch.where(valid, total, torch.zeros_like(total))
         return ComposedReward(
             total.float(),
@@ -215,6 +252,7 @@ class RewardSet:
             seconds,
             failures,
             failed_samples,
+            failed,
         )
 
     def _score_one(self, name: str, batch: RewardBatch) -> tuple[torch.Tensor, RewardOutput]:
@@ -222,7 +260,14 @@ class RewardSet:
         reward = self.get(name)
         try:
             out = reward.score(batch)
-        except Exception as exc:  # noqa: BLE001 - re-raised with the reward's name, or isolated
+        except Exception as exc:  # re-raised with the reward's name, or isolated
+            if isinstance(exc, RewardServerUnreachable):
+                # the server did not answer: asking it again per sample would only wait again
+                if self.on_error == "raise":
+                    raise RewardError(f"reward {name!r}: {exc}") from exc
+                log.warning("reward %r: %s; every sample of the batch fails it", name, exc)
+                nan = torch.full((b,), float("nan"))
+                return nan, RewardOutput(scores=nan, components={})
             if self.on_error == "raise":
                 raise RewardError(self._failure_message(name, reward, batch, exc)) from exc
             return self._score_per_sample(name, batch, exc)

@@ -76,11 +76,20 @@ class TrainSection(_Section):
         description="decay min((1 + n) / (10 + n), ema_decay) at the n-th optimizer update "
         "(the release's EMA) instead of a constant ema_decay",
     )
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    mixed_precision: Literal["no", "bf16", "fp16"] = pydantic.Field(
+        "no", description="DeepSpeed only (its bf16/fp16 sections); the model's own is model.dtype"
+    )
     reward_on_error: Literal["raise", "drop", "zero"] = pydantic.Field(
         "raise",
         description="a reward that fails or returns NaN/inf: stop the step, drop the sample, or "
         "score it 0 (the release's policy; counted in reward/<name>/failures and logged)",
+    )
+    max_dropped_fraction: float = pydantic.Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="stop the run when more than this fraction of a step's samples failed a reward "
+        "(dropped or scored 0 under reward_on_error)",
     )
     grad_accumulation: int = pydantic.Field(
         0,

@@ -26,7 +26,7 @@ import argparse
 import contextlib
 import random
 import sys
-import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +34,16 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
-from .config import ConfigError, RunConfig, load_config
+from .config import ComponentConfig, ConfigError, RunConfig, load_config
 from .distributed import Distributed
 from .generation import camera_for
-from .interfaces import RLAlgorithm, VideoModel
+from .interfaces import CameraParser, LatentInitializer, RLAlgorithm, Schedule, VideoModel
 from .plugins import get_plugin_manager
+from .preflight import preflight_for
 from .prompts import PromptSampler
-from .rewards import ComposedReward, RewardSet
+from .registry import get_registry
+from .rewards import ComposedReward, RewardSet, check_failed_fraction
+from .run_dir import apply_config_changes, plan_run, prepare_run_dir
 from .run_log import RunLogger, StageTimer
 from .types import Phase, Prompt, RewardBatch, Rollout
 
@@ -63,14 +66,14 @@ class EMA:
     """Exponential moving average of the trainable tensors (kept in fp32 on their device)."""
 
     def __init__(
-        self, params: list[torch.Tensor], decay: float, every: int = 1, warmup: bool = False
+        self, params: Sequence[torch.Tensor], decay: float, every: int = 1, warmup: bool = False
     ):
         self.decay, self.every, self.warmup = decay, every, warmup
         self.count = 0  # optimizer updates seen
         self.shadow = [p.detach().float().clone() for p in params]
 
     @torch.no_grad()
-    def update(self, params: list[torch.Tensor]) -> None:
+    def update(self, params: Sequence[torch.Tensor]) -> None:
         """Called after every optimizer update; averages every ``every``-th one."""
         n, self.count = self.count, self.count + 1
         if (n + 1) % self.every:
@@ -80,7 +83,7 @@ class EMA:
             s.lerp_(p.detach().float(), 1.0 - decay)
 
     @contextlib.contextmanager
-    def swapped_into(self, params: list[torch.Tensor]):
+    def swapped_into(self, params: Sequence[torch.Tensor]) -> Iterator[None]:
         """Inside the block ``params`` hold the EMA weights (restored afterwards)."""
         saved = [p.detach().clone() for p in params]
         with torch.no_grad():
@@ -102,6 +105,18 @@ class EMA:
         self.shadow = [s.to(t.device) for s, t in zip(state["shadow"], self.shadow)]
 
 
+def _required(config: RunConfig, section: str, kind: str) -> ComponentConfig:
+    """The component section ``section`` of ``config``; a ConfigError naming it when absent."""
+    component = config.components.get(section)
+    if component is None:
+        known = ", ".join(get_registry().names(kind)) or "(none installed)"
+        raise ConfigError(
+            f"{config.source}: {section}.name: training needs a [{section}] section "
+            f"with name = one of: {known}"
+        )
+    return component
+
+
 class Trainer:
     """Builds every component from a :class:`RunConfig` and runs the recipe above."""
 
@@ -111,35 +126,37 @@ class Trainer:
         *,
         run_dir: str | Path | None = None,
         resume: str | Path | None = None,
+        overwrite: bool = False,
     ):
         self.config = config
+        # refuse an unusable output dir / resume before anything loads or is written
+        self.plan = plan_run(config, output_dir=run_dir, resume=resume, overwrite=overwrite)
         self.dist = Distributed.from_config(config)
         seed_everything(derive_seed(config.run.seed, self.dist.rank))
         self.hook = get_plugin_manager().hook
+        self.constant_metrics: dict[str, float] = {}  # logged every step (preflight flags)
         self._build_components()
         self._build_optimizer()
-        self._open_run(run_dir, resume)
+        self._open_run()
 
     def _build_components(self) -> None:
         """Every component from its config section, through the registry."""
         config = self.config
-        if config.model is None:
-            raise ConfigError(
-                f'{config.source}: model.name: training needs a [model] section (e.g. name = "wan2.1")'
-            )
-        if config.rl is None:
-            raise ConfigError(
-                f'{config.source}: rl.name: training needs an [rl] section (e.g. name = "flow_grpo")'
-            )
+        model_cfg = _required(config, "model", "base_model")
+        rl_cfg = _required(config, "rl", "rl_algorithm")
         if not config.rewards:
             raise ConfigError(
                 f"{config.source}: rewards: training needs at least one [[rewards]] entry"
             )
-        self.model: VideoModel = config.model.build()
-        self.algo: RLAlgorithm = config.rl.build()
-        self.schedule = config.schedule.build()
-        self.initializer = config.latent_init.build()
-        self.camera = config.camera.build() if config.camera is not None else None
+        self.model: VideoModel = model_cfg.build()
+        self.algo: RLAlgorithm = rl_cfg.build()
+        self.schedule: Schedule = _required(config, "schedule", "schedule").build()
+        self.initializer: LatentInitializer = _required(
+            config, "latent_init", "latent_initializer"
+        ).build()
+        self.camera: CameraParser | None = (
+            config.camera.build() if config.camera is not None else None
+        )
         self.rewards = RewardSet(
             config.rewards, geometry=config.geometry, on_error=config.train.reward_on_error
         )
@@ -176,12 +193,13 @@ class Trainer:
         self.params = self.model.trainable_parameters()
         if not self.params:
             raise ValueError(
-                f"model {self.config.model.name!r} has no trainable parameters (is the LoRA configured?)"
+                f"model {_required(self.config, 'model', 'base_model').name!r} has no trainable "
+                "parameters (is the LoRA configured?)"
             )
         self.optimizer = torch.optim.AdamW(
             self.params,
             lr=train.lr,
-            betas=tuple(train.betas),
+            betas=(train.betas[0], train.betas[1]),
             weight_decay=train.weight_decay,
             eps=train.adam_eps,
         )
@@ -199,20 +217,14 @@ class Trainer:
                 else None
             )
 
-    def _open_run(self, run_dir: str | Path | None, resume: str | Path | None) -> None:
-        """Run directory, logger, and (with ``resume``) the state of the checkpoint."""
+    def _open_run(self) -> None:
+        """Run directory (:mod:`worldr1_core.run_dir`), logger, and the resumed checkpoint."""
         self.step = 0
-        checkpoint = ckpt.find_checkpoint(resume) if resume else None
-        if run_dir is None:
-            run_dir = ckpt.run_dir_of(checkpoint) if checkpoint else self._default_run_dir()
-        self.run_dir = Path(run_dir)
+        checkpoint = self.plan.checkpoint
+        self.run_dir = prepare_run_dir(self.plan, self.dist, name=self.config.run.name)
         if checkpoint is not None:
             self._load(checkpoint)
-        elif (self.run_dir / ckpt.CHECKPOINTS).is_dir():
-            raise FileExistsError(
-                f"run.output_dir {str(self.run_dir)!r} already holds checkpoints; pass --resume {self.run_dir} "
-                "or choose another --output-dir"
-            )
+            apply_config_changes(self, self.plan)
         self.logger = RunLogger(
             self.run_dir,
             tensorboard=self.config.run.tensorboard,
@@ -220,23 +232,12 @@ class Trainer:
             resume_step=self.step if checkpoint else None,
         )
         if self.dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
             self.config.save(self.run_dir / "config.toml")
         self.previous_phase: Phase | None = (
             self.schedule.phase(self.step - 1) if self.step > 0 else None
         )
         self.last_metrics: dict[str, Any] = {}
         self.last_prompts: list[str] = []
-
-    def _default_run_dir(self) -> Path:
-        run = self.config.run
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        # every rank must agree on the directory: take rank 0's timestamp
-        if self.dist.is_distributed:
-            box = [stamp]
-            torch.distributed.broadcast_object_list(box, src=0)
-            stamp = box[0]
-        return Path(run.output_dir.format(name=run.name, time=stamp))
 
     # ------------------------------------------------------------------ the loop
 
@@ -316,6 +317,8 @@ class Trainer:
                 fps=self.config.video.fps,
             )
             scored = self.rewards.score(batch, phase.reward_weights)
+            failed = self.dist.all_reduce_mean({"failed": scored.failed_fraction()})["failed"]
+            check_failed_fraction(failed, self.config.train.max_dropped_fraction, step)
         with timer("advantages"):
             advantages = self._advantages(scored)  # [B]
 
@@ -325,6 +328,7 @@ class Trainer:
         metrics.update(self.dist.all_reduce_mean({**scored.metrics(), **train_metrics}))
         metrics["adv/abs_mean"] = float(advantages.abs().mean())
         metrics["train/lr"] = self.dist.current_lr()
+        metrics.update(self.constant_metrics)
         if self.config.run.sample_every and step % self.config.run.sample_every == 0:
             with timer("samples"):
                 self._write_samples(step, videos, scored)
@@ -411,13 +415,19 @@ class Trainer:
         n = min(self.config.run.sample_videos, len(videos))
         if n and self.dist.is_main:
             names = [f"{i}_r{float(scored.total[i]):.3f}" for i in range(n)]
-            self.logger.save_videos(step, videos[:n], names, self.config.video.fps)
+            paths = self.logger.save_videos(step, videos[:n], names, self.config.video.fps)
+            if paths:
+                self.hook.worldr1_on_samples_saved(
+                    trainer=self, step=step, paths=[str(p) for p in paths], scored=scored
+                )
 
     # ------------------------------------------------------------------ checkpoints
 
     def save_checkpoint(self) -> Path | None:
         """Write ``checkpoints/step_N`` atomically (N = number of finished steps)."""
         step = self.step
+        with self.dist.gathered():  # every rank checks (and stops) alike
+            ckpt.check_finite(self.params, step)
         tmp = ckpt.begin(self.run_dir, step) if self.dist.is_main else None
         self.dist.barrier()
         tmp = tmp or self.run_dir / ckpt.CHECKPOINTS / f".tmp-{ckpt.checkpoint_name(step)}"
@@ -447,12 +457,8 @@ class Trainer:
         return final
 
     def _load(self, checkpoint: Path) -> None:
-        state, trainable = ckpt.read_state(checkpoint)
-        if len(trainable) != len(self.params):
-            raise ValueError(
-                f"--resume {checkpoint}: the checkpoint has {len(trainable)} trainable tensors, the model "
-                f"{len(self.params)} (a different model.lora config?)"
-            )
+        state, trainable = ckpt.read_state(checkpoint)  # checksums, weights_only, then shapes
+        ckpt.check_trainable(checkpoint, trainable, self.params)
         with self.dist.gathered(writable=True), torch.no_grad():
             for p, t in zip(self.params, trainable):
                 p.copy_(t.to(p.device, p.dtype))
@@ -466,7 +472,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ console
 
-    def _progress(self, max_steps: int):
+    def _progress(self, max_steps: int) -> Any:
         if not (self.config.run.progress_bar and self.dist.is_main) or self.step >= max_steps:
             return None
         from tqdm.auto import tqdm
@@ -480,7 +486,7 @@ class Trainer:
             leave=True,
         )
 
-    def _summary(self, bar, step: int, max_steps: int, metrics: dict[str, Any]) -> None:
+    def _summary(self, bar: Any, step: int, max_steps: int, metrics: dict[str, Any]) -> None:
         if not self.dist.is_main:
             return
         line = (
@@ -506,7 +512,15 @@ def train_command(args: argparse.Namespace) -> int:
     if args.max_steps is not None:
         overrides.append(f"run.max_steps={args.max_steps}")
     config = load_config(args.config, overrides)
-    trainer = Trainer(config, run_dir=args.output_dir, resume=args.resume)
+    # every check before a run directory exists or a model loads (docs/preflight.md)
+    report = preflight_for(config, args, "train")
+    trainer = Trainer(
+        config,
+        run_dir=args.output_dir,
+        resume=args.resume,
+        overwrite=getattr(args, "overwrite", False),
+    )
+    trainer.constant_metrics.update(report.metrics)  # e.g. geometry/random_weights = 1
     if trainer.dist.is_main:
         print(
             f"worldr1: run dir {trainer.run_dir} ({trainer.dist.describe()}), "

@@ -14,9 +14,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -140,7 +142,11 @@ class Gaussians:
     """A set of 3D Gaussians (or points, with tiny scales) in world coordinates.
 
     ``means [N, 3]``, ``scales [N, 3]`` (standard deviations, world units), ``quats [N, 4]``
-    (w, x, y, z; unit norm), ``opacities [N]`` in ``[0, 1]``, ``colors [N, 3]`` in ``[0, 1]``.
+    (w, x, y, z; unit norm), ``opacities [N]`` in ``[0, 1]``, ``colors [N, 3]`` in ``[0, 1]``
+    (the view-independent colour). ``sh [N, K, 3]`` or None: spherical-harmonic coefficients of a
+    view-dependent colour, ``K = (degree + 1)^2`` bands DC first, 3DGS convention
+    (``colour(d) = max(0, sum_k sh_k Y_k(d) + 0.5)`` for the viewing direction ``d``), e.g. from
+    Depth Anything 3's Gaussian head (degree 2); renderers use it when present.
     """
 
     means: torch.Tensor
@@ -148,12 +154,32 @@ class Gaussians:
     quats: torch.Tensor
     opacities: torch.Tensor
     colors: torch.Tensor
+    sh: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.means.shape[0])
 
+    @property
+    def sh_degree(self) -> int | None:
+        """Degree of ``sh`` (None without it)."""
+        return None if self.sh is None else int(round(self.sh.shape[1] ** 0.5)) - 1
+
     def to(self, device: torch.device | str) -> Gaussians:
-        return Gaussians(*(getattr(self, f.name).to(device) for f in dataclasses.fields(self)))
+        return Gaussians(
+            *(  # type: ignore[arg-type]  # field order = constructor order
+                None if getattr(self, f.name) is None else getattr(self, f.name).to(device)
+                for f in dataclasses.fields(self)
+            )
+        )
+
+    def select(self, keep: torch.Tensor) -> Gaussians:
+        """The Gaussians where the bool mask (or index tensor) ``keep`` selects."""
+        return Gaussians(
+            *(  # type: ignore[arg-type]  # field order = constructor order
+                None if getattr(self, f.name) is None else getattr(self, f.name)[keep]
+                for f in dataclasses.fields(self)
+            )
+        )
 
 
 @dataclass
@@ -218,11 +244,12 @@ class RewardBatch:
     def __len__(self) -> int:
         return int(self.videos.shape[0])
 
-    def cached(self, key: str, compute: Callable[[], Any]) -> Any:
+    def cached(self, key: str, compute: Callable[[], T]) -> T:
         """Return ``shared[key]``, computing it with ``compute()`` the first time."""
         if key not in self.shared:
             self.shared[key] = compute()
-        return self.shared[key]
+        value: T = self.shared[key]
+        return value
 
     def select(self, indices: list[int]) -> RewardBatch:
         """A sub-batch (the shared cache is not carried over)."""

@@ -38,13 +38,9 @@ import torch
 
 from worldr1_core import hookimpl
 
-from .common import (
-    DiffusersModelConfig,
-    DiffusersVideoModel,
-    build_dir_atomically,
-    char_tokenizer,
-    seeded,
-)
+from .diffusers_model import DiffusersModelConfig, DiffusersVideoModel
+from .rng import seeded
+from .tiny import build_dir_atomically, char_tokenizer
 
 ENV_PATH = "WORLD_R1_LTX_MODEL"
 TINY_SEED = 0
@@ -81,6 +77,9 @@ class LTXVideo(DiffusersVideoModel):
 
     NAME = "LTX-Video"
     ENV_PATH = ENV_PATH
+    HUB_EXAMPLE = "Lightricks/LTX-Video"
+    FRAME_STEP, SIZE_MULTIPLE = 8, 32  # published LTX-Video: 8x temporal, 32x spatial VAE
+    TINY_FRAME_STEP, TINY_SIZE_MULTIPLE = 4, 4  # the tiny preset's VAE compresses 4x and 4x
     LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]  # transformer_blocks.N.attn{1,2}.*
 
     # ------------------------------------------------------------------------------------------

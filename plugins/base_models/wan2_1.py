@@ -23,13 +23,9 @@ import torch
 
 from worldr1_core import hookimpl
 
-from .common import (
-    DiffusersModelConfig,
-    DiffusersVideoModel,
-    build_dir_atomically,
-    char_tokenizer,
-    seeded,
-)
+from .diffusers_model import DiffusersModelConfig, DiffusersVideoModel
+from .rng import seeded
+from .tiny import build_dir_atomically, char_tokenizer
 
 ENV_PATH = "WORLD_R1_WAN_MODEL"
 TINY_SEED = 0
@@ -54,6 +50,9 @@ class Wan21(DiffusersVideoModel):
 
     NAME = "Wan2.1"
     ENV_PATH = ENV_PATH
+    HUB_EXAMPLE = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
+    FRAME_STEP, SIZE_MULTIPLE = 4, 16  # Wan VAE: 4x temporal, 8x spatial; patch 2
+    TINY_FRAME_STEP, TINY_SIZE_MULTIPLE = 4, 16
     LORA_TARGETS = [
         "to_q",
         "to_k",

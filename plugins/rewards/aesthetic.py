@@ -156,6 +156,20 @@ class Aesthetic(Reward):
             description="JPEG round trip before scoring (0: none; release mode: 75)",
         )
 
+    @classmethod
+    def weight_refs(cls, config: Aesthetic.Config) -> list:
+        from worldr1_core.preflight import WeightRef
+
+        return [
+            WeightRef(
+                ("checkpoint",),
+                config.checkpoint,
+                kind="file",
+                hint="set checkpoint to a local HPS_v2.1_compressed.pt or the cached hub file "
+                "xswu/HPSv2/HPS_v2.1_compressed.pt",
+            )
+        ]
+
     def __init__(self, config: Aesthetic.Config):
         super().__init__(config)
         self.device = resolve_device(config.device)

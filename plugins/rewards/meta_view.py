@@ -166,6 +166,21 @@ class MetaView(Reward):
             RENDER_SIZE, ge=8, description="release mode: render size (the release's 512)"
         )
 
+    @classmethod
+    def weight_refs(cls, config: MetaView.Config) -> list:
+        from worldr1_core.preflight import WeightRef
+
+        return [
+            WeightRef(
+                ("judge", "model_path"),
+                config.judge.model_path,
+                kind="dir",
+                required={".": ["config.json"]},
+                hint="set judge.model_path to a local Qwen2.5-VL / Qwen3-VL directory or a cached "
+                "hub id (e.g. Qwen/Qwen2.5-VL-7B-Instruct)",
+            )
+        ]
+
     def __init__(self, config: MetaView.Config):
         super().__init__(config)
         self._scene = SceneText(config.camera_parser or None)

@@ -97,7 +97,7 @@ def load_lpips(net: str, weights: str, random_backbone: bool) -> torch.nn.Module
     if weights:
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise ValueError(
                 f"lpips_weights={weights!r}: cannot read it as a torch state dict ({exc})"
             ) from exc
@@ -170,6 +170,25 @@ class ReconstructionConsistency(Reward):
             75, ge=0, le=100, description="release mode: JPEG round trip of the frames (0: none)"
         )
 
+    @classmethod
+    def weight_refs(cls, config: ReconstructionConsistency.Config) -> list:
+        from worldr1_core.preflight import WeightRef
+
+        return [
+            WeightRef(
+                ("lpips_weights",),
+                config.lpips_weights,
+                kind="file",
+                empty="random" if config.lpips_random_backbone else "error",
+                hint="set lpips_weights to a local LPIPS / torchvision backbone state dict file"
+                + (
+                    ""
+                    if config.lpips_random_backbone
+                    else " (lpips_random_backbone = true: tests only)"
+                ),
+            )
+        ]
+
     def __init__(self, config: ReconstructionConsistency.Config | None = None):
         super().__init__(config)
         cfg = self.config
@@ -217,7 +236,7 @@ class ReconstructionConsistency(Reward):
             keep = source != i
             if cfg.neighbours:
                 keep &= (source - i).abs() <= cfg.neighbours
-            sub = type(g)(*(t[keep] for t in (g.means, g.scales, g.quats, g.opacities, g.colors)))
+            sub = g.select(keep)
             col, _ = render_gaussians(
                 sub, c2w[i : i + 1], k[i : i + 1], width, height, bg, backend=cfg.backend
             )

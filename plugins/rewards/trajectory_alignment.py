@@ -257,7 +257,17 @@ class TrajectoryAlignment(Reward):
             for n in names
         }
         scores = torch.tensor([float(r["score"]) for r in rows], dtype=torch.float32)
-        info = {"methods": [r.get("method", "none") for r in rows]}
+        info = {
+            "methods": [r.get("method", "none") for r in rows],
+            # anchored estimated / intended poses per sample (release and anchored modes), drawn
+            # beside the sample videos by trajectory_picture
+            "poses": [
+                {"estimated": _pose_list(r["est_rel"]), "intended": _pose_list(r["ref_rel"])}
+                if "est_rel" in r
+                else None
+                for r in rows
+            ],
+        }
         return RewardOutput(scores=scores, components=comps, info=info, failures=reasons)
 
     def _score_video(self, geometry: Geometry, traj: CameraTrajectory) -> dict[str, Any]:
@@ -287,7 +297,6 @@ class TrajectoryAlignment(Reward):
                 ref = traj.c2w.double()
             est_w2c = torch.linalg.inv(geometry.c2w[frames].double()).cpu().numpy()
             out = release_trajectory_score(est_w2c, ref.cpu().numpy(), seed=self.config.seed)
-            out.pop("est_rel", None), out.pop("ref_rel", None)
             out["method"] = "release" if out.get("aligned") else "release-unaligned"
             return out
         if mode == "anchored":
@@ -303,6 +312,10 @@ class TrajectoryAlignment(Reward):
         return self.score_poses(
             geometry.c2w[frames], ref[frames], scene_scale=_scene_scale(geometry, frames)
         )
+
+
+def _pose_list(poses) -> list:
+    return np.round(np.asarray(poses, dtype=np.float64)[:, :3, :], 6).tolist()
 
 
 def _first_depth(geometry: Geometry, frames: torch.Tensor) -> float | None:

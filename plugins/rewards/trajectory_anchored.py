@@ -185,4 +185,5 @@ def anchored_trajectory_score(
         out["smoothness"] = float(np.exp(-jt / p.smooth_tau - jr / p.smooth_tau_deg))
         score += wm * out["smoothness"]
     out["score"] = float(np.clip(score, 0.0, 1.0))
+    out["est_rel"], out["ref_rel"] = est, ref  # anchored poses, depth units (comparison picture)
     return out

@@ -31,6 +31,7 @@ import pydantic
 import torch
 
 from worldr1_core import hookimpl
+from worldr1_core.generation import DEFAULT_GUIDANCE_SCALE, DEFAULT_NUM_STEPS
 from worldr1_core.interfaces import RLAlgorithm, StepHook, VideoModel
 from worldr1_core.types import Rollout
 
@@ -131,9 +132,11 @@ class FlowGRPO(RLAlgorithm):
         group_size: int = pydantic.Field(
             4, ge=1, description="videos sampled per prompt (one GRPO group)"
         )
-        num_steps: int = pydantic.Field(10, ge=1, description="denoising steps of a rollout")
+        num_steps: int = pydantic.Field(
+            DEFAULT_NUM_STEPS, ge=1, description="denoising steps of a rollout (and of `infer`)"
+        )
         guidance_scale: float = pydantic.Field(
-            5.0, ge=0.0, description="classifier-free guidance scale"
+            DEFAULT_GUIDANCE_SCALE, ge=0.0, description="classifier-free guidance scale"
         )
         noise_level: float = pydantic.Field(0.7, ge=0.0, description="SDE noise level a (0: ODE)")
         sde_window: tuple[int, int] | None = pydantic.Field(
@@ -241,13 +244,14 @@ class FlowGRPO(RLAlgorithm):
         noise_levels = torch.tensor(
             [c.noise_level if s in sde else 0.0 for s in range(c.num_steps)]
         )  # [S]
+        step_fn = sde_step_with_logprob
         x = initial_latents
         states, log_probs = [x], []
         for s in range(c.num_steps):
             v = model.velocity(
                 x, sigmas[s].to(x.device), cond, c.guidance_scale
             )  # [B, C, F', H', W']
-            nxt, log_prob, mean, std = sde_step_with_logprob(
+            nxt, log_prob, mean, std = step_fn(
                 v,
                 float(sigmas[s]),
                 float(sigmas[s + 1]),
@@ -255,9 +259,9 @@ class FlowGRPO(RLAlgorithm):
                 float(noise_levels[s]),
                 generator=generator,
             )
-            if step_hook is not None:
+            if step_hook is not None:  # the hooked result is what is stored, so score it
                 nxt = step_hook(s, nxt, float(sigmas[s + 1]))
-                _, log_prob, _, _ = sde_step_with_logprob(
+                _, log_prob, _, _ = step_fn(
                     v, float(sigmas[s]), float(sigmas[s + 1]), x, float(noise_levels[s]), nxt
                 )
             log_probs.append(log_prob)  # [B]
@@ -369,14 +373,16 @@ class FlowGRPO(RLAlgorithm):
             )
             sigma_t = torch.tensor(sigma, device=x.device)
 
+            step_fn = sde_step_with_logprob
+
             def transition(vel):
-                _, lp, mu, sd = sde_step_with_logprob(
-                    vel, sigma, sigma_next, x, a, prev_sample=x_next
-                )
+                _, lp, mu, sd = step_fn(vel, sigma, sigma_next, x, a, prev_sample=x_next)
                 return lp, mu, sd.reshape(-1)
 
         v = model.velocity(x, sigma_t, rollout.cond, gs)
         log_prob, mean, std = transition(v)
+        if rollout.log_probs is None:
+            raise ValueError("flow_grpo.loss needs the log-probabilities its own rollout records")
         old_log_prob = rollout.log_probs[:, step].to(log_prob)
         adv = advantages.to(log_prob).clamp(-c.adv_clip, c.adv_clip)
         policy_loss, ratio = self.clipped_objective(log_prob, old_log_prob, adv)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 __all__ = ["estimated_path", "opposite_motions", "random_rotation", "OPPOSITE"]
 
@@ -53,11 +54,12 @@ def random_rotation(rng: np.random.Generator, angle_deg: float) -> np.ndarray:
     axis /= np.linalg.norm(axis)
     k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
     a = math.radians(angle_deg)
-    return np.eye(3) + math.sin(a) * k + (1 - math.cos(a)) * k @ k
+    rotation: np.ndarray = np.eye(3) + math.sin(a) * k + (1 - math.cos(a)) * k @ k
+    return rotation
 
 
 def estimated_path(
-    executed_c2w,
+    executed_c2w: np.ndarray | torch.Tensor,
     *,
     seed: int,
     centre_noise: float = 0.0,
@@ -71,7 +73,7 @@ def estimated_path(
     rel = np.linalg.inv(c2w[0])[None] @ c2w
     rng = np.random.default_rng(seed)
     walk = np.zeros(3)
-    out = rel.copy()
+    out: np.ndarray = rel.copy()
     for i in range(1, len(rel)):
         walk = walk + rng.normal(scale=drift, size=3) if drift > 0 else walk
         out[i, :3, 3] = rel[i, :3, 3] + rng.normal(scale=centre_noise, size=3) + walk

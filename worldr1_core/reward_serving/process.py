@@ -122,7 +122,7 @@ class RewardServerProcess:
     def __enter__(self) -> RewardServerProcess:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
         self._log.close()
         Path(self._log.name).unlink(missing_ok=True)

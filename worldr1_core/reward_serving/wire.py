@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .types import CameraTrajectory, RewardBatch, RewardOutput
+from ..types import CameraTrajectory, RewardBatch, RewardOutput
 
 WIRE_VERSION = 1
 

@@ -23,7 +23,7 @@ variable                         meaning                                       d
 ================================ ============================================= ==========
 
 Results equal the in-process reward's: with ``native`` the videos travel bit-exactly (see
-:mod:`worldr1_core.reward_wire`), and the server refuses (409) a request whose reward options
+:mod:`worldr1_core.reward_serving.wire`), and the server refuses (409) a request whose reward options
 differ from the ones it was started with. ``uint8`` sends ``round(255 x)``, a quarter of the
 float32 traffic, at a per-pixel error of at most 1/510.
 
@@ -47,17 +47,22 @@ from urllib.parse import urlsplit
 
 import pydantic
 
-from .interfaces import Reward
-from .reward_wire import WIRE_VIDEO_DTYPES, decode_output, encode_request
-from .types import RewardBatch, RewardOutput
+from ..interfaces import Reward
+from ..types import RewardBatch, RewardOutput
+from .wire import WIRE_VIDEO_DTYPES, decode_output, encode_request
 
 if TYPE_CHECKING:
-    from .config import RewardConfig
-    from .registry import Registry
+    from ..config import RewardConfig
+    from ..registry import Registry
 
 
 class RewardServerError(RuntimeError):
     """A reward server could not be reached, or refused the request; the message names URL and reward."""
+
+
+class RewardServerUnreachable(RewardServerError):
+    """No answer from the server (connection or read failures on every attempt): scoring the
+    samples one by one would only wait again, so callers never retry per sample after it."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,7 @@ def server_group_of(name: str, registry: Registry | None = None) -> str:
                 raise ValueError(
                     f"reward {name!r} declares server_group={declared!r}; known: {', '.join(REWARD_SERVER_GROUPS)}"
                 )
-            return declared
+            return str(declared)
     for group, spec in REWARD_SERVER_GROUPS.items():
         if spec.rewards is not None and name in spec.rewards:
             return group
@@ -187,6 +192,8 @@ class RemoteReward(Reward):
         max_backoff_s: float = pydantic.Field(30.0, ge=0)
         group_requests: bool = True
 
+    config: RemoteReward.Config
+
     def __init__(self, config: RemoteReward.Config):
         import httpx  # the [server] extra; only needed when a reward is remote
 
@@ -276,10 +283,11 @@ class RemoteReward(Reward):
                     f"{what}: HTTP {response.status_code}: {_error_text(response)}"
                 )
             try:
-                return response.json()
+                answer: dict[str, Any] = response.json()
+                return answer
             except ValueError:
                 raise RewardServerError(f"{what}: the answer is not JSON") from None
-        raise RewardServerError(
+        raise RewardServerUnreachable(
             f"{what}: no answer after {cfg.retries + 1} attempts in {time.monotonic() - t0:.1f} s "
             f"(last error: {last}); is the server running? Start it with `worldr1 reward serve {names[0]} "
             f"--port PORT` or scripts/run_reward_servers.sh"
@@ -335,4 +343,4 @@ def _error_text(response: Any) -> str:
         data = response.json()
         return str(data.get("error") or data.get("detail") or data)
     except ValueError:
-        return response.text[:300] or response.reason_phrase
+        return str(response.text[:300] or response.reason_phrase)
