@@ -73,10 +73,9 @@ def _cmd_plugins_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_config_show(args: argparse.Namespace) -> int:
+    from .batching import update_batch
     from .config import load_config
     from .preflight import config_checks
-
-    from .batching import update_batch
 
     config = load_config(args.config, args.overrides)
     config_checks(config, command="show").raise_errors()

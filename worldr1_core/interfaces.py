@@ -76,7 +76,15 @@ class VideoModel(Component):
     ``x_sigma = (1 - sigma) * x0 + sigma * noise`` with ``sigma`` going from 1 (noise) to 0 (data);
     :meth:`velocity` predicts ``d x_sigma / d sigma = noise - x0``. A model whose scheduler uses
     another parameterization converts inside its plugin, so samplers never branch on the model.
+
+    :attr:`sampler_family` declares how the model's own scheduler samples, which decides the
+    stochastic transition (and so the log-probability) an RL algorithm uses for it:
+    ``"flow_matching"`` (Euler / the flow SDE; Wan, LTX) or ``"ddim"`` (a variance-preserving
+    diffusion sampled with DDIM, e.g. CogVideoX). The model is still called only through
+    :meth:`velocity`; its deterministic sampler is the Euler step in sigma either way.
     """
+
+    sampler_family: ClassVar[str] = "flow_matching"
 
     @classmethod
     def recognizes(cls, path: Path) -> bool:
@@ -332,6 +340,9 @@ class Schedule(Component):
         for step in range(steps):
             yield self.phase(step)
 
+
+SAMPLER_FAMILIES = ("flow_matching", "ddim")
+"""The values of :attr:`VideoModel.sampler_family`."""
 
 KIND_BASES: dict[str, type[Component]] = {
     "base_model": VideoModel,

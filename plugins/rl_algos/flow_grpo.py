@@ -19,6 +19,11 @@ Three pieces, each usable on its own:
   Gaussian transition kernels, the reference being the base model with the adapter disabled).
   Like the log-prob, the squared distance is averaged over elements (a per-dimension KL), so
   ``kl_beta`` does not depend on the video size.
+
+The transition kernel follows the model's declared ``sampler_family``
+(:func:`transition_for`): the flow SDE above for flow-matching models, the stochastic DDIM step
+of :mod:`.ddim` (the release's CogVideoX kernel, ``noise_level`` as DDIM's eta) for ``"ddim"``
+models. Rollout, advantages and loss are otherwise the same.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from worldr1_core.generation import DEFAULT_GUIDANCE_SCALE, DEFAULT_NUM_STEPS
 from worldr1_core.interfaces import RLAlgorithm, StepHook, VideoModel
 from worldr1_core.types import Rollout
 
+from .ddim import ddim_step_with_logprob
 from .stepping import FlowScheduler, release_step_logprob, scheduled_rollout
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -123,6 +129,22 @@ def sde_step_with_logprob(
     log_density = torch.where(deterministic, torch.zeros_like(log_density), log_density)
     log_prob = log_density.mean(dim=tuple(range(1, log_density.ndim)))  # [B]
     return prev_sample.to(sample.dtype), log_prob, mean, std
+
+
+TRANSITIONS = {"flow_matching": sde_step_with_logprob, "ddim": ddim_step_with_logprob}
+"""The stochastic transition with log-prob of each ``VideoModel.sampler_family``."""
+
+
+def transition_for(model: VideoModel):
+    """The transition kernel (signature of :func:`sde_step_with_logprob`) for ``model``'s family."""
+    family = getattr(model, "sampler_family", "flow_matching")
+    try:
+        return TRANSITIONS[family]
+    except KeyError:
+        raise ValueError(
+            f"model.name: {type(model).__name__} declares sampler_family {family!r}; the flow_grpo "
+            f"RL algorithm supports {sorted(TRANSITIONS)}"
+        ) from None
 
 
 class FlowGRPO(RLAlgorithm):
@@ -244,7 +266,7 @@ class FlowGRPO(RLAlgorithm):
         noise_levels = torch.tensor(
             [c.noise_level if s in sde else 0.0 for s in range(c.num_steps)]
         )  # [S]
-        step_fn = sde_step_with_logprob
+        step_fn = transition_for(model)
         x = initial_latents
         states, log_probs = [x], []
         for s in range(c.num_steps):
@@ -286,6 +308,12 @@ class FlowGRPO(RLAlgorithm):
     ) -> Rollout:
         """The release's sampler (see :mod:`.stepping`): scheduler-stepped, Euler-mean scored."""
         c = self.config
+        family = getattr(model, "sampler_family", "flow_matching")
+        if family != "flow_matching":
+            raise ValueError(
+                f"rl.sampler: 'release' is the release's deterministic rollout for flow-matching "
+                f"models (Wan); {type(model).__name__} samples with {family!r}: use rl.sampler = 'sde'"
+            )
         sched = FlowScheduler(c.scheduler, model.scheduler_config(), c.num_steps)
         smax, smin = sched.sigma_max, sched.sigma_min
 
@@ -373,7 +401,7 @@ class FlowGRPO(RLAlgorithm):
             )
             sigma_t = torch.tensor(sigma, device=x.device)
 
-            step_fn = sde_step_with_logprob
+            step_fn = transition_for(model)
 
             def transition(vel):
                 _, lp, mu, sd = step_fn(vel, sigma, sigma_next, x, a, prev_sample=x_next)

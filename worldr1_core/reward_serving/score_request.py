@@ -144,7 +144,7 @@ def _read_paths(paths: Any, settings: ServerSettings) -> torch.Tensor:
             f"video_paths[{i}]: {text!r} does not exist under the server's --video-root",
         )
         try:
-            videos.append(read_video_file(path))
+            videos.append(read_video_file(path, name=text, max_bytes=settings.decoded_limit))
         except WireError as exc:
             raise HTTPError(422, f"video_paths[{i}]: {exc}") from None
     shapes = {tuple(v.shape) for v in videos}
