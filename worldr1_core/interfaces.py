@@ -228,9 +228,12 @@ class Reward(Component):
     ``lower_is_better`` names the components (keys of ``RewardOutput.components``) for which a
     lower value is better (errors, distances, failure flags); the score and every other
     component are higher-better. ``worldr1 eval`` orients its comparisons with it.
+    ``units`` names the unit of components that have one (e.g. ``{"psnr": "dB"}``), shown on
+    the eval plots' axes; the score and unlisted components are unit-free.
     """
 
     lower_is_better: ClassVar[frozenset[str]] = frozenset()
+    units: ClassVar[dict[str, str]] = {}
 
     @abc.abstractmethod
     def score(self, batch: RewardBatch) -> RewardOutput:
@@ -255,7 +258,8 @@ class RLAlgorithm(Component):
         train_metrics = algo.reduce_metrics([m, m, ...])   # logged as ``train/<key>``
         console       = algo.summary(train_metrics)        # its part of the one-line step summary
 
-    * :meth:`rollout` returns a :class:`~worldr1_core.types.Rollout`: ``latents[:, -1]`` are the
+    * :meth:`rollout` samples without gradients (decorate it with ``torch.no_grad()``) and
+      returns a :class:`~worldr1_core.types.Rollout`: ``latents[:, -1]`` are the
       clean latents that are decoded and scored. What else it records is the algorithm's: an
       algorithm that needs no likelihoods (e.g. one training on forward-process noising of the
       clean samples) sets ``log_probs=None``; per-sample tensors it needs in :meth:`loss` go in

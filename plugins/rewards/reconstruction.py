@@ -123,6 +123,7 @@ class ReconstructionConsistency(Reward):
     """1 - LPIPS between the frames and the estimator's Gaussians re-rendered at every frame camera."""
 
     lower_is_better = frozenset({"lpips"})
+    units = {"psnr": "dB", "registered_fraction": "fraction of frames"}
 
     class Config(pydantic.BaseModel, extra="forbid"):
         geometry: dict[str, Any] | None = pydantic.Field(

@@ -163,6 +163,8 @@ class TrajectoryAlignment(Reward):
     """Sim(3)-aligned agreement between estimated and intended camera paths (ATE + rotation)."""
 
     lower_is_better = frozenset({"ate", "rotation_error", "translation_error", "drift"})
+    units = {"ate": "fraction of path", "rotation_error": "deg", "translation_error": "scene depths",
+             "drift": "scene depths"}  # fmt: skip
 
     class Config(pydantic.BaseModel, extra="forbid"):
         geometry: dict[str, Any] | None = pydantic.Field(

@@ -78,7 +78,7 @@ def guarded_protocol(settings: ServerSettings) -> type[H11Protocol]:
         _admitted = False
         _header_timer: asyncio.TimerHandle | None = None
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        def connection_made(self, transport: asyncio.Transport) -> None:
             peer = transport.get_extra_info("peername")
             host = str(peer[0]) if peer else "?"
             if (
