@@ -102,9 +102,8 @@ def plot_summary(path: Path, series: dict[str, dict[str, dict[str, float]]]) -> 
                 ax.text(i, 0, "n/a", ha="center", va="bottom", fontsize=7, color="gray")
                 continue
             ax.bar(i, s["mean"], yerr=s["sem"], color=COLORS[i % len(COLORS)], capsize=3)
-            ax.annotate(f"n={int(s['n'])}", (i, 0), textcoords="offset points", xytext=(0, 2),
-                        ha="center", fontsize=6, color="white" if s["mean"] > 0 else "black")  # fmt: skip
-        ax.set_xticks(range(len(names)), names, fontsize=7)
+        ticks = [f"{n}\nn={int(s['n']) if s else 0}" for n, s in zip(names, stats)]
+        ax.set_xticks(range(len(names)), ticks, fontsize=7)
     return _save(fig, plt, path, panels)
 
 

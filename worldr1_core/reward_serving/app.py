@@ -117,6 +117,7 @@ def create_app(served: dict[str, ServedReward], settings: ServerSettings) -> Fas
         body = await read_body(request, settings.max_body_bytes, settings.read_timeout_s)
         try:
             payload = json.loads(body)
+            del body  # the parsed payload holds what is needed
         except (ValueError, RecursionError) as exc:  # bad UTF-8/JSON, a 4300+ digit integer
             what = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
             raise HTTPError(400, f"the body is not valid JSON: {what}") from None

@@ -76,7 +76,7 @@ def decode_score_request(
     _need(has_videos != has_paths, "give exactly one of videos (base64 array) or video_paths")
     if has_videos:
         try:
-            videos = decode_videos(payload["videos"], "videos")
+            videos = decode_videos(payload.pop("videos"), "videos")  # its text freed after
         except WireError as exc:
             raise HTTPError(422, str(exc)) from None
     else:

@@ -159,8 +159,13 @@ def decode_videos(obj: Any, field: str = "videos") -> torch.Tensor:
     """Wire array -> ``[B, F, 3, H, W]`` tensor (uint8 becomes float32 ``x / 255``)."""
     array = decode_array(obj, field, dtypes=VIDEO_DTYPES, ndim=5)
     check_video_shape(array.shape, field)
-    t = torch.from_numpy(array.copy())
-    return t.float().div_(255.0) if t.dtype == torch.uint8 else t
+    # one preallocated tensor of the declared shape, filled from the decoded bytes (no copies)
+    dtype = {"float16": torch.float16, "float64": torch.float64}.get(
+        array.dtype.name, torch.float32
+    )
+    out = torch.empty(array.shape, dtype=dtype)
+    out.numpy()[...] = array
+    return out.div_(255.0) if array.dtype == np.uint8 else out
 
 
 def check_video_shape(shape: Sequence[int], field: str = "videos") -> None:
