@@ -247,3 +247,31 @@ def test_client_deadline_covers_every_attempt():
     with pytest.raises(RewardServerUnreachable, match="no answer after"):
         client.score(RewardBatch(videos=torch.rand(1, 3, 3, 8, 8), prompts=["a"]))
     assert time.monotonic() - start < 2.5
+
+
+def test_repeated_warnings_are_rate_limited():
+    """20,000 refused connections must not write 20,000 log lines (163 MB in a minute before)."""
+    import logging
+
+    from worldr1_core.reward_serving.connections import RateLimitedLog
+
+    logger = logging.getLogger("worldr1.test_rate_limit")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    logger.addHandler(Keep())
+    logger.addFilter(RateLimitedLog(period_s=0.5))
+    for i in range(20_000):
+        logger.warning(
+            "refusing a connection from %s: connection limit reached", f"10.0.0.{i % 250}"
+        )
+    logger.info("an info line always passes")
+    assert len(seen) == 2 and seen[1] == "an info line always passes"
+    time.sleep(0.6)  # the limit is per period of time: the next one passes, with the count
+    logger.warning("refusing a connection from %s: connection limit reached", "10.0.0.1")
+    assert "19999 more like it" in seen[-1]

@@ -201,6 +201,12 @@ class LazyVideos:
             yield read_video(path)[0]
 
 
+def log_to_trackers(trainer: Any, step: int, values: dict[str, Any]) -> None:
+    """Log extra scalars (e.g. ``eval/*`` of periodic evaluation) to every active tracker."""
+    for tracker in getattr(trainer, "_trackers", {}).values():
+        tracker.log_scalars(step, scalars(values))
+
+
 def _active(trainer: Any, cls: type[Tracker]) -> Tracker | None:
     return getattr(trainer, "_trackers", {}).get(cls.name)
 
