@@ -212,13 +212,15 @@ def test_requests_past_the_in_flight_byte_cap_get_503():
         threads = [threading.Thread(target=post) for _ in range(2)]
         for t in threads:
             t.start()
-        # the admitted request cannot finish before the release, so the first answer is the
-        # other one's: refused while the first holds the in-flight bytes
-        assert answered.wait(60)
-        assert statuses == [503]
-        Blocking.release.set()
-        for t in threads:
-            t.join(60)
+        try:
+            # the admitted request cannot finish before the release, so the first answer is
+            # the other one's: refused while the first holds the in-flight bytes
+            assert answered.wait(60)
+            assert statuses == [503]
+        finally:
+            Blocking.release.set()
+            for t in threads:
+                t.join(60)
         assert sorted(statuses) == [200, 503]
 
 
