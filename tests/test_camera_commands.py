@@ -171,6 +171,7 @@ def test_warp_sweep_with_the_tiny_model_writes_csv_json_png(tmp_path):
     assert res.returncode == 0, res.stderr
     # two prompts can never make a difference significant: no strength is named best
     assert "no best strength:" in res.stdout and "Wilcoxon p" in res.stdout
+    assert "strength 0.2 vs gaussian: total" in res.stdout
     best = json.loads((out / "sweep.json").read_text())["best"]
     assert best["strength"] is None and best["by_mean"] in (0.2, 0.6)
     for setting in ("gaussian", "strength_0.2", "strength_0.6"):
@@ -218,5 +219,10 @@ def test_best_strength_is_named_only_when_significant():
     # one strength: tested against the Gaussian baseline
     one = best_strength(_sweep_rows({"gaussian": 0.3, 0.45: 0.5}, 10, 0.02), [0.45], baseline=True)
     assert one["strength"] == 0.45 and one["against"] == "the gaussian baseline"
+    from worldr1_plugins.camera.commands.warp_sweep import against_baseline
+
+    vs = against_baseline(_sweep_rows({"gaussian": 0.3, 0.45: 0.5}, 10, 0.02), 0.45)
+    assert vs["significant"] and vs["mean_diff"] == pytest.approx(0.2, abs=0.03)
+    assert vs["p_value"] == pytest.approx(2 / 2**10)  # 10 of 10 prompts better: exact p
     alone = best_strength(_sweep_rows({0.45: 0.5}, 10, 0.02), [0.45], baseline=False)
     assert alone["strength"] is None and "nothing to compare" in alone["verdict"]

@@ -85,6 +85,8 @@ class Wan21(DiffusersVideoModel):
             self.config.flow_shift or sched.get("shift") or sched.get("flow_shift") or 1.0
         )
         self.num_train_timesteps = int(sched.get("num_train_timesteps", 1000))
+        shift_key = "flow_shift" if "flow_shift" in sched else "shift"
+        self._scheduler_config = {**sched, shift_key: self.shift}
         self.temporal_compression = int(
             getattr(self.vae.config, "scale_factor_temporal", None) or 4
         )
@@ -121,6 +123,10 @@ class Wan21(DiffusersVideoModel):
         )
         scheduler.set_timesteps(num_steps, device="cpu")
         return scheduler.sigmas.to(torch.float32)  # [S + 1], 1 -> 0
+
+    def scheduler_config(self) -> dict:
+        """The checkpoint's ``scheduler/scheduler_config.json`` (with ``model.flow_shift`` applied)."""
+        return dict(self._scheduler_config)
 
     def _forward(
         self, latents: torch.Tensor, sigma: torch.Tensor, embeds: torch.Tensor, mask: torch.Tensor

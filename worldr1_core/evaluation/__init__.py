@@ -32,7 +32,7 @@ prompts), ``report`` (CSV / markdown / JSON),
 from .command import EvalResult, eval_command, run_eval
 from .config import DEFAULT_EVAL_CONFIG, EvalConfig, load_eval_config
 from .discovery import VIDEO_SUFFIXES, VideoItem, discover_videos
-from .scoring import evaluate_videos
+from .scoring import evaluate_videos, score_batch
 from .statistics import compare, lower_is_better, metric_columns, summarize
 
 __all__ = [
@@ -49,5 +49,6 @@ __all__ = [
     "lower_is_better",
     "metric_columns",
     "run_eval",
+    "score_batch",
     "summarize",
 ]

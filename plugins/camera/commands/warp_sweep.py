@@ -149,17 +149,45 @@ def warp_sweep_command(args: argparse.Namespace) -> int:
         "summary": summary,
     }
     result["best"] = best_strength(rows, strengths, baseline=not args.no_baseline)
+    if not args.no_baseline:
+        result["vs_baseline"] = {f"{s:g}": against_baseline(rows, s) for s in strengths}
     (out / "sweep.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     _plot(summary, strengths, metrics, out / "sweep.png")
     print(
         f"wrote {out / 'sweep.csv'}, {out / 'sweep.json'}, {out / 'sweep.png'}, {out / 'videos'}/"
     )
+    for s, test in result.get("vs_baseline", {}).items():
+        print(
+            f"strength {s} vs gaussian: total {test['mean_diff']:+.4g} "
+            f"[95% CI {test['ci_low']:.4g}, {test['ci_high']:.4g}], p = {test['p_value']:.3g}"
+            + (" (significant)" if test["significant"] else "")
+        )
     print(result["best"]["verdict"])
     return 0
 
 
 def _setting_dir(strength: float | None) -> str:
     return "gaussian" if strength is None else f"strength_{strength:g}"
+
+
+def _per_prompt(rows: list[dict[str, Any]], label: str, metric: str) -> dict[int, float]:
+    return {
+        int(r["prompt_index"]): float(r[metric])
+        for r in rows
+        if r["setting"] == label and r["valid"] and metric in r
+    }
+
+
+def against_baseline(rows: list[dict[str, Any]], strength: float, metric: str = "total") -> dict:
+    """Paired test of one strength against the Gaussian baseline over the prompts both scored."""
+    from worldr1_core.evaluation.paired import paired_test
+
+    mine, base = (
+        _per_prompt(rows, f"noise_warp@{strength:g}", metric),
+        _per_prompt(rows, "gaussian", metric),
+    )
+    common = sorted(set(mine) & set(base))
+    return paired_test([mine[i] for i in common], [base[i] for i in common])
 
 
 def best_strength(
@@ -171,11 +199,7 @@ def best_strength(
     from worldr1_core.evaluation.paired import paired_test
 
     def values(label: str) -> dict[int, float]:
-        return {
-            int(r["prompt_index"]): float(r[metric])
-            for r in rows
-            if r["setting"] == label and r["valid"] and metric in r
-        }
+        return _per_prompt(rows, label, metric)
 
     per = {s: values(f"noise_warp@{s:g}") for s in strengths}
     means = {s: (sum(v.values()) / len(v) if v else -math.inf) for s, v in per.items()}
