@@ -147,3 +147,62 @@ def test_force_motions_overrides_the_prompt_like_the_releases_force_camera_movem
     assert fixed.parse("Camera pan right. A red car.").motions == []
     with pytest.raises(ValueError, match="force_motions"):
         TextCameraParser.Config(force_motions=["spin"])
+
+
+WARP = json.loads((FIX / "warp_stats.json").read_text())
+
+
+@pytest.mark.parametrize("motion", sorted(WARP["stats"]))
+def test_release_mode_warped_noise_statistics_match_the_releases(motion):
+    """Our warp (exact-Gaussian transport on the 16x grid, 0.35 degradation) against the release's
+    Go-with-the-Flow warper on the same path and size: the same unit variance, the same temporal
+    correlation of consecutive latent frames (the motion signal; 0.59 pan, 0.72 push in) and the
+    same size of the low-passed stepwise delta (their RNG cannot be matched: statistics only;
+    tolerances cover 4 vs 2 seeds)."""
+    from worldr1_core.types import LatentLayout, Prompt
+    from worldr1_plugins.latent_init.noise_warp import NoiseWarpInitializer
+
+    ref = WARP["stats"][motion]
+    inp = WARP["inputs"]
+    h, w, c = inp["height"], inp["width"], inp["channels"]
+    layout = LatentLayout(c, 21, h // 8, w // 8, 81, h, w, list(range(0, 81, 4)))
+    traj = build_trajectory([motion], 81, w, h, RELEASE)
+    opts = dict(upsample=16, degradation=0.35)
+    mix = NoiseWarpInitializer(NoiseWarpInitializer.Config(mode="mix", strength=1.0, **opts))
+    step = NoiseWarpInitializer(
+        NoiseWarpInitializer.Config(mode="stepwise_delta", strength=0.35, lowpass_kernel=9, **opts)
+    )
+    stds, lags, lows = [], [], []
+    for seed in range(4):
+        warped = mix.initial_latents(
+            layout, [Prompt("x")], [traj], torch.Generator().manual_seed(seed)
+        )
+        x = warped[0]
+        stds.append(float(x.std()))
+        lags.append(
+            float(
+                torch.stack(
+                    [torch.corrcoef(torch.stack([x[:, f].flatten(), x[:, f + 1].flatten()]))[0, 1]
+                     for f in range(x.shape[1] - 1)]
+                ).mean()
+            )
+        )  # fmt: skip
+        _, low = step._sample(layout, [Prompt("x")], [traj], torch.Generator().manual_seed(seed))
+        lows.append(float(low.std()))
+    mean = lambda v: sum(v) / len(v)  # noqa: E731
+    assert mean(stds) == pytest.approx(ref["warped_std"], abs=0.03)
+    assert mean(lags) == pytest.approx(ref["lag1_corr_same_pixel"], abs=0.03)
+    assert mean(lows) == pytest.approx(ref["delta_low_std"], rel=0.15)
+
+
+def test_rendered_orbit_check_geometric_keeps_the_pivot_centred_release_does_not():
+    """On the synthetic room (plugins/camera/orbit_check.py, picture in docs/camera.md): the
+    geometric orbit keeps the point orbit_radius ahead of the start camera at the image centre in
+    every frame; the release's path lets it drift right (content moves right)."""
+    from worldr1_plugins.camera.orbit_check import pivot_drift
+
+    geo = pivot_drift("geometric")
+    rel = pivot_drift("release")
+    assert float(geo.abs().max()) < 1e-6
+    assert float(rel[-1, 0]) > 8.0 and float(rel[:, 1].abs().max()) < 1e-6
+    assert bool((rel[1:, 0].diff() > 0).all())  # drifts steadily
