@@ -29,6 +29,8 @@ class ServerSettings:
     timeout_s: float = 600.0
     max_queue: int = 256
     video_root: Path | None = None
+    devices: list[str] | None = None  # --devices: one worker process per entry (worker_pool)
+    worker_timeout_s: float | None = None  # a worker silent this long is killed (None: timeout_s)
 
 
 async def read_body(request: Any, limit: int) -> bytes:
