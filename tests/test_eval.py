@@ -296,3 +296,39 @@ def test_reconstruction_metrics_rank_consistent_above_shuffled(tmp_path):
     assert (
         "reconstruction/psnr" in md and "reconstruction/ssim" in md and "reconstruction/lpips" in md
     )
+
+
+def test_eval_table_ate_is_unit_free_through_the_cli(tmp_path):
+    """The `trajectory_alignment/ate` column of `worldr1 eval` is the normalised ATE: the same
+    number when the intended camera path is written in millimetres instead of metres, and a
+    small fraction of the path for a consistent video (default mode)."""
+    import os
+    import subprocess
+    import sys
+
+    _needs_rewards("trajectory_alignment")
+    consistent, _ = _synthetic(tmp_path)
+    cfg = tmp_path / "eval.toml"
+    # one COLMAP thread: the same reconstruction in both runs (multi-threaded mapping varies)
+    cfg.write_text(
+        '[geometry]\nname = "colmap"\nnum_threads = 1\n[[rewards]]\nname = "trajectory_alignment"\n'
+    )
+    cam = consistent / "cameras" / "00000.json"
+    original = json.loads(cam.read_text())
+    ates = []
+    for unit in (1.0, 1000.0):
+        c2w = torch.tensor(original["c2w"], dtype=torch.float64)
+        c2w[:, :3, 3] *= unit
+        cam.write_text(json.dumps({**original, "c2w": c2w.tolist()}))
+        out = tmp_path / f"r{unit:g}"
+        res = subprocess.run(
+            [str(Path(sys.executable).with_name("worldr1")), "eval", str(consistent), "--config",
+             str(cfg), "--out", str(out)],
+            capture_output=True, text=True, env=dict(os.environ), timeout=600,
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        row = list(csv.DictReader((out / "metrics.csv").open()))[0]
+        ates.append(float(row["trajectory_alignment/ate"]))
+    assert ates[1] == pytest.approx(ates[0], rel=1e-4)
+    assert 0 < ates[0] < 0.05
+    assert "fraction of path" in (out / "summary.md").read_text()  # the unit is in the table

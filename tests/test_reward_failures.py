@@ -113,7 +113,7 @@ def test_transport_error_is_not_retried_sample_by_sample(on_error):
         start = time.monotonic()
         out = rewards.score(_batch(8))
         assert time.monotonic() - start < 10
-        assert server.accepted == 2  # 1 + 1 retry for the batch; per-sample would be 2 + 8 x 2
+        assert server.accepted == 1  # sent once: never resent, never per sample (would be 18)
         assert out.failed_fraction() == 1.0
         with pytest.raises(UserError, match="max_dropped_fraction = 0.5"):
             check_failed_fraction(out.failed_fraction(), 0.5, step=3)
@@ -154,4 +154,25 @@ def test_reward_server_dying_mid_run_stops_the_run(tmp_path, fresh_plugins):
     finally:
         server.close()
     assert isinstance(TooManyFailedSamples("x"), UserError)  # worldr1 train: one line, exit 2
+    assert not (tmp_path / "out" / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_trainer_refuses_to_checkpoint_a_diverged_adapter(tmp_path, fresh_plugins):
+    from worldr1_core.trainer import Trainer
+
+    sections = {
+        "run": {"progress_bar": False, "tensorboard": False, "sample_every": 0},
+        "video": {"frames": 5, "height": 16, "width": 16},
+        "model": {"name": "wan2.1", "preset": "tiny", "lora": {"rank": 2, "alpha": 2.0}},
+        "prompts": {"train": {"prompts": ["a red car"]}},
+        "rl": {"name": "flow_grpo", "group_size": 2, "num_steps": 1},
+        "rewards": [{"name": "brightness"}],
+    }
+    trainer = Trainer(run_config(tmp_path, sections), run_dir=tmp_path / "out")
+    trainer.step = 3
+    with torch.no_grad():
+        trainer.params[1].view(-1)[0] = float("nan")
+    with pytest.raises(ckpt.NonFiniteWeights, match="after step 3"):
+        trainer.save_checkpoint()
     assert not (tmp_path / "out" / "checkpoints").exists()

@@ -14,7 +14,7 @@ import pydantic
 import torch
 
 from worldr1_core import hookimpl
-from worldr1_core.interfaces import LatentInitializer, RLAlgorithm, VideoModel
+from worldr1_core.interfaces import RLAlgorithm, StepHook, VideoModel
 from worldr1_core.plugins import get_plugin_manager
 from worldr1_core.testing import run_config
 from worldr1_core.trainer import Trainer
@@ -49,16 +49,16 @@ class ForwardRWR(RLAlgorithm):
         cond,
         generator: torch.Generator,
         *,
-        initializer: LatentInitializer | None = None,
+        step_hook: StepHook | None = None,
     ) -> Rollout:
         c = self.config
         sigmas = model.sigmas(c.num_steps, initial_latents.shape[1:]).float().cpu()
         x = initial_latents
         for s in range(c.num_steps):
-            if initializer is not None:
-                x = initializer.inject(s, x, initial_latents, float(sigmas[s]))
             v = model.velocity(x, sigmas[s].to(x.device), cond, c.guidance_scale)
             x = x + (sigmas[s + 1] - sigmas[s]).item() * v  # Euler step of the ODE
+            if step_hook is not None:
+                x = step_hook(s, x, float(sigmas[s + 1]))
         b = x.shape[0]
         noise = torch.randn(
             (b, len(c.train_sigmas), *x.shape[1:]), generator=generator, dtype=x.dtype

@@ -200,3 +200,13 @@ def test_resumed_lr_override_reaches_the_optimizer_and_is_recorded(tmp_path, fre
     changes = [json.loads(r) for r in (tmp_path / "run" / "config_changes.jsonl").open()]
     assert changes == [{"step": 1, "changes": {"train.lr": [0.003, 0.01]}}]
     assert "lr = 0.01" in (tmp_path / "run" / "config.toml").read_text()
+
+
+def test_two_runs_racing_for_one_output_dir_do_not_share_it(tmp_path):
+    config = _config(tmp_path / "cfg")
+    out = tmp_path / "same"
+    first, second = rd.plan_run(config, output_dir=out), rd.plan_run(config, output_dir=out)
+    _prepare(first)
+    (out / "metrics.jsonl").write_text('{"step": 0}\n')  # the first run has started writing
+    with pytest.raises(UserError, match="just filled by another run"):
+        _prepare(second)

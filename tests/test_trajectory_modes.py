@@ -312,3 +312,38 @@ def test_comparison_picture_is_saved_beside_sample_videos(tmp_path, golden):
     blue = ((rgb[:, 2] > 150) & (rgb[:, 0] < 80)).sum()
     red = ((rgb[:, 0] > 180) & (rgb[:, 1] < 80) & (rgb[:, 2] < 80)).sum()
     assert blue > 50 and red > 50  # both paths are drawn
+
+
+@pytest.mark.parametrize("mode", ["anchored", "release", "sim3"])
+def test_logged_ate_is_unit_free_in_every_mode(mode):
+    """The ``ate`` column is evo's Sim(3)-aligned APE divided by the intended path length: the
+    same number whatever the units of the intended path and of the estimator; NaN (not 0) for
+    an intended path that does not travel."""
+    from evo.core import metrics
+    from evo.core.trajectory import PosePath3D
+
+    target = build_trajectory(["orbit_left", "push_in"], FRAMES, 64, 64).c2w.numpy()
+    est = estimated_path(target, seed=3, scale=EST_SCALE, **NOISE)
+    fixed = build_trajectory(["fixed"], FRAMES, 64, 64).c2w.numpy()
+
+    traj_est, traj_ref = (
+        PosePath3D(poses_se3=[p.copy() for p in est]),
+        PosePath3D(poses_se3=list(target)),
+    )
+    traj_est.align(traj_ref, correct_scale=True)
+    ape = metrics.APE(metrics.PoseRelation.translation_part)
+    ape.process_data((traj_ref, traj_est))
+    length = np.linalg.norm(np.diff(target[:, :3, 3], axis=0), axis=1).sum()
+    expected = ape.get_statistic(metrics.StatisticsType.rmse) / length
+
+    ates = []
+    for unit in (1.0, 1000.0):  # intended path in metres / millimetres; estimator 1/300 of it
+        t, e = target.copy(), est.copy()
+        t[:, :3, 3] *= unit
+        e[:, :3, 3] *= unit * 7.0
+        out = reward_scores(mode, [e, fixed], [t, fixed], depth=1000 * EST_SCALE * unit * 7.0)
+        ates.append(out.components["ate"].tolist())
+    assert ates[0][0] == pytest.approx(expected, rel=1e-4)
+    assert ates[1][0] == pytest.approx(expected, rel=1e-4)
+    assert 0 < expected < 0.05  # a close estimate: a few per cent of the path
+    assert np.isnan(ates[0][1]) and np.isnan(ates[1][1])

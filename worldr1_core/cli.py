@@ -73,15 +73,25 @@ def _cmd_plugins_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_config_show(args: argparse.Namespace) -> int:
+    from .batching import update_batch
     from .config import load_config
     from .preflight import config_checks
 
     config = load_config(args.config, args.overrides)
     config_checks(config, command="show").raise_errors()
+    batch = update_batch(config, args.world_size)
     if args.json:
-        print(json.dumps(config.to_dict(), indent=2))
+        out = config.to_dict()
+        out["effective_batch"] = {
+            "rollouts_per_update_per_process": batch.rollouts_per_update,
+            "rollouts_per_update_global": batch.global_rollouts_per_update,
+            "world_size": batch.world_size,
+            "updates_per_step": batch.updates_per_step,
+        }
+        print(json.dumps(out, indent=2))
     else:
         print(config.to_toml(), end="")
+        print(batch.describe())
     return 0
 
 
@@ -200,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_args(p_show)
     p_show.add_argument("--json", action="store_true", help="JSON instead of TOML")
+    p_show.add_argument(
+        "--world-size",
+        type=int,
+        default=int(os.environ.get("WORLD_SIZE", "1")),
+        help="processes (GPUs) for the global effective batch (default: $WORLD_SIZE or 1)",
+    )
     p_show.set_defaults(func=_cmd_config_show)
     p_keys = config_sub.add_parser(
         "keys",

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .interfaces import CameraParser, LatentInitializer, VideoModel
+from .interfaces import CameraParser, InitialNoise, LatentInitializer, StepHook, VideoModel
 from .types import CameraTrajectory, Prompt
 
 DEFAULT_NUM_STEPS = 50
@@ -68,6 +68,25 @@ def camera_for(
     return out_prompts, trajectories
 
 
+def concat_noise(parts: list[InitialNoise]) -> InitialNoise:
+    """Batch-concatenate prepared noises; their step hooks each act on their own rows."""
+    latents = torch.cat([p.latents for p in parts])
+    if all(p.step_hook is None for p in parts):
+        return InitialNoise(latents=latents)
+    sizes = [len(p.latents) for p in parts]
+
+    def hook(step: int, x: torch.Tensor, sigma_next: float) -> torch.Tensor:
+        rows = x.split(sizes)
+        return torch.cat(
+            [
+                r if p.step_hook is None else p.step_hook(step, r, sigma_next)
+                for p, r in zip(parts, rows)
+            ]
+        )
+
+    return InitialNoise(latents=latents, step_hook=hook)
+
+
 @torch.no_grad()
 def euler_sample(
     model: VideoModel,
@@ -75,17 +94,17 @@ def euler_sample(
     cond: Any,
     sigmas: torch.Tensor,
     guidance_scale: float,
-    initializer: LatentInitializer | None = None,
+    step_hook: StepHook | None = None,
 ) -> torch.Tensor:
-    """Integrate ``dx/dsigma = v`` from ``sigmas[0]`` to ``sigmas[-1]`` with Euler steps."""
-    initial = latents
+    """Integrate ``dx/dsigma = v`` from ``sigmas[0]`` to ``sigmas[-1]`` with Euler steps;
+    ``step_hook`` (the initializer's per-step injection) runs after every step."""
     x = latents
     for i in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        if initializer is not None:
-            x = initializer.inject(i, x, initial, float(sigma))
         v = model.velocity(x, sigma, cond, guidance_scale)  # [B, C, F', H', W']
         x = x + (sigma_next - sigma) * v
+        if step_hook is not None:
+            x = step_hook(i, x, float(sigma_next))
     return x
 
 
@@ -111,20 +130,20 @@ def generate(
 
     # The ODE state stays in fp32 even for a bf16 model: velocity() casts its input and returns
     # the state's dtype, so the integration does not accumulate bf16 rounding over the steps.
-    def noise(ps: list[Prompt], ts: list[CameraTrajectory | None], s: int) -> torch.Tensor:
+    def noise(ps: list[Prompt], ts: list[CameraTrajectory | None], s: int) -> InitialNoise:
         g = torch.Generator(device="cpu").manual_seed(s)
-        return initializer.initial_latents(
-            layout, ps, ts, g, device=model.device, dtype=torch.float32
-        )
+        return initializer.prepare(layout, ps, ts, g, device=model.device, dtype=torch.float32)
 
     if isinstance(seed, int):
-        init = noise(prompt_objs, trajectories, seed)  # [B, C, F', H', W']
+        init = noise(prompt_objs, trajectories, seed)  # latents [B, C, F', H', W']
     else:
         if len(seed) != len(prompt_objs):
             raise ValueError(f"generate: {len(seed)} seeds for {len(prompt_objs)} prompts")
-        init = torch.cat([noise([p], [t], s) for p, t, s in zip(prompt_objs, trajectories, seed)])
+        init = concat_noise(
+            [noise([p], [t], s) for p, t, s in zip(prompt_objs, trajectories, seed)]
+        )
     cond = model.encode_prompts([p.text for p in prompt_objs], negative_prompt)
-    sigmas = model.sigmas(num_steps, init.shape[1:]).to(model.device)
-    latents = euler_sample(model, init, cond, sigmas, guidance_scale, initializer)
+    sigmas = model.sigmas(num_steps, init.latents.shape[1:]).to(model.device)
+    latents = euler_sample(model, init.latents, cond, sigmas, guidance_scale, init.step_hook)
     videos = model.decode(latents)  # [B, F, 3, H, W]
     return Generated(videos=videos, latents=latents, prompts=prompt_objs, trajectories=trajectories)

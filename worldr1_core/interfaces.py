@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -41,6 +42,19 @@ from .types import (
     RewardOutput,
     Rollout,
 )
+
+StepHook = Callable[[int, torch.Tensor, float], torch.Tensor]
+"""``hook(step, latents, sigma_next) -> latents``: called by a sampler right after denoising step
+``step`` (0-based) produced ``latents [B, C, F', H', W']`` at noise level ``sigma_next``; what it
+returns is the stored transition result (and the one an RL sampler scores)."""
+
+
+@dataclasses.dataclass
+class InitialNoise:
+    """What a :class:`LatentInitializer` prepares for one batch of rollouts."""
+
+    latents: torch.Tensor  # [B, C, F', H', W']
+    step_hook: StepHook | None = None
 
 
 class EmptyConfig(pydantic.BaseModel, extra="forbid"):
@@ -104,6 +118,11 @@ class VideoModel(Component):
         or ``latents.shape[1:]``); a model whose schedule depends on the video size (LTX-Video's
         dynamic shift) needs it and otherwise assumes its default size. Samplers pass it."""
 
+    def scheduler_config(self) -> dict[str, Any] | None:
+        """The checkpoint's diffusers scheduler config (e.g. Wan's UniPC with its ``flow_shift``),
+        for samplers stepped by the model's own scheduler; None: not known (Euler is used)."""
+        return None
+
     @abc.abstractmethod
     def velocity(
         self,
@@ -157,15 +176,23 @@ class LatentInitializer(Component):
         """Initial latents ``[B, *layout.shape]`` with ``B = len(prompts)``; every element
         marginally N(0, 1). Deterministic for a given generator state."""
 
-    def inject(
-        self, step: int, latents: torch.Tensor, initial: torch.Tensor, sigma: float
-    ) -> torch.Tensor:
-        """The latents the model sees at denoising ``step`` (noise level ``sigma``), given the
-        sampler's current ``latents`` and the ``initial`` ones; the sampler (every
-        :class:`RLAlgorithm` rollout and inference) calls it before each step, so an initializer
-        can keep steering during sampling (e.g. add a delta in the first steps). Default:
-        ``latents`` unchanged."""
-        return latents
+    def prepare(
+        self,
+        layout: LatentLayout,
+        prompts: list[Prompt],
+        trajectories: list[CameraTrajectory | None],
+        generator: torch.Generator,
+        *,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> InitialNoise:
+        """The initial latents and, optionally, a :data:`StepHook` the sampler applies after each
+        denoising step (e.g. a camera-aware delta added during the first steps). Default: the
+        latents of :meth:`initial_latents` and no hook."""
+        latents = self.initial_latents(
+            layout, prompts, trajectories, generator, device=device, dtype=dtype
+        )
+        return InitialNoise(latents=latents)
 
 
 class CameraParser(Component):
@@ -201,9 +228,12 @@ class Reward(Component):
     ``lower_is_better`` names the components (keys of ``RewardOutput.components``) for which a
     lower value is better (errors, distances, failure flags); the score and every other
     component are higher-better. ``worldr1 eval`` orients its comparisons with it.
+    ``units`` names the unit of components that have one (e.g. ``{"psnr": "dB"}``), shown on
+    the eval plots' axes; the score and unlisted components are unit-free.
     """
 
     lower_is_better: ClassVar[frozenset[str]] = frozenset()
+    units: ClassVar[dict[str, str]] = {}
 
     @abc.abstractmethod
     def score(self, batch: RewardBatch) -> RewardOutput:
@@ -215,7 +245,9 @@ class RLAlgorithm(Component):
 
     The contract, in the order the trainer (:mod:`worldr1_core.trainer`) calls it on each step::
 
-        rollout = algo.rollout(model, x_1, cond, generator, initializer=init)  # under no_grad
+        noise   = init.prepare(layout, prompts, trajectories, generator)
+        rollout = algo.rollout(model, noise.latents, cond, generator,
+                               step_hook=noise.step_hook)  # under no_grad
         videos  = model.decode(rollout.final)              # what the rewards score
         adv     = algo.advantages(rewards, group_ids)      # the samples of every rank, [W * B]
         for epoch, minibatch idx:                          # train.inner_epochs, train.minibatch_size
@@ -226,7 +258,8 @@ class RLAlgorithm(Component):
         train_metrics = algo.reduce_metrics([m, m, ...])   # logged as ``train/<key>``
         console       = algo.summary(train_metrics)        # its part of the one-line step summary
 
-    * :meth:`rollout` returns a :class:`~worldr1_core.types.Rollout`: ``latents[:, -1]`` are the
+    * :meth:`rollout` samples without gradients (decorate it with ``torch.no_grad()``) and
+      returns a :class:`~worldr1_core.types.Rollout`: ``latents[:, -1]`` are the
       clean latents that are decoded and scored. What else it records is the algorithm's: an
       algorithm that needs no likelihoods (e.g. one training on forward-process noising of the
       clean samples) sets ``log_probs=None``; per-sample tensors it needs in :meth:`loss` go in
@@ -236,9 +269,11 @@ class RLAlgorithm(Component):
       ``latents[:, s] -> latents[:, s + 1]``; a forward-process algorithm: which of its noise
       levels). :meth:`num_train_steps` must equal their number: DeepSpeed's gradient
       accumulation is configured from it before the first rollout.
-    * The initializer's :meth:`LatentInitializer.inject` is called by the sampler at every
-      denoising step (see there); an algorithm's sampler must call it to support initializers
-      that act during sampling.
+    * The initializer's :data:`StepHook` (from :meth:`LatentInitializer.prepare`) must be called
+      by the sampler right after every denoising step, and its result is the stored transition
+      (an RL sampler scores that result): this is how initializers act during sampling (the
+      release's stepwise camera delta). :mod:`worldr1_plugins.rl_algos.stepping` has a reusable
+      scheduler-stepped rollout that does it.
     * Under ZeRO-3 the model's parameters are partitioned; :meth:`loss` only calls the model.
     """
 
@@ -261,10 +296,12 @@ class RLAlgorithm(Component):
         cond: Any,
         generator: torch.Generator,
         *,
-        initializer: LatentInitializer | None = None,
+        step_hook: StepHook | None = None,
     ) -> Rollout:
         """Sample from ``initial_latents`` ``[B, C, F', H', W']`` (drawing randomness only from
-        ``generator``) and record what :meth:`loss` needs."""
+        ``generator``) and record what :meth:`loss` needs. ``step_hook`` (from
+        :meth:`LatentInitializer.prepare`) runs after every denoising step; its result is what
+        the rollout stores and scores."""
 
     @abc.abstractmethod
     def advantages(self, rewards: torch.Tensor, group_ids: torch.Tensor) -> torch.Tensor:

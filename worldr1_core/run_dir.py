@@ -257,7 +257,16 @@ def prepare_run_dir(plan: RunPlan, dist: Any, *, name: str) -> Path:
             path = create_unique_dir(plan.template, name=name)
         else:
             path = plan.run_dir
-            path.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fresh = plan.checkpoint is None and not plan.clear
+            try:
+                path.mkdir(exist_ok=not fresh)  # a fresh run creates its directory exclusively
+            except FileExistsError:
+                if any(path.iterdir()):
+                    raise RunDirError(
+                        f"output directory {str(path)!r} was just filled by another run; "
+                        "choose another --output-dir"
+                    ) from None
         if plan.clear:
             _clear(path)
         for what in ckpt.clean_stale(path):

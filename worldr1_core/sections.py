@@ -68,6 +68,14 @@ class TrainSection(_Section):
     ema_decay: float = pydantic.Field(
         0.0, ge=0, lt=1, description="EMA of trainable weights (0: off)"
     )
+    ema_every: int = pydantic.Field(
+        1, ge=1, description="update the EMA every N optimizer updates (release: 8)"
+    )
+    ema_warmup: bool = pydantic.Field(
+        False,
+        description="decay min((1 + n) / (10 + n), ema_decay) at the n-th optimizer update "
+        "(the release's EMA) instead of a constant ema_decay",
+    )
     mixed_precision: Literal["no", "bf16", "fp16"] = pydantic.Field(
         "no", description="DeepSpeed only (its bf16/fp16 sections); the model's own is model.dtype"
     )
@@ -111,6 +119,21 @@ class DistributedSection(_Section):
     process_group_backend: Literal["auto", "nccl", "gloo"] = "auto"
 
 
+class EvalSection(_Section):
+    """``[eval]``: periodic test-split evaluation during training (plugin ``periodic_eval``)."""
+
+    every: int = pydantic.Field(
+        0, ge=0, description="evaluate every N training steps (optimizer updates); 0: off"
+    )
+    prompts: str = pydantic.Field(
+        "data/enhanced/test.txt", description="test prompts, one per line"
+    )
+    max_prompts: int = pydantic.Field(0, ge=0, description="first N test prompts (0: all)")
+    batch_size: int = pydantic.Field(2, ge=1, description="videos per sampling batch")
+    use_ema: bool = pydantic.Field(True, description="evaluate the EMA weights when EMA is on")
+    seed: int = pydantic.Field(0, description="seed of the evaluation noise (same every time)")
+
+
 class CoreSections(_Section):
     """All core sections; component sections are handled separately."""
 
@@ -119,3 +142,4 @@ class CoreSections(_Section):
     train: TrainSection = pydantic.Field(default_factory=TrainSection)
     prompts: dict[str, PromptSourceSection] = pydantic.Field(default_factory=dict)
     distributed: DistributedSection = pydantic.Field(default_factory=DistributedSection)
+    eval: EvalSection = pydantic.Field(default_factory=EvalSection)

@@ -65,14 +65,22 @@ def seed_everything(seed: int) -> None:
 class EMA:
     """Exponential moving average of the trainable tensors (kept in fp32 on their device)."""
 
-    def __init__(self, params: Sequence[torch.Tensor], decay: float):
-        self.decay = decay
+    def __init__(
+        self, params: Sequence[torch.Tensor], decay: float, every: int = 1, warmup: bool = False
+    ):
+        self.decay, self.every, self.warmup = decay, every, warmup
+        self.count = 0  # optimizer updates seen
         self.shadow = [p.detach().float().clone() for p in params]
 
     @torch.no_grad()
     def update(self, params: Sequence[torch.Tensor]) -> None:
+        """Called after every optimizer update; averages every ``every``-th one."""
+        n, self.count = self.count, self.count + 1
+        if (n + 1) % self.every:
+            return
+        decay = min((1 + n) / (10 + n), self.decay) if self.warmup else self.decay
         for s, p in zip(self.shadow, params):
-            s.lerp_(p.detach().float(), 1.0 - self.decay)
+            s.lerp_(p.detach().float(), 1.0 - decay)
 
     @contextlib.contextmanager
     def swapped_into(self, params: Sequence[torch.Tensor]) -> Iterator[None]:
@@ -89,10 +97,11 @@ class EMA:
                     p.copy_(s)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"decay": self.decay, "shadow": [s.cpu() for s in self.shadow]}
+        return {"decay": self.decay, "count": self.count, "shadow": [s.cpu() for s in self.shadow]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.decay = state["decay"]
+        self.count = int(state.get("count", 0))
         self.shadow = [s.to(t.device) for s, t in zip(state["shadow"], self.shadow)]
 
 
@@ -202,7 +211,11 @@ class Trainer:
             micro_batch=self.minibatch,
         )
         with self.dist.gathered():
-            self.ema = EMA(self.params, train.ema_decay) if train.ema_decay > 0 else None
+            self.ema = (
+                EMA(self.params, train.ema_decay, train.ema_every, train.ema_warmup)
+                if train.ema_decay > 0
+                else None
+            )
 
     def _open_run(self) -> None:
         """Run directory (:mod:`worldr1_core.run_dir`), logger, and the resumed checkpoint."""
@@ -276,17 +289,17 @@ class Trainer:
         with timer("latent_init"):
             # fp32 sampler state even for a bf16 model (velocity() casts its input): the stored
             # transitions are then exactly those whose log-probs the update recomputes.
-            x_1 = self.initializer.initial_latents(
+            noise = self.initializer.prepare(
                 self.layout,
                 prompts,
                 trajectories,
                 generator,
                 device=self.model.device,
                 dtype=torch.float32,
-            )  # [B, C, F', H', W']
+            )  # latents [B, C, F', H', W'] + optional per-step hook
         with timer("rollout"):
             rollout = self.algo.rollout(
-                self.model, x_1, cond, generator, initializer=self.initializer
+                self.model, noise.latents, cond, generator, step_hook=noise.step_hook
             )
             rollout.prompts = [p.text for p in prompts]
         self.last_prompts = rollout.prompts  # for callbacks (worldr1_on_step_end)

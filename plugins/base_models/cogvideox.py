@@ -44,7 +44,7 @@ from worldr1_core import hookimpl
 
 from .diffusers_model import DiffusersModelConfig, DiffusersVideoModel
 from .rng import seeded
-from .tiny import build_dir_atomically, char_tokenizer
+from .tiny import TINY_TEXT_ENCODER, cached_tiny_checkpoint, char_tokenizer
 
 ENV_PATH = "WORLD_R1_COGVIDEOX_MODEL"
 TINY_SEED = 0
@@ -283,20 +283,7 @@ def build_tiny_cogvideox(directory: Path) -> None:
             temporal_compression_ratio=4,
             scaling_factor=0.7,
         )
-        text_encoder = T5EncoderModel(
-            T5Config(
-                vocab_size=64,
-                d_model=32,
-                d_kv=8,
-                d_ff=64,
-                num_layers=2,
-                num_heads=4,
-                relative_attention_num_buckets=8,
-                pad_token_id=0,
-                eos_token_id=1,
-                decoder_start_token_id=0,
-            )
-        )
+        text_encoder = T5EncoderModel(T5Config(**TINY_TEXT_ENCODER))
     pipe = CogVideoXPipeline(
         tokenizer=char_tokenizer(model_max_length=226),
         text_encoder=text_encoder.eval(),
@@ -309,11 +296,7 @@ def build_tiny_cogvideox(directory: Path) -> None:
 
 def ensure_tiny_checkpoint(cache_root: Path) -> Path:
     """The tiny CogVideoX checkpoint directory under ``cache_root``, built once (atomically)."""
-    import diffusers
-    import transformers
-
-    name = f"tiny-cogvideox-v{TINY_VERSION}-diffusers{diffusers.__version__}-transformers{transformers.__version__}"
-    return build_dir_atomically(Path(cache_root) / name, build_tiny_cogvideox)
+    return cached_tiny_checkpoint(cache_root, "cogvideox", TINY_VERSION, build_tiny_cogvideox)
 
 
 @hookimpl

@@ -40,7 +40,7 @@ from worldr1_core import hookimpl
 
 from .diffusers_model import DiffusersModelConfig, DiffusersVideoModel
 from .rng import seeded
-from .tiny import build_dir_atomically, char_tokenizer
+from .tiny import TINY_TEXT_ENCODER, cached_tiny_checkpoint, char_tokenizer
 
 ENV_PATH = "WORLD_R1_LTX_MODEL"
 TINY_SEED = 0
@@ -257,20 +257,7 @@ def build_tiny_ltx(directory: Path) -> None:
             encoder_causal=True,
             decoder_causal=False,
         )
-        text_encoder = T5EncoderModel(
-            T5Config(
-                vocab_size=64,
-                d_model=32,
-                d_kv=8,
-                d_ff=64,
-                num_layers=2,
-                num_heads=4,
-                relative_attention_num_buckets=8,
-                pad_token_id=0,
-                eos_token_id=1,
-                decoder_start_token_id=0,
-            )
-        )
+        text_encoder = T5EncoderModel(T5Config(**TINY_TEXT_ENCODER))
     scheduler = FlowMatchEulerDiscreteScheduler(
         use_dynamic_shifting=True,
         base_shift=0.95,
@@ -291,11 +278,7 @@ def build_tiny_ltx(directory: Path) -> None:
 
 def ensure_tiny_checkpoint(cache_root: Path) -> Path:
     """The tiny LTX checkpoint directory under ``cache_root``, built once (atomically) if missing."""
-    import diffusers
-    import transformers
-
-    name = f"tiny-ltx-video-v{TINY_VERSION}-diffusers{diffusers.__version__}-transformers{transformers.__version__}"
-    return build_dir_atomically(Path(cache_root) / name, build_tiny_ltx)
+    return cached_tiny_checkpoint(cache_root, "ltx-video", TINY_VERSION, build_tiny_ltx)
 
 
 @hookimpl

@@ -14,6 +14,34 @@ def default_cache_root() -> Path:
     return Path(os.environ.get("WORLDR1_CACHE", Path.home() / ".cache" / "worldr1")).expanduser()
 
 
+def cached_tiny_checkpoint(
+    cache_root: Path, model: str, version: int, build: Callable[[Path], None]
+) -> Path:
+    """``cache_root/tiny-{model}-v{version}-diffusers{X}-transformers{Y}``, built once (atomically,
+    by ``build(directory)``) if missing. The name carries the versions of the libraries that write
+    the files, so an upgrade builds a fresh copy instead of loading a stale one."""
+    import diffusers
+    import transformers
+
+    name = f"tiny-{model}-v{version}-diffusers{diffusers.__version__}-transformers{transformers.__version__}"
+    return build_dir_atomically(Path(cache_root) / name, build)
+
+
+TINY_TEXT_ENCODER: dict[str, int] = {
+    "vocab_size": 64,  # holds the 51 ids of char_tokenizer
+    "d_model": 32,
+    "d_kv": 8,
+    "d_ff": 64,
+    "num_layers": 2,
+    "num_heads": 4,
+    "relative_attention_num_buckets": 8,
+    "pad_token_id": 0,
+    "eos_token_id": 1,
+    "decoder_start_token_id": 0,
+}
+"""The (UM)T5 text encoder of every tiny preset (``UMT5Config`` / ``T5Config`` keywords)."""
+
+
 def build_dir_atomically(target: Path, build: Callable[[Path], None]) -> Path:
     """Create ``target`` by calling ``build(tmp)`` on a fresh temporary directory next to it and
     renaming it into place. Concurrent processes may all build; the first rename wins and the

@@ -25,7 +25,7 @@ from worldr1_core import hookimpl
 
 from .diffusers_model import DiffusersModelConfig, DiffusersVideoModel
 from .rng import seeded
-from .tiny import build_dir_atomically, char_tokenizer
+from .tiny import TINY_TEXT_ENCODER, cached_tiny_checkpoint, char_tokenizer
 
 ENV_PATH = "WORLD_R1_WAN_MODEL"
 TINY_SEED = 0
@@ -85,6 +85,8 @@ class Wan21(DiffusersVideoModel):
             self.config.flow_shift or sched.get("shift") or sched.get("flow_shift") or 1.0
         )
         self.num_train_timesteps = int(sched.get("num_train_timesteps", 1000))
+        shift_key = "flow_shift" if "flow_shift" in sched else "shift"
+        self._scheduler_config = {**sched, shift_key: self.shift}
         self.temporal_compression = int(
             getattr(self.vae.config, "scale_factor_temporal", None) or 4
         )
@@ -121,6 +123,10 @@ class Wan21(DiffusersVideoModel):
         )
         scheduler.set_timesteps(num_steps, device="cpu")
         return scheduler.sigmas.to(torch.float32)  # [S + 1], 1 -> 0
+
+    def scheduler_config(self) -> dict:
+        """The checkpoint's ``scheduler/scheduler_config.json`` (with ``model.flow_shift`` applied)."""
+        return dict(self._scheduler_config)
 
     def _forward(
         self, latents: torch.Tensor, sigma: torch.Tensor, embeds: torch.Tensor, mask: torch.Tensor
@@ -185,20 +191,7 @@ def build_tiny_wan(directory: Path) -> None:
             num_res_blocks=1,
             temperal_downsample=[False, True, True],
         )
-        text_encoder = UMT5EncoderModel(
-            UMT5Config(
-                vocab_size=64,
-                d_model=32,
-                d_kv=8,
-                d_ff=64,
-                num_layers=2,
-                num_heads=4,
-                relative_attention_num_buckets=8,
-                pad_token_id=0,
-                eos_token_id=1,
-                decoder_start_token_id=0,
-            )
-        )
+        text_encoder = UMT5EncoderModel(UMT5Config(**TINY_TEXT_ENCODER))
     pipe = WanPipeline(
         tokenizer=char_tokenizer(),
         text_encoder=text_encoder.eval(),
@@ -211,11 +204,7 @@ def build_tiny_wan(directory: Path) -> None:
 
 def ensure_tiny_checkpoint(cache_root: Path) -> Path:
     """The tiny checkpoint directory under ``cache_root``, built once (atomically) if missing."""
-    import diffusers
-    import transformers
-
-    name = f"tiny-wan2.1-v{TINY_VERSION}-diffusers{diffusers.__version__}-transformers{transformers.__version__}"
-    return build_dir_atomically(Path(cache_root) / name, build_tiny_wan)
+    return cached_tiny_checkpoint(cache_root, "wan2.1", TINY_VERSION, build_tiny_wan)
 
 
 @hookimpl

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Literal
 
 import pydantic
 import torch
@@ -66,6 +67,18 @@ class TrajectoryConfig(pydantic.BaseModel, extra="forbid"):
     focal_factor: float = pydantic.Field(
         1.2, gt=0, description="focal length in pixels = focal_factor * width"
     )
+    orbit: Literal["geometric", "release"] = pydantic.Field(
+        "geometric",
+        description="'geometric': a true orbit around a pivot orbit_radius in front of the camera "
+        "(the pivot stays centred); 'release': the World-R1 release's path, pivoting around a point "
+        "orbit_radius behind the camera (orbit_left travels right and turns left)",
+    )
+    segments: Literal["even", "release"] = pydantic.Field(
+        "even",
+        description="'even': frames spread evenly over the motions; 'release': the release's "
+        "frame counting (each of n motions gets ceil(F / n) frames including its start pose, "
+        "then the path is resampled to F frames)",
+    )
 
 
 def _rot_y(angle: float) -> torch.Tensor:
@@ -91,10 +104,16 @@ def motion_pose(motion: str, t: float, config: TrajectoryConfig) -> torch.Tensor
         sign = 1.0 if motion == "orbit_left" else -1.0
         theta = sign * math.radians(config.orbit_degrees) * t
         r = config.orbit_radius
-        pose[:3, :3] = _rot_y(theta)
-        pose[:3, 3] = torch.tensor(
-            [-r * math.sin(theta), 0.0, r - r * math.cos(theta)], dtype=torch.float64
-        )
+        if config.orbit == "release":  # pivot (0, 0, -r) behind the camera, yaw -theta
+            pose[:3, :3] = _rot_y(-theta)
+            pose[:3, 3] = torch.tensor(
+                [r * math.sin(theta), 0.0, r * math.cos(theta) - r], dtype=torch.float64
+            )
+        else:  # pivot (0, 0, r) in front of the camera, kept on the optical axis
+            pose[:3, :3] = _rot_y(theta)
+            pose[:3, 3] = torch.tensor(
+                [-r * math.sin(theta), 0.0, r - r * math.cos(theta)], dtype=torch.float64
+            )
     else:
         raise ValueError(f"unknown camera motion {motion!r}; expected one of {', '.join(MOTIONS)}")
     return pose
@@ -106,6 +125,27 @@ def intrinsics(width: int, height: int, focal_factor: float = 1.2) -> torch.Tens
     return torch.tensor(
         [[f, 0.0, width / 2.0], [0.0, f, height / 2.0], [0.0, 0.0, 1.0]], dtype=torch.float64
     )
+
+
+def _frame_positions(n: int, frames: int, rule: str) -> list[tuple[int, float]]:
+    """``(segment, progress)`` of every frame for ``n`` motions."""
+    if rule == "release" and n > 1:
+        # every segment has `seg` frames at progress i / (seg - 1), its first one repeating the
+        # previous segment's last pose; the n * seg frames are resampled to `frames` (Python's
+        # round, half to even, as the release)
+        seg = max(2, math.ceil(frames / n))
+        total = n * seg
+        if frames >= total:
+            picks = list(range(total)) + [total - 1] * (frames - total)
+        else:
+            picks = [int(round(i * (total - 1) / (frames - 1))) for i in range(frames)]
+        return [(j // seg, (j % seg) / (seg - 1)) for j in picks]
+    out = []
+    for i in range(frames):
+        s = i / (frames - 1) * n if frames > 1 else 0.0
+        k = min(int(math.floor(s)), n - 1)
+        out.append((k, s - k))
+    return out
 
 
 def build_trajectory(
@@ -121,10 +161,8 @@ def build_trajectory(
     for motion in segments:
         starts.append(starts[-1] @ motion_pose(motion, 1.0, config))
     c2w = torch.empty(frames, 4, 4, dtype=torch.float64)
-    for i in range(frames):
-        s = i / (frames - 1) * n if frames > 1 else 0.0
-        k = min(int(math.floor(s)), n - 1)
-        c2w[i] = starts[k] @ motion_pose(segments[k], s - k, config)
+    for i, (k, t) in enumerate(_frame_positions(n, frames, config.segments)):
+        c2w[i] = starts[k] @ motion_pose(segments[k], t, config)
     K = intrinsics(width, height, config.focal_factor)
     return CameraTrajectory(
         c2w=c2w, intrinsics=K, width=width, height=height, motions=list(motions)

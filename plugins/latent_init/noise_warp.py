@@ -43,9 +43,11 @@ import pydantic
 import torch
 
 from worldr1_core import hookimpl
-from worldr1_core.interfaces import LatentInitializer
+from worldr1_core.interfaces import InitialNoise, LatentInitializer
 from worldr1_core.types import CameraTrajectory, LatentLayout, Prompt
 from worldr1_plugins.camera.flow import FlowConfig, trajectory_flows
+
+from .stepwise_delta import box_lowpass, degrade, stepwise_delta_hook
 
 
 def _round(v: torch.Tensor) -> torch.Tensor:
@@ -261,12 +263,31 @@ class NoiseWarpInitializer(LatentInitializer):
             0.4,
             ge=0.0,
             le=1.0,
-            description="weight of the warped noise; the rest is fresh noise (unit variance kept)",
+            description="mix: weight of the warped noise (the rest is fresh noise, unit variance "
+            "kept); stepwise_delta: the release's wrap_strength",
         )
         upsample: int = pydantic.Field(
             8, ge=1, description="warp on a grid this many times finer than the latent grid"
         )
         flow: FlowConfig = pydantic.Field(default_factory=FlowConfig)
+        mode: Literal["mix", "stepwise_delta"] = pydantic.Field(
+            "mix",
+            description="'mix': initial latents = strength * warped + sqrt(1 - strength^2) * fresh; "
+            "'stepwise_delta': the World-R1 release's: plain initial noise plus a low-passed "
+            "(warped - noise) delta added after each of the first guidance_steps steps",
+        )
+        degradation: float = pydantic.Field(
+            0.0,
+            ge=0.0,
+            le=1.0,
+            description="fresh noise blended into the warped noise before use (release: 0.35)",
+        )
+        lowpass_kernel: int = pydantic.Field(
+            9, ge=1, description="stepwise_delta: box low-pass size of the delta (latent pixels)"
+        )
+        guidance_steps: int = pydantic.Field(
+            8, ge=0, description="stepwise_delta: denoising steps that receive the delta"
+        )
         inject_steps: int = pydantic.Field(
             0, ge=0, description="pull latents toward the warped noise for the first K steps"
         )
@@ -289,7 +310,7 @@ class NoiseWarpInitializer(LatentInitializer):
         seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
         return torch.Generator(device=self.config.warp_device).manual_seed(seed)
 
-    def initial_latents(
+    def _sample(
         self,
         layout: LatentLayout,
         prompts: list[Prompt],
@@ -298,7 +319,8 @@ class NoiseWarpInitializer(LatentInitializer):
         *,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Initial latents ``[B, ...]`` and (stepwise_delta) the low-passed delta ``[B, ...]``."""
         if len(trajectories) != len(prompts):
             raise ValueError(
                 f"noise_warp got {len(prompts)} prompts but {len(trajectories)} trajectories"
@@ -317,8 +339,10 @@ class NoiseWarpInitializer(LatentInitializer):
             groups.setdefault(
                 ("plain", i) if trajectory is None else _path_key(trajectory), []
             ).append(i)
-        out: list[torch.Tensor | None] = [None] * len(trajectories)
         C = layout.shape[0]
+        stepwise = cfg.mode == "stepwise_delta"
+        out: list[torch.Tensor | None] = [None] * len(trajectories)
+        deltas: list[torch.Tensor | None] = [None] * len(trajectories)
         for members in groups.values():  # in order of first appearance: deterministic
             trajectory = trajectories[members[0]]
             if trajectory is None:
@@ -331,12 +355,65 @@ class NoiseWarpInitializer(LatentInitializer):
                 trajectory, stacked, generator, upsample=cfg.upsample, flow_config=cfg.flow
             )
             for k, i in enumerate(members):
+                w = warped[k * C : (k + 1) * C]
+                if cfg.degradation > 0:
+                    fresh_w = torch.randn(
+                        layout.shape, generator=generator, device=generator.device
+                    )
+                    w = degrade(w, fresh_w, cfg.degradation)
                 fresh = torch.randn(layout.shape, generator=generator, device=generator.device)
-                out[i] = (
-                    cfg.strength * warped[k * C : (k + 1) * C]
-                    + math.sqrt(1.0 - cfg.strength**2) * fresh
-                )
-        return torch.stack(out).to(device=device, dtype=dtype)  # [B, C, F', H', W']
+                if stepwise:  # start from plain noise; the warp enters as a per-step delta
+                    out[i] = fresh
+                    deltas[i] = w - fresh
+                else:
+                    out[i] = cfg.strength * w + math.sqrt(1.0 - cfg.strength**2) * fresh
+        latents = torch.stack(out).to(device=device, dtype=dtype)  # [B, C, F', H', W']
+        if not stepwise:
+            return latents, None
+        zero = torch.zeros(layout.shape, device=generator.device)
+        delta = torch.stack([zero if d is None else d for d in deltas]).to(device)
+        return latents, box_lowpass(delta, cfg.lowpass_kernel)
+
+    def initial_latents(
+        self,
+        layout: LatentLayout,
+        prompts: list[Prompt],
+        trajectories: list[CameraTrajectory | None],
+        generator: torch.Generator,
+        *,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> torch.Tensor:
+        """The state a rollout starts from (stepwise_delta: the plain noise; see :meth:`prepare`)."""
+        return self._sample(layout, prompts, trajectories, generator, device=device, dtype=dtype)[0]
+
+    def prepare(
+        self,
+        layout: LatentLayout,
+        prompts: list[Prompt],
+        trajectories: list[CameraTrajectory | None],
+        generator: torch.Generator,
+        *,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> InitialNoise:
+        """Initial latents plus the per-step hook: the release's stepwise delta
+        (``mode = "stepwise_delta"``) or the pull toward the warped noise (``inject_steps``)."""
+        cfg = self.config
+        latents, delta_low = self._sample(
+            layout, prompts, trajectories, generator, device=device, dtype=dtype
+        )
+        if cfg.mode == "stepwise_delta":
+            hook = stepwise_delta_hook(delta_low, cfg.strength, cfg.guidance_steps)
+            return InitialNoise(latents=latents, step_hook=hook)
+        if cfg.inject_steps <= 0:
+            return InitialNoise(latents=latents)
+        initial = latents
+
+        def pull(step: int, x: torch.Tensor, sigma_next: float) -> torch.Tensor:
+            return self.inject(step + 1, x, initial, sigma_next)  # before step + 1
+
+        return InitialNoise(latents=latents, step_hook=pull)
 
     def inject(
         self, step: int, latents: torch.Tensor, initial: torch.Tensor, sigma: float

@@ -58,29 +58,24 @@ __all__ = ["ReconstructionConsistency", "load_lpips", "psnr", "ssim"]
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor, max_db: float = 60.0) -> torch.Tensor:
-    """PSNR in dB of images ``[N, 3, H, W]`` in [0, 1], capped at ``max_db`` (identical images)."""
-    mse = ((a - b) ** 2).flatten(1).mean(1)
-    return (-10 * torch.log10(mse.clamp_min(10 ** (-max_db / 10)))).clamp_max(max_db)
+    """PSNR in dB of images ``[N, 3, H, W]`` in [0, 1] (``kornia.metrics.psnr`` per image),
+    capped at ``max_db`` (identical images)."""
+    from kornia.metrics import psnr as kornia_psnr
+
+    values = torch.stack([kornia_psnr(x, y, 1.0) for x, y in zip(a, b)])
+    return values.nan_to_num(posinf=max_db).clamp_max(max_db)
 
 
-def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """Mean SSIM (Wang et al. 2004; Gaussian window 11 / 1.5, K1 0.01, K2 0.03) of ``[N, 3, H, W]``."""
+def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11) -> torch.Tensor:
+    """Mean SSIM per image of ``[N, 3, H, W]`` in [0, 1]: ``kornia.metrics.ssim`` (Wang et al.
+    2004: Gaussian window 11, sigma 1.5, K1 0.01, K2 0.03), averaged over the windows that lie
+    inside the image (``padding="valid"``, scikit-image's convention); the window shrinks to the
+    largest odd size that fits images smaller than 11 pixels."""
+    from kornia.metrics import ssim as kornia_ssim
+
     window = min(window, a.shape[-1], a.shape[-2])
     window -= 1 - window % 2  # odd
-    x = torch.arange(window, dtype=a.dtype, device=a.device) - (window - 1) / 2
-    g = torch.exp(-(x**2) / (2 * sigma**2))
-    g = g / g.sum()
-    kernel = (g[:, None] * g[None, :]).expand(a.shape[1], 1, window, window)
-    blur = lambda t: F.conv2d(t, kernel, groups=a.shape[1])  # noqa: E731 - valid convolution, no padding
-    mu_a, mu_b = blur(a), blur(b)
-    var_a = blur(a * a) - mu_a**2
-    var_b = blur(b * b) - mu_b**2
-    cov = blur(a * b) - mu_a * mu_b
-    c1, c2 = 0.01**2, 0.03**2
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / (
-        (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
-    )
-    return s.flatten(1).mean(1)
+    return kornia_ssim(a, b, window, max_val=1.0, padding="valid").flatten(1).mean(1)
 
 
 def load_lpips(net: str, weights: str, random_backbone: bool) -> torch.nn.Module:
@@ -128,6 +123,7 @@ class ReconstructionConsistency(Reward):
     """1 - LPIPS between the frames and the estimator's Gaussians re-rendered at every frame camera."""
 
     lower_is_better = frozenset({"lpips"})
+    units = {"psnr": "dB", "registered_fraction": "fraction of frames"}
 
     class Config(pydantic.BaseModel, extra="forbid"):
         geometry: dict[str, Any] | None = pydantic.Field(

@@ -133,8 +133,9 @@ def trajectory_errors(
     """Align ``est`` to ``ref`` (both ``[N, 4, 4]`` c2w, float64) and measure the errors.
 
     Returns ``path_length``, ``method``, ``scale``, ``rotation_error`` (mean degrees) and either
-    ``ate`` / ``ate_normalized`` (moving paths) or ``drift`` (zero-length paths; spread of the
-    estimated centres over ``scene_scale``).
+    ``ate`` (moving paths: RMSE of the aligned centres / intended path length, unit-free) with
+    ``ate_abs`` (the RMSE in the intended path's units) or ``drift`` (zero-length paths; spread of
+    the estimated centres over ``scene_scale``).
     """
     est, ref = np.asarray(est, np.float64), np.asarray(ref, np.float64)
     cr = ref[:, :3, 3]
@@ -153,7 +154,7 @@ def trajectory_errors(
         scale, rot, trans, method = align_sim3(est, ref, collinear_tol)
         aligned = scale * est[:, :3, 3] @ rot.T + trans
         ate = float(np.sqrt(((aligned - cr) ** 2).sum(-1).mean()))
-        out.update(method=method, scale=scale, ate=ate, ate_normalized=ate / length)
+        out.update(method=method, scale=scale, ate=ate / length, ate_abs=ate)
     out["rotation_error"] = float(rotation_angles_deg(rot @ est[:, :3, :3], ref[:, :3, :3]).mean())
     return out
 
@@ -162,6 +163,8 @@ class TrajectoryAlignment(Reward):
     """Sim(3)-aligned agreement between estimated and intended camera paths (ATE + rotation)."""
 
     lower_is_better = frozenset({"ate", "rotation_error", "translation_error", "drift"})
+    units = {"ate": "fraction of path", "rotation_error": "deg", "translation_error": "scene depths",
+             "drift": "scene depths"}  # fmt: skip
 
     class Config(pydantic.BaseModel, extra="forbid"):
         geometry: dict[str, Any] | None = pydantic.Field(
@@ -224,11 +227,22 @@ class TrajectoryAlignment(Reward):
         if err["method"] == "fixed":
             err["translation"] = math.exp(-err["drift"] / cfg.drift_tau)
         else:
-            err["translation"] = math.exp(-err["ate_normalized"] / cfg.translation_tau)
+            err["translation"] = math.exp(-err["ate"] / cfg.translation_tau)
         err["rotation"] = math.exp(-err["rotation_error"] / cfg.rotation_tau_deg)
         w = cfg.translation_weight
         err["score"] = w * err["translation"] + (1 - w) * err["rotation"]
         return err
+
+    def _normalised_ate(self, est_c2w: torch.Tensor, ref_c2w: torch.Tensor) -> float:
+        """The ``ate`` component of every mode: Sim(3)-aligned ATE / intended path length
+        (unit-free); NaN for a zero-length intended path (no length to measure it in)."""
+        err = trajectory_errors(
+            est_c2w.double().cpu().numpy(),
+            ref_c2w.double().cpu().numpy(),
+            collinear_tol=self.config.collinear_tol,
+            min_path_length=self.config.min_path_length,
+        )
+        return float(err.get("ate", math.nan))
 
     def score(self, batch: RewardBatch) -> RewardOutput:
         need = [i for i, t in enumerate(batch.trajectories) if t is not None]
@@ -245,8 +259,8 @@ class TrajectoryAlignment(Reward):
             rows.append(row)
         names = {
             "sim3": ("translation", "rotation", "ate", "rotation_error", "drift"),
-            "release": ("translation", "rotation", "rotation_error"),
-            "anchored": ("translation", "rotation", "translation_error", "rotation_error")
+            "release": ("translation", "rotation", "rotation_error", "ate"),
+            "anchored": ("translation", "rotation", "translation_error", "rotation_error", "ate")
             + (("segment",) if self.config.anchored.segment_weight > 0 else ())
             + (("smoothness",) if self.config.anchored.smoothness_weight > 0 else ()),
         }[self.config.mode]
@@ -298,6 +312,7 @@ class TrajectoryAlignment(Reward):
             est_w2c = torch.linalg.inv(geometry.c2w[frames].double()).cpu().numpy()
             out = release_trajectory_score(est_w2c, ref.cpu().numpy(), seed=self.config.seed)
             out["method"] = "release" if out.get("aligned") else "release-unaligned"
+            out["ate"] = self._normalised_ate(geometry.c2w[frames], ref)
             return out
         if mode == "anchored":
             ref = traj.c2w.double()[resample_indices(traj.c2w.shape[0], f)]
@@ -308,6 +323,7 @@ class TrajectoryAlignment(Reward):
                 params=self.config.anchored,
             )
             out["method"] = "anchored-" + out["scale_source"]
+            out["ate"] = self._normalised_ate(geometry.c2w[frames], ref[frames])
             return out
         return self.score_poses(
             geometry.c2w[frames], ref[frames], scene_scale=_scene_scale(geometry, frames)

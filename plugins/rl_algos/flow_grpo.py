@@ -37,10 +37,11 @@ import torch
 
 from worldr1_core import hookimpl
 from worldr1_core.generation import DEFAULT_GUIDANCE_SCALE, DEFAULT_NUM_STEPS
-from worldr1_core.interfaces import LatentInitializer, RLAlgorithm, VideoModel
+from worldr1_core.interfaces import RLAlgorithm, StepHook, VideoModel
 from worldr1_core.types import Rollout
 
 from .ddim import ddim_step_with_logprob
+from .stepping import FlowScheduler, release_step_logprob, scheduled_rollout
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -184,6 +185,17 @@ class FlowGRPO(RLAlgorithm):
         kl_beta: float = pydantic.Field(
             0.004, ge=0.0, description="weight of the KL to the reference policy"
         )
+        sampler: Literal["sde", "release"] = pydantic.Field(
+            "sde",
+            description="'sde': Flow-GRPO's stochastic SDE; 'release': the World-R1 release's "
+            "deterministic rollout stepped by the scheduler, scored around the Euler mean "
+            "(docs/world_r1_parity.md)",
+        )
+        scheduler: Literal["model", "unipc", "euler"] = pydantic.Field(
+            "model",
+            description="sampler='release': what steps the rollout: the checkpoint's own scheduler "
+            "(Wan: UniPC), UniPC or Euler with the checkpoint's shift",
+        )
 
         @pydantic.model_validator(mode="after")
         def _check_window(self) -> FlowGRPO.Config:
@@ -200,12 +212,18 @@ class FlowGRPO(RLAlgorithm):
 
     def sde_steps(self) -> list[int]:
         """Indices of the denoising steps sampled with the SDE (the rest use the ODE)."""
+        if self.config.sampler == "release":  # every transition is scored (none is stochastic)
+            return list(range(self.config.num_steps))
         start, end = self.config.sde_window or (0, self.config.num_steps)
         return list(range(start, end))
 
     def num_train_steps(self) -> int:
-        """``ceil(train_fraction * number of SDE steps)``, at least 1."""
-        return max(1, math.ceil(self.config.train_fraction * len(self.sde_steps()) - 1e-9))
+        """``ceil(train_fraction * number of SDE steps)``, at least 1 (release sampler: the
+        release's ``int(num_steps * timestep_fraction)``)."""
+        n = self.config.train_fraction * len(self.sde_steps())
+        if self.config.sampler == "release":
+            return max(1, int(n + 1e-9))
+        return max(1, math.ceil(n - 1e-9))
 
     def select_train_steps(self, generator: torch.Generator | None = None) -> list[int]:
         """The transitions used for the update: the first ``train_fraction`` of the SDE steps, or a
@@ -229,14 +247,17 @@ class FlowGRPO(RLAlgorithm):
         cond: Any,
         generator: torch.Generator,
         *,
-        initializer: LatentInitializer | None = None,
+        step_hook: StepHook | None = None,
     ) -> Rollout:
         """Denoise ``initial_latents [B, C, F', H', W']`` in ``num_steps`` steps.
 
-        ``latents[:, s]`` is the state the model saw at step ``s`` (after the initializer's optional
-        injection), so every recorded transition ``latents[:, s] -> latents[:, s + 1]`` is exactly
-        the Gaussian step whose log-prob is stored in ``log_probs[:, s]`` (0 for ODE steps).
+        ``latents[:, s + 1]`` is the result of step ``s`` *after* ``step_hook`` (the initializer's
+        per-step injection), and ``log_probs[:, s]`` scores exactly that stored transition
+        ``latents[:, s] -> latents[:, s + 1]`` (0 for ODE steps of the SDE sampler), so the
+        update's recomputed log-prob equals it before the first optimizer step.
         """
+        if self.config.sampler == "release":
+            return self._release_rollout(model, initial_latents, cond, generator, step_hook)
         c = self.config
         sigmas = (
             model.sigmas(c.num_steps, initial_latents.shape[1:]).to(torch.float32).cpu()
@@ -247,15 +268,12 @@ class FlowGRPO(RLAlgorithm):
         )  # [S]
         step_fn = transition_for(model)
         x = initial_latents
-        states, log_probs = [], []
+        states, log_probs = [x], []
         for s in range(c.num_steps):
-            if initializer is not None:
-                x = initializer.inject(s, x, initial_latents, float(sigmas[s]))
-            states.append(x)
             v = model.velocity(
                 x, sigmas[s].to(x.device), cond, c.guidance_scale
             )  # [B, C, F', H', W']
-            x, log_prob, _, _ = step_fn(
+            nxt, log_prob, mean, std = step_fn(
                 v,
                 float(sigmas[s]),
                 float(sigmas[s + 1]),
@@ -263,8 +281,14 @@ class FlowGRPO(RLAlgorithm):
                 float(noise_levels[s]),
                 generator=generator,
             )
+            if step_hook is not None:  # the hooked result is what is stored, so score it
+                nxt = step_hook(s, nxt, float(sigmas[s + 1]))
+                _, log_prob, _, _ = step_fn(
+                    v, float(sigmas[s]), float(sigmas[s + 1]), x, float(noise_levels[s]), nxt
+                )
             log_probs.append(log_prob)  # [B]
-        states.append(x)
+            states.append(nxt)
+            x = nxt
         return Rollout(
             latents=torch.stack(states, dim=1),  # [B, S+1, C, F', H', W']
             log_probs=torch.stack(log_probs, dim=1).float(),  # [B, S]
@@ -272,6 +296,47 @@ class FlowGRPO(RLAlgorithm):
             train_steps=self.select_train_steps(generator),
             cond=cond,
             extras={"noise_levels": noise_levels, "guidance_scale": c.guidance_scale},
+        )
+
+    def _release_rollout(
+        self,
+        model: VideoModel,
+        initial_latents: torch.Tensor,
+        cond: Any,
+        generator: torch.Generator,
+        step_hook: StepHook | None,
+    ) -> Rollout:
+        """The release's sampler (see :mod:`.stepping`): scheduler-stepped, Euler-mean scored."""
+        c = self.config
+        family = getattr(model, "sampler_family", "flow_matching")
+        if family != "flow_matching":
+            raise ValueError(
+                f"rl.sampler: 'release' is the release's deterministic rollout for flow-matching "
+                f"models (Wan); {type(model).__name__} samples with {family!r}: use rl.sampler = 'sde'"
+            )
+        sched = FlowScheduler(c.scheduler, model.scheduler_config(), c.num_steps)
+        smax, smin = sched.sigma_max, sched.sigma_min
+
+        def score(v, s, x, nxt):
+            sig, sig_next = float(sched.sigmas[s]), float(sched.sigmas[s + 1])
+            return release_step_logprob(v, sig, sig_next, x, nxt, smax, smin)[0]
+
+        latents, log_probs = scheduled_rollout(
+            model, initial_latents, cond, c.guidance_scale, sched, step_hook=step_hook, score=score
+        )
+        return Rollout(
+            latents=latents,  # [B, S+1, C, F', H', W']
+            log_probs=log_probs,  # [B, S]
+            sigmas=sched.sigmas.to(torch.float32),
+            train_steps=self.select_train_steps(generator),
+            cond=cond,
+            extras={
+                "sampler": "release",
+                "sigmas64": sched.sigmas,
+                "model_sigmas": sched.model_sigmas,
+                "sigma_range": (smax, smin),
+                "guidance_scale": c.guidance_scale,
+            },
         )
 
     # ------------------------------------------------------------------ advantages
@@ -317,14 +382,33 @@ class FlowGRPO(RLAlgorithm):
         c = self.config
         x = rollout.latents[:, step]  # [B, C, F', H', W']
         x_next = rollout.latents[:, step + 1]
-        sigma, sigma_next = float(rollout.sigmas[step]), float(rollout.sigmas[step + 1])
-        a = float(rollout.extras.get("noise_levels", torch.full((step + 1,), c.noise_level))[step])
         gs = float(rollout.extras.get("guidance_scale", c.guidance_scale))
-        sigma_t = torch.tensor(sigma, device=x.device)
+        release = rollout.extras.get("sampler") == "release"
+        if release:
+            sig64 = rollout.extras["sigmas64"]
+            sigma, sigma_next = float(sig64[step]), float(sig64[step + 1])
+            smax, smin = rollout.extras["sigma_range"]
+            sigma_t = rollout.extras["model_sigmas"][step].to(torch.float32).to(x.device)
 
-        step_fn = transition_for(model)
+            def transition(vel):
+                lp, mu, sd = release_step_logprob(vel, sigma, sigma_next, x, x_next, smax, smin)
+                return lp, mu, sd.to(mu).expand(mu.shape[0])
+
+        else:
+            sigma, sigma_next = float(rollout.sigmas[step]), float(rollout.sigmas[step + 1])
+            a = float(
+                rollout.extras.get("noise_levels", torch.full((step + 1,), c.noise_level))[step]
+            )
+            sigma_t = torch.tensor(sigma, device=x.device)
+
+            step_fn = transition_for(model)
+
+            def transition(vel):
+                _, lp, mu, sd = step_fn(vel, sigma, sigma_next, x, a, prev_sample=x_next)
+                return lp, mu, sd.reshape(-1)
+
         v = model.velocity(x, sigma_t, rollout.cond, gs)
-        _, log_prob, mean, std = step_fn(v, sigma, sigma_next, x, a, prev_sample=x_next)
+        log_prob, mean, std = transition(v)
         if rollout.log_probs is None:
             raise ValueError("flow_grpo.loss needs the log-probabilities its own rollout records")
         old_log_prob = rollout.log_probs[:, step].to(log_prob)
@@ -336,9 +420,9 @@ class FlowGRPO(RLAlgorithm):
         if c.kl_beta > 0:
             with torch.no_grad(), model.reference():
                 v_ref = model.velocity(x, sigma_t, rollout.cond, gs)
-            _, _, mean_ref, _ = step_fn(v_ref, sigma, sigma_next, x, a, prev_sample=x_next)
+            _, mean_ref, _ = transition(v_ref)
             sq = ((mean - mean_ref.detach()) ** 2).mean(dim=tuple(range(1, mean.ndim)))  # [B]
-            kl = sq / (2.0 * std.reshape(-1) ** 2)  # [B]
+            kl = sq / (2.0 * std.clamp_min(1e-8) ** 2)  # [B]
             kl_value = kl.mean()
             loss = loss + c.kl_beta * kl_value
 

@@ -20,18 +20,19 @@ order, with prompts from ``--prompts FILE`` (one line per video, same order) whe
 Outputs (``--out``, default ``VIDEOS_DIR/eval``): ``metrics.csv`` (one row per video),
 ``summary.csv`` and ``summary.md`` (mean, std, standard error per metric), ``plots/*.png``; with
 ``--baseline DIR`` also ``comparison.csv`` / ``comparison.md`` (both runs side by side, the
-difference, which is better, and the per-prompt win rate) and ``plots/comparison.png``.
+difference, which is better, the per-prompt win rate, Wilcoxon p and bootstrap interval) and ``plots/comparison.png``.
 
 Modules: ``config`` (what to measure), ``discovery`` (which videos, which prompts and intended
 camera paths), ``scoring`` (the rewards over the videos: one row per video), ``statistics``
-(summaries, direction of each metric, run vs baseline), ``report`` (CSV / markdown / JSON),
+(summaries, direction of each metric, run vs baseline), ``paired`` (the paired test over
+prompts), ``report`` (CSV / markdown / JSON),
 ``plots`` (PNG) and ``command`` (``worldr1 eval``).
 """
 
 from .command import EvalResult, eval_command, run_eval
 from .config import DEFAULT_EVAL_CONFIG, EvalConfig, load_eval_config
 from .discovery import VIDEO_SUFFIXES, VideoItem, discover_videos
-from .scoring import evaluate_videos
+from .scoring import evaluate_videos, score_batch
 from .statistics import compare, lower_is_better, metric_columns, summarize
 
 __all__ = [
@@ -48,5 +49,6 @@ __all__ = [
     "lower_is_better",
     "metric_columns",
     "run_eval",
+    "score_batch",
     "summarize",
 ]

@@ -40,18 +40,21 @@ def run_eval(
         raise EvalError(f"--out {str(out)!r} is a file; expected a directory for the reports")
     run_name = videos_dir.resolve().name
     log(f"worldr1 eval: {videos_dir} with rewards {[r.name for r in config.rewards]}")
-    rows = evaluate_videos(discover_videos(videos_dir, prompts), config, log=log)
+    items = discover_videos(videos_dir, prompts)
+    rows = evaluate_videos(items, config, log=log)
     base_rows: list[dict[str, Any]] = []
+    base_items = []
     if baseline is not None:
         log(f"worldr1 eval: baseline {baseline}")
-        base_rows = evaluate_videos(discover_videos(baseline, prompts), config, log=log)
+        base_items = discover_videos(baseline, prompts)
+        base_rows = evaluate_videos(base_items, config, log=log)
     failed_cols = {k for r in rows + base_rows for k in r if k.endswith("/failed")}
     for r in rows + base_rows:  # a reward that failed only in one run: 0 failures in the other
         for k in failed_cols:
             r.setdefault(k, 0.0)
 
     summary = summarize(rows)
-    write_reports(out, rows, summary, run_name)
+    write_reports(out, rows, summary, run_name, {i.name: i.path for i in items})
     (out / "eval_config.json").write_text(json.dumps(config.to_dict(), indent=2), encoding="utf-8")
     result = EvalResult(rows, summary, out=out)
     if baseline is not None:
@@ -59,9 +62,17 @@ def run_eval(
         if base_name == run_name:
             base_name = f"baseline:{base_name}"
         base_summary = summarize(base_rows)
-        write_reports(out / "baseline", base_rows, base_summary, base_name)
+        write_reports(
+            out / "baseline",
+            base_rows,
+            base_summary,
+            base_name,
+            {i.name: i.path for i in base_items},
+        )
         comparison = compare(summary, base_summary, rows, base_rows)
-        write_comparison(out, comparison, (run_name, summary), (base_name, base_summary))
+        write_comparison(
+            out, comparison, (run_name, summary), (base_name, base_summary), (rows, base_rows)
+        )
         result.comparison = comparison
     log(
         (out / ("comparison.md" if baseline is not None else "summary.md")).read_text(

@@ -14,12 +14,46 @@ from .config import EvalConfig
 from .discovery import VideoItem, intended_trajectory
 
 
+def score_batch(
+    rewards: RewardSet, batch: RewardBatch, names: list[str]
+) -> tuple[list[dict[str, Any]], set[str]]:
+    """One metric row per video of ``batch`` (every reward at weight 1, whatever its training
+    weight, with all its components) and the names of the rewards that failed on some sample.
+    Shared by ``worldr1 eval`` and the periodic evaluation during training."""
+    weights = {name: 1.0 for name in rewards.configs}
+    composed = rewards.score(batch, weights)
+    failures = composed.failed_samples
+    f, h, w = batch.videos.shape[1], batch.videos.shape[3], batch.videos.shape[4]
+    rows: list[dict[str, Any]] = []
+    failing: set[str] = set()
+    for b, name in enumerate(names):
+        row: dict[str, Any] = {
+            "video": name,
+            "prompt": batch.prompts[b],
+            "frames": f,
+            "height": h,
+            "width": w,
+            "has_camera": batch.trajectories[b] is not None,
+        }
+        for reward, values in composed.per_reward.items():
+            row[reward] = float(values[b])
+            if reward in failures:
+                failing.add(reward)
+                row[f"{reward}/failed"] = float(b in failures[reward])
+        for key, values in composed.components.items():
+            reward = key.split("/", 1)[0]
+            # a failed sample's score is the reward's documented floor; its components (errors,
+            # PSNR ...) describe nothing, so they are left out of the means instead of posing as 0
+            row[key] = float("nan") if b in failures.get(reward, {}) else float(values[b])
+        rows.append(row)
+    return rows, failing
+
+
 def evaluate_videos(
     items: list[VideoItem], config: EvalConfig, *, batch_size: int = 4, log: Any = print
 ) -> list[dict[str, Any]]:
     """One row per video: name, prompt, size, and every reward score and component."""
     rewards = RewardSet(config.rewards, geometry=config.geometry, on_error="drop")
-    weights = {r.name: 1.0 for r in config.rewards}  # every metric, whatever its training weight
     parser = config.camera.build() if config.camera is not None else None
     rows: list[dict[str, Any]] = []
     pending: list[tuple[VideoItem, torch.Tensor]] = []
@@ -39,28 +73,9 @@ def evaluate_videos(
             metadata=[dict(item.meta, video=item.name) for item, _ in pending],
             fps=config.fps,
         )
-        composed = rewards.score(batch, weights)
-        failures = composed.failed_samples
-        for b, (item, _) in enumerate(pending):
-            row: dict[str, Any] = {
-                "video": item.name,
-                "prompt": item.prompt,
-                "frames": f,
-                "height": h,
-                "width": w,
-            }
-            row["has_camera"] = trajectories[b] is not None
-            for name, values in composed.per_reward.items():
-                row[name] = float(values[b])
-                if name in failures:
-                    failing.add(name)
-                    row[f"{name}/failed"] = float(b in failures[name])
-            for key, values in composed.components.items():
-                name = key.split("/", 1)[0]
-                # a failed sample's score is the reward's documented floor; its components (errors,
-                # PSNR ...) describe nothing, so they are left out of the means instead of posing as 0
-                row[key] = float("nan") if b in failures.get(name, {}) else float(values[b])
-            rows.append(row)
+        new_rows, failed = score_batch(rewards, batch, [item.name for item, _ in pending])
+        rows.extend(new_rows)
+        failing.update(failed)
         log(f"  scored {len(rows)}/{len(items)} videos")
         pending.clear()
 

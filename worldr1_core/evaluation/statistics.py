@@ -7,6 +7,7 @@ from typing import Any
 
 from ..errors import RegistryError
 from ..registry import Registry, get_registry
+from .paired import pair_by_prompt, paired_test
 
 
 def lower_is_better(metric: str, registry: Registry | None = None) -> bool:
@@ -24,6 +25,22 @@ def lower_is_better(metric: str, registry: Registry | None = None) -> bool:
     except RegistryError:
         return False  # not a reward of this installation: no declaration to follow
     return component in getattr(factory, "lower_is_better", frozenset())
+
+
+def metric_unit(metric: str, registry: Registry | None = None) -> str:
+    """Unit of a metric column: what the reward class declares in :attr:`Reward.units`;
+    ``NAME/failed`` is a fraction of videos; scores and undeclared components are unit-free ("")."""
+    name, _, component = metric.partition("/")
+    if component == "failed":
+        return "fraction of videos"
+    if not component:
+        return ""
+    registry = registry or get_registry()
+    try:
+        factory = registry.get("reward", name).factory
+    except RegistryError:
+        return ""
+    return str(getattr(factory, "units", {}).get(component, ""))
 
 
 def metric_columns(rows: list[dict[str, Any]]) -> list[str]:
@@ -62,27 +79,21 @@ def compare(
     run_rows: list[dict[str, Any]],
     base_rows: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
-    """Side by side per metric: baseline, run, delta, better?, and the win rate over videos paired by
-    prompt (or by file name when the videos have no prompts)."""
-
-    def key(row: dict[str, Any]) -> str:
-        return row.get("prompt") or f"video:{row['video']}"
-
-    by_prompt = {key(r): r for r in base_rows}
+    """Side by side per metric: baseline, run, delta, better?, and the paired statistics over the
+    videos paired by prompt (:mod:`.paired`: win rate, Wilcoxon signed-rank p, bootstrap 95 %
+    interval of the mean paired difference, significant?)."""
+    pairs = pair_by_prompt(run_rows, base_rows)
     out = []
     for metric in [m for m in run if m in baseline]:
         r, b = run[metric], baseline[metric]
         direction = r["direction"]
         delta = r["mean"] - b["mean"]
-        wins, total = 0.0, 0
-        for row in run_rows:
-            other = by_prompt.get(key(row))
-            if other is None or metric not in row or metric not in other:
-                continue
-            x, y = float(row[metric]), float(other[metric])
-            if math.isfinite(x) and math.isfinite(y):
-                total += 1
-                wins += (direction * (x - y) > 0) + 0.5 * (x == y)
+        both = [(x, y) for x, y in pairs if metric in x and metric in y]
+        test = paired_test(
+            [float(x[metric]) for x, _ in both],
+            [float(y[metric]) for _, y in both],
+            direction=int(direction),
+        )
         out.append(
             {
                 "metric": metric,
@@ -97,8 +108,13 @@ def compare(
                     if direction * delta > 0
                     else ("baseline" if direction * delta < 0 else "tie")
                 ),
-                "win_rate": wins / total if total else float("nan"),
-                "paired": total,
+                "win_rate": test["win_rate"],
+                "paired": test["n"],
+                "paired_delta": test["mean_diff"],
+                "ci_low": test["ci_low"],
+                "ci_high": test["ci_high"],
+                "p_wilcoxon": test["p_value"],
+                "significant": test["significant"],
             }
         )
     return out

@@ -11,6 +11,7 @@ module              holds
 ``score_request``   checking a ``POST /score`` body -> ``(names, RewardBatch)``
 ``batching``        the worker thread that owns the models and merges concurrent requests
 ``app``             the FastAPI app (``/health``, ``/score``, bearer token)
+``connections``     connection caps and header deadlines given to uvicorn, rate-limited logs
 ``command``         ``worldr1 reward serve``, registered through ``worldr1_register_commands``
 ``process``         a server in a child process, ready when ``/health`` answers (tests, notebooks)
 ==================  =========================================================================

@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
 from .batching import Batcher, Job
-from .limits import HTTPError, ServerSettings, read_body
+from .limits import HTTPError, InFlight, ServerSettings, read_body
 from .score_request import decode_score_request
 from .served import ServedReward
 from .wire import WIRE_VERSION
@@ -48,6 +48,7 @@ def create_app(
     """The FastAPI app serving ``served`` (built by the caller, so tests and embedders can reuse it);
     with ``pool`` (started) the rewards are scored in its worker processes."""
     batcher = Batcher(served, settings, pool)
+    inflight = InFlight(settings.inflight_limit)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -113,12 +114,23 @@ def create_app(
     @app.post("/score")
     async def score(request: Request) -> Any:
         authorize(request)
-        body = await read_body(request, settings.max_body_bytes)
+        declared = request.headers.get("content-length", "")
+        size = int(declared) if declared.isdigit() and len(declared) <= 18 else 0
+        with inflight.hold(min(size, settings.max_body_bytes)):
+            return await _score(request)
+
+    async def _score(request: Request) -> Any:
+        body = await read_body(request, settings.max_body_bytes, settings.read_timeout_s)
         try:
             payload = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise HTTPError(400, f"the body is not valid JSON: {exc}") from None
-        names, batch = await run_in_threadpool(decode_score_request, payload, served, settings)
+            del body  # the parsed payload holds what is needed
+        except (ValueError, RecursionError) as exc:  # bad UTF-8/JSON, a 4300+ digit integer
+            what = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+            raise HTTPError(400, f"the body is not valid JSON: {what}") from None
+        try:
+            names, batch = await run_in_threadpool(decode_score_request, payload, served, settings)
+        except RecursionError:
+            raise HTTPError(400, "the body is nested too deeply") from None
         loop = asyncio.get_running_loop()
         job = Job(names, batch, loop, loop.create_future())
         batcher.submit(job)

@@ -211,6 +211,9 @@ class Batcher:
             else:
                 results = []
                 for job in jobs:
+                    if job.cancelled:  # its client has its 504 already: no time spent on it
+                        results.append(HTTPError(504, "timed out"))
+                        continue
                     try:
                         results += self._score_merged([job], worker)
                     except Exception as one:  # noqa: BLE001

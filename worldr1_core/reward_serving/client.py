@@ -18,9 +18,15 @@ variable                         meaning                                       d
 ``WORLDR1_REWARD_TOKEN_FILE``    file with the bearer token                    (none)
 ``WORLDR1_REWARD_TOKEN``         the bearer token itself                       (none)
 ``WORLDR1_REWARD_WIRE_DTYPE``    ``native`` (lossless), float32, float16, uint8  native
-``WORLDR1_REWARD_TIMEOUT``       seconds per attempt                           600
+``WORLDR1_REWARD_TIMEOUT``       seconds for one scoring call, all attempts    600
 ``WORLDR1_REWARD_RETRIES``       retries after the first attempt               4
 ================================ ============================================= ==========
+
+Retries: only a request the server never took is sent again -- a refused connection, a connect
+timeout, ``502``/``503`` (server restarting or busy) -- after an exponential back-off, all within
+the call's one deadline (``WORLDR1_REWARD_TIMEOUT``). A read timeout, ``504`` or a connection
+dropped after the request was sent is not resent: the server may still be working on it, and a
+busy server must not receive the batch twice (:class:`RewardServerUnreachable`).
 
 Results equal the in-process reward's: with ``native`` the videos travel bit-exactly (see
 :mod:`worldr1_core.reward_serving.wire`), and the server refuses (409) a request whose reward options
@@ -183,7 +189,9 @@ class RemoteReward(Reward):
         )
         token: str | None = pydantic.Field(None, repr=False, description="bearer token")
         wire_dtype: Literal["native", "float32", "float16", "uint8"] = "native"
-        timeout_s: float = pydantic.Field(600.0, gt=0, description="seconds per attempt")
+        timeout_s: float = pydantic.Field(
+            600.0, gt=0, description="seconds for one call, every attempt and back-off included"
+        )
         connect_timeout_s: float = pydantic.Field(10.0, gt=0)
         retries: int = pydantic.Field(4, ge=0, description="retries after the first attempt")
         backoff_s: float = pydantic.Field(
@@ -260,24 +268,40 @@ class RemoteReward(Reward):
     def _request(
         self, method: str, path: str, names: list[str], body: bytes | None = None
     ) -> dict[str, Any]:
-        """One call with retries on transport errors and 502/503/504; other errors fail at once."""
+        """One call within one deadline (``timeout_s``); resent only when the server never took
+        it (connection refused/timed out, 502, 503), after a back-off; other errors fail at once."""
         import httpx
 
         cfg = self.config
         url = self.url + path
         what = f"reward {', '.join(repr(n) for n in names)} at {url}"
         last, t0 = "", time.monotonic()
+        deadline = t0 + cfg.timeout_s
         for attempt in range(cfg.retries + 1):
             if attempt:
-                time.sleep(min(cfg.max_backoff_s, cfg.backoff_s * 2 ** (attempt - 1)))
+                pause = min(cfg.max_backoff_s, cfg.backoff_s * 2 ** (attempt - 1))
+                if time.monotonic() + pause >= deadline:
+                    break
+                time.sleep(pause)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            timeout = httpx.Timeout(remaining, connect=min(cfg.connect_timeout_s, remaining))
             try:
-                response = self._http.request(method, url, content=body)
-            except httpx.TransportError as exc:  # connect/read errors and timeouts
+                response = self._http.request(method, url, content=body, timeout=timeout)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # never reached the server
                 last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 continue
-            if response.status_code in (502, 503, 504):
+            except httpx.TransportError as exc:  # sent: the server may still be scoring it
+                raise RewardServerUnreachable(
+                    f"{what}: no answer within {time.monotonic() - t0:.1f} s of "
+                    f"{cfg.timeout_s:g} s ({type(exc).__name__}); not resent to a busy server"
+                ) from None
+            if response.status_code in (502, 503):
                 last = f"HTTP {response.status_code}: {_error_text(response)}"
                 continue
+            if response.status_code == 504:
+                raise RewardServerUnreachable(f"{what}: HTTP 504: {_error_text(response)}")
             if response.status_code != 200:
                 raise RewardServerError(
                     f"{what}: HTTP {response.status_code}: {_error_text(response)}"
@@ -288,7 +312,8 @@ class RemoteReward(Reward):
             except ValueError:
                 raise RewardServerError(f"{what}: the answer is not JSON") from None
         raise RewardServerUnreachable(
-            f"{what}: no answer after {cfg.retries + 1} attempts in {time.monotonic() - t0:.1f} s "
+            f"{what}: no answer after {attempt + 1} attempt{'s' if attempt else ''} in "
+            f"{time.monotonic() - t0:.1f} s "
             f"(last error: {last}); is the server running? Start it with `worldr1 reward serve {names[0]} "
             f"--port PORT` or scripts/run_reward_servers.sh"
         )

@@ -60,6 +60,7 @@ def serve_command(args: argparse.Namespace) -> int:
         import uvicorn
 
         from .app import create_app
+        from .connections import uvicorn_options
     except ModuleNotFoundError as exc:
         raise CommandError(
             f"'reward serve' needs the server extra ({exc.name} is missing): "
@@ -131,9 +132,8 @@ def serve_command(args: argparse.Namespace) -> int:
         create_app(served, settings, pool),
         host=args.host,
         port=args.port,
-        access_log=False,
         log_level="info",
-        timeout_keep_alive=30,
+        **uvicorn_options(settings),  # connection caps, header deadline, rate-limited log
     )
     return 0
 

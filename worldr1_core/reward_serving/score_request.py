@@ -76,7 +76,7 @@ def decode_score_request(
     _need(has_videos != has_paths, "give exactly one of videos (base64 array) or video_paths")
     if has_videos:
         try:
-            videos = decode_videos(payload["videos"], "videos")
+            videos = decode_videos(payload.pop("videos"), "videos")  # its text freed after
         except WireError as exc:
             raise HTTPError(422, str(exc)) from None
     else:
@@ -144,7 +144,7 @@ def _read_paths(paths: Any, settings: ServerSettings) -> torch.Tensor:
             f"video_paths[{i}]: {text!r} does not exist under the server's --video-root",
         )
         try:
-            videos.append(read_video_file(path))
+            videos.append(read_video_file(path, name=text, max_bytes=settings.decoded_limit))
         except WireError as exc:
             raise HTTPError(422, f"video_paths[{i}]: {exc}") from None
     shapes = {tuple(v.shape) for v in videos}

@@ -114,6 +114,8 @@ def decode_array(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise WireError(f"{field}.shape: expected a list of non-negative integers, got {shape!r}")
+    if any(d > 2**31 for d in shape):
+        raise WireError(f"{field}.shape: a dimension above 2**31 ({shape})")
     if ndim is not None and len(shape) != ndim:
         raise WireError(f"{field}.shape: expected {ndim} dimensions, got {len(shape)} ({shape})")
     if not isinstance(data, str):
@@ -157,8 +159,13 @@ def decode_videos(obj: Any, field: str = "videos") -> torch.Tensor:
     """Wire array -> ``[B, F, 3, H, W]`` tensor (uint8 becomes float32 ``x / 255``)."""
     array = decode_array(obj, field, dtypes=VIDEO_DTYPES, ndim=5)
     check_video_shape(array.shape, field)
-    t = torch.from_numpy(array.copy())
-    return t.float().div_(255.0) if t.dtype == torch.uint8 else t
+    # one preallocated tensor of the declared shape, filled from the decoded bytes (no copies)
+    dtype = {"float16": torch.float16, "float64": torch.float64}.get(
+        array.dtype.name, torch.float32
+    )
+    out = torch.empty(array.shape, dtype=dtype)
+    out.numpy()[...] = array
+    return out.div_(255.0) if array.dtype == np.uint8 else out
 
 
 def check_video_shape(shape: Sequence[int], field: str = "videos") -> None:
@@ -168,42 +175,74 @@ def check_video_shape(shape: Sequence[int], field: str = "videos") -> None:
         )
 
 
-def read_video_file(path: Path) -> torch.Tensor:
+def read_video_file(path: Path, *, name: str | None = None, max_bytes: int = 0) -> torch.Tensor:
     """A video file -> ``[F, 3, H, W]`` float32 in ``[0, 1]``.
 
     ``.npy``: ``uint8 [F, H, W, 3]`` (scored as ``x / 255``) or float ``[F, 3, H, W]`` (as is);
-    loaded with ``allow_pickle=False``. Anything else is read with imageio (mp4 via ffmpeg, gif ...).
+    loaded with ``allow_pickle=False``. Anything else is decoded with ffmpeg, frame by frame.
+    ``max_bytes`` (> 0) caps the decoded float32 size: a small file that declares a huge video is
+    refused before it is decoded (or as soon as its frames pass the cap). Errors name the file as
+    ``name`` (what the client sent), never the server's path or decoder build.
     """
+    name = name or path.name
     if path.suffix.lower() == ".npy":
-        array = np.load(path, allow_pickle=False)
-        if array.dtype == np.uint8:
-            if array.ndim != 4 or array.shape[-1] != 3:
-                raise WireError(
-                    f"{path}: a uint8 .npy video must be [F, H, W, 3], got {list(array.shape)}"
-                )
-            return torch.from_numpy(array).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
-        if array.dtype.kind == "f":
-            if array.ndim != 4 or array.shape[1] != 3:
-                raise WireError(
-                    f"{path}: a float .npy video must be [F, 3, H, W], got {list(array.shape)}"
-                )
-            return torch.from_numpy(array.astype(array.dtype.newbyteorder("="), copy=True))
-        raise WireError(f"{path}: .npy videos must be uint8 or float, got {array.dtype}")
-    import imageio.v3 as iio
+        return _read_npy(path, name, max_bytes)
+    import imageio_ffmpeg
 
+    frames: list[np.ndarray] = []
     try:
-        frames = iio.imread(path)  # [F, H, W, C] uint8
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad input file
-        raise WireError(f"{path}: cannot read the video ({type(exc).__name__}: {exc})") from None
-    if frames.ndim != 4 or frames.shape[-1] not in (3, 4):
-        raise WireError(f"{path}: expected an RGB video [F, H, W, 3], got {list(frames.shape)}")
-    return (
-        torch.from_numpy(np.ascontiguousarray(frames[..., :3]))
-        .permute(0, 3, 1, 2)
-        .float()
-        .div_(255.0)
-        .contiguous()
-    )
+        reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+        meta = next(reader)
+        w, h = (int(v) for v in meta["size"])
+        frame_bytes = 3 * h * w * 4  # float32
+        if max_bytes and frame_bytes > max_bytes:
+            raise WireError(f"{name}: a {w}x{h} frame decodes past the server's limit")
+        for buf in reader:
+            frames.append(np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3))
+            if max_bytes and len(frames) * frame_bytes > max_bytes:
+                reader.close()
+                raise WireError(
+                    f"{name}: decodes to more than the server's limit of {max_bytes} bytes "
+                    f"({len(frames)}+ frames of {w}x{h})"
+                )
+    except WireError:
+        raise
+    except Exception:  # noqa: BLE001 - any decoder failure is a bad input file (no details out)
+        raise WireError(f"{name}: cannot decode the video") from None
+    if not frames:
+        raise WireError(f"{name}: no frames could be decoded")
+    out = torch.empty(len(frames), 3, h, w, dtype=torch.float32)  # preallocated, filled per frame
+    for i, frame in enumerate(frames):
+        out[i] = torch.from_numpy(frame).permute(2, 0, 1).float().div_(255.0)
+    return out
+
+
+def _read_npy(path: Path, name: str, max_bytes: int) -> torch.Tensor:
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)  # reads the header only
+    except (ValueError, OSError, EOFError):
+        raise WireError(
+            f"{name}: not a valid .npy array (object arrays and pickles are refused)"
+        ) from None
+    if max_bytes and array.size * 4 > max_bytes:
+        raise WireError(
+            f"{name}: {list(array.shape)} decodes past the server's limit of {max_bytes} bytes"
+        )
+    if array.dtype == np.uint8:
+        if array.ndim != 4 or array.shape[-1] != 3:
+            raise WireError(
+                f"{name}: a uint8 .npy video must be [F, H, W, 3], got {list(array.shape)}"
+            )
+        return (
+            torch.from_numpy(np.array(array)).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+        )
+    if array.dtype.kind == "f":
+        if array.ndim != 4 or array.shape[1] != 3:
+            raise WireError(
+                f"{name}: a float .npy video must be [F, 3, H, W], got {list(array.shape)}"
+            )
+        return torch.from_numpy(np.array(array, dtype=array.dtype.newbyteorder("=")))
+    raise WireError(f"{name}: .npy videos must be uint8 or float, got {array.dtype}")
 
 
 # --------------------------------------------------------------------------- trajectories, metadata

@@ -1,6 +1,13 @@
 """``worldr1 warp sweep --strengths 0.2,0.35,0.45,0.6 --prompts FILE --config CFG --out DIR``:
 generates every prompt at every strength (and from plain noise as the baseline), scores the
-videos with the config's ``[[rewards]]`` and writes ``sweep.csv``, ``sweep.json``, ``sweep.png``."""
+videos with the config's ``[[rewards]]`` and writes ``sweep.csv``, ``sweep.json``, ``sweep.png``
+and the videos (``videos/<setting>/NNNNN.mp4``).
+
+Every setting uses the same prompts and seeds, so settings are compared paired over prompts
+(:func:`worldr1_core.evaluation.paired.paired_test`): the strength with the highest mean total
+reward is named best only when it beats the runner-up strength (or, with one strength, the
+Gaussian baseline) significantly; otherwise the command says that no strength is
+distinguishable on these prompts."""
 
 from __future__ import annotations
 
@@ -57,6 +64,7 @@ def warp_sweep_command(args: argparse.Namespace) -> int:
     from worldr1_core.generation import generate
     from worldr1_core.rewards import RewardSet
     from worldr1_core.types import RewardBatch
+    from worldr1_core.video_io import write_video
     from worldr1_plugins.latent_init.gaussian import GaussianInitializer
     from worldr1_plugins.latent_init.noise_warp import NoiseWarpInitializer
 
@@ -106,8 +114,11 @@ def warp_sweep_command(args: argparse.Namespace) -> int:
             scored = rewards.score(batch)
             seconds = time.perf_counter() - t0
             for i, text in enumerate(batch_prompts):
+                video = Path("videos") / _setting_dir(strength) / f"{start + i:05d}.mp4"
+                write_video(out / video, gen.videos[i].float().cpu(), fps=cfg.video.fps)
                 row = {"setting": label, "strength": "" if strength is None else strength, "prompt_index": start + i,
-                       "prompt": text, "total": float(scored.total[i]), "valid": bool(scored.valid[i])}  # fmt: skip
+                       "prompt": text, "video": str(video), "total": float(scored.total[i]),
+                       "valid": bool(scored.valid[i])}  # fmt: skip
                 row.update({name: float(v[i]) for name, v in scored.per_reward.items()})
                 row.update({name: float(v[i]) for name, v in scored.components.items()})
                 row["seconds"] = round(seconds / len(batch_prompts), 3)
@@ -124,7 +135,7 @@ def warp_sweep_command(args: argparse.Namespace) -> int:
     metrics = [
         c
         for c in columns
-        if c not in {"setting", "strength", "prompt_index", "prompt", "valid", "seconds"}
+        if c not in {"setting", "strength", "prompt_index", "prompt", "video", "valid", "seconds"}
     ]
     summary = _summarize(rows, [label for label, _, _ in settings], metrics)
     result = {
@@ -137,13 +148,86 @@ def warp_sweep_command(args: argparse.Namespace) -> int:
         "reward_weights": {r.name: r.weight for r in cfg.rewards},
         "summary": summary,
     }
+    result["best"] = best_strength(rows, strengths, baseline=not args.no_baseline)
+    if not args.no_baseline:
+        result["vs_baseline"] = {f"{s:g}": against_baseline(rows, s) for s in strengths}
     (out / "sweep.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     _plot(summary, strengths, metrics, out / "sweep.png")
-    best = max(strengths, key=lambda s: summary[f"noise_warp@{s:g}"]["total"]["mean"])
     print(
-        f"wrote {out / 'sweep.csv'}, {out / 'sweep.json'}, {out / 'sweep.png'}; best strength by total reward: {best:g}"
+        f"wrote {out / 'sweep.csv'}, {out / 'sweep.json'}, {out / 'sweep.png'}, {out / 'videos'}/"
     )
+    for s, test in result.get("vs_baseline", {}).items():
+        print(
+            f"strength {s} vs gaussian: total {test['mean_diff']:+.4g} "
+            f"[95% CI {test['ci_low']:.4g}, {test['ci_high']:.4g}], p = {test['p_value']:.3g}"
+            + (" (significant)" if test["significant"] else "")
+        )
+    print(result["best"]["verdict"])
     return 0
+
+
+def _setting_dir(strength: float | None) -> str:
+    return "gaussian" if strength is None else f"strength_{strength:g}"
+
+
+def _per_prompt(rows: list[dict[str, Any]], label: str, metric: str) -> dict[int, float]:
+    return {
+        int(r["prompt_index"]): float(r[metric])
+        for r in rows
+        if r["setting"] == label and r["valid"] and metric in r
+    }
+
+
+def against_baseline(rows: list[dict[str, Any]], strength: float, metric: str = "total") -> dict:
+    """Paired test of one strength against the Gaussian baseline over the prompts both scored."""
+    from worldr1_core.evaluation.paired import paired_test
+
+    mine, base = (
+        _per_prompt(rows, f"noise_warp@{strength:g}", metric),
+        _per_prompt(rows, "gaussian", metric),
+    )
+    common = sorted(set(mine) & set(base))
+    return paired_test([mine[i] for i in common], [base[i] for i in common])
+
+
+def best_strength(
+    rows: list[dict[str, Any]], strengths: list[float], *, baseline: bool, metric: str = "total"
+) -> dict[str, Any]:
+    """The strength with the highest mean ``metric``, tested paired over prompts against the
+    runner-up strength (one strength: against the Gaussian baseline). ``strength`` is the best
+    one when the difference is significant, else None; ``verdict`` says which, in words."""
+    from worldr1_core.evaluation.paired import paired_test
+
+    def values(label: str) -> dict[int, float]:
+        return _per_prompt(rows, label, metric)
+
+    per = {s: values(f"noise_warp@{s:g}") for s in strengths}
+    means = {s: (sum(v.values()) / len(v) if v else -math.inf) for s, v in per.items()}
+    ranked = sorted(strengths, key=lambda s: means[s], reverse=True)
+    top = ranked[0]
+    if len(ranked) > 1:
+        other_label, other = f"strength {ranked[1]:g}", per[ranked[1]]
+    elif baseline:
+        other_label, other = "the gaussian baseline", values("gaussian")
+    else:
+        return {"strength": None, "by_mean": top, "against": None,
+                "verdict": f"one strength ({top:g}) and no baseline: nothing to compare"}  # fmt: skip
+    common = sorted(set(per[top]) & set(other))
+    test = paired_test([per[top][i] for i in common], [other[i] for i in common])
+    stats = (
+        f"mean {metric} difference {test['mean_diff']:+.4g} "
+        f"[95% CI {test['ci_low']:.4g}, {test['ci_high']:.4g}], Wilcoxon p = {test['p_value']:.3g}, "
+        f"win rate {test['win_rate']:.2f}, {test['n']} prompts"
+    )
+    if test["significant"]:
+        verdict = f"best strength: {top:g} (better than {other_label}: {stats})"
+    else:
+        verdict = (
+            f"no best strength: {top:g} has the highest mean {metric} but is not significantly "
+            f"better than {other_label} ({stats}); use more prompts (--limit 0) or keep the default"
+        )
+    return {"strength": top if test["significant"] else None, "by_mean": top,
+            "against": other_label, "test": test, "verdict": verdict}  # fmt: skip
 
 
 def _summarize(rows: list[dict[str, Any]], labels: list[str], metrics: list[str]) -> dict[str, Any]:
