@@ -193,3 +193,16 @@ def test_release_mode_warped_noise_statistics_match_the_releases(motion):
     assert mean(stds) == pytest.approx(ref["warped_std"], abs=0.03)
     assert mean(lags) == pytest.approx(ref["lag1_corr_same_pixel"], abs=0.03)
     assert mean(lows) == pytest.approx(ref["delta_low_std"], rel=0.15)
+
+
+def test_rendered_orbit_check_geometric_keeps_the_pivot_centred_release_does_not():
+    """On the synthetic room (plugins/camera/orbit_check.py, picture in docs/camera.md): the
+    geometric orbit keeps the point orbit_radius ahead of the start camera at the image centre in
+    every frame; the release's path lets it drift right (content moves right)."""
+    from worldr1_plugins.camera.orbit_check import pivot_drift
+
+    geo = pivot_drift("geometric")
+    rel = pivot_drift("release")
+    assert float(geo.abs().max()) < 1e-6
+    assert float(rel[-1, 0]) > 8.0 and float(rel[:, 1].abs().max()) < 1e-6
+    assert bool((rel[1:, 0].diff() > 0).all())  # drifts steadily

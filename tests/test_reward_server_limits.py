@@ -188,20 +188,40 @@ def test_video_path_errors_reveal_no_server_paths_and_decoding_is_capped(tmp_pat
             assert needle in error and str(tmp_path) not in error and "ffmpeg" not in error
 
 
+class Blocking(Reward):
+    """Scores once the test releases it: a request that stays in flight as long as needed."""
+
+    release = threading.Event()
+
+    def score(self, batch: RewardBatch) -> RewardOutput:
+        assert Blocking.release.wait(60), "never released"
+        return Brightness().score(batch)
+
+
 def test_requests_past_the_in_flight_byte_cap_get_503():
     body = _body(b=2)
-    with GuardedServer({"brightness": Slow()}, max_inflight_bytes=len(body) + 10) as srv:
-        results: list[int] = []
-        first = threading.Thread(target=lambda: results.append(srv.post(body).status_code))
-        first.start()
-        deadline = time.monotonic() + 10
-        second = 0
-        while time.monotonic() < deadline:  # until the first request is being scored
-            second = srv.post(body).status_code
-            if second == 503:
-                break
-        first.join(20)
-        assert second == 503 and results == [200]
+    Blocking.release.clear()
+    with GuardedServer({"brightness": Blocking()}, max_inflight_bytes=len(body) + 10) as srv:
+        statuses: list[int] = []
+        answered = threading.Event()
+
+        def post() -> None:
+            statuses.append(srv.post(body, timeout=60).status_code)
+            answered.set()
+
+        threads = [threading.Thread(target=post) for _ in range(2)]
+        for t in threads:
+            t.start()
+        try:
+            # the admitted request cannot finish before the release, so the first answer is
+            # the other one's: refused while the first holds the in-flight bytes
+            assert answered.wait(60)
+            assert statuses == [503]
+        finally:
+            Blocking.release.set()
+            for t in threads:
+                t.join(60)
+        assert sorted(statuses) == [200, 503]
 
 
 def test_client_does_not_resend_after_a_read_timeout():

@@ -47,7 +47,9 @@ def _fake_run(run: Path, steps: list[int], config_toml: str, metrics_steps: int 
         ckpt.write_state(tmp, ckpt.TrainerState(step=step), [torch.zeros(2)], config_toml)
         ckpt.commit(run, step)
     (run / "config.toml").write_text(config_toml)
-    rows = [json.dumps({"step": s, "reward/total/mean": 0.1 * s}) for s in range(metrics_steps)]
+    rows = [  # global steps: 1 = the first finished step
+        json.dumps({"step": s, "reward/total/mean": 0.1 * s}) for s in range(1, metrics_steps + 1)
+    ]
     (run / "metrics.jsonl").write_text("".join(r + "\n" for r in rows))
 
 
@@ -100,10 +102,10 @@ def test_resume_from_an_older_checkpoint_forks(tmp_path):
     fork = _prepare(plan)
     assert fork.name == "run-from-step_000004" and fork.parent == run.parent.resolve()
     assert [json.loads(r)["step"] for r in (fork / "metrics.jsonl").read_text().splitlines()] == [
-        0,
         1,
         2,
         3,
+        4,
     ]
     # the original run is untouched: all checkpoints, all 6 metrics rows, latest -> 6
     assert ckpt.find_checkpoint(run).name == "step_000006"
@@ -134,8 +136,8 @@ def test_resume_of_the_newest_checkpoint_continues_in_place_and_drops_a_torn_lin
     assert plan.checkpoint.name == "step_000002"
     assert _prepare(plan) == run.resolve()
     assert [json.loads(r)["step"] for r in (run / "metrics.jsonl").read_text().splitlines()] == [
-        0,
         1,
+        2,
     ]
 
 
@@ -210,3 +212,47 @@ def test_two_runs_racing_for_one_output_dir_do_not_share_it(tmp_path):
     (out / "metrics.jsonl").write_text('{"step": 0}\n')  # the first run has started writing
     with pytest.raises(UserError, match="just filled by another run"):
         _prepare(second)
+
+
+KILLED_DURING_SAVE = """
+import os, signal, sys
+from worldr1_core import checkpoint
+from worldr1_core.config import load_config
+from worldr1_core.trainer import Trainer
+
+def killed(*args, **kwargs):  # SIGKILL after the checkpoint files are written, before the rename
+    os.kill(os.getpid(), signal.SIGKILL)
+
+checkpoint.commit = killed
+Trainer(load_config(sys.argv[1]), run_dir=sys.argv[2]).train(max_steps=1)
+"""
+
+
+@pytest.mark.slow
+def test_a_run_killed_in_its_first_save_resumes(tmp_path, fresh_plugins):
+    """A real SIGKILL in the middle of the first checkpoint save, then `--resume` of that run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    _config(tmp_path / "cfg")
+    run = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]), OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_DURING_SAVE, str(tmp_path / "cfg" / "run.toml"), str(run)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert [p.name for p in (run / "checkpoints").iterdir()] == [".tmp-step_000001"]
+    config = _config(tmp_path / "cfg")
+    with pytest.raises(UserError, match="--resume"):
+        Trainer(config, run_dir=run)
+    resumed = Trainer(config, resume=run)
+    assert resumed.step == 0
+    resumed.train(max_steps=1)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest", "step_000001"]
+    assert [json.loads(r)["step"] for r in (run / "metrics.jsonl").read_text().splitlines()] == [0]
