@@ -73,7 +73,7 @@ def test_train_user_errors_are_one_line(tmp_path, capsys):
     assert err.startswith("worldr1: error: ")
     assert f"{cfg}: model.path: directory '/nonexistent/wan' does not exist" in err
     assert (
-        f"{cfg}: schedule: phase 'main' (first at step 0) draws prompts from source 'train'" in err
+        f"{cfg}: schedule: phase 'main' (first at step 1) draws prompts from source 'train'" in err
     )
     assert not (tmp_path / "run").exists()  # preflight runs before the run directory is made
     assert "Traceback" not in err

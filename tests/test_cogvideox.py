@@ -256,7 +256,7 @@ def test_cli_trains_the_cogvideox_preset_two_steps_on_cpu(tmp_path, monkeypatch,
     config = str(REPO / "configs" / "world_r1_cogvideox_5b.toml")
     assert main(["train", config, *CPU_OVERRIDES, f"run.output_dir={run_dir}"]) == 0
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == [0, 1]
+    assert [r["step"] for r in rows] == [1, 2]
     for row in rows:
         assert abs(row["train/ratio_max"] - 1) < 1e-5 and row["train/grad_norm"] > 0
         assert row["reward/total/mean"] == row["reward/total/mean"]  # not NaN

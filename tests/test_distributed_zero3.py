@@ -190,7 +190,7 @@ def test_zero3_resume_is_exact_through_the_cli(tmp_path, fresh_plugins):
             for line in lines
         ]
 
-    assert [r["step"] for r in rows("split")] == [0, 1]
+    assert [r["step"] for r in rows("split")] == [1, 2]
     assert rows("split") == rows("full")
     full = torch.load(tmp_path / "full" / "checkpoints" / "step_000002" / "trainable.pt")
     split = torch.load(tmp_path / "split" / "checkpoints" / "step_000002" / "trainable.pt")

@@ -27,7 +27,7 @@ def test_eval_is_logged_every_n_steps_and_scores_the_test_prompts(tmp_path, fres
     trainer.train(max_steps=4)
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in rows if "eval/brightness" in r]
-    assert [r["step"] for r in evals] == [1, 3]
+    assert [r["step"] for r in evals] == [2, 4]  # global steps, every 2
     assert all(r["eval/videos"] == 3 and r["eval/ema"] == 1.0 for r in evals)
     # the logged value is the mean brightness of the test videos the sampler makes (re-run: same
     # seeds, same weights -> same number), and it is the EMA's, not the live weights'

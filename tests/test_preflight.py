@@ -86,7 +86,7 @@ reward_weights = {{ aesthetic = 1.0 }}
     )
     errors = _errors(cfg)
     assert len(errors) == 2
-    assert all(e.startswith(f"{cfg}: schedule: phase 'dynamic' (first at step 3)") for e in errors)
+    assert all(e.startswith(f"{cfg}: schedule: phase 'dynamic' (first at step 4)") for e in errors)
     assert any("source 'dynamc', which is not configured" in e for e in errors)
     assert any("reward_weights for ['aesthetic']" in e and "['brightness']" in e for e in errors)
     # `config show` reports the same errors

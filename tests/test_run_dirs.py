@@ -47,7 +47,9 @@ def _fake_run(run: Path, steps: list[int], config_toml: str, metrics_steps: int 
         ckpt.write_state(tmp, ckpt.TrainerState(step=step), [torch.zeros(2)], config_toml)
         ckpt.commit(run, step)
     (run / "config.toml").write_text(config_toml)
-    rows = [json.dumps({"step": s, "reward/total/mean": 0.1 * s}) for s in range(metrics_steps)]
+    rows = [  # global steps: 1 = the first finished step
+        json.dumps({"step": s, "reward/total/mean": 0.1 * s}) for s in range(1, metrics_steps + 1)
+    ]
     (run / "metrics.jsonl").write_text("".join(r + "\n" for r in rows))
 
 
@@ -100,10 +102,10 @@ def test_resume_from_an_older_checkpoint_forks(tmp_path):
     fork = _prepare(plan)
     assert fork.name == "run-from-step_000004" and fork.parent == run.parent.resolve()
     assert [json.loads(r)["step"] for r in (fork / "metrics.jsonl").read_text().splitlines()] == [
-        0,
         1,
         2,
         3,
+        4,
     ]
     # the original run is untouched: all checkpoints, all 6 metrics rows, latest -> 6
     assert ckpt.find_checkpoint(run).name == "step_000006"
@@ -134,8 +136,8 @@ def test_resume_of_the_newest_checkpoint_continues_in_place_and_drops_a_torn_lin
     assert plan.checkpoint.name == "step_000002"
     assert _prepare(plan) == run.resolve()
     assert [json.loads(r)["step"] for r in (run / "metrics.jsonl").read_text().splitlines()] == [
-        0,
         1,
+        2,
     ]
 
 

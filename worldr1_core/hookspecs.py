@@ -125,9 +125,11 @@ def worldr1_on_train_start(trainer: Trainer) -> None:
 
 @hookspec
 def worldr1_on_step_end(trainer: Trainer, step: int, metrics: dict[str, Any]) -> None:
-    """Called on every process after each optimisation step, with the 0-based ``step`` that
-    finished and the flat dict of its logged ``metrics`` (``phase``, reward components, the RL
-    algorithm's ``train/*`` metrics, timings).
+    """Called on every process after each optimisation step, with the global ``step`` (the
+    number of finished steps: 1 after the first; the number the console, ``metrics.jsonl``,
+    trackers, samples and checkpoints show) and the flat dict of its logged ``metrics``
+    (``phase``, reward components, the RL algorithm's ``train/*`` metrics, timings). The step's
+    prompts and total rewards per sample are ``trainer.last_prompts`` / ``trainer.last_rewards``.
     Loggers and callbacks read it; mutations are ignored. Returns nothing."""
 
 
@@ -135,8 +137,9 @@ def worldr1_on_step_end(trainer: Trainer, step: int, metrics: dict[str, Any]) ->
 def worldr1_on_phase_change(
     trainer: Trainer, step: int, previous: Phase | None, phase: Phase
 ) -> None:
-    """Called when the schedule's phase at ``step`` differs from the phase of the previous
-    step (``previous`` is None at the first step). ``phase`` and ``previous`` are
+    """Called when the phase of the step about to run differs from the previous step's
+    (``previous`` is None at the first step). ``step`` is that step's global number (1 for the
+    first step; the schedule's own ``phase(index)`` uses the 0-based index ``step - 1``). ``phase`` and ``previous`` are
     :class:`~worldr1_core.types.Phase`. Returns nothing."""
 
 

@@ -146,7 +146,7 @@ def _check_schedule(config: RunConfig, report: Report) -> None:
     for step in range(min(steps, 1_000_000)):
         phase = schedule.phase(step)
         weights = tuple(sorted((phase.reward_weights or {}).items()))
-        seen.setdefault((phase.name, phase.prompt_source, weights), step)
+        seen.setdefault((phase.name, phase.prompt_source, weights), step + 1)  # global step
     rewards = [r.name for r in config.rewards]
     sources = sorted(config.prompts)
     for (name, source, weights), first in seen.items():
@@ -335,6 +335,44 @@ def _check_devices(config: RunConfig, report: Report) -> None:
             report.add(key, "error", problem, _src(config, key.replace(".", ".", 1)))
 
 
+def installed_trackers() -> dict[str, Any]:
+    """Tracker name -> tracker class, from loaded plugins that define ``TRACKER`` (docs/tracking.md)."""
+    from .plugins import get_plugin_manager
+
+    out = {}
+    for _, plugin in get_plugin_manager().list_name_plugin():
+        tracker = getattr(plugin, "TRACKER", None)
+        name = getattr(tracker, "name", None) if tracker is not None else None
+        if name:
+            out[str(name)] = tracker
+    return out
+
+
+def _check_trackers(config: RunConfig, report: Report) -> None:
+    import importlib.util
+
+    trackers = installed_trackers()
+    for name in config.run.trackers:
+        key = "run.report_to"
+        if name not in trackers:
+            report.add(
+                key,
+                "error",
+                f"{name!r} is not an installed tracker; installed: {', '.join(sorted(trackers)) or '(none)'}",
+                _src(config, key),
+            )
+        elif trackers[name].package and importlib.util.find_spec(trackers[name].package) is None:
+            report.add(
+                key,
+                "error",
+                f"tracker {name!r} needs the {trackers[name].package!r} package: "
+                f"pip install 'worldr1[{trackers[name].extra}]'",
+                _src(config, key),
+            )
+        else:
+            report.add(key, "ok", f"{name}")
+
+
 def config_checks(config: RunConfig, *, command: str = "train") -> Report:
     """The checks that need only the config (and its prompt files). ``command="show"`` (``config
     show``) checks schedule and batching only for configs with a ``[model]`` (training configs)."""
@@ -345,6 +383,7 @@ def config_checks(config: RunConfig, *, command: str = "train") -> Report:
     if command == "train":
         _check_training_sections(config, report)
     if trains:
+        _check_trackers(config, report)
         _check_schedule(config, report)
         _check_batching(config, report)
     if command in ("train", "infer", "show"):

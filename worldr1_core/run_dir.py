@@ -221,7 +221,8 @@ def create_unique_dir(template: str, **fields: str) -> Path:
 
 
 def clean_metrics(path: Path, before_step: int | None = None) -> None:
-    """Drop unreadable lines (a torn last line) and, with ``before_step``, rows of later steps."""
+    """Drop unreadable lines (a torn last line) and, with ``before_step`` (a checkpoint's step),
+    rows of steps after it."""
     if not path.is_file():
         return
     kept, dropped = [], 0
@@ -231,7 +232,8 @@ def clean_metrics(path: Path, before_step: int | None = None) -> None:
         except ValueError:
             dropped += bool(line.strip())
             continue
-        if before_step is None or row.get("step", -1) < before_step:
+        # rows carry the global step (1 = the first finished step): checkpoint step_N holds rows <= N
+        if before_step is None or row.get("step", -1) <= before_step:
             kept.append(line)
     if dropped:
         print(f"worldr1: warning: {path}: dropped {dropped} unreadable line(s)", file=sys.stderr)

@@ -30,7 +30,14 @@ class RunSection(_Section):
     sample_every: int = pydantic.Field(
         0, ge=0, description="write sample videos every N steps (0: never)"
     )
-    tensorboard: bool = True
+    tensorboard: bool = pydantic.Field(
+        True, description="false: leave 'tensorboard' out of report_to (older configs)"
+    )
+    report_to: list[str] = pydantic.Field(
+        default_factory=lambda: ["tensorboard"],
+        description="experiment trackers: tensorboard, wandb, trackio (docs/tracking.md)",
+    )
+    tracker_project: str = pydantic.Field("worldr1", description="project name for wandb / trackio")
     progress_bar: bool = True
     keep_checkpoints: int = pydantic.Field(
         0, ge=0, description="keep only the last N checkpoints (0: all)"
@@ -38,6 +45,11 @@ class RunSection(_Section):
     sample_videos: int = pydantic.Field(
         2, ge=0, description="videos written every sample_every steps"
     )
+
+    @property
+    def trackers(self) -> list[str]:
+        """The active trackers: ``report_to`` without tensorboard when ``tensorboard = false``."""
+        return [t for t in self.report_to if t != "tensorboard" or self.tensorboard]
 
 
 class VideoSection(_Section):

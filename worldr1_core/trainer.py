@@ -227,7 +227,6 @@ class Trainer:
             apply_config_changes(self, self.plan)
         self.logger = RunLogger(
             self.run_dir,
-            tensorboard=self.config.run.tensorboard,
             enabled=self.dist.is_main,
             resume_step=self.step if checkpoint else None,
         )
@@ -238,6 +237,7 @@ class Trainer:
         )
         self.last_metrics: dict[str, Any] = {}
         self.last_prompts: list[str] = []
+        self.last_rewards: list[float] = []
 
     # ------------------------------------------------------------------ the loop
 
@@ -250,13 +250,15 @@ class Trainer:
         bar = self._progress(max_steps)
         try:
             while self.step < max_steps:
-                step = self.step
-                metrics = self.train_step(step)
-                self.step = step + 1
-                if step % run.log_every == 0 or self.step == max_steps:
-                    self.logger.log(step, metrics)
-                self._summary(bar, step, max_steps, metrics)
-                self.hook.worldr1_on_step_end(trainer=self, step=step, metrics=dict(metrics))
+                # step numbering: the step index s = 0, 1, ... picks prompts and phases; everything a
+                # user sees (console, metrics.jsonl, trackers, samples, checkpoints, hooks) uses the
+                # global step s + 1 = the number of finished updates, as transformers/TRL do.
+                metrics = self.train_step(self.step)
+                self.step += 1
+                if self.step % run.log_every == 0 or self.step in (1, max_steps):
+                    self.logger.log(self.step, metrics)
+                self._summary(bar, self.step, max_steps, metrics)
+                self.hook.worldr1_on_step_end(trainer=self, step=self.step, metrics=dict(metrics))
                 if (run.save_every and self.step % run.save_every == 0) or self.step == max_steps:
                     self.save_checkpoint()
                 self.last_metrics = metrics
@@ -329,9 +331,11 @@ class Trainer:
         metrics["adv/abs_mean"] = float(advantages.abs().mean())
         metrics["train/lr"] = self.dist.current_lr()
         metrics.update(self.constant_metrics)
-        if self.config.run.sample_every and step % self.config.run.sample_every == 0:
+        self.last_rewards = scored.total.detach().float().cpu().tolist()  # for callbacks
+        every, done = self.config.run.sample_every, step + 1
+        if every and (done % every == 0 or done in (1, getattr(self, "max_steps", -1))):
             with timer("samples"):
-                self._write_samples(step, videos, scored)
+                self._write_samples(done, videos, scored, rollout.prompts)
         metrics.update(timer.metrics())
         return metrics
 
@@ -345,7 +349,9 @@ class Trainer:
             phase.prompt_source,
             phase.reward_weights,
         ):
-            self.hook.worldr1_on_phase_change(trainer=self, step=step, previous=prev, phase=phase)
+            self.hook.worldr1_on_phase_change(
+                trainer=self, step=step + 1, previous=prev, phase=phase
+            )  # global step
         self.previous_phase = phase
         return phase
 
@@ -411,11 +417,15 @@ class Trainer:
         out["train/updates"] = float(len(grad_norms))
         return out
 
-    def _write_samples(self, step: int, videos: torch.Tensor, scored: ComposedReward) -> None:
+    def _write_samples(
+        self, step: int, videos: torch.Tensor, scored: ComposedReward, prompts: list[str]
+    ) -> None:
         n = min(self.config.run.sample_videos, len(videos))
         if n and self.dist.is_main:
             names = [f"{i}_r{float(scored.total[i]):.3f}" for i in range(n)]
-            paths = self.logger.save_videos(step, videos[:n], names, self.config.video.fps)
+            paths = self.logger.save_videos(
+                step, videos[:n], names, self.config.video.fps, prompts=prompts[:n]
+            )
             if paths:
                 self.hook.worldr1_on_samples_saved(
                     trainer=self, step=step, paths=[str(p) for p in paths], scored=scored
@@ -490,7 +500,7 @@ class Trainer:
         if not self.dist.is_main:
             return
         line = (
-            f"step {step + 1}/{max_steps} [{metrics['phase']}] "
+            f"step {step}/{max_steps} [{metrics['phase']}] "
             f"reward {metrics.get('reward/total/mean', float('nan')):.4f}"
             f"±{metrics.get('reward/total/std', float('nan')):.4f} "
             f"loss {metrics.get('train/loss', float('nan')):+.4g} "

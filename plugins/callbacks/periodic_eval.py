@@ -5,8 +5,8 @@ the trainer's own sampler generates one video per test prompt -- the same initia
 warp) and RL rollout as training, from fixed seeds, with the EMA weights when EMA is on (as the
 release) -- the videos are scored with ``worldr1 eval``'s scoring
 (:func:`worldr1_core.evaluation.score_batch`: every ``[[rewards]]`` entry at weight 1 with all its
-components) and the means are logged as ``eval/<metric>`` to metrics.jsonl and TensorBoard at
-that step. Each rank evaluates its share of the prompts; the means are averaged over ranks.
+components) and the means are logged as ``eval/<metric>`` to metrics.jsonl and every ``run.report_to`` tracker
+at that step. Each rank evaluates its share of the prompts; the means are averaged over ranks.
 """
 
 from __future__ import annotations
@@ -104,6 +104,10 @@ def evaluate(trainer: Any, step: int) -> dict[str, float]:
 @hookimpl
 def worldr1_on_step_end(trainer, step, metrics):
     cfg = getattr(trainer.config, "eval", None)
-    if cfg is None or not cfg.every or (step + 1) % cfg.every:
+    if cfg is None or not cfg.every or step % cfg.every:  # ``step``: the global step (1, 2, ...)
         return
-    trainer.logger.log(step, evaluate(trainer, step))
+    values = evaluate(trainer, step)
+    trainer.logger.log(step, values)
+    from worldr1_plugins.callbacks.tracking import log_to_trackers
+
+    log_to_trackers(trainer, step, values)

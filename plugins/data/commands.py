@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from worldr1_core import hookimpl
+from worldr1_core.cli_help import examples
 from worldr1_core.errors import CommandError
 from worldr1_plugins.camera.motions import MOTIONS
 from worldr1_plugins.camera.parser import parse_camera_prompt
@@ -79,7 +80,14 @@ def data_stats_command(args: argparse.Namespace) -> int:
 def worldr1_register_commands(subparsers):
     data = subparsers.add_parser("data", help="prompt-set tools")
     sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
-    s = sub.add_parser("stats", help="prompts per motion and without a camera sentence, per file")
+    s = sub.add_parser(
+        "stats",
+        help="prompts per motion and without a camera sentence, per file",
+        **examples(
+            "worldr1 data stats data/final/train.txt data/final/dynamic.txt",
+            "worldr1 data stats data/final/test.txt --json",
+        ),
+    )
     s.add_argument("files", nargs="+", metavar="FILE", help="prompt files (e.g. one per phase)")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=data_stats_command)
