@@ -219,8 +219,10 @@ def test_preset_has_the_release_numbers(fresh_plugins):
     m, rl = cfg.model.options, cfg.rl.options
     assert cfg.model.name == "cogvideox" and m.max_sequence_length == 226
     assert (rl.guidance_scale, rl.noise_level, rl.num_steps, rl.sde_window) == (6.0, 0.7, 50, None)
+    algo = cfg.rl.build()  # stochastic DDIM on every step; the first int(50 * 0.49) = 24 trained
+    assert rl.sampler == "sde" and algo.select_train_steps() == list(range(24))
     assert cfg.latent_init.options.strength == 0.4
-    assert (m.lora.rank, m.lora.alpha) == (32, 64.0)
+    assert (m.lora.rank, m.lora.alpha, m.lora.init) == (32, 64.0, "gaussian")
     assert sorted(m.lora.target_modules) == ["to_k", "to_out.0", "to_q", "to_v"]
     assert (cfg.video.frames, cfg.video.height, cfg.video.width) == (81, 480, 832)
 
