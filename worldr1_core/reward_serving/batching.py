@@ -198,6 +198,7 @@ class Batcher:
                     self._serve(jobs, worker)
             finally:
                 if worker is not None:
+                    assert self.pool is not None  # a worker comes from the pool
                     self.pool.release(worker)
 
     def _serve(self, jobs: list[Job], worker: WorkerHandle | None = None) -> None:
@@ -247,6 +248,7 @@ class Batcher:
         chunk = self.settings.max_batch
         n_calls = -(-len(merged) // chunk)
         if worker is not None:
+            assert self.pool is not None  # a worker comes from the pool
             per_reward = self.pool.score(worker, names, merged, chunk)
         else:
             if self.settings.device:

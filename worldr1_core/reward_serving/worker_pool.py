@@ -107,7 +107,9 @@ def score_batch(
     return {name: concat_outputs(out) for name, out in outputs.items()}
 
 
-def _worker_main(conn, names: list[str], config_path: str | None, device: str, threads: int):
+def _worker_main(
+    conn: Any, names: list[str], config_path: str | None, device: str, threads: int
+) -> None:
     """Entry point of a worker process: build the rewards once, then serve calls until told to
     stop or the parent goes away (EOF on the pipe)."""
     import torch
@@ -156,7 +158,7 @@ def _worker_main(conn, names: list[str], config_path: str | None, device: str, t
                 fps=req["fps"],
             )
             outputs = score_batch(served, req["rewards"], batch, int(req["chunk"]))
-            answer = {
+            answer: dict[str, Any] = {
                 "outputs": {
                     name: encode_output(out, len(batch), name) for name, out in outputs.items()
                 }
@@ -273,7 +275,8 @@ class WorkerHandle:
                     "and is being restarted",
                 )
         try:
-            return json.loads(self.conn.recv_bytes())
+            reply: dict[str, Any] = json.loads(self.conn.recv_bytes())
+            return reply
         except (EOFError, OSError):
             code = self.process.exitcode if self.process is not None else None
             self.kill()
@@ -340,7 +343,7 @@ class WorkerPool:
         return {
             name: PooledReward(
                 name=name,
-                reward=None,
+                reward=None,  # type: ignore[arg-type]  # the model lives in the workers
                 options=i["options"],
                 description=i["description"],
                 plugin=i["plugin"],
