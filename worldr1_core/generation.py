@@ -44,6 +44,7 @@ class Generated:
     latents: torch.Tensor  # [B, C, F', H', W'] final latents
     prompts: list[Prompt]
     trajectories: list[CameraTrajectory | None]
+    initial: InitialNoise | None = None  # the prepared noise (and step hook) it started from
 
 
 def camera_for(
@@ -146,4 +147,10 @@ def generate(
     sigmas = model.sigmas(num_steps, init.latents.shape[1:]).to(model.device)
     latents = euler_sample(model, init.latents, cond, sigmas, guidance_scale, init.step_hook)
     videos = model.decode(latents)  # [B, F, 3, H, W]
-    return Generated(videos=videos, latents=latents, prompts=prompt_objs, trajectories=trajectories)
+    return Generated(
+        videos=videos,
+        latents=latents,
+        prompts=prompt_objs,
+        trajectories=trajectories,
+        initial=init,
+    )

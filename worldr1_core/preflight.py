@@ -342,8 +342,9 @@ def installed_trackers() -> dict[str, Any]:
     out = {}
     for _, plugin in get_plugin_manager().list_name_plugin():
         tracker = getattr(plugin, "TRACKER", None)
-        if tracker is not None and getattr(tracker, "name", ""):
-            out[tracker.name] = tracker
+        name = getattr(tracker, "name", None) if tracker is not None else None
+        if name:
+            out[str(name)] = tracker
     return out
 
 

@@ -37,13 +37,17 @@ from .limits import HTTPError, InFlight, ServerSettings, read_body
 from .score_request import decode_score_request
 from .served import ServedReward
 from .wire import WIRE_VERSION
+from .worker_pool import WorkerPool
 
 log = logging.getLogger("worldr1.reward_server")
 
 
-def create_app(served: dict[str, ServedReward], settings: ServerSettings) -> FastAPI:
-    """The FastAPI app serving ``served`` (built by the caller, so tests and embedders can reuse it)."""
-    batcher = Batcher(served, settings)
+def create_app(
+    served: dict[str, ServedReward], settings: ServerSettings, pool: WorkerPool | None = None
+) -> FastAPI:
+    """The FastAPI app serving ``served`` (built by the caller, so tests and embedders can reuse it);
+    with ``pool`` (started) the rewards are scored in its worker processes."""
+    batcher = Batcher(served, settings, pool)
     inflight = InFlight(settings.inflight_limit)
 
     @contextlib.asynccontextmanager
@@ -99,6 +103,8 @@ def create_app(served: dict[str, ServedReward], settings: ServerSettings) -> Fas
             },
             "models": {name: s.models() for name, s in served.items()},
             "device": settings.device or "cpu",
+            "devices": settings.devices or [settings.device or "cpu"],
+            "workers": pool.health() if pool is not None else None,
             "max_batch": settings.max_batch,
             "max_body_bytes": settings.max_body_bytes,
             "timeout_s": settings.timeout_s,

@@ -7,6 +7,13 @@ offsets, so every request gets exactly its own samples' scores. Rewards score sa
 independently (the Reward contract), so merging changes throughput, not results. A request larger
 than ``--max-batch`` is scored in chunks. If a merged call raises, its requests are retried one
 by one so that one bad request cannot fail the others.
+
+With ``--devices`` the models live in a :class:`~.worker_pool.WorkerPool` (one process per
+device) and the batcher runs one consumer thread per worker: a thread takes an idle worker,
+then the oldest request, merging waiting requests only while no other worker is idle (so
+concurrent requests spread over the workers). A worker that crashes or hangs answers its
+call's requests with an error (no one-by-one retry: that would crash or hang it again) and is
+restarted by the pool while the other workers keep serving.
 """
 
 from __future__ import annotations
@@ -23,10 +30,11 @@ from typing import Any
 
 import torch
 
-from ..types import RewardBatch, RewardOutput
+from ..types import RewardBatch
 from .limits import HTTPError, ServerSettings
 from .served import ServedReward
-from .wire import concat_outputs, encode_output, split_output
+from .wire import encode_output, split_output
+from .worker_pool import WorkerHandle, WorkerLost, WorkerPool, score_batch
 
 log = logging.getLogger("worldr1.reward_server")
 
@@ -81,22 +89,40 @@ class Stats:
 class Batcher:
     """The worker thread that owns the reward models; merges waiting requests (module docstring)."""
 
-    def __init__(self, served: dict[str, ServedReward], settings: ServerSettings):
+    def __init__(
+        self,
+        served: dict[str, ServedReward],
+        settings: ServerSettings,
+        pool: WorkerPool | None = None,
+    ):
         self.served = served
         self.settings = settings
+        self.pool = pool
         self.queue: queue.Queue[Job | None] = queue.Queue(maxsize=settings.max_queue)
         self.pending: collections.deque[Job] = collections.deque()
         self.stats = Stats()
         self.stopping = False
-        self.thread = threading.Thread(target=self._run, name="reward-worker", daemon=True)
+        self._take_lock = threading.Lock()  # one consumer at a time takes (and merges) jobs
+        self._ready_lock = threading.Lock()
+        self._ready = 0  # consumers that hold a free worker and wait for a job
+        self.threads = [
+            threading.Thread(target=self._run, name=f"reward-worker-{i}", daemon=True)
+            for i in range(len(pool) if pool is not None else 1)
+        ]
+        self.thread = self.threads[0]
 
     def start(self) -> None:
-        self.thread.start()
+        for t in self.threads:
+            t.start()
 
     def stop(self) -> None:
-        with contextlib.suppress(queue.Full):
-            self.queue.put(None, timeout=1.0)
-        self.thread.join(timeout=5.0)
+        for _ in self.threads:
+            with contextlib.suppress(queue.Full):
+                self.queue.put(None, timeout=1.0)
+        for t in self.threads:
+            t.join(timeout=5.0)
+        if self.pool is not None:
+            self.pool.stop()
 
     def submit(self, job: Job) -> None:
         try:
@@ -125,7 +151,7 @@ class Batcher:
         """
         jobs, size, skipped = [first], len(first), []
         deadline = time.monotonic() + self.settings.batch_wait_s
-        while size < self.settings.max_batch:
+        while size < self.settings.max_batch and not self._other_worker_idle():
             try:
                 job = self._next(deadline - time.monotonic())
             except queue.Empty:
@@ -143,19 +169,43 @@ class Batcher:
         self.pending.extendleft(reversed(skipped))
         return jobs
 
+    def _other_worker_idle(self) -> bool:
+        """With a pool: another worker is free, so waiting requests should go to it unmerged."""
+        if self.pool is None:
+            return False
+        with self._ready_lock:
+            ready = self._ready  # consumers holding a free worker, waiting for a job
+        return ready > 0 or self.pool.idle_count() > 0
+
     def _run(self) -> None:
         while not self.stopping:
-            job = self._next(None)
-            if job is None:
-                return
-            if job.cancelled:
-                continue
-            jobs = self._collect(job)
-            self._serve(jobs)
+            worker = self.pool.acquire() if self.pool is not None else None
+            with self._ready_lock:
+                self._ready += 1
+            with self._take_lock:
+                job = None if self.stopping else self._next(None)
+                with self._ready_lock:
+                    self._ready -= 1
+                if job is None:
+                    self.stopping = True
+                    jobs: list[Job] = []
+                elif not job.cancelled:
+                    jobs = self._collect(job)
+                else:
+                    jobs = []
+            try:
+                if jobs:
+                    self._serve(jobs, worker)
+            finally:
+                if worker is not None:
+                    assert self.pool is not None  # a worker comes from the pool
+                    self.pool.release(worker)
 
-    def _serve(self, jobs: list[Job]) -> None:
+    def _serve(self, jobs: list[Job], worker: WorkerHandle | None = None) -> None:
         try:
-            results: list[Any] = self._score_merged(jobs)
+            results: list[Any] = self._score_merged(jobs, worker)
+        except WorkerLost as lost:  # the worker died or hung: no retry, it would again
+            results = [self._failure(lost)] * len(jobs)
         except Exception as exc:  # noqa: BLE001 - retried one by one so the error lands on its request
             if len(jobs) == 1:
                 results = [self._failure(exc)]
@@ -166,19 +216,24 @@ class Batcher:
                         results.append(HTTPError(504, "timed out"))
                         continue
                     try:
-                        results += self._score_merged([job])
+                        results += self._score_merged([job], worker)
                     except Exception as one:  # noqa: BLE001
                         results.append(self._failure(one))
         for job, result in zip(jobs, results):
             job.resolve(result)
 
     def _failure(self, exc: Exception) -> HTTPError:
-        log.error("reward call failed", exc_info=exc)
         with self.stats.lock:
             self.stats.errors += 1
+        if isinstance(exc, HTTPError):  # e.g. WorkerLost: its status and message as they are
+            log.error("reward call failed: %s", exc.message)
+            return exc
+        log.error("reward call failed", exc_info=exc)
         return HTTPError(500, f"scoring failed: {type(exc).__name__}: {exc}")
 
-    def _score_merged(self, jobs: list[Job]) -> list[dict[str, Any]]:
+    def _score_merged(
+        self, jobs: list[Job], worker: WorkerHandle | None = None
+    ) -> list[dict[str, Any]]:
         """One reward call per reward over the merged samples of ``jobs``; per-job answers."""
         t0 = time.perf_counter()
         names = jobs[0].names
@@ -190,24 +245,15 @@ class Batcher:
             metadata=[m for j in jobs for m in j.batch.metadata],
             fps=jobs[0].batch.fps,
         )
-        if self.settings.device:
-            merged.videos = merged.videos.to(self.settings.device)
         chunk = self.settings.max_batch
-        per_reward: dict[str, RewardOutput] = {}
-        with torch.no_grad():
-            chunks = (
-                [merged]
-                if len(merged) <= chunk
-                else [
-                    merged.select(list(range(s, min(s + chunk, len(merged)))))
-                    for s in range(0, len(merged), chunk)
-                ]
-            )
-            outputs: dict[str, list[RewardOutput]] = {name: [] for name in names}
-            for part in chunks:  # all rewards see the same RewardBatch, so they share its cache
-                for name in names:
-                    outputs[name].append(self.served[name].reward.score(part))
-            per_reward = {name: concat_outputs(parts) for name, parts in outputs.items()}
+        n_calls = -(-len(merged) // chunk)
+        if worker is not None:
+            assert self.pool is not None  # a worker comes from the pool
+            per_reward = self.pool.score(worker, names, merged, chunk)
+        else:
+            if self.settings.device:
+                merged.videos = merged.videos.to(self.settings.device)
+            per_reward = score_batch(self.served, names, merged, chunk)
         encoded = {
             name: [encode_output(o, n, name) for o, n in zip(split_output(out, sizes), sizes)]
             for name, out in per_reward.items()
@@ -216,7 +262,7 @@ class Batcher:
         with self.stats.lock:
             self.stats.requests += len(jobs)
             self.stats.samples += sum(sizes)
-            self.stats.reward_calls += len(chunks)
+            self.stats.reward_calls += n_calls
             self.stats.max_requests_per_call = max(self.stats.max_requests_per_call, len(jobs))
         return [
             {

@@ -84,25 +84,52 @@ def serve_command(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         video_root=Path(args.video_root) if args.video_root else None,
     )
-    if args.device and args.device.startswith("cuda") and torch.cuda.is_available():
-        torch.cuda.set_device(torch.device(args.device))
+    pool = None
     t0 = time.perf_counter()
-    served = build_served_rewards(args.names, args.config, args.device)
+    if getattr(args, "devices", None):
+        from .worker_pool import WorkerPool, parse_devices
+
+        if args.device:
+            raise CommandError("give --device (one in-process worker) or --devices, not both")
+        settings.devices = parse_devices(args.devices)
+        worker_timeout = getattr(args, "worker_timeout", None)
+        if worker_timeout is not None and worker_timeout <= 0:
+            raise CommandError(f"--worker-timeout must be > 0, got {worker_timeout}")
+        settings.worker_timeout_s = worker_timeout
+        from ..registry import get_registry
+
+        for name in args.names:  # unknown names fail here, before any worker loads a model
+            get_registry().get("reward", name)
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
+        )
+        pool = WorkerPool(
+            args.names,
+            settings.devices,
+            config_path=args.config,
+            timeout_s=worker_timeout or settings.timeout_s,
+        )
+        pool.start()
+        served = pool.served()
+    else:
+        if args.device and args.device.startswith("cuda") and torch.cuda.is_available():
+            torch.cuda.set_device(torch.device(args.device))
+        served = build_served_rewards(args.names, args.config, args.device)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
     )
     log.info(
-        "serving %s on http://%s:%d (built in %.1f s; token %s; max batch %d; device %s)",
+        "serving %s on http://%s:%d (built in %.1f s; token %s; max batch %d; device(s) %s)",
         ", ".join(served),
         args.host,
         args.port,
         time.perf_counter() - t0,
         "required" if token else "not required",
         settings.max_batch,
-        settings.device or "cpu",
+        ",".join(settings.devices) if settings.devices else settings.device or "cpu",
     )
     uvicorn.run(
-        create_app(served, settings),
+        create_app(served, settings, pool),
         host=args.host,
         port=args.port,
         log_level="info",
@@ -122,6 +149,8 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
         **examples(
             "worldr1 reward serve brightness --port 18089",
             "worldr1 reward serve aesthetic --config configs/world_r1_small.toml --device cuda:1",
+            "worldr1 reward serve meta_view reconstruction --config configs/world_r1_small.toml "
+            "--devices cuda:0,cuda:1,cuda:2,cuda:3",
         ),
     )
     p.add_argument("names", nargs="+", metavar="NAME", help="reward names to serve")
@@ -129,6 +158,19 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=number(int, 0, 65535), default=18089, help="0: a free port")
     p.add_argument("--token-file", help="file holding the bearer token clients must send")
     p.add_argument("--device", default=None, help="device for the reward models, e.g. cuda:0")
+    p.add_argument(
+        "--devices",
+        default=None,
+        help="one worker process per device, e.g. cuda:0,cuda:1 (cpu may repeat: cpu,cpu); "
+        "each loads the rewards once; a crashed or hung worker is restarted",
+    )
+    p.add_argument(
+        "--worker-timeout",
+        type=float,
+        default=None,
+        help="with --devices: a worker silent this long on one call is killed and restarted, "
+        "its request answered 504 (default: --timeout)",
+    )
     p.add_argument("--max-batch", type=number(int, 1), default=defaults.max_batch)
     p.add_argument(
         "--config", help="run config whose [[rewards]] entries configure the served rewards"

@@ -35,6 +35,8 @@ class ServerSettings:
     timeout_s: float = 600.0
     max_queue: int = 256
     video_root: Path | None = None
+    devices: list[str] | None = None  # --devices: one worker process per entry (worker_pool)
+    worker_timeout_s: float | None = None  # a worker silent this long is killed (None: timeout_s)
     # connection-level limits (reward_serving.connections)
     read_timeout_s: float = 30.0  # headers, and the whole body, must arrive within this
     max_connections: int = 256  # open connections in all
