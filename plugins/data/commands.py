@@ -140,7 +140,12 @@ def worldr1_register_commands(subparsers):
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=data_stats_command)
     a = sub.add_parser(
-        "add-camera", help="prepend a balanced camera sentence to prompts that have none"
+        "add-camera",
+        help="prepend a balanced camera sentence to prompts that have none",
+        **examples(
+            "worldr1 data add-camera data/final/train.txt my_train.txt --seed 0",
+            "worldr1 data add-camera in.txt out.txt --motions push_in,pan_left,orbit_right",
+        ),
     )
     a.add_argument("input", metavar="IN", help="prompt file, one per line")
     a.add_argument("output", metavar="OUT", help="where to write the result")
