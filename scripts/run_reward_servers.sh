@@ -11,10 +11,11 @@
 #   REWARD_3D_NAMES     rewards of the 3D server        (default: "meta_view reconstruction trajectory_alignment";
 #                       empty: do not start it)
 #   REWARD_3D_PORT      its port                         (default: 18089)
-#   REWARD_3D_DEVICE    its device                       (default: cuda:0)
+#   REWARD_3D_DEVICE    its device                       (default: cuda:0; a list such as
+#                       cuda:0,cuda:1,cuda:2,cuda:3 starts one worker process per GPU: --devices)
 #   GENERAL_NAMES       rewards of the general server    (default: "aesthetic"; empty: do not start it)
 #   GENERAL_PORT        its port                         (default: 18090)
-#   GENERAL_DEVICE      its device                       (default: cuda:1)
+#   GENERAL_DEVICE      its device                       (default: cuda:1; a list: --devices)
 #   HOST                bind address                     (default: 127.0.0.1; other hosts need TOKEN_FILE)
 #   TOKEN_FILE          bearer token file                (default: none)
 #   CONFIG              run config whose [[rewards]] options the servers use (default: none)
@@ -56,7 +57,9 @@ start_one() {  # start_one LABEL PORT DEVICE NAMES...
         echo "$label server already running (pid $(cat "$pidfile")); stop it first" >&2
         return 1
     fi
-    local args=(reward serve "$@" --host "$HOST" --port "$port" --device "$device" --max-batch "$MAX_BATCH")
+    local device_flag=--device
+    [[ "$device" == *,* ]] && device_flag=--devices  # a list: one worker process per device
+    local args=(reward serve "$@" --host "$HOST" --port "$port" "$device_flag" "$device" --max-batch "$MAX_BATCH")
     [[ -n "$TOKEN_FILE" ]] && args+=(--token-file "$TOKEN_FILE")
     [[ -n "$CONFIG" ]] && args+=(--config "$CONFIG")
     # shellcheck disable=SC2206  # WORLDR1 and EXTRA_ARGS are word lists on purpose
