@@ -140,7 +140,12 @@ def worldr1_register_commands(subparsers):
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=data_stats_command)
     a = sub.add_parser(
-        "add-camera", help="prepend a balanced camera sentence to prompts that have none"
+        "add-camera",
+        help="prepend a balanced camera sentence to prompts that have none",
+        **examples(
+            "worldr1 data add-camera my_prompts.txt my_prompts_camera.txt",
+            'worldr1 data add-camera my_prompts.txt out.txt --seed 1 --motions "orbit left,pan right"',
+        ),
     )
     a.add_argument("input", metavar="IN", help="prompt file, one per line")
     a.add_argument("output", metavar="OUT", help="where to write the result")
