@@ -93,14 +93,20 @@ def main() -> None:
         res["gsplat"] = gsplat.__version__
         res["device"] = torch.cuda.get_device_name(0)
         gc = g.to("cuda")
-        run = lambda: render_gaussians(
-            gc, traj.c2w, traj.intrinsics, args.size, args.size, backend="gsplat"
-        )  # noqa: E731
+
+        def run():
+            return render_gaussians(
+                gc, traj.c2w, traj.intrinsics, args.size, args.size, backend="gsplat"
+            )
+
         run()  # warm-up (JIT/first launch)
         (gs_col, gs_alpha), t_gs = _time(run, args.repeats, True)
-        run_t = lambda: render_gaussians(
-            gc, traj.c2w, traj.intrinsics, args.size, args.size, backend="torch"
-        )  # noqa: E731
+
+        def run_t():
+            return render_gaussians(
+                gc, traj.c2w, traj.intrinsics, args.size, args.size, backend="torch"
+            )
+
         run_t()
         (tg_col, _), t_tg = _time(run_t, max(1, args.repeats // 2), True)
         gs_col, gs_alpha = gs_col.cpu(), gs_alpha.cpu()

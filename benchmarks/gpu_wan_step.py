@@ -90,7 +90,7 @@ def main() -> None:
 
     from diffusers import WanPipeline, WanTransformer3DModel
 
-    from worldr1_plugins.base_models.common import LoraAdapter, LoraSettings
+    from worldr1_plugins.base_models.lora import LoraAdapter, LoraSettings
 
     if args.tiny:
         args.frames, args.height, args.width, args.text_len = 9, 32, 32, 16

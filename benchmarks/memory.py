@@ -30,7 +30,7 @@ from pathlib import Path
 
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
-import torch  # noqa: E402
+import torch
 
 GiB = 1024**3
 ATTENTION_PROJECTIONS = ["to_q", "to_k", "to_v", "to_out.0"]

@@ -30,9 +30,9 @@ import torch
 
 from worldr1_core.types import LatentLayout, Prompt
 from worldr1_plugins.camera.flow import FlowConfig, trajectory_flows
-from worldr1_plugins.camera.noise_warp import NoiseWarpInitializer, warp_noise
-from worldr1_plugins.camera.noise_warp_reference import warp_noise_reference
-from worldr1_plugins.camera.trajectory import build_trajectory
+from worldr1_plugins.camera.motions import build_trajectory
+from worldr1_plugins.latent_init.noise_warp import NoiseWarpInitializer, warp_noise
+from worldr1_plugins.latent_init.noise_warp_reference import warp_noise_reference
 
 FRAMES, CHANNELS, HEIGHT, WIDTH = 81, 16, 480, 832
 
@@ -102,11 +102,13 @@ def main() -> None:
         x, state = kept[i]
         g = torch.Generator()
         g.set_state(state)
-        ref, ref_wall, ref_cpu = timed(lambda: warp_noise_reference(x, flows[i], generator=g))
+        ref, ref_wall, ref_cpu = timed(
+            lambda x=x, i=i, g=g: warp_noise_reference(x, flows[i], generator=g)
+        )
         vec_runs = []
         for _ in range(3):
             g.set_state(state)
-            vec_runs.append(timed(lambda: warp_noise(x, flows[i], generator=g)))
+            vec_runs.append(timed(lambda x=x, i=i, g=g: warp_noise(x, flows[i], generator=g)))
         vec = vec_runs[0][0]
         vec_wall, vec_cpu = min(r[1] for r in vec_runs), min(r[2] for r in vec_runs)
         max_diff = max(max_diff, float((ref - vec).abs().max()))

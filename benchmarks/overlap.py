@@ -29,6 +29,10 @@ import tempfile
 import time
 from pathlib import Path
 
+# two threads run torch CPU ops at once here (sampling + decode): OpenMP's default busy-waiting
+# threads would spin on the cores the other thread needs (set before torch loads OpenMP)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import tomli_w
 import torch
 
@@ -79,7 +83,7 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
-    from worldr1_plugins.rewards.server_process import RewardServerProcess
+    from worldr1_core.reward_serving.process import RewardServerProcess
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -149,6 +153,7 @@ def main() -> int:
             "processor": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(),
             "torch_threads": args.threads,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             "python": sys.version.split()[0],
             "torch": torch.__version__,
             "device": "cpu",

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import torch
 
-from worldr1_core.reward_client import RemoteReward
-from worldr1_core.reward_wire import encode_request
+from worldr1_core.reward_serving.client import RemoteReward
+from worldr1_core.reward_serving.process import RewardServerProcess
+from worldr1_core.reward_serving.wire import encode_request
 from worldr1_core.types import RewardBatch
 from worldr1_plugins.rewards.basic import Brightness
-from worldr1_plugins.rewards.server_process import RewardServerProcess
 
 RESULTS = Path(__file__).resolve().parent / "results" / "reward_server.json"
 
@@ -149,12 +149,14 @@ def main() -> None:
                 entry = {
                     "request_bytes": len(body),
                     "client_encode": timings_ms(
-                        lambda: json.dumps(
+                        lambda wire=wire: json.dumps(
                             encode_request(batch, ["brightness"], wire_dtype=wire)
                         ).encode(),
                         args.iters // 4,
                     ),
-                    "remote_sequential": timings_ms(lambda: remote.score(fresh(batch)), args.iters),
+                    "remote_sequential": timings_ms(
+                        lambda remote=remote: remote.score(fresh(batch)), args.iters
+                    ),
                 }
                 entry["added_latency_ms"] = (
                     entry["remote_sequential"]["median_ms"] - result["in_process"]["median_ms"]

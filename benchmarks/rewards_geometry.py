@@ -77,7 +77,7 @@ def main() -> None:
     }
     for size in (int(s) for s in args.sizes.split(",")):
         traj = make_trajectory("orbit_left", frames=FRAMES, width=size, height=size)  # 40 degrees
-        video, t_scene = _timed(lambda: render_scene(scene, traj, supersample=2))
+        video, t_scene = _timed(lambda traj=traj: render_scene(scene, traj, supersample=2))
         row: dict = {"synthetic_render_s": t_scene, "estimators": {}}
         estimators = {
             "colmap": {"name": "colmap"},
@@ -91,13 +91,15 @@ def main() -> None:
         for est_name, spec in estimators.items():
             options = {k: v for k, v in spec.items() if k != "name"}
             est, t_build = _timed(
-                lambda: shared_component("geometry_estimator", spec["name"], options)
+                lambda spec=spec, options=options: shared_component(
+                    "geometry_estimator", spec["name"], options
+                )
             )
             if est_name == "depth_anything_3":
-                _, t_load = _timed(lambda: est.model)
+                _, t_load = _timed(lambda est=est: est.model)
                 t_build += t_load
             batch = RewardBatch(videos=video.frames[None], prompts=["orbit"], trajectories=[traj])
-            geos, t_est = _timed(lambda: est.estimate_cached(batch))
+            geos, t_est = _timed(lambda est=est, batch=batch: est.estimate_cached(batch))
             geo = geos[0]
             entry = {
                 "options": options,
@@ -113,7 +115,7 @@ def main() -> None:
             ):
                 reward = reg.build("reward", reward_name, {"geometry": spec, **opts})
                 assert reward.estimator is est  # shared instance: its cached estimate is reused
-                out, t_reward = _timed(lambda: reward.score(batch))
+                out, t_reward = _timed(lambda reward=reward, batch=batch: reward.score(batch))
                 entry["rewards_s_per_video"][reward_name] = t_reward
                 entry.setdefault("scores", {})[reward_name] = float(out.scores[0])
             row["estimators"][est_name] = entry
@@ -123,7 +125,7 @@ def main() -> None:
             )
         gaussians = scene_gaussians(scene, spacing=0.05)
         _, t_splat = _timed(
-            lambda: render_gaussians(
+            lambda gaussians=gaussians, traj=traj, size=size: render_gaussians(
                 gaussians, traj.c2w, traj.intrinsics, size, size, backend="torch"
             )
         )

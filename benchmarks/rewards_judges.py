@@ -24,7 +24,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch  # noqa: E402
+import torch
 
 RESULTS = Path(__file__).resolve().parent / "results" / "rewards_judges.json"
 
@@ -62,7 +62,9 @@ def bench_vlm_judge(tmp: Path, views: int, repeats: int) -> dict:
                 VLMJudgeConfig(model_path=str(path), device="cpu", log_text_tokens=text_tokens)
             )
             params = sum(p.numel() for p in judge.model.parameters())
-            timing = _timeit(lambda: judge.rate([[im] for im in images], "Rate 0-9."), repeats)
+            timing = _timeit(
+                lambda judge=judge: judge.rate([[im] for im in images], "Rate 0-9."), repeats
+            )
             out[f"{variant}/greedy_tokens={text_tokens}"] = {
                 "params": params,
                 "views_per_video": views,
@@ -96,7 +98,7 @@ def bench_vlm_batching(tmp: Path, queries: int, repeats: int) -> dict:
                     )
                 )
                 row[f"batch_size={batch_size}"] = _timeit(
-                    lambda: judge.rate(images, "Rate 0-9."), repeats
+                    lambda judge=judge: judge.rate(images, "Rate 0-9."), repeats
                 )
             row["speedup"] = (
                 row["batch_size=1"]["median_s"] / row[f"batch_size={queries}"]["median_s"]
@@ -145,8 +147,11 @@ def bench_meta_view(tmp: Path, views: int, repeats: int) -> dict:
             )
         )
         batch = RewardBatch(videos=torch.zeros(1, 5, 3, 140, 140), prompts=["A red car."])
-        render_only = _timeit(lambda: reward.render(geo, 140, 140), repeats)
-        full = _timeit(lambda: reward.score_geometries(batch, [geo]), repeats)
+        render_only = _timeit(lambda reward=reward, geo=geo: reward.render(geo, 140, 140), repeats)
+        full = _timeit(
+            lambda reward=reward, batch=batch, geo=geo: reward.score_geometries(batch, [geo]),
+            repeats,
+        )
         out[f"gaussians={n}"] = {
             "render_140px_all_views": render_only,
             "render_plus_judge_per_video": full,
@@ -298,7 +303,7 @@ def real_estimates(views: int, frames: int) -> dict:
     out = {}
     for name, (cls_name, make) in VLM_CONFIGS.items():
         cls = getattr(transformers, cls_name)
-        total, vision = _count_meta(lambda: cls(make()))
+        total, vision = _count_meta(lambda cls=cls, make=make: cls(make()))
         lm = total - vision
         flops_query = 2 * lm * (VLM_IMAGE_TOKENS + VLM_TEXT_TOKENS) + 2 * vision * VLM_PATCHES
         out[name] = {
@@ -380,7 +385,7 @@ def time_vlm(cls_name: str, config, device: torch.device, views: int, repeats: i
 
     timing = _timeit(run, repeats)
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
-    del model
+    model = None  # free the weights before the next architecture
     return {
         "views_per_video": views,
         "image_tokens_per_view": image_tokens,

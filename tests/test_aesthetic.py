@@ -146,3 +146,29 @@ def test_bf16_weights_give_the_same_ranking_of_frames(tiny_clip):
     assert half_reward.clip.model.visual.conv1.weight.dtype == torch.bfloat16
     half = half_reward.score(batch).scores
     assert (half - full).abs().max() < 0.02
+
+
+def test_release_mode_scores_one_random_frame_against_the_full_prompt(tiny_clip):
+    """The World-R1 release: one frame index per batch (same for every video), full prompt, JPEG 75;
+    reproducible from the seed."""
+    from worldr1_plugins.rewards.aesthetic import jpeg_roundtrip
+
+    arch, ckpt = tiny_clip
+    videos = torch.stack([_red_square_video(frames=7), _blue_stripes_video(frames=7)])
+    prompts = ["Camera orbit left. A red square.", "Blue stripes on a wall."]
+    batch = RewardBatch(videos=videos, prompts=prompts)
+    a, b = _reward(arch, ckpt, mode="release", seed=3), _reward(arch, ckpt, mode="release", seed=3)
+    draws = []
+    for _ in range(6):
+        out = a.score(batch)
+        assert b.score(batch).scores.tolist() == out.scores.tolist()  # same seed, same draws
+        (i,) = out.info["frames"]
+        draws.append(i)
+        assert out.info["scored_text"] == prompts  # the full prompt, camera sentence included
+        frames = jpeg_roundtrip(videos[:, i], 75)
+        text = a.text_features(prompts)
+        expect = (a.image_features(frames) * text).sum(-1)
+        torch.testing.assert_close(out.scores, expect.cpu(), atol=1e-5, rtol=0)
+    assert len(set(draws)) > 1  # a new frame each call
+    # JPEG changes the pixels the model sees
+    assert (jpeg_roundtrip(videos[0], 75) - videos[0]).abs().max() > 1 / 255

@@ -64,9 +64,12 @@ class _TrainsTheVae(Wan21):
 )
 def test_contract_catches_broken_models(cls, clause, tiny_wan_dir):
     suite = TestWan21Contract()
-    factory = lambda: cls(
-        Wan21.Config(path=str(tiny_wan_dir), device="cpu", dtype="fp32", lora={"rank": 4})
-    )  # noqa: E731
+
+    def factory():
+        return cls(
+            Wan21.Config(path=str(tiny_wan_dir), device="cpu", dtype="fp32", lora={"rank": 4})
+        )
+
     with pytest.raises(AssertionError):
         getattr(suite, clause)(factory)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import imageio.v2 as imageio
+import numpy as np
 import pytest
 import torch
 
@@ -40,7 +41,7 @@ def test_camera_parse_table_and_save(capsys, tmp_path, fresh_plugins):
     )
     text = capsys.readouterr().out
     assert "pan_left" in text and "yaw" in text
-    from worldr1_plugins.camera.trajectory import load_trajectory
+    from worldr1_plugins.camera.motions import load_trajectory
 
     assert load_trajectory(out).num_frames == 5
 
@@ -153,20 +154,75 @@ def test_warp_ablation_with_the_tiny_model_renders_both_videos(tmp_path, fresh_p
 
 
 @pytest.mark.slow
-def test_warp_sweep_with_the_tiny_model_writes_csv_json_png(tmp_path, fresh_plugins):
+def test_warp_sweep_with_the_tiny_model_writes_csv_json_png(tmp_path):
     import csv
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
 
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("Camera pan left. A street.\nCamera push in, then orbit right. A statue.\n")
     out = tmp_path / "sweep"
     args = ["warp", "sweep", "--strengths", "0.2,0.6", "--prompts", str(prompts), "--config", _tiny_config(tmp_path),
             "--out", str(out), "--steps", "2", "--batch-size", "2"]  # fmt: skip
-    assert main(args) == 0
+    res = subprocess.run([str(Path(sys.executable).with_name("worldr1")), *args], capture_output=True,
+                         text=True, env=dict(os.environ), timeout=900)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    # two prompts can never make a difference significant: no strength is named best
+    assert "no best strength:" in res.stdout and "Wilcoxon p" in res.stdout
+    assert "strength 0.2 vs gaussian: total" in res.stdout
+    best = json.loads((out / "sweep.json").read_text())["best"]
+    assert best["strength"] is None and best["by_mean"] in (0.2, 0.6)
+    for setting in ("gaussian", "strength_0.2", "strength_0.6"):
+        for i in range(2):
+            video = imageio.mimread(out / "videos" / setting / f"{i:05d}.mp4")
+            assert len(video) == 9 and video[0].shape[:2] == (32, 48)
     rows = list(csv.DictReader(open(out / "sweep.csv")))
     assert [r["setting"] for r in rows] == ["gaussian"] * 2 + ["noise_warp@0.2"] * 2 + [
         "noise_warp@0.6"
     ] * 2
     assert all(0.0 <= float(r["brightness"]) <= 1.0 and r["total"] == r["brightness"] for r in rows)
+    assert rows[2]["video"] == "videos/strength_0.2/00000.mp4"
     summary = json.loads((out / "sweep.json").read_text())["summary"]
     assert summary["noise_warp@0.6"]["n"] == 2 and "brightness" in summary["gaussian"]
     assert imageio.imread(out / "sweep.png").shape[2] in (3, 4)
+
+
+def _sweep_rows(means: dict[str | float, float], n: int, noise: float, seed: int = 0) -> list[dict]:
+    """Rows of a sweep: per prompt, a prompt effect shared by every setting plus setting noise."""
+    rng = np.random.default_rng(seed)
+    prompt_effect = rng.normal(0.0, 0.2, n)
+    rows = []
+    for setting, mean in means.items():
+        label = "gaussian" if setting == "gaussian" else f"noise_warp@{setting:g}"
+        for i in range(n):
+            total = mean + prompt_effect[i] + noise * rng.standard_normal()
+            rows.append({"setting": label, "prompt_index": i, "total": total, "valid": True})
+    return rows
+
+
+def test_best_strength_is_named_only_when_significant():
+    from worldr1_plugins.camera.commands.warp_sweep import best_strength
+
+    clear = best_strength(
+        _sweep_rows({"gaussian": 0.3, 0.2: 0.4, 0.45: 0.6}, 24, 0.02), [0.2, 0.45], baseline=True
+    )
+    assert clear["strength"] == 0.45 and clear["against"] == "strength 0.2"
+    assert clear["test"]["p_value"] < 1e-4 and clear["verdict"].startswith("best strength: 0.45")
+    # the same means with noise far above the gap: highest mean reported, no best named
+    noisy = best_strength(
+        _sweep_rows({0.2: 0.40, 0.45: 0.41}, 12, 0.3, seed=1), [0.2, 0.45], baseline=False
+    )
+    assert noisy["strength"] is None and noisy["by_mean"] in (0.2, 0.45)
+    assert noisy["verdict"].startswith("no best strength") and not noisy["test"]["significant"]
+    # one strength: tested against the Gaussian baseline
+    one = best_strength(_sweep_rows({"gaussian": 0.3, 0.45: 0.5}, 10, 0.02), [0.45], baseline=True)
+    assert one["strength"] == 0.45 and one["against"] == "the gaussian baseline"
+    from worldr1_plugins.camera.commands.warp_sweep import against_baseline
+
+    vs = against_baseline(_sweep_rows({"gaussian": 0.3, 0.45: 0.5}, 10, 0.02), 0.45)
+    assert vs["significant"] and vs["mean_diff"] == pytest.approx(0.2, abs=0.03)
+    assert vs["p_value"] == pytest.approx(2 / 2**10)  # 10 of 10 prompts better: exact p
+    alone = best_strength(_sweep_rows({0.45: 0.5}, 10, 0.02), [0.45], baseline=False)
+    assert alone["strength"] is None and "nothing to compare" in alone["verdict"]

@@ -14,7 +14,7 @@ from worldr1_plugins.camera.flow import (
     rotation_homography,
     trajectory_flows,
 )
-from worldr1_plugins.camera.trajectory import (
+from worldr1_plugins.camera.motions import (
     TrajectoryConfig,
     build_trajectory,
     intrinsics,

@@ -10,24 +10,21 @@ import pytest
 import torch
 
 from worldr1_core.types import CameraSpec
+from worldr1_plugins.camera.motions import MOTIONS
 from worldr1_plugins.camera.parser import (
-    MOTIONS,
     CameraParseError,
     TextCameraParser,
     parse_camera_prompt,
 )
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path("/work/shared/data/world_r1_prompts")
 
 
 def _prompt_files() -> list[Path]:
-    """The repo's data/ prompt sets if present, else the shared copy; never silently none."""
-    for root in (REPO / "data", SHARED):
-        files = sorted(root.glob("*/*.txt"))
-        if files:
-            return files
-    raise AssertionError(f"no prompt sets found under {REPO / 'data'} or {SHARED}")
+    """The repository's prompt sets (data/*/*.txt); never silently none."""
+    files = sorted((REPO / "data").glob("*/*.txt"))
+    assert files, f"no prompt sets found under {REPO / 'data'}"
+    return files
 
 
 def test_every_shipped_prompt_parses():

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from worldr1_plugins.camera.trajectory import (
+from worldr1_plugins.camera.motions import (
     TrajectoryConfig,
     build_trajectory,
     load_trajectory,

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 
-from worldr1_core import __version__
+import pytest
+
+from worldr1_core import __version__, errors, hookimpl
 from worldr1_core.cli import main
+from worldr1_core.plugins import get_plugin_manager
 
 
 def test_version(capsys):
-    try:
+    with pytest.raises(SystemExit) as info:
         main(["--version"])
-    except SystemExit as exc:
-        assert exc.code == 0
+    assert info.value.code == 0
     assert capsys.readouterr().out.strip() == f"worldr1 {__version__}"
 
 
@@ -27,8 +30,10 @@ def test_plugins_list_json_fields(capsys):
 
 def test_plugins_list_text_groups_by_kind(capsys):
     assert main(["plugins", "list", "--kind", "schedule"]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith("schedule:") and "constant" in out and "reward:" not in out
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["KIND", "/", "NAME", "PLUGIN", "DESCRIPTION"]
+    assert lines[1] == "schedule:" and "constant" in lines[2]
+    assert "reward:" not in lines and "callback (lifecycle hooks and commands):" not in lines
 
 
 def test_config_show_merges_overrides(tmp_path, capsys):
@@ -65,7 +70,63 @@ def test_train_user_errors_are_one_line(tmp_path, capsys):
     )
     assert main(["train", str(cfg), f"run.output_dir={tmp_path / 'run'}"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(
-        "worldr1: error: model.path: checkpoint directory '/nonexistent/wan' does not exist"
+    assert err.startswith("worldr1: error: ")
+    assert f"{cfg}: model.path: directory '/nonexistent/wan' does not exist" in err
+    assert (
+        f"{cfg}: schedule: phase 'main' (first at step 1) draws prompts from source 'train'" in err
     )
+    assert not (tmp_path / "run").exists()  # preflight runs before the run directory is made
     assert "Traceback" not in err
+
+
+USER_ERRORS = [
+    cls
+    for _, cls in inspect.getmembers(errors, inspect.isclass)
+    if issubclass(cls, errors.UserError)
+]
+
+
+class Raiser:
+    """A plugin command ``worldr1 boom CLASS`` raising ``CLASS("bad input\nsecond line")``."""
+
+    @hookimpl
+    def worldr1_register_commands(self, subparsers):
+        p = subparsers.add_parser("boom")
+        p.add_argument("cls")
+        p.set_defaults(func=self.run)
+
+    @staticmethod
+    def run(args):
+        cls = {c.__name__: c for c in [*USER_ERRORS, RuntimeError, ValueError]}[args.cls]
+        raise cls("bad input")
+
+
+@pytest.mark.parametrize("cls", USER_ERRORS, ids=lambda c: c.__name__)
+def test_every_user_error_is_one_line_and_exit_2(cls, fresh_plugins, capsys):
+    assert len(USER_ERRORS) >= 8  # UserError, Config, Registry, Prompt, PluginLoad, Command ...
+    get_plugin_manager().register(Raiser(), name="raiser")
+    assert main(["boom", cls.__name__]) == 2
+    assert capsys.readouterr().err == "worldr1: error: bad input\n"
+
+
+@pytest.mark.parametrize("cls", [RuntimeError, ValueError])
+def test_other_exceptions_keep_their_traceback(cls, fresh_plugins):
+    get_plugin_manager().register(Raiser(), name="raiser")
+    with pytest.raises(cls, match="bad input"):
+        main(["boom", cls.__name__])
+
+
+def test_no_module_imports_the_cli_for_an_exception_class(repo_root):
+    """Exceptions live in worldr1_core/errors.py; the CLI is the top of the import graph."""
+    offenders = [
+        str(path.relative_to(repo_root))
+        for folder in ("worldr1_core", "plugins")
+        for path in (repo_root / folder).rglob("*.py")
+        if path.name != "cli.py"
+        and (
+            "from worldr1_core.cli import" in (text := path.read_text(encoding="utf-8"))
+            or "from .cli import" in text
+            or "from ..cli import" in text
+        )
+    ]
+    assert offenders == []

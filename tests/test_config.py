@@ -185,3 +185,47 @@ def test_deep_merge_does_not_mutate_inputs():
     b = {"x": {"z": 2}, "l": [2]}
     assert deep_merge(a, b) == {"x": {"y": 1, "z": 2}, "l": [2]}
     assert a == {"x": {"y": 1}, "l": [1]}
+
+
+def test_reward_sections_are_checked_by_one_function_everywhere(tmp_path, fresh_plugins):
+    """Training, eval and reward serving read [[rewards]] / [geometry] / [camera] through
+    validate_reward_sections: the same errors, the same defaults."""
+    from worldr1_core.config import validate_reward_sections
+    from worldr1_core.evaluation import load_eval_config
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        "[[rewards]]\nname = 'brightness'\nweight = 'heavy'\n"
+        "[[rewards]]\nname = 'not_installed_here'\n",
+        encoding="utf-8",
+    )
+    for load in (lambda: load_config(cfg), lambda: load_eval_config(cfg)):
+        with pytest.raises(ConfigError) as info:
+            load()
+        lines = str(info.value).splitlines()
+        assert any(f"{cfg}: rewards.0.weight:" in line for line in lines), lines
+        assert any("rewards.1.name: unknown reward 'not_installed_here'" in line for line in lines)
+    data, provenance = compose(cfg, ["rewards.0.weight=2"])
+    # a server validates only the rewards it serves
+    sections = validate_reward_sections(data, provenance, source=str(cfg), names={"brightness"})
+    assert [(r.name, r.weight) for r in sections.rewards] == [("brightness", 2.0)]
+    assert sections.geometry is None and sections.camera is not None  # the default parser
+
+
+def test_negative_prompt_has_one_key_and_the_old_one_says_where(tmp_path, fresh_plugins):
+    """`video.negative_prompt` reaches the model; `model.negative_prompt` is a one-line config
+    error naming the file, the old key and the new one."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        '[model]\nname = "wan2.1"\npreset = "tiny"\nnegative_prompt = "blurry"\n', encoding="utf-8"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg)
+    message = str(info.value)
+    assert str(cfg) in message and "model.negative_prompt" in message
+    assert "video.negative_prompt" in message
+    cfg.write_text(
+        '[model]\nname = "wan2.1"\npreset = "tiny"\n[video]\nnegative_prompt = "blurry"\n',
+        encoding="utf-8",
+    )
+    assert load_config(cfg).video.negative_prompt == "blurry"

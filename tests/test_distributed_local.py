@@ -108,11 +108,31 @@ def test_deepspeed_config_autos_are_filled(single, tmp_path):
 
 def test_launcher_env_selects_backend(single):
     single.setenv("ACCELERATE_USE_DEEPSPEED", "true")
-    d = Distributed.__new__(Distributed)
-    d.world_size = 2
-    assert d._resolve_backend("auto", "") == "deepspeed"
+    single.setenv("WORLD_SIZE", "2")
+    assert Distributed.resolve_backend("auto", "") == "deepspeed"
     single.delenv("ACCELERATE_USE_DEEPSPEED")
-    assert d._resolve_backend("auto", "") == "ddp"
+    assert Distributed.resolve_backend("auto", "") == "ddp"
     single.setenv("CROSS_RANK", "0")
     single.setenv("LOCAL_SIZE", "2")
-    assert d._resolve_backend("auto", "") == "deepspeed"
+    assert Distributed.resolve_backend("auto", "") == "deepspeed"
+
+
+def test_mixed_precision_is_deepspeed_only_and_says_so(single, tmp_path):
+    """train.mixed_precision only configures DeepSpeed; on another backend it is a config error
+    (naming the key and the file) raised before any model loads, not a silently ignored key."""
+    from worldr1_core.config import load_config
+    from worldr1_core.errors import ConfigError
+
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('[train]\nmixed_precision = "bf16"\n', encoding="utf-8")
+    config = load_config(cfg)
+    with pytest.raises(
+        ConfigError, match="train.mixed_precision = 'bf16' is DeepSpeed-only"
+    ) as info:
+        Distributed.from_config(config)
+    assert str(cfg) in str(info.value) and "'none'" in str(info.value)
+    single.setenv("ACCELERATE_USE_DEEPSPEED", "true")  # launched by accelerate with DeepSpeed
+    assert Distributed.resolve_backend(config.distributed.backend, "") == "deepspeed"
+    cfg.write_text('[train]\nmixed_precision = "no"\n', encoding="utf-8")
+    single.delenv("ACCELERATE_USE_DEEPSPEED")
+    assert Distributed.from_config(load_config(cfg)).backend == "none"

@@ -11,8 +11,17 @@ import pytest
 import torch
 from PIL import Image
 
+from worldr1_core import hookimpl
 from worldr1_core.config import ConfigError
-from worldr1_core.evaluation import EvalError, discover_videos, load_eval_config, lower_is_better
+from worldr1_core.errors import EvalError
+from worldr1_core.evaluation import (
+    discover_videos,
+    load_eval_config,
+    lower_is_better,
+    summarize,
+)
+from worldr1_core.interfaces import Reward
+from worldr1_core.plugins import get_plugin_manager
 from worldr1_core.registry import get_registry
 from worldr1_core.video_io import write_video
 
@@ -123,6 +132,8 @@ def test_metric_directions():
         "trajectory_alignment/ate",
         "trajectory_alignment/rotation_error",
         "trajectory_alignment/drift",
+        "meta_view/geometry_failed",
+        "reconstruction/failed",
     ]
     higher = [
         "reconstruction",
@@ -135,6 +146,29 @@ def test_metric_directions():
     ]
     assert all(lower_is_better(m) for m in lower)
     assert not any(lower_is_better(m) for m in higher)
+
+
+def test_metric_directions_follow_the_rewards_declaration(fresh_plugins):
+    """A component's name says nothing: ``error_free`` is declared higher-better (the default),
+    ``spread`` lower-better, and summaries orient them so."""
+
+    class Declared(Reward):
+        lower_is_better = frozenset({"spread"})
+
+        def score(self, batch):
+            raise NotImplementedError
+
+    class Plugin:
+        @hookimpl
+        def worldr1_register_rewards(self, register):
+            register("declared", Declared)
+
+    get_plugin_manager().register(Plugin(), name="declared_plugin")
+    assert lower_is_better("declared/spread") and not lower_is_better("declared/error_free")
+    rows = [{"video": "a", "declared/spread": 1.0, "declared/error_free": 0.5}]
+    summary = summarize(rows)
+    assert summary["declared/spread"]["direction"] == -1
+    assert summary["declared/error_free"]["direction"] == 1
 
 
 # --------------------------------------------------------------------------- synthetic 3D rankings
@@ -183,7 +217,7 @@ def test_trajectory_error_ranks_consistent_above_shuffled(tmp_path):
     consistent, shuffled = _synthetic(tmp_path)
     cfg = tmp_path / "eval.toml"
     cfg.write_text(
-        '[geometry]\nname = "colmap"\n[[rewards]]\nname = "trajectory_alignment"\n',
+        '[geometry]\nname = "colmap"\n[[rewards]]\nname = "trajectory_alignment"\nmode = "sim3"\n',
         encoding="utf-8",
     )
     assert (
@@ -229,7 +263,7 @@ def test_reconstruction_metrics_rank_consistent_above_shuffled(tmp_path):
     text = (
         '[geometry]\nname = "colmap"\ngaussian_stride = 4\n'
         '[[rewards]]\nname = "reconstruction"\nlpips_random_backbone = true\n'
-        '[[rewards]]\nname = "trajectory_alignment"\n'
+        '[[rewards]]\nname = "trajectory_alignment"\nmode = "sim3"\n'
     )
     from worldr1_core.testing import tiny_clip
 
@@ -262,3 +296,39 @@ def test_reconstruction_metrics_rank_consistent_above_shuffled(tmp_path):
     assert (
         "reconstruction/psnr" in md and "reconstruction/ssim" in md and "reconstruction/lpips" in md
     )
+
+
+def test_eval_table_ate_is_unit_free_through_the_cli(tmp_path):
+    """The `trajectory_alignment/ate` column of `worldr1 eval` is the normalised ATE: the same
+    number when the intended camera path is written in millimetres instead of metres, and a
+    small fraction of the path for a consistent video (default mode)."""
+    import os
+    import subprocess
+    import sys
+
+    _needs_rewards("trajectory_alignment")
+    consistent, _ = _synthetic(tmp_path)
+    cfg = tmp_path / "eval.toml"
+    # one COLMAP thread: the same reconstruction in both runs (multi-threaded mapping varies)
+    cfg.write_text(
+        '[geometry]\nname = "colmap"\nnum_threads = 1\n[[rewards]]\nname = "trajectory_alignment"\n'
+    )
+    cam = consistent / "cameras" / "00000.json"
+    original = json.loads(cam.read_text())
+    ates = []
+    for unit in (1.0, 1000.0):
+        c2w = torch.tensor(original["c2w"], dtype=torch.float64)
+        c2w[:, :3, 3] *= unit
+        cam.write_text(json.dumps({**original, "c2w": c2w.tolist()}))
+        out = tmp_path / f"r{unit:g}"
+        res = subprocess.run(
+            [str(Path(sys.executable).with_name("worldr1")), "eval", str(consistent), "--config",
+             str(cfg), "--out", str(out)],
+            capture_output=True, text=True, env=dict(os.environ), timeout=600,
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        row = list(csv.DictReader((out / "metrics.csv").open()))[0]
+        ates.append(float(row["trajectory_alignment/ate"]))
+    assert ates[1] == pytest.approx(ates[0], rel=1e-4)
+    assert 0 < ates[0] < 0.05
+    assert "fraction of path" in (out / "summary.md").read_text()  # the unit is in the table

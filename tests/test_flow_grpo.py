@@ -41,7 +41,7 @@ class LinearVideoModel(VideoModel):
     def encode_prompts(self, prompts, negative_prompt=None):
         return torch.tensor([[float(len(p) % 5) / 5.0] for p in prompts])  # [B, 1]
 
-    def sigmas(self, num_steps):
+    def sigmas(self, num_steps, latent_shape=None):
         return torch.linspace(1.0, 0.0, num_steps + 1)
 
     def velocity(self, latents, sigma, cond, guidance_scale=1.0):

@@ -187,3 +187,18 @@ def test_single_text_prompt_with_model_path_and_lora(tmp_path, capsys):
         plain / json.loads((plain / "index.json").read_text())["videos"][0]["file"]
     )
     assert (plain_frames - frames).abs().mean() > 1e-3
+
+
+def test_model_path_alone_picks_the_base_model_that_recognizes_it(tmp_path, fresh_plugins):
+    """No model name in the core: the checkpoint says which base model it is."""
+    from worldr1_core.config import load_config
+    from worldr1_core.errors import InferenceError
+    from worldr1_core.inference import base_model_for
+
+    ckpt = load_config(_config(tmp_path)).model.build().path  # a tiny Wan2.1 directory
+    assert base_model_for(str(ckpt)) == "wan2.1"
+    other = tmp_path / "not_a_model"
+    other.mkdir()
+    (other / "model_index.json").write_text('{"_class_name": "SomeOtherPipeline"}')
+    with pytest.raises(InferenceError, match="no installed base model recognizes.*model.name="):
+        base_model_for(str(other))

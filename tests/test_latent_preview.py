@@ -21,9 +21,10 @@ def models(request, tmp_path_factory):
     """(VAE-decoding model, preview-decoding model) of one tiny preset, loaded from the same directory."""
     cls, ensure = MODELS[request.param]
     path = ensure(tmp_path_factory.mktemp("cache"))
-    make = lambda decoder: cls(
-        cls.Config(path=str(path), dtype="fp32", device="cpu", decoder=decoder)
-    )  # noqa: E731
+
+    def make(decoder):
+        return cls(cls.Config(path=str(path), dtype="fp32", device="cpu", decoder=decoder))
+
     return make("vae"), make("latent_preview")
 
 

@@ -29,12 +29,8 @@ def test_layout_uses_the_vae_factors_not_wans():
     model = LTXVideo.__new__(
         LTXVideo
     )  # the published LTX-Video factors, without building the model
-    model.temporal_compression, model.spatial_compression, model.patch_size, model.patch_size_t = (
-        8,
-        32,
-        1,
-        1,
-    )
+    model.temporal_compression, model.spatial_compression = 8, 32
+    model.spatial_patch, model.temporal_patch = 1, 1
     model.transformer = type("T", (), {"config": type("C", (), {"in_channels": 128})()})()
     layout = model.latent_layout(161, 512, 768)
     assert layout.shape == (128, 21, 16, 24)
@@ -56,13 +52,14 @@ def test_tiny_layout_and_decode(tiny_dir):
 
 def test_sigmas_shift_with_video_size(tiny_dir):
     model = make(tiny_dir)
-    with pytest.warns(UserWarning, match="latent_layout"):
+    with pytest.warns(UserWarning, match="latent_shape"):
         default = model.sigmas(8)  # assumes LTXPipeline's default size
     assert torch.equal(default, make(tiny_dir, shift_sequence_length=21 * 16 * 22).sigmas(8))
-    model.latent_layout(9, 32, 32)  # 3 * 8 * 8 = 192 tokens
-    small = model.sigmas(8)
-    model.latent_layout(33, 128, 128)  # 9 * 32 * 32 = 9216 tokens: a larger shift
-    large = model.sigmas(8)
+    small = model.sigmas(8, model.latent_layout(9, 32, 32).shape)  # 3 * 8 * 8 = 192 tokens
+    large_shape = model.latent_layout(33, 128, 128).shape  # 9 * 32 * 32 = 9216 tokens
+    large = model.sigmas(8, large_shape)  # a larger shift
+    # no hidden state: the schedule depends on the shape passed, not on the last layout made
+    assert torch.equal(model.sigmas(8, (8, 3, 8, 8)), small)
     for s in (small, large):
         assert s[0] == 1.0 and s[-1] == 0.0 and bool((s[1:] < s[:-1]).all())
         assert float(s[-2]) == pytest.approx(0.1)  # shift_terminal
@@ -96,7 +93,7 @@ def test_euler_sampling_matches_ltx_pipeline(tiny_dir):
     cond = model.encode_prompts(PROMPTS, negative_prompt="static")
     layout = model.latent_layout(9, 32, 32)
     x = torch.randn(2, *layout.shape, generator=torch.Generator().manual_seed(5))
-    ours = euler_sample(model, x, cond, model.sigmas(4), guidance_scale=3.0)
+    ours = euler_sample(model, x, cond, model.sigmas(4, layout.shape), guidance_scale=3.0)
     kwargs = dict(
         prompt_embeds=cond.embeds,
         prompt_attention_mask=cond.mask,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import tokenize
 from pathlib import Path
@@ -37,8 +38,8 @@ def _model_specific_tokens(path: Path) -> list[str]:
             hits.append(f"{path.relative_to(REPO)}:{tok.start[0]}: {tok.string}")
         elif tok.type == tokenize.STRING:
             try:
-                value = eval(tok.string, {}, {})  # noqa: S307 - a literal from our own source
-            except Exception:  # f-strings and the like
+                value = ast.literal_eval(tok.string)
+            except (ValueError, SyntaxError):  # f-strings and the like
                 continue
             if isinstance(value, str) and value.strip().lower() in MODEL_NAMES:
                 hits.append(f"{path.relative_to(REPO)}:{tok.start[0]}: {tok.string}")

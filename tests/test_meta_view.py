@@ -117,7 +117,7 @@ def test_failed_reconstruction_gets_the_documented_floor_with_its_reason(tiny_vl
     out = reward.score_geometries(batch, [ok, failed])
     assert out.components["geometry_failed"].tolist() == [0.0, 1.0]
     assert float(out.scores[1]) == 0.0 and float(out.scores[0]) > 0.0
-    assert out.info["failures"] == {1: "colmap registered 1/3 frames (min_registered=3)"}
+    assert out.failures == {1: "colmap registered 1/3 frames (min_registered=3)"}
     with pytest.raises(ValueError, match="no Gaussians"):
         single = RewardBatch(videos=torch.zeros(1, 3, 3, 40, 48), prompts=["x"])
         reward.score_geometries(

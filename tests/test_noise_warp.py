@@ -16,14 +16,14 @@ import torch
 
 from worldr1_core.types import LatentLayout, Prompt
 from worldr1_plugins.camera.flow import FlowConfig, trajectory_flows
-from worldr1_plugins.camera.noise_warp import (
+from worldr1_plugins.camera.motions import build_trajectory
+from worldr1_plugins.latent_init.noise_warp import (
     NoiseWarpInitializer,
     downsample_noise,
     warp_noise,
     warped_noise_video,
 )
-from worldr1_plugins.camera.noise_warp_reference import warp_noise_reference
-from worldr1_plugins.camera.trajectory import build_trajectory
+from worldr1_plugins.latent_init.noise_warp_reference import warp_noise_reference
 
 Z = 5.0
 KS_C = math.sqrt(-math.log(1e-6 / 2) / 2)  # ~2.69

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import os
@@ -13,8 +14,13 @@ from pathlib import Path
 import pydantic
 import pytest
 
-from worldr1_core import hookspecs
-from worldr1_core.plugins import PluginLoadError, create_plugin_manager, shipped_plugins
+from worldr1_core import hookimpl, hookspecs
+from worldr1_core.plugins import (
+    PluginLoadError,
+    create_plugin_manager,
+    get_plugin_manager,
+    shipped_plugins,
+)
 from worldr1_core.registry import KINDS, Registry, RegistryError, build_registry, get_registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,13 +50,69 @@ def run_cli(
     )
 
 
-def test_shipped_plugins_have_unique_names_and_import():
-    plugins = shipped_plugins()
-    names = [p.name for p in plugins]
-    assert len(names) == len(set(names))
+def test_shipped_plugins_import_and_register_their_declared_kinds():
     pm = create_plugin_manager(load_entry_points=False)
-    for p in plugins:
+    for p in shipped_plugins():
         assert pm.get_plugin(p.name) is not None, p.name
+        assert sorted(pm.registered_kinds(p.name)) == sorted(p.kinds), p.name
+
+
+def test_registry_toml_kinds_that_lie_are_an_error(fresh_plugins):
+    from worldr1_core import plugins
+
+    real = plugins.shipped_plugins()
+    lying = [
+        dataclasses.replace(p, kinds=("reward", "schedule")) if p.name == "basic_rewards" else p
+        for p in real
+    ]
+    fresh_plugins.setattr(plugins, "shipped_plugins", lambda: lying)
+    with pytest.raises(
+        PluginLoadError,
+        match=r"plugin 'basic_rewards' .*declares kinds \['reward', 'schedule'\], "
+        r"the module implements the hooks of \['reward'\]",
+    ):
+        create_plugin_manager(load_entry_points=False)
+
+
+class Misspelt:
+    """A plugin whose hook name lacks the final ``s``: it would silently never be called."""
+
+    @hookimpl
+    def worldr1_register_reward(self, register):
+        raise AssertionError("never called")
+
+
+def test_misspelt_hook_implementation_is_an_error_naming_the_plugin(tmp_path, fresh_plugins):
+    make_dist(
+        tmp_path,
+        "typo-plugin",
+        "typo",
+        "typo_plugin_mod",
+        """
+        from worldr1_core import hookimpl
+
+        @hookimpl
+        def worldr1_register_reward(register):
+            pass
+        """,
+    )
+    fresh_plugins.syspath_prepend(str(tmp_path))
+    with pytest.raises(
+        PluginLoadError,
+        match=r"plugin 'typo' \(hooks\) failed to load: .*'worldr1_register_reward' is not a "
+        r"worldr1 hook \(did you mean 'worldr1_register_rewards'\?\)",
+    ):
+        create_plugin_manager()
+    fresh_plugins.setenv("WORLDR1_SKIP_BROKEN_PLUGINS", "1")
+    with pytest.warns(UserWarning, match="typo"):
+        pm = create_plugin_manager()
+    assert pm.get_plugin("typo") is None and "typo" in pm.load_errors
+
+
+def test_misspelt_hook_on_a_plugin_registered_later_fails_the_registry(fresh_plugins):
+    get_plugin_manager().register(Misspelt(), name="misspelt")
+    with pytest.raises(PluginLoadError, match="plugin 'misspelt'.*worldr1_register_rewards"):
+        get_registry()
 
 
 def test_every_hookspec_is_documented():
@@ -80,18 +142,9 @@ def test_every_hookspec_is_implemented_by_a_shipped_plugin():
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_every_component_kind_has_a_shipped_implementation(kind, request):
+def test_every_component_kind_has_a_shipped_implementation(kind):
     pm = create_plugin_manager(load_entry_points=False)
-    specs = build_registry(pm).specs(kind)
-    if not specs:
-        request.applymarker(pytest.mark.xfail(reason=f"no shipped {kind} yet", strict=True))
-    assert specs, f"no shipped plugin registers a {kind}"
-
-
-def test_component_names_unique_across_shipped_plugins():
-    specs = get_registry().specs()
-    keys = [(s.kind, s.name) for s in specs]
-    assert len(keys) == len(set(keys))
+    assert build_registry(pm).specs(kind), f"no shipped plugin registers a {kind}"
 
 
 def test_duplicate_registration_names_both_plugins(tmp_path, fresh_plugins):
@@ -246,7 +299,9 @@ def test_example_plugin_scores_in_process(installed_example, fresh_plugins):
 
 @pytest.mark.slow
 def test_wheel_install_lists_shipped_plugins(tmp_path):
-    """A non-editable wheel carries registry.toml and every shipped plugin module."""
+    """A non-editable wheel carries registry.toml, every shipped plugin module and the package
+    data read at run time (default eval config, DeepSpeed and accelerate files), outside any
+    checkout."""
     wheel_dir = tmp_path / "wheels"
     proc = subprocess.run(
         [
@@ -291,7 +346,17 @@ def test_wheel_install_lists_shipped_plugins(tmp_path):
         "assert worldr1_core.__file__.startswith(sys.argv[1]), worldr1_core.__file__;"
         "from worldr1_core.plugins import shipped_plugins, create_plugin_manager;"
         "pm = create_plugin_manager(load_entry_points=False);"
-        "print(json.dumps(sorted(p.name for p in shipped_plugins() if pm.get_plugin(p.name))))"
+        "plugins = sorted(p.name for p in shipped_plugins() if pm.get_plugin(p.name));"
+        "import os; from worldr1_core.evaluation import DEFAULT_EVAL_CONFIG, load_eval_config;"
+        "from worldr1_core.distributed import Distributed;"
+        "from worldr1_core.resources import resource_path;"
+        "assert str(DEFAULT_EVAL_CONFIG).startswith(sys.argv[1]), DEFAULT_EVAL_CONFIG;"
+        "metrics = [r.name for r in load_eval_config(None).rewards];"
+        "stage = Distributed('none').deepspeed_config(1, 1)['zero_optimization']['stage'];"
+        "os.environ['ACCELERATE_DEEPSPEED_CONFIG_FILE'] = 'configs/deepspeed/zero2.json';"
+        "named = Distributed('none').deepspeed_config(1, 1)['zero_optimization']['stage'];"
+        "yamls = sorted(p.name for p in resource_path('accelerate').iterdir());"
+        "print(json.dumps([plugins, metrics, stage, named, yamls]))"
     )
     # The wheel's directory goes first on sys.path, ahead of any editable install of the checkout
     # (setuptools' editable finder is consulted after the path); the code asserts where it imported from.
@@ -304,4 +369,8 @@ def test_wheel_install_lists_shipped_plugins(tmp_path):
         env=env,
     )
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) == sorted(p.name for p in shipped_plugins())
+    plugins, metrics, stage, named, yamls = json.loads(out.stdout)
+    assert plugins == sorted(p.name for p in shipped_plugins())
+    assert metrics == ["reconstruction", "trajectory_alignment", "aesthetic"]
+    assert (stage, named) == (3, 2)  # the default ZeRO-3 file; accelerate's checkout-style name
+    assert yamls == sorted(p.name for p in (REPO / "configs" / "accelerate").iterdir())

@@ -199,7 +199,7 @@ def test_two_real_gloo_processes_split_prompts(tmp_path):
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
     import json
 
-    line = next(l for l in outs[0][0].splitlines() if l.startswith("RESULT "))
+    line = next(s for s in outs[0][0].splitlines() if s.startswith("RESULT "))
     per_rank = json.loads(line[len("RESULT ") :])  # [rank][step][sample]
     for step in range(4):
         r0, r1 = per_rank[0][step], per_rank[1][step]

@@ -159,3 +159,23 @@ def test_component_with_wrong_shape_is_an_error_naming_it(registry):
     )
     with pytest.raises(RewardError, match="'bad_component' returned component 'red'"):
         rs.score(_batch(["a", "b"]))
+
+
+def test_zero_policy_scores_the_floor_counts_and_logs(registry, caplog):
+    """The release's policy: a failing video scores 0 for that reward and training goes on; the
+    failure is counted and logged, never silent."""
+    batch = _batch(["a car", "an exploding boat", "a melted car"])
+    rs = RewardSet(
+        _configs(raise_word="exploding", nan_word="melted"), on_error="zero", registry=registry
+    )
+    with caplog.at_level(logging.WARNING, logger="worldr1_core.rewards"):
+        out = rs.score(batch)
+    assert out.valid.all()  # kept in their groups
+    assert out.per_reward["red_share"].tolist()[1:] == [0.0, 0.0]
+    bright = Brightness(Brightness.Config()).score(batch).scores
+    torch.testing.assert_close(out.total[1:], 0.5 * bright[1:])  # only the failing reward is 0
+    clean = RewardSet(_configs(), registry=registry).score(_batch(["a car"]))
+    torch.testing.assert_close(out.total[:1], clean.total)
+    assert out.failures == {"red_share": 2}
+    assert out.metrics()["reward/red_share/failures"] == 2.0
+    assert "failed on sample 1" in caplog.text and "scoring 2 sample(s) 0" in caplog.text

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 import torch
 
-from worldr1_core.reward_client import RemoteReward, RewardServerError
-from worldr1_core.reward_wire import encode_request, quantize_like_wire
+from worldr1_core.reward_serving.client import RemoteReward, RewardServerError
+from worldr1_core.reward_serving.process import RewardServerProcess, free_port
+from worldr1_core.reward_serving.wire import encode_request, quantize_like_wire
 from worldr1_core.types import CameraTrajectory, RewardBatch
 from worldr1_plugins.rewards.basic import Brightness
-from worldr1_plugins.rewards.server_process import RewardServerProcess, free_port
 
 TOKEN = "s3cret-token-for-tests"
 MAX_BODY_MB = 1  # small, so that the oversized-body case is cheap
@@ -317,7 +317,8 @@ def test_killed_server_makes_the_client_retry_then_fail_clearly(token_file):
 def test_client_retries_until_a_restarted_server_answers(token_file):
     port = free_port()
     first = RewardServerProcess(["brightness"], port=port, token_file=token_file).start()
-    remote = client(first.url, retries=8, backoff_s=0.5, max_backoff_s=4.0, timeout_s=10)
+    # timeout_s is the deadline of the whole call: room for a restart on a loaded machine
+    remote = client(first.url, retries=8, backoff_s=0.5, max_backoff_s=4.0, timeout_s=120)
     first.kill()
     restarted = RewardServerProcess(["brightness"], port=port, token_file=token_file)
     threading.Timer(0.5, restarted.start).start()  # comes back while the client is backing off

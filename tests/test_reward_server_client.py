@@ -17,7 +17,8 @@ import uvicorn
 from worldr1_core.config import ConfigError, RewardConfig
 from worldr1_core.interfaces import Reward
 from worldr1_core.registry import ComponentSpec, Registry
-from worldr1_core.reward_client import (
+from worldr1_core.reward_serving.app import create_app
+from worldr1_core.reward_serving.client import (
     REWARD_SERVER_GROUPS,
     RemoteReward,
     RewardServerError,
@@ -25,16 +26,11 @@ from worldr1_core.reward_client import (
     resolve_server_url,
     server_group_of,
 )
+from worldr1_core.reward_serving.limits import ServerSettings
+from worldr1_core.reward_serving.served import ServedReward, build_served_rewards
 from worldr1_core.rewards import RewardSet, build_reward
 from worldr1_core.types import RewardBatch, RewardOutput
 from worldr1_plugins.rewards.basic import Brightness
-from worldr1_plugins.rewards.server import (
-    ServedReward,
-    ServerSettings,
-    build_served_rewards,
-    create_app,
-)
-from worldr1_plugins.rewards.server_process import free_port
 
 
 class SharedGeometry(Reward):
@@ -70,13 +66,13 @@ class Slow(Reward):
 
 class InThreadServer:
     def __init__(self, served: dict[str, Reward], **settings):
-        self.port = free_port()
+        self.port = 0  # the OS picks a free port when the server binds (no bind-then-close race)
         rewards = {
             n: ServedReward(n, r, r.config.model_dump(mode="json")) for n, r in served.items()
         }
         app = create_app(rewards, ServerSettings(**settings))
         self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -86,10 +82,11 @@ class InThreadServer:
 
     def __enter__(self):
         self.thread.start()
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while not self.server.started:
-            assert time.monotonic() < deadline, "in-thread server did not start"
+            assert time.monotonic() < deadline and self.thread.is_alive(), "server did not start"
             time.sleep(0.05)
+        self.port = self.server.servers[0].sockets[0].getsockname()[1]
         return self
 
     def __exit__(self, *exc):
@@ -234,7 +231,8 @@ def test_slow_scoring_times_out_with_504_and_a_clear_client_error():
         remote = RemoteReward(
             RemoteReward.Config(url=srv.url, reward="slow", retries=1, backoff_s=0.1)
         )
-        with pytest.raises(RewardServerError, match=r"2 attempts.*HTTP 504.*timeout"):
+        # a 504 is not resent: the server already spent its timeout on the batch
+        with pytest.raises(RewardServerError, match=r"HTTP 504.*timeout"):
             remote.score(batch_of(1, seed=4))
 
 
@@ -276,7 +274,7 @@ def test_registry_config_classes_forbid_extra_keys():
 
 
 def test_wire_arrays_round_trip_exactly_including_non_finite_values():
-    from worldr1_core.reward_wire import WireError, decode_array, encode_array
+    from worldr1_core.reward_serving.wire import WireError, decode_array, encode_array
 
     for dtype in (torch.uint8, torch.float16, torch.float32, torch.float64):
         t = (torch.rand(2, 3, 4) * 200).to(dtype)
@@ -293,7 +291,12 @@ def test_wire_arrays_round_trip_exactly_including_non_finite_values():
 
 
 def test_trajectories_keep_their_dtype_and_metadata_dataclasses_become_dicts():
-    from worldr1_core.reward_wire import WireError, decode_trajectory, encode_trajectory, jsonable
+    from worldr1_core.reward_serving.wire import (
+        WireError,
+        decode_trajectory,
+        encode_trajectory,
+        jsonable,
+    )
     from worldr1_core.types import CameraSpec, CameraTrajectory, Prompt
 
     traj = CameraTrajectory(

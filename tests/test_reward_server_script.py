@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from worldr1_core.config import RewardConfig
-from worldr1_core.reward_client import RemoteReward
+from worldr1_core.reward_serving.client import RemoteReward
+from worldr1_core.reward_serving.process import free_port
 from worldr1_core.rewards import build_reward
 from worldr1_core.types import RewardBatch
 from worldr1_plugins.rewards.basic import Brightness
-from worldr1_plugins.rewards.server_process import free_port
 
 pytestmark = pytest.mark.skipif(
     shutil.which("curl") is None, reason="the script polls /health with curl"

@@ -271,11 +271,11 @@ def test_trainer_runs_the_periodic_schedule(fresh_plugins, tmp_path):
         assert ("reward/steadiness/mean" in r) == (
             r["phase"] == "main"
         )  # the 3D-like reward: main only
-    assert plugin.phase_changes == [
-        (0, None, "main"),
-        (1, "main", "dynamic"),
-        (2, "dynamic", "main"),
-        (3, "main", "dynamic"),
+    assert plugin.phase_changes == [  # global steps (1 = the first step)
+        (1, None, "main"),
+        (2, "main", "dynamic"),
+        (3, "dynamic", "main"),
+        (4, "main", "dynamic"),
     ]
     by_step: dict[int, set[tuple[str, str]]] = {}
     for step, source, text in _SourceProbe.seen:

@@ -94,7 +94,7 @@ def test_train_logs_fires_hooks_and_checkpoints(tmp_path, fresh_plugins):
     trainer.train(max_steps=2)
 
     rows = _metrics(tmp_path / "run")
-    assert [r["step"] for r in rows] == [0, 1]
+    assert [r["step"] for r in rows] == [1, 2]  # global steps, as on the console
     for key in (
         "reward/total/mean",
         "reward/brightness/luma/std",
@@ -124,7 +124,9 @@ def test_train_logs_fires_hooks_and_checkpoints(tmp_path, fresh_plugins):
 
     kinds = [e[0] for e in recorder.events]
     assert kinds == ["start", "phase", "step", "checkpoint", "step", "checkpoint", "end"]
-    assert recorder.events[1] == ("phase", 0, None, "main")
+    # one step numbering: hooks, metrics and checkpoint names agree
+    assert recorder.events[1] == ("phase", 1, None, "main")
+    assert [e[1] for e in recorder.events if e[0] in ("step", "checkpoint")] == [1, 1, 2, 2]
     # atomic checkpoints: only the last kept, no temp dirs, latest points at it
     root = tmp_path / "run" / "checkpoints"
     assert sorted(p.name for p in root.iterdir()) == ["latest", "step_000002"]
@@ -152,7 +154,7 @@ def test_resume_is_exact(tmp_path, fresh_plugins):
     resumed.train(max_steps=4)
 
     a, b = _no_times(_metrics(tmp_path / "a" / "run")), _no_times(_metrics(tmp_path / "b" / "run"))
-    assert [r["step"] for r in b] == [0, 1, 2, 3]
+    assert [r["step"] for r in b] == [1, 2, 3, 4]
     assert a == b
     for p, q in zip(full.params, resumed.params):
         assert torch.equal(p.detach(), q.detach())
@@ -223,9 +225,9 @@ def test_periodic_dynamic_phases_switch_prompts(tmp_path, fresh_plugins):
     trainer.train(max_steps=3)
     phases = [e for e in recorder.events if e[0] == "phase"]
     assert phases == [
-        ("phase", 0, None, "main"),
-        ("phase", 1, "main", "dynamic"),
-        ("phase", 2, "dynamic", "main"),
+        ("phase", 1, None, "main"),  # global steps: the step that starts the phase
+        ("phase", 2, "main", "dynamic"),
+        ("phase", 3, "dynamic", "main"),
     ]
     assert (
         seen[1] == ["a dog running in a park"]
@@ -263,6 +265,7 @@ train_fraction = 0.5
 [geometry]
 name = "depth_anything_3"
 model_name = "da3-small"
+infer_gs = false
 process_res = 112
 [prompts.train]
 path = ""
@@ -296,8 +299,10 @@ def test_sample_videos_are_playable_mp4s(tmp_path):
     cfg = run_config(tmp_path, sections)
     trainer = Trainer(cfg, run_dir=tmp_path / "run")
     trainer.train(max_steps=1)
-    files = sorted((tmp_path / "run" / "samples").glob("step_000000_*.mp4"))
+    files = sorted((tmp_path / "run" / "samples").glob("step_000001_*.mp4"))
     assert len(files) == 2
+    # each sample's prompt is saved beside it
+    assert all(f.with_suffix(".txt").read_text().strip() in trainer.last_prompts for f in files)
     frames, fps = read_video(files[0])
     assert frames.shape[0] == 5 and tuple(frames.shape[-2:]) == (16, 16)
 

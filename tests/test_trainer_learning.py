@@ -22,8 +22,26 @@ from worldr1_core.trainer import Trainer
 torch.set_num_threads(2)
 
 
+RELEASE_MODE = {
+    # the World-R1 presets' sampler and injection: deterministic UniPC rollouts scored around the
+    # Euler mean, camera delta added after the first steps (no SDE noise anywhere)
+    "rl": {"sampler": "release", "scheduler": "unipc", "num_steps": 4},
+    "latent_init": {
+        "name": "noise_warp",
+        "mode": "stepwise_delta",
+        "strength": 0.35,
+        "upsample": 4,
+        "degradation": 0.35,
+        "lowpass_kernel": 3,
+        "guidance_steps": 2,
+    },
+    "camera": {"name": "text"},
+}
+
+
 @pytest.mark.slow
-def test_flow_grpo_raises_brightness(tmp_path, fresh_plugins):
+@pytest.mark.parametrize("mode", ["sde", "release"])
+def test_flow_grpo_raises_brightness(tmp_path, fresh_plugins, mode):
     steps = 24
     sections = {
         "run": {"seed": 0, "progress_bar": False, "tensorboard": False, "sample_every": 0},
@@ -49,6 +67,16 @@ def test_flow_grpo_raises_brightness(tmp_path, fresh_plugins):
         },
         "rewards": [{"name": "brightness", "weight": 1.0}],
     }
+    if mode == "release":
+        sections["rl"].update(RELEASE_MODE["rl"])
+        sections["latent_init"] = RELEASE_MODE["latent_init"]
+        sections["camera"] = RELEASE_MODE["camera"]
+        sections["prompts"]["train"]["prompts"] = [
+            "Camera pan left. a red car",
+            "Camera push in. a house in the snow",
+            "Camera orbit right. a tree on a hill",
+            "Camera move left. a boat",
+        ]
     Trainer(run_config(tmp_path, sections), run_dir=tmp_path / "run").train(max_steps=steps)
     rows = [
         json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()

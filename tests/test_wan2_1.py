@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from worldr1_plugins.base_models.common import TextConditioning
+from worldr1_plugins.base_models.conditioning import TextConditioning
 from worldr1_plugins.base_models.wan2_1 import (
     ENV_PATH,
     Wan21,
@@ -81,7 +81,7 @@ def test_missing_directory_and_subfolders_are_named(tiny_dir, tmp_path, monkeypa
 def test_latent_layout_matches_wan_vae():
     # layout arithmetic needs only the compression factors, not a big model
     model = Wan21.__new__(Wan21)
-    model.temporal_compression, model.spatial_compression, model.patch_size = 4, 8, (1, 2, 2)
+    model.temporal_compression, model.spatial_compression, model.spatial_patch = 4, 8, 2
     model.transformer = type("T", (), {"config": type("C", (), {"in_channels": 16})()})()
     layout = model.latent_layout(81, 480, 832)
     assert layout.shape == (16, 21, 60, 104)

@@ -60,7 +60,7 @@ def main(ckpt: str, out: str) -> None:
     import torch.distributed as dist
     from safetensors.torch import load_file
 
-    from worldr1_plugins.base_models.common import gathered
+    from worldr1_plugins.base_models.lora import gathered
     from worldr1_plugins.base_models.wan2_1 import Wan21
 
     torch.set_num_threads(1)

@@ -41,7 +41,7 @@ import torch
 from .generation import camera_for
 from .interfaces import LatentInitializer, RLAlgorithm, VideoModel
 from .prompts import PromptSampler
-from .reward_client import RemoteReward
+from .reward_serving.client import RemoteReward
 from .rewards import ComposedReward, RewardError, RewardSet
 from .run_log import StageTimer
 from .types import CameraTrajectory, Phase, Prompt, RewardBatch, Rollout
@@ -95,12 +95,28 @@ def concat_scored(parts: list[ComposedReward]) -> ComposedReward:
         }
 
     seconds: dict[str, float] = {}
+    failures: dict[str, int] = {}
+    failed_samples: dict[str, dict[int, str]] = {}
+    offset = 0
     for p in parts:
         for k, v in p.seconds.items():
             seconds[k] = seconds.get(k, 0.0) + v
+        for k, n in p.failures.items():
+            failures[k] = failures.get(k, 0) + n
+        for k, samples in p.failed_samples.items():
+            failed_samples.setdefault(k, {}).update({offset + i: r for i, r in samples.items()})
+        offset += len(p.total)
     info = {
         k: [p.info.get(k) for p in parts] for k in dict.fromkeys(k for p in parts for k in p.info)
     }
+    failed = None
+    if any(p.failed is not None for p in parts):
+        failed = torch.cat(
+            [
+                p.failed if p.failed is not None else torch.zeros(len(p.total), dtype=torch.bool)
+                for p in parts
+            ]
+        )
     return ComposedReward(
         total=torch.cat([p.total for p in parts]),
         per_reward=cat(lambda p: p.per_reward),
@@ -109,6 +125,9 @@ def concat_scored(parts: list[ComposedReward]) -> ComposedReward:
         valid=torch.cat([p.valid for p in parts]),
         info=info,
         seconds=seconds,
+        failures=failures,
+        failed_samples=failed_samples,
+        failed=failed,
     )
 
 
@@ -245,17 +264,17 @@ class RolloutCollector:
         with timer("latent_init"):
             # fp32 sampler state even for a bf16 model (velocity() casts its input): the stored
             # transitions are then exactly those whose log-probs the update recomputes.
-            x_1 = self.initializer.initial_latents(
+            noise = self.initializer.prepare(
                 self.layout,
                 prompts,
                 trajectories,
                 generator,
                 device=self.model.device,
                 dtype=torch.float32,
-            )  # [B, C, F', H', W']
+            )  # latents [B, C, F', H', W'] + optional per-step hook
         with timer("rollout"):
             rollout = self.algo.rollout(
-                self.model, x_1, cond, generator, initializer=self.initializer
+                self.model, noise.latents, cond, generator, step_hook=noise.step_hook
             )
             rollout.prompts = [p.text for p in prompts]
         ready = None
@@ -352,12 +371,10 @@ class RolloutCollector:
                 cuda_index = (
                     device.index if device.index is not None else torch.cuda.current_device()
                 )
-            # CPU threads of the worker's own torch ops (a per-thread setting): half of the main
-            # thread's, so that its OpenMP team does not spin on the cores the sampling needs
-            threads = max(1, torch.get_num_threads() // 2)
 
+            # (torch.set_num_threads is process-wide: calling it here would change the sampling
+            # thread's reduction order, so the worker's CPU ops share the main thread's setting)
             def init() -> None:
-                torch.set_num_threads(threads)
                 if cuda_index is not None:  # the current device is per thread
                     torch.cuda.set_device(cuda_index)
 

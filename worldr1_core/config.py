@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 import sys
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,16 @@ from typing import Any
 import pydantic
 import tomli_w
 
-from .registry import Registry, RegistryError, get_registry
-from .sections import CoreSections
+from .errors import ConfigError, RegistryError
+from .registry import Registry, get_registry
+from .sections import (
+    CoreSections,
+    DistributedSection,
+    PromptSourceSection,
+    RunSection,
+    TrainSection,
+    VideoSection,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -37,22 +45,18 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
-class ConfigError(ValueError):
-    """A run config that cannot be composed or validated. ``str(err)`` is ready for the user."""
-
-
 COMMAND_LINE = "command line"
 
-# section -> (component kind, default name or None, required?). [model] is optional here so that
+# section -> (component kind, default name or None). Every section is optional here so that
 # tools that need no generator (reward servers, eval) can share configs; `worldr1 train` and
-# `worldr1 infer` require it.
-COMPONENT_SECTIONS: dict[str, tuple[str, str | None, bool]] = {
-    "model": ("base_model", None, False),
-    "latent_init": ("latent_initializer", "gaussian", False),
-    "camera": ("camera_parser", "text", False),
-    "geometry": ("geometry_estimator", None, False),
-    "rl": ("rl_algorithm", "flow_grpo", False),
-    "schedule": ("schedule", "constant", False),
+# `worldr1 infer` require [model].
+COMPONENT_SECTIONS: dict[str, tuple[str, str | None]] = {
+    "model": ("base_model", None),
+    "latent_init": ("latent_initializer", "gaussian"),
+    "camera": ("camera_parser", "text"),
+    "geometry": ("geometry_estimator", None),
+    "rl": ("rl_algorithm", "flow_grpo"),
+    "schedule": ("schedule", "constant"),
 }
 REWARDS_SECTION = "rewards"
 REWARD_CORE_KEYS = {"name", "weight", "server"}
@@ -82,9 +86,14 @@ def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh)
+            data: dict[str, Any] = tomllib.load(fh)
+            return data
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory; expected a config file (TOML)") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file; expected a config file (TOML)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
 
@@ -245,8 +254,54 @@ class RunConfig:
     source: str | None = None
     provenance: dict[str, str] = field(default_factory=dict, repr=False)
 
+    # the core sections, typed (what __getattr__ would return)
+    @property
+    def run(self) -> RunSection:
+        return self.core.run
+
+    @property
+    def video(self) -> VideoSection:
+        return self.core.video
+
+    @property
+    def train(self) -> TrainSection:
+        return self.core.train
+
+    @property
+    def prompts(self) -> dict[str, PromptSourceSection]:
+        return self.core.prompts
+
+    @property
+    def distributed(self) -> DistributedSection:
+        return self.core.distributed
+
+    # the component sections (None: absent and without an installed default)
+    @property
+    def model(self) -> ComponentConfig | None:
+        return self.components.get("model")
+
+    @property
+    def latent_init(self) -> ComponentConfig | None:
+        return self.components.get("latent_init")
+
+    @property
+    def camera(self) -> ComponentConfig | None:
+        return self.components.get("camera")
+
+    @property
+    def geometry(self) -> ComponentConfig | None:
+        return self.components.get("geometry")
+
+    @property
+    def rl(self) -> ComponentConfig | None:
+        return self.components.get("rl")
+
+    @property
+    def schedule(self) -> ComponentConfig | None:
+        return self.components.get("schedule")
+
     def __getattr__(self, item: str) -> Any:
-        # run/video/train/prompts/distributed and the component sections as attributes
+        # sections added later (core or component) as attributes
         if item in ("core", "components"):
             raise AttributeError(item)
         if item in CoreSections.model_fields:
@@ -312,7 +367,6 @@ def _format_errors(
     model: type[pydantic.BaseModel],
     provenance: dict[str, str],
     default_source: str,
-    skip: int = 0,
 ) -> list[str]:
     lines = []
     for err in exc.errors():
@@ -342,7 +396,7 @@ def _validate_component(
     raw: Any,
     provenance: dict[str, str],
     default_source: str,
-    core_keys: set[str] = frozenset({"name"}),
+    core_keys: Collection[str] = frozenset({"name"}),
 ) -> tuple[str, dict[str, Any], pydantic.BaseModel | None, list[str]]:
     if not isinstance(raw, dict):
         src = _source_of(provenance, section, default_source)
@@ -372,8 +426,105 @@ def _validate_component(
 
 class _RewardCore(pydantic.BaseModel, extra="forbid"):
     name: str
-    weight: float = 1.0
+    weight: pydantic.FiniteFloat = 1.0
     server: str | None = None
+
+
+def _component_section(
+    registry: Registry,
+    section: str,
+    raw: Any,
+    provenance: dict[str, str],
+    default_source: str,
+) -> tuple[ComponentConfig | None, list[str]]:
+    """One ``[section]`` of :data:`COMPONENT_SECTIONS`; absent: its default when installed."""
+    kind, default = COMPONENT_SECTIONS[section]
+    if raw is None:
+        if default is None or default not in registry.names(kind):
+            return None, []  # optional, and its default is not installed
+        raw = {"name": default}
+    name, _, options, errors = _validate_component(
+        registry, section, kind, raw, provenance, default_source
+    )
+    return (ComponentConfig(section, kind, name, options) if options is not None else None), errors
+
+
+def _reward_entries(
+    registry: Registry,
+    raw_rewards: Any,
+    provenance: dict[str, str],
+    default_source: str,
+    names: Collection[str] | None = None,
+) -> tuple[list[RewardConfig], list[str]]:
+    """The ``[[rewards]]`` array (only the entries named in ``names`` when given)."""
+    if not isinstance(raw_rewards, list):
+        src = _source_of(provenance, REWARDS_SECTION, default_source)
+        return [], [f"{src}: rewards: expected an array of tables ([[rewards]])"]
+    errors: list[str] = []
+    rewards: list[RewardConfig] = []
+    for i, raw in enumerate(raw_rewards):
+        if names is not None and not (isinstance(raw, dict) and raw.get("name") in names):
+            continue
+        section = f"{REWARDS_SECTION}.{i}"
+        name, core_vals, options, errs = _validate_component(
+            registry, section, "reward", raw, provenance, default_source, core_keys=REWARD_CORE_KEYS
+        )
+        if not errs:
+            try:
+                rc = _RewardCore.model_validate({"name": name, **core_vals})
+            except pydantic.ValidationError as exc:
+                errs = _format_errors(exc, section, _RewardCore, provenance, default_source)
+        errors += errs
+        if not errs and options is not None:
+            rewards.append(
+                RewardConfig(section, "reward", name, options, weight=rc.weight, server=rc.server)
+            )
+    seen = [r.name for r in rewards]
+    for dup in sorted({n for n in seen if seen.count(n) > 1}):
+        errors.append(
+            f"{_source_of(provenance, REWARDS_SECTION, default_source)}: rewards: {dup!r} is listed more than once"
+        )
+    return rewards, errors
+
+
+@dataclass
+class RewardSections:
+    """The validated sections that configure rewards: ``[[rewards]]`` and ``[geometry]`` (the
+    estimator a reward's unset ``geometry`` option defaults to), plus ``[camera]`` (the parser
+    that turns a prompt into the intended camera path)."""
+
+    rewards: list[RewardConfig]
+    geometry: ComponentConfig | None
+    camera: ComponentConfig | None
+
+
+def validate_reward_sections(
+    data: dict[str, Any],
+    provenance: dict[str, str] | None = None,
+    *,
+    source: str | None = None,
+    registry: Registry | None = None,
+    names: Collection[str] | None = None,
+) -> RewardSections:
+    """Validate only the reward sections of a composed config (the other sections are
+    ignored, so a full run config works): what ``worldr1 eval`` and ``worldr1 reward serve``
+    read. ``names``: validate only the ``[[rewards]]`` entries with these names. Raises
+    :class:`ConfigError` listing every problem, one per line, like :func:`validate`."""
+    registry = registry or get_registry()
+    provenance = provenance or {}
+    default_source = source or "config"
+    rewards, errors = _reward_entries(
+        registry, data.get(REWARDS_SECTION, []), provenance, default_source, names
+    )
+    parts: dict[str, ComponentConfig | None] = {}
+    for section in ("geometry", "camera"):
+        parts[section], errs = _component_section(
+            registry, section, data.get(section), provenance, default_source
+        )
+        errors += errs
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return RewardSections(rewards, parts["geometry"], parts["camera"])
 
 
 def validate(
@@ -409,54 +560,15 @@ def validate(
         errors += _format_errors(exc, "", CoreSections, provenance, default_source)
 
     components: dict[str, ComponentConfig | None] = {}
-    for section, (kind, default, required) in COMPONENT_SECTIONS.items():
-        raw = data.get(section)
-        if raw is None:
-            if required:
-                known = ", ".join(registry.names(kind)) or "(none registered)"
-                errors.append(
-                    f"{default_source}: {section}.name: required section [{section}] is missing; one of: {known}"
-                )
-                continue
-            if default is None or default not in registry.names(kind):
-                components[section] = None  # optional, and its default is not installed
-                continue
-            raw = {"name": default}
-        name, _, options, errs = _validate_component(
-            registry, section, kind, raw, provenance, default_source
+    for section in COMPONENT_SECTIONS:
+        components[section], errs = _component_section(
+            registry, section, data.get(section), provenance, default_source
         )
         errors += errs
-        components[section] = (
-            ComponentConfig(section, kind, name, options) if options is not None else None
-        )
-
-    rewards: list[RewardConfig] = []
-    raw_rewards = data.get(REWARDS_SECTION, [])
-    if not isinstance(raw_rewards, list):
-        errors.append(
-            f"{_source_of(provenance, REWARDS_SECTION, default_source)}: rewards: expected an array of tables ([[rewards]])"
-        )
-        raw_rewards = []
-    for i, raw in enumerate(raw_rewards):
-        section = f"{REWARDS_SECTION}.{i}"
-        name, core_vals, options, errs = _validate_component(
-            registry, section, "reward", raw, provenance, default_source, core_keys=REWARD_CORE_KEYS
-        )
-        if not errs:
-            try:
-                rc = _RewardCore.model_validate({"name": name, **core_vals})
-            except pydantic.ValidationError as exc:
-                errs = _format_errors(exc, section, _RewardCore, provenance, default_source)
-        errors += errs
-        if not errs and options is not None:
-            rewards.append(
-                RewardConfig(section, "reward", name, options, weight=rc.weight, server=rc.server)
-            )
-    seen = [r.name for r in rewards]
-    for dup in sorted({n for n in seen if seen.count(n) > 1}):
-        errors.append(
-            f"{_source_of(provenance, REWARDS_SECTION, default_source)}: rewards: {dup!r} is listed more than once"
-        )
+    rewards, errs = _reward_entries(
+        registry, data.get(REWARDS_SECTION, []), provenance, default_source
+    )
+    errors += errs
 
     if errors:
         raise ConfigError("\n".join(errors))

@@ -23,7 +23,8 @@ Backends (``[distributed] backend``):
   ``torch.optim.AdamW`` on the trainable parameters (a DeepSpeed-config optimizer would JIT-build
   ``fused_adam``). The frozen base is partitioned along with it under ZeRO-3; only the adapter
   is trained. The DeepSpeed JSON comes from ``distributed.deepspeed_config``, else accelerate's
-  ``ACCELERATE_DEEPSPEED_CONFIG_FILE``, else ``configs/deepspeed/zero{stage}.json``; its
+  ``ACCELERATE_DEEPSPEED_CONFIG_FILE``, else the shipped ``deepspeed/zero{stage}.json``
+  (:mod:`worldr1_core.resources`; ``configs/deepspeed/`` in a checkout); its
   ``"auto"`` batch/accumulation/clipping/precision keys are filled from ``[train]``.
 * ``auto``: ``deepspeed`` when launched by ``accelerate launch`` with a DeepSpeed config, by the
   ``deepspeed`` launcher, or with ``distributed.deepspeed_config`` set and several processes;
@@ -39,14 +40,15 @@ import contextlib
 import datetime
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEEPSPEED_CONFIG_DIR = REPO_ROOT / "configs" / "deepspeed"
+from .devices import process_device
+from .resources import deepspeed_config as shipped_deepspeed_config
+from .resources import shipped_counterpart
 
 
 def _env_int(*names: str, default: int) -> int:
@@ -80,7 +82,7 @@ class Distributed:
         self.mixed_precision = mixed_precision
         self.zero_stage = zero_stage
         self.deepspeed_config_path = deepspeed_config
-        self.backend = self._resolve_backend(backend, deepspeed_config)
+        self.backend = self.resolve_backend(backend, deepspeed_config)
         self.pg_backend = process_group_backend
         if self.pg_backend == "auto":
             self.pg_backend = "nccl" if torch.cuda.is_available() else "gloo"
@@ -99,6 +101,16 @@ class Distributed:
     def from_config(cls, config: Any) -> Distributed:
         """From a :class:`~worldr1_core.config.RunConfig` (its ``[distributed]`` and ``[train]``)."""
         d, t = config.distributed, config.train
+        if t.mixed_precision != "no":
+            backend = cls.resolve_backend(d.backend, d.deepspeed_config)
+            if backend != "deepspeed":
+                from .errors import ConfigError
+
+                raise ConfigError(
+                    f"{config.provenance.get('train.mixed_precision') or config.source}: train.mixed_precision = {t.mixed_precision!r} is DeepSpeed-only "
+                    f"(this run's backend is {backend!r}); the model's precision is model.dtype. Set "
+                    "train.mixed_precision = 'no', or launch with DeepSpeed (docs/launch.md)"
+                )
         return cls(
             d.backend,
             zero_stage=d.zero_stage,
@@ -108,8 +120,11 @@ class Distributed:
             mixed_precision=t.mixed_precision,
         )
 
-    def _resolve_backend(self, backend: str, ds_config: str) -> str:
-        if backend == "ddp" and self.world_size == 1:
+    @staticmethod
+    def resolve_backend(backend: str, ds_config: str) -> str:
+        """The backend ``backend`` ("auto" included) means in this process's launch environment."""
+        world_size = _env_int("WORLD_SIZE", default=1)
+        if backend == "ddp" and world_size == 1:
             return "none"  # nothing to synchronise
         if backend != "auto":
             return backend
@@ -117,16 +132,16 @@ class Distributed:
             "CROSS_RANK" in os.environ and "LOCAL_SIZE" in os.environ
         )  # `deepspeed` launcher
         if _truthy("ACCELERATE_USE_DEEPSPEED") or (
-            self.world_size > 1 and (ds_config or launched_by_deepspeed)
+            world_size > 1 and (ds_config or launched_by_deepspeed)
         ):
             return "deepspeed"
-        return "ddp" if self.world_size > 1 else "none"
+        return "ddp" if world_size > 1 else "none"
 
     def _pick_device(self) -> torch.device:
-        if torch.cuda.is_available() and os.environ.get("DS_ACCELERATOR", "") != "cpu":
-            torch.cuda.set_device(self.local_rank)
-            return torch.device("cuda", self.local_rank)
-        return torch.device("cpu")
+        device = process_device()
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        return device
 
     def _init_process_group(self) -> None:
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
@@ -180,15 +195,15 @@ class Distributed:
         if path:
             p = Path(path)
             if not p.is_absolute() and not p.exists():
-                p = REPO_ROOT / path
+                p = shipped_counterpart(path) or p  # configs/deepspeed/... outside a checkout
         else:
             stage = _env_int("ACCELERATE_DEEPSPEED_ZERO_STAGE", default=self.zero_stage)
-            p = DEEPSPEED_CONFIG_DIR / f"zero{stage}.json"
+            p = shipped_deepspeed_config(stage)
         if not p.is_file():
             raise FileNotFoundError(
                 f"distributed.deepspeed_config: DeepSpeed config {str(p)!r} not found"
             )
-        cfg = json.loads(p.read_text())
+        cfg: dict[str, Any] = json.loads(p.read_text())
         cfg.pop("train_batch_size", None)  # derived by DeepSpeed from the two below
         cfg["train_micro_batch_size_per_gpu"] = int(max(1, micro_batch))
         cfg["gradient_accumulation_steps"] = int(max(1, accumulation_steps))
@@ -237,10 +252,23 @@ class Distributed:
         loss = loss / self.accumulation_steps
         self._micro += 1
         if self.engine is not None:
+            self._begin_micro_step()
             self.engine.backward(loss, scale_wrt_gas=False)
             self.engine.step()  # applies the update only at the accumulation boundary
         else:
             loss.backward()
+
+    def _begin_micro_step(self) -> None:
+        """What ``engine.forward`` does before each micro-step, for a loss computed by calling the
+        module directly (plugins call their own modules, never the engine). Without it ZeRO-3
+        never advances its micro-step counter and *overwrites* the gradient partition on every
+        backward, so an update with K > 1 backward calls kept only the last one's gradient."""
+        from deepspeed.runtime.base_optimizer import ZeROOptimizer
+
+        opt = self.engine.optimizer
+        if isinstance(opt, ZeROOptimizer):
+            opt.clear_backward_seen_flag()
+            opt.set_gradient_accumulation_boundary(self.engine.is_gradient_accumulation_boundary())
 
     def step(self) -> float:
         """Finish an update after ``accumulation_steps`` backward calls; returns the grad norm
@@ -264,6 +292,7 @@ class Distributed:
         norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
         if self.grad_clip > 0:
             torch.nn.utils.clip_grads_with_norm_(self.params, self.grad_clip, norm)
+        assert self.optimizer is not None, "Distributed.prepare() sets the optimizer"
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return float(norm)
@@ -299,7 +328,7 @@ class Distributed:
         mean = torch.where(t[1] > 0, t[0] / t[1].clamp_min(1), torch.full_like(t[0], float("nan")))
         return dict(zip(keys, mean.tolist()))
 
-    def broadcast_parameters(self, params: list[torch.Tensor]) -> None:
+    def broadcast_parameters(self, params: Sequence[torch.Tensor]) -> None:
         if not self.is_distributed:
             return
         with torch.no_grad():
@@ -311,14 +340,17 @@ class Distributed:
             torch.distributed.barrier()
 
     @contextlib.contextmanager
-    def gathered(self, params: list[torch.nn.Parameter] | None = None) -> Iterator[None]:
-        """Full (un-partitioned) values of ``params`` on every rank inside the block. Collective
-        under ZeRO-3: call it on all ranks. Read-only (changes are not written back)."""
+    def gathered(
+        self, params: list[torch.nn.Parameter] | None = None, *, writable: bool = False
+    ) -> Iterator[None]:
+        """Full (un-partitioned) values of ``params`` (default: the trained ones) on every rank
+        inside the block. Collective under ZeRO-3: call it on all ranks. Changes are discarded,
+        unless ``writable``: then rank 0's values are partitioned back to every rank on exit."""
         params = self.params if params is None else params
         if self.zero3:
             import deepspeed
 
-            with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
+            with deepspeed.zero.GatheredParameters(params, modifier_rank=0 if writable else None):
                 yield
         else:
             yield

@@ -19,8 +19,13 @@ import pluggy
 
 from . import PROJECT_NAME
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover - types of the hook arguments, for readers and mypy
     import argparse
+
+    from .registry import Register
+    from .rewards import ComposedReward
+    from .trainer import Trainer
+    from .types import Phase
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
@@ -29,7 +34,7 @@ hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
 
 @hookspec
-def worldr1_register_base_models(register):
+def worldr1_register_base_models(register: Register) -> None:
     """Register text-to-video base models (:class:`~worldr1_core.interfaces.VideoModel`).
 
     Called once, when the registry is first built, for every loaded plugin.
@@ -39,7 +44,7 @@ def worldr1_register_base_models(register):
 
 
 @hookspec
-def worldr1_register_latent_initializers(register):
+def worldr1_register_latent_initializers(register: Register) -> None:
     """Register initial-latent makers (:class:`~worldr1_core.interfaces.LatentInitializer`).
 
     Called once when the registry is built. Each registered name is a valid
@@ -48,7 +53,7 @@ def worldr1_register_latent_initializers(register):
 
 
 @hookspec
-def worldr1_register_camera_parsers(register):
+def worldr1_register_camera_parsers(register: Register) -> None:
     """Register camera parsers (:class:`~worldr1_core.interfaces.CameraParser`): prompt text ->
     motions -> :class:`~worldr1_core.types.CameraTrajectory`.
 
@@ -58,7 +63,7 @@ def worldr1_register_camera_parsers(register):
 
 
 @hookspec
-def worldr1_register_geometry_estimators(register):
+def worldr1_register_geometry_estimators(register: Register) -> None:
     """Register geometry estimators (:class:`~worldr1_core.interfaces.GeometryEstimator`):
     video -> depth, camera poses, intrinsics and Gaussians, shared by the 3D rewards.
 
@@ -68,7 +73,7 @@ def worldr1_register_geometry_estimators(register):
 
 
 @hookspec
-def worldr1_register_rewards(register):
+def worldr1_register_rewards(register: Register) -> None:
     """Register rewards (:class:`~worldr1_core.interfaces.Reward`).
 
     Called once when the registry is built. Each registered name can appear as
@@ -78,7 +83,7 @@ def worldr1_register_rewards(register):
 
 
 @hookspec
-def worldr1_register_rl_algorithms(register):
+def worldr1_register_rl_algorithms(register: Register) -> None:
     """Register RL algorithms (:class:`~worldr1_core.interfaces.RLAlgorithm`): a sampler that
     records log-probabilities and a policy loss.
 
@@ -88,7 +93,7 @@ def worldr1_register_rl_algorithms(register):
 
 
 @hookspec
-def worldr1_register_schedules(register):
+def worldr1_register_schedules(register: Register) -> None:
     """Register phase schedules (:class:`~worldr1_core.interfaces.Schedule`): training step ->
     :class:`~worldr1_core.types.Phase`.
 
@@ -98,7 +103,7 @@ def worldr1_register_schedules(register):
 
 
 @hookspec
-def worldr1_register_commands(subparsers: argparse._SubParsersAction):
+def worldr1_register_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add subcommands to the ``worldr1`` command line.
 
     Called once per CLI invocation, before arguments are parsed, with the argparse
@@ -113,33 +118,49 @@ def worldr1_register_commands(subparsers: argparse._SubParsersAction):
 
 
 @hookspec
-def worldr1_on_train_start(trainer: Any):
+def worldr1_on_train_start(trainer: Trainer) -> None:
     """Called once on every process after the trainer has built all components and before
     the first step. ``trainer`` gives access to ``config``, ``model``, ``run_dir``. Returns nothing."""
 
 
 @hookspec
-def worldr1_on_step_end(trainer: Any, step: int, metrics: dict[str, float]):
-    """Called on every process after each optimisation step, with the 0-based ``step`` that
-    finished and the flat dict of its logged ``metrics`` (reward components, loss, kl, timings).
+def worldr1_on_step_end(trainer: Trainer, step: int, metrics: dict[str, Any]) -> None:
+    """Called on every process after each optimisation step, with the global ``step`` (the
+    number of finished steps: 1 after the first; the number the console, ``metrics.jsonl``,
+    trackers, samples and checkpoints show) and the flat dict of its logged ``metrics``
+    (``phase``, reward components, the RL algorithm's ``train/*`` metrics, timings). The step's
+    prompts and total rewards per sample are ``trainer.last_prompts`` / ``trainer.last_rewards``.
     Loggers and callbacks read it; mutations are ignored. Returns nothing."""
 
 
 @hookspec
-def worldr1_on_phase_change(trainer: Any, step: int, previous: Any, phase: Any):
-    """Called when the schedule's phase at ``step`` differs from the phase of the previous
-    step (``previous`` is None at the first step). ``phase`` and ``previous`` are
+def worldr1_on_phase_change(
+    trainer: Trainer, step: int, previous: Phase | None, phase: Phase
+) -> None:
+    """Called when the phase of the step about to run differs from the previous step's
+    (``previous`` is None at the first step). ``step`` is that step's global number (1 for the
+    first step; the schedule's own ``phase(index)`` uses the 0-based index ``step - 1``). ``phase`` and ``previous`` are
     :class:`~worldr1_core.types.Phase`. Returns nothing."""
 
 
 @hookspec
-def worldr1_on_checkpoint_saved(trainer: Any, step: int, path: str):
+def worldr1_on_checkpoint_saved(trainer: Trainer, step: int, path: str) -> None:
     """Called on the main process after a checkpoint for ``step`` has been written atomically
     to the directory ``path``. Returns nothing."""
 
 
 @hookspec
-def worldr1_on_train_end(trainer: Any, metrics: dict[str, float]):
+def worldr1_on_samples_saved(
+    trainer: Trainer, step: int, paths: list[str], scored: ComposedReward
+) -> None:
+    """Called on the main process after the sample videos of ``step`` were written: ``paths[i]``
+    is the video of sample ``i`` and ``scored`` the step's
+    :class:`~worldr1_core.rewards.ComposedReward` (each reward's ``info`` under its name), so a
+    plugin can save pictures beside the videos (e.g. the trajectory comparison). Returns nothing."""
+
+
+@hookspec
+def worldr1_on_train_end(trainer: Trainer, metrics: dict[str, Any]) -> None:
     """Called once on every process after the last step, with the last step's metrics (empty if
     no step ran). Returns nothing."""
 

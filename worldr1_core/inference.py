@@ -21,7 +21,9 @@ different settings on the same directory is an error (choose another ``--out``).
 Settings come from the run config: ``[model]`` (or ``--model PATH``), ``[video]`` (frames,
 height, width, fps, negative_prompt), ``[latent_init]`` (``--warp`` / ``--no-warp`` switch between
 ``noise_warp`` and ``gaussian``), ``[camera]``, and ``rl.num_steps`` / ``rl.guidance_scale``
-(defaults 50 and 5.0 without an ``[rl]`` section). Dotted overrides work as for ``train``.
+(defaults: :data:`~worldr1_core.generation.DEFAULT_NUM_STEPS` = 50 and
+:data:`~worldr1_core.generation.DEFAULT_GUIDANCE_SCALE` = 5.0, with or without an ``[rl]``
+section). Dotted overrides work as for ``train``.
 """
 
 from __future__ import annotations
@@ -36,19 +38,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import COMPONENT_SECTIONS, ComponentConfig, ConfigError, RunConfig, compose, validate
-from .generation import generate
+from .config import COMPONENT_SECTIONS, ComponentConfig, RunConfig, compose, validate
+from .errors import CommandError, InferenceError, UserError
+from .generation import generate, sampling_settings
 from .prompts import prompts_from_arg
+from .registry import get_registry
 from .video_io import write_video
 
 INDEX_JSON = "index.json"
 INDEX_CSV = "index.csv"
-DEFAULT_NUM_STEPS = 50
-DEFAULT_GUIDANCE = 5.0
-
-
-class InferenceError(RuntimeError):
-    """A user-facing inference problem (bad arguments, mismatching resume)."""
 
 
 @dataclass
@@ -79,7 +77,7 @@ def slugify(text: str, max_len: int = 40) -> str:
 
 def load_inference_config(args: argparse.Namespace) -> RunConfig:
     """The run config of ``--config`` (or a minimal one around ``--model``) plus overrides."""
-    overrides = list(getattr(args, "overrides", None) or [])
+    overrides = list(args.overrides)
     if args.model:
         overrides.append(f"model.path={args.model}")
     if args.config:
@@ -90,9 +88,12 @@ def load_inference_config(args: argparse.Namespace) -> RunConfig:
             raise InferenceError(
                 "give --config CONFIG or --model PATH (a local checkpoint directory)"
             )
-        data, provenance = compose(None, ["model.name=wan2.1", *overrides])
+        data, provenance = compose(None, overrides)
+        model = data.setdefault("model", {})
+        if isinstance(model, dict) and "name" not in model:
+            model["name"] = base_model_for(args.model)
         source = "command line"
-    for section, (_, default, _) in COMPONENT_SECTIONS.items():
+    for section, (_, default) in COMPONENT_SECTIONS.items():
         raw = data.get(section)
         if isinstance(raw, dict) and "name" not in raw and default is not None:
             raw["name"] = default  # e.g. `rl.num_steps=20` alone selects the default RL algorithm
@@ -104,15 +105,35 @@ def load_inference_config(args: argparse.Namespace) -> RunConfig:
     return validate(data, provenance, source=source)
 
 
+def base_model_for(path: str) -> str:
+    """The name of the one registered base model that recognizes the checkpoint directory
+    ``path`` (:meth:`VideoModel.recognizes`)."""
+    if not Path(path).is_dir():
+        raise InferenceError(f"--model {path}: not a directory")
+    specs = get_registry().specs("base_model")
+    names = [s.name for s in specs if getattr(s.factory, "recognizes", lambda p: False)(Path(path))]
+    if len(names) == 1:
+        return names[0]
+    known = ", ".join(s.name for s in specs)
+    if not names:
+        raise InferenceError(
+            f"--model {path}: no installed base model recognizes this checkpoint; "
+            f"name it with model.name=NAME (known: {known})"
+        )
+    raise InferenceError(
+        f"--model {path}: several base models recognize it ({', '.join(names)}); "
+        "choose one with model.name=NAME"
+    )
+
+
 def generation_settings(config: RunConfig, args: argparse.Namespace) -> dict[str, Any]:
     """Everything that determines the videos (recorded in the index; a resume must match it)."""
-    rl = config.components.get("rl")
-    opts = rl.options if rl is not None else None
+    num_steps, guidance_scale = sampling_settings(config)
     video = config.video
     latent = config.components.get("latent_init")
     camera = config.components.get("camera")
     return {
-        "model": config.model.to_dict(),
+        "model": config.model.to_dict() if config.model is not None else None,
         "lora": str(Path(args.lora).resolve()) if args.lora else "",
         "latent_init": latent.to_dict() if latent is not None else None,
         "camera": camera.to_dict() if camera is not None else None,
@@ -121,8 +142,8 @@ def generation_settings(config: RunConfig, args: argparse.Namespace) -> dict[str
         "width": video.width,
         "fps": video.fps,
         "negative_prompt": video.negative_prompt,
-        "num_steps": int(getattr(opts, "num_steps", DEFAULT_NUM_STEPS)),
-        "guidance_scale": float(getattr(opts, "guidance_scale", DEFAULT_GUIDANCE)),
+        "num_steps": num_steps,
+        "guidance_scale": guidance_scale,
         "base_seed": int(args.seed),
     }
 
@@ -168,7 +189,7 @@ def _settings_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 # --------------------------------------------------------------------------- generation
 
 
-def _build(component: ComponentConfig | None, what: str):
+def _build(component: ComponentConfig | None, what: str) -> Any:
     if component is None:
         raise InferenceError(f"no {what} is configured or installed")
     return component.build()
@@ -189,6 +210,10 @@ def run_inference(
     if batch_size < 1:
         raise InferenceError(f"--batch-size must be >= 1, got {batch_size}")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InferenceError(f"--out {str(out)!r} is a file; expected a directory for the videos")
+    if lora:
+        check_adapter_dir(lora)
     args = argparse.Namespace(lora=lora, seed=seed)
     settings = generation_settings(config, args)
     old_settings, old_entries = read_index(out)
@@ -215,9 +240,13 @@ def run_inference(
     if model is None:
         model = _build(config.model, "[model]")
     if lora:
-        if not Path(lora).is_dir():
-            raise InferenceError(f"--lora: adapter directory {lora!r} not found")
-        model.load_adapter(lora)
+        try:
+            model.load_adapter(lora)
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise InferenceError(
+                f"--lora {lora}: cannot load the adapter ({first[:200]})"
+            ) from None
     initializer = _build(config.components.get("latent_init"), "[latent_init]")
     camera = config.components.get("camera")
     parser = camera.build() if camera is not None else None
@@ -244,12 +273,11 @@ def run_inference(
             name = f"{i:05d}_{slugify(prompts[i])}"
             file = write_video(out / "videos" / f"{name}.mp4", videos[b], fps=settings["fps"])
             camera_file = ""
-            if trajectories[b] is not None:
+            trajectory = trajectories[b]
+            if trajectory is not None:
                 camera_file = f"cameras/{i:05d}.json"
                 (out / "cameras").mkdir(exist_ok=True)
-                (out / camera_file).write_text(
-                    json.dumps(trajectories[b].to_dict()), encoding="utf-8"
-                )
+                (out / camera_file).write_text(json.dumps(trajectory.to_dict()), encoding="utf-8")
             spec = prompt_objs[b].camera
             entries.append(
                 VideoEntry(
@@ -273,23 +301,30 @@ def run_inference(
     return sorted(entries, key=lambda e: e.index)
 
 
+def check_adapter_dir(lora: str) -> None:
+    """``--lora``: a directory holding a LoRA in the standard format (``*.safetensors``), checked
+    before any model loads; unreadable weights are reported when they load (one line)."""
+    path = Path(lora)
+    if not path.is_dir():
+        raise InferenceError(f"--lora: adapter directory {lora!r} not found")
+    if not any(path.glob("*.safetensors")):
+        raise InferenceError(
+            f"--lora {lora}: no *.safetensors file in it; expected a LoRA directory such as "
+            "RUN/checkpoints/step_N/adapter"
+        )
+
+
 def infer_command(args: argparse.Namespace) -> int:
     """Entry point of ``worldr1 infer`` (arguments: see :mod:`worldr1_core.cli`)."""
-    from .cli import CommandError
-    from .prompts import PromptError
-
     try:
         config = load_inference_config(args)
         prompts = prompts_from_arg(args.prompts)
         run_inference(
             config, prompts, args.out, seed=args.seed, batch_size=args.batch_size, lora=args.lora
         )
-    except (InferenceError, PromptError) as exc:
-        raise CommandError(str(exc)) from None
-    except (
-        ValueError
-    ) as exc:  # e.g. a model path that is not a checkpoint, a video size the model rejects
-        if isinstance(exc, ConfigError):
+    except ValueError as exc:
+        if isinstance(exc, UserError):
             raise
+        # e.g. a model path that is not a checkpoint, a video size the model rejects
         raise CommandError(str(exc)) from None
     return 0

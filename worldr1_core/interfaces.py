@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -42,12 +43,25 @@ from .types import (
     Rollout,
 )
 
+StepHook = Callable[[int, torch.Tensor, float], torch.Tensor]
+"""``hook(step, latents, sigma_next) -> latents``: called by a sampler right after denoising step
+``step`` (0-based) produced ``latents [B, C, F', H', W']`` at noise level ``sigma_next``; what it
+returns is the stored transition result (and the one an RL sampler scores)."""
+
+
+@dataclasses.dataclass
+class InitialNoise:
+    """What a :class:`LatentInitializer` prepares for one batch of rollouts."""
+
+    latents: torch.Tensor  # [B, C, F', H', W']
+    step_hook: StepHook | None = None
+
 
 class EmptyConfig(pydantic.BaseModel, extra="forbid"):
     """Config of a component without options."""
 
 
-class Component(abc.ABC):
+class Component(abc.ABC):  # noqa: B024 - the base of the kinds below, which hold the abstract methods
     """Base of every component: holds its validated ``config``."""
 
     Config: ClassVar[type[pydantic.BaseModel]] = EmptyConfig
@@ -62,7 +76,22 @@ class VideoModel(Component):
     ``x_sigma = (1 - sigma) * x0 + sigma * noise`` with ``sigma`` going from 1 (noise) to 0 (data);
     :meth:`velocity` predicts ``d x_sigma / d sigma = noise - x0``. A model whose scheduler uses
     another parameterization converts inside its plugin, so samplers never branch on the model.
+
+    :attr:`sampler_family` declares how the model's own scheduler samples, which decides the
+    stochastic transition (and so the log-probability) an RL algorithm uses for it:
+    ``"flow_matching"`` (Euler / the flow SDE; Wan, LTX) or ``"ddim"`` (a variance-preserving
+    diffusion sampled with DDIM, e.g. CogVideoX). The model is still called only through
+    :meth:`velocity`; its deterministic sampler is the Euler step in sigma either way.
     """
+
+    sampler_family: ClassVar[str] = "flow_matching"
+
+    @classmethod
+    def recognizes(cls, path: Path) -> bool:
+        """Whether the directory ``path`` is a checkpoint this model loads: ``worldr1 infer
+        --model PATH`` without ``model.name`` picks the one base model that recognizes it.
+        Default: False (the model must be named)."""
+        return False
 
     @property
     @abc.abstractmethod
@@ -82,12 +111,25 @@ class VideoModel(Component):
         """Text conditioning for a batch (cond + uncond for classifier-free guidance); cached."""
 
     @abc.abstractmethod
-    def sigmas(self, num_steps: int) -> torch.Tensor:
-        """The ``num_steps + 1`` noise levels of the model's sampling schedule, from 1 down to 0."""
+    def sigmas(self, num_steps: int, latent_shape: Sequence[int] | None = None) -> torch.Tensor:
+        """The ``num_steps + 1`` noise levels of the model's sampling schedule, from 1 down to 0.
+
+        ``latent_shape``: ``(C, F', H', W')`` of the latents to denoise (``LatentLayout.shape``,
+        or ``latents.shape[1:]``); a model whose schedule depends on the video size (LTX-Video's
+        dynamic shift) needs it and otherwise assumes its default size. Samplers pass it."""
+
+    def scheduler_config(self) -> dict[str, Any] | None:
+        """The checkpoint's diffusers scheduler config (e.g. Wan's UniPC with its ``flow_shift``),
+        for samplers stepped by the model's own scheduler; None: not known (Euler is used)."""
+        return None
 
     @abc.abstractmethod
     def velocity(
-        self, latents: torch.Tensor, sigma: torch.Tensor, cond: Any, guidance_scale: float = 1.0
+        self,
+        latents: torch.Tensor,
+        sigma: torch.Tensor | float,
+        cond: Any,
+        guidance_scale: float = 1.0,
     ) -> torch.Tensor:
         """Predicted velocity ``[B, C, F', H', W']`` at noise level ``sigma`` (scalar or ``[B]``),
         with classifier-free guidance when ``guidance_scale != 1``."""
@@ -134,11 +176,23 @@ class LatentInitializer(Component):
         """Initial latents ``[B, *layout.shape]`` with ``B = len(prompts)``; every element
         marginally N(0, 1). Deterministic for a given generator state."""
 
-    def inject(
-        self, step: int, latents: torch.Tensor, initial: torch.Tensor, sigma: float
-    ) -> torch.Tensor:
-        """Optional per-step injection during the first denoising steps; default: unchanged."""
-        return latents
+    def prepare(
+        self,
+        layout: LatentLayout,
+        prompts: list[Prompt],
+        trajectories: list[CameraTrajectory | None],
+        generator: torch.Generator,
+        *,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> InitialNoise:
+        """The initial latents and, optionally, a :data:`StepHook` the sampler applies after each
+        denoising step (e.g. a camera-aware delta added during the first steps). Default: the
+        latents of :meth:`initial_latents` and no hook."""
+        latents = self.initial_latents(
+            layout, prompts, trajectories, generator, device=device, dtype=dtype
+        )
+        return InitialNoise(latents=latents)
 
 
 class CameraParser(Component):
@@ -169,7 +223,17 @@ class GeometryEstimator(Component):
 
 
 class Reward(Component):
-    """Scores videos; higher is better. See DESIGN.md section 3 for the public contract."""
+    """Scores videos; higher is better (the public contract: docs/architecture.md).
+
+    ``lower_is_better`` names the components (keys of ``RewardOutput.components``) for which a
+    lower value is better (errors, distances, failure flags); the score and every other
+    component are higher-better. ``worldr1 eval`` orients its comparisons with it.
+    ``units`` names the unit of components that have one (e.g. ``{"psnr": "dB"}``), shown on
+    the eval plots' axes; the score and unlisted components are unit-free.
+    """
+
+    lower_is_better: ClassVar[frozenset[str]] = frozenset()
+    units: ClassVar[dict[str, str]] = {}
 
     @abc.abstractmethod
     def score(self, batch: RewardBatch) -> RewardOutput:
@@ -177,13 +241,52 @@ class Reward(Component):
 
 
 class RLAlgorithm(Component):
-    """Sampler + policy loss (e.g. Flow-GRPO)."""
+    """Sampler + update rule (e.g. Flow-GRPO). The trainer knows nothing else about the algorithm.
+
+    The contract, in the order the trainer (:mod:`worldr1_core.trainer`) calls it on each step::
+
+        noise   = init.prepare(layout, prompts, trajectories, generator)
+        rollout = algo.rollout(model, noise.latents, cond, generator,
+                               step_hook=noise.step_hook)  # under no_grad
+        videos  = model.decode(rollout.final)              # what the rewards score
+        adv     = algo.advantages(rewards, group_ids)      # the samples of every rank, [W * B]
+        for epoch, minibatch idx:                          # train.inner_epochs, train.minibatch_size
+            sub = rollout.select(idx, cond_of(idx))        # the minibatch's samples
+            for s in sub.train_steps:                      # len(...) == algo.num_train_steps()
+                loss, m = algo.loss(model, sub, adv[idx], s)
+                backward(loss)                             # accumulated into one optimizer step
+        train_metrics = algo.reduce_metrics([m, m, ...])   # logged as ``train/<key>``
+        console       = algo.summary(train_metrics)        # its part of the one-line step summary
+
+    * :meth:`rollout` samples without gradients (decorate it with ``torch.no_grad()``) and
+      returns a :class:`~worldr1_core.types.Rollout`: ``latents[:, -1]`` are the
+      clean latents that are decoded and scored. What else it records is the algorithm's: an
+      algorithm that needs no likelihoods (e.g. one training on forward-process noising of the
+      clean samples) sets ``log_probs=None``; per-sample tensors it needs in :meth:`loss` go in
+      ``Rollout.per_sample`` (selected with the minibatch), everything else in ``extras``.
+    * ``Rollout.train_steps`` are the indices the trainer passes to :meth:`loss`, one backward
+      call each; their meaning is the algorithm's (Flow-GRPO: transitions
+      ``latents[:, s] -> latents[:, s + 1]``; a forward-process algorithm: which of its noise
+      levels). :meth:`num_train_steps` must equal their number: DeepSpeed's gradient
+      accumulation is configured from it before the first rollout.
+    * The initializer's :data:`StepHook` (from :meth:`LatentInitializer.prepare`) must be called
+      by the sampler right after every denoising step, and its result is the stored transition
+      (an RL sampler scores that result): this is how initializers act during sampling (the
+      release's stepwise camera delta). :mod:`worldr1_plugins.rl_algos.stepping` has a reusable
+      scheduler-stepped rollout that does it.
+    * Under ZeRO-3 the model's parameters are partitioned; :meth:`loss` only calls the model.
+    """
 
     @property
     def group_size(self) -> int:
         """Samples per prompt (one advantage group); the trainer repeats each prompt this often.
         Default: the Config's ``group_size`` if it has one, else 1."""
         return int(getattr(self.config, "group_size", 1))
+
+    def num_train_steps(self) -> int:
+        """Number of :meth:`loss` terms per minibatch (``len(rollout.train_steps)``), fixed for a
+        run. Default: 1."""
+        return 1
 
     @abc.abstractmethod
     def rollout(
@@ -193,9 +296,12 @@ class RLAlgorithm(Component):
         cond: Any,
         generator: torch.Generator,
         *,
-        initializer: LatentInitializer | None = None,
+        step_hook: StepHook | None = None,
     ) -> Rollout:
-        """Sample from ``initial_latents`` ``[B, C, F', H', W']`` and record log-probabilities."""
+        """Sample from ``initial_latents`` ``[B, C, F', H', W']`` (drawing randomness only from
+        ``generator``) and record what :meth:`loss` needs. ``step_hook`` (from
+        :meth:`LatentInitializer.prepare`) runs after every denoising step; its result is what
+        the rollout stores and scores."""
 
     @abc.abstractmethod
     def advantages(self, rewards: torch.Tensor, group_ids: torch.Tensor) -> torch.Tensor:
@@ -205,8 +311,26 @@ class RLAlgorithm(Component):
     def loss(
         self, model: VideoModel, rollout: Rollout, advantages: torch.Tensor, step: int
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Policy loss on transition ``step`` of ``rollout`` (scalar, differentiable w.r.t. the
-        model's trainable parameters) and metrics to log."""
+        """Loss term ``step`` (one of ``rollout.train_steps``) for the samples of ``rollout``:
+        a scalar differentiable w.r.t. the model's trainable parameters, and metrics (plain
+        floats, reduced by :meth:`reduce_metrics`)."""
+
+    def reduce_metrics(self, metrics: Sequence[Mapping[str, float]]) -> dict[str, float]:
+        """One value per key from the metrics of every :meth:`loss` call of a training step.
+        Default: the mean of each key over the calls that reported it. The trainer logs the
+        result as ``train/<key>`` (then averaged over ranks)."""
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        for m in metrics:
+            for key, value in m.items():
+                sums[key] = sums.get(key, 0.0) + float(value)
+                counts[key] = counts.get(key, 0) + 1
+        return {key: sums[key] / counts[key] for key in sums}
+
+    def summary(self, metrics: Mapping[str, float]) -> str:
+        """The algorithm's part of the trainer's one-line step summary, from the step's reduced
+        (rank-averaged) metrics ``train/<key>``. Default: nothing."""
+        return ""
 
 
 class Schedule(Component):
@@ -220,6 +344,9 @@ class Schedule(Component):
         for step in range(steps):
             yield self.phase(step)
 
+
+SAMPLER_FAMILIES = ("flow_matching", "ddim")
+"""The values of :attr:`VideoModel.sampler_family`."""
 
 KIND_BASES: dict[str, type[Component]] = {
     "base_model": VideoModel,

@@ -4,12 +4,15 @@
 * Third-party plugins declare ``[project.entry-points.worldr1] name = "module"`` and are found
   through pluggy's ``load_setuptools_entrypoints`` (importlib.metadata).
 * ``WORLDR1_DISABLE_PLUGINS=name1,name2`` blocks plugins by name, shipped or third-party.
-* A plugin that fails to import is an error naming the plugin and the exception. Set
-  ``WORLDR1_SKIP_BROKEN_PLUGINS=1`` to load the others and only warn.
+* A plugin that fails to import is an error naming the plugin and the exception, and so is a
+  ``@hookimpl`` whose name is no worldr1 hook (e.g. ``worldr1_register_reward``; pluggy's
+  ``check_pending``) and a shipped plugin whose ``kinds`` in ``registry.toml`` are not the kinds
+  it registers. Set ``WORLDR1_SKIP_BROKEN_PLUGINS=1`` to load the others and only warn.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata
 import importlib.resources
@@ -21,6 +24,8 @@ from dataclasses import dataclass
 import pluggy
 
 from . import PROJECT_NAME, hookspecs
+from .errors import PluginLoadError
+from .hookspecs import REGISTRATION_HOOKS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -30,10 +35,6 @@ else:  # pragma: no cover
 ENTRY_POINT_GROUP = PROJECT_NAME
 DISABLE_ENV = "WORLDR1_DISABLE_PLUGINS"
 SKIP_BROKEN_ENV = "WORLDR1_SKIP_BROKEN_PLUGINS"
-
-
-class PluginLoadError(RuntimeError):
-    """A plugin could not be imported or registered."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,53 @@ class WorldR1PluginManager(pluggy.PluginManager):
                 self.register(module, name=plugin.name)
             except Exception as exc:  # noqa: BLE001 - reported with the plugin's name
                 self._failed(plugin.name, exc, f"module {plugin.module}")
+                continue
+            registered = set(self.registered_kinds(plugin.name))
+            if registered != set(plugin.kinds):
+                self._failed(
+                    plugin.name,
+                    PluginLoadError(
+                        f"registry.toml declares kinds {sorted(plugin.kinds)}, the module "
+                        f"implements the hooks of {sorted(registered)}"
+                    ),
+                    f"module {plugin.module}",
+                )
+
+    def registered_kinds(self, name: str) -> list[str]:
+        """The component kinds whose registration hook plugin ``name`` implements."""
+        return [
+            kind
+            for kind, hook in REGISTRATION_HOOKS.items()
+            if any(impl.plugin_name == name for impl in getattr(self.hook, hook).get_hookimpls())
+        ]
+
+    def check_hooks(self) -> None:
+        """pluggy's ``check_pending``: every ``@hookimpl`` of every plugin names a worldr1 hook.
+        A misspelt one (``worldr1_register_reward``) would otherwise never be called."""
+        while True:
+            try:
+                self.check_pending()
+                return
+            except pluggy.PluginValidationError as exc:
+                name = self.get_name(exc.plugin) or repr(exc.plugin)
+                unknown = [
+                    h
+                    for h in vars(self.hook)
+                    if not h.startswith("_")
+                    and not getattr(self.hook, h).has_spec()
+                    and any(i.plugin_name == name for i in getattr(self.hook, h).get_hookimpls())
+                ]
+                specs = [h for h in vars(self.hook) if getattr(self.hook, h).has_spec()]
+                hints = [
+                    f"{h!r} is not a worldr1 hook"
+                    + "".join(
+                        f" (did you mean {m!r}?)" for m in difflib.get_close_matches(h, specs, 1)
+                    )
+                    for h in unknown
+                ]
+                self._failed(name, PluginLoadError("; ".join(hints) or str(exc)), "hooks")
+                if self.get_plugin(name) is not None:  # pragma: no cover - _failed raises or blocks
+                    raise
 
     def load_entry_points(self) -> None:
         """pluggy's entry-point loader; a failure is attributed to the entry point that broke."""
@@ -108,7 +156,7 @@ class WorldR1PluginManager(pluggy.PluginManager):
             try:
                 self.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
                 return
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 culprit = self._find_broken_entry_point()
                 if culprit is None:
                     raise
@@ -137,6 +185,7 @@ def create_plugin_manager(*, load_entry_points: bool = True) -> WorldR1PluginMan
     pm.load_shipped()
     if load_entry_points:
         pm.load_entry_points()
+    pm.check_hooks()
     return pm
 
 

@@ -22,14 +22,11 @@ from pathlib import Path
 
 import torch
 
+from .errors import PromptError
 from .sections import PromptSourceSection
 from .types import CameraSpec, Prompt
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-class PromptError(ValueError):
-    """A prompt source that cannot be read or is exhausted."""
 
 
 def resolve_data_path(path: str, *, key: str) -> Path:
@@ -59,6 +56,10 @@ def prompts_from_arg(value: str, *, key: str = "--prompts") -> list[str]:
     typo in a path is not silently generated as a prompt.
     """
     p = Path(value).expanduser()
+    if p.is_dir():
+        raise PromptError(
+            f"{key}: {value!r} is a directory; expected a prompts file or a prompt text"
+        )
     if p.is_file():
         prompts = read_prompt_file(p, key=key)
         if not prompts:

@@ -6,18 +6,22 @@ import difflib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import pydantic
 
+from .errors import RegistryError
 from .hookspecs import REGISTRATION_HOOKS
 from .interfaces import EmptyConfig
 
 KINDS: tuple[str, ...] = tuple(REGISTRATION_HOOKS)
 
 
-class RegistryError(LookupError):
-    """Duplicate registration, unknown component name, or a malformed factory."""
+class Register(Protocol):
+    """The ``register`` argument of the ``worldr1_register_*`` hooks."""
+
+    def __call__(self, name: str, factory: Callable[..., Any], *, description: str = "") -> None:
+        """Add component ``name`` built as ``factory(config)`` (``factory.Config``: its options)."""
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,7 @@ class ComponentSpec:
     description: str = ""
 
     @property
-    def Config(self) -> type[pydantic.BaseModel]:  # noqa: N802 - mirrors the class attribute
+    def Config(self) -> type[pydantic.BaseModel]:  # mirrors the class attribute
         return getattr(self.factory, "Config", EmptyConfig)
 
     def validate(self, options: dict[str, Any]) -> pydantic.BaseModel:
@@ -89,7 +93,7 @@ class Registry:
             )
         table[spec.name] = spec
 
-    def registrar(self, kind: str, plugin: str, module: str) -> Callable[..., None]:
+    def registrar(self, kind: str, plugin: str, module: str) -> Register:
         """The ``register(name, factory, *, description="")`` callable handed to one plugin."""
 
         def register(name: str, factory: Callable[..., Any], *, description: str = "") -> None:
@@ -136,6 +140,8 @@ class Registry:
 def build_registry(pm: Any) -> Registry:
     """Call every registration hook of every plugin in ``pm``, attributing each entry to its plugin."""
     registry = Registry()
+    if hasattr(pm, "check_hooks"):
+        pm.check_hooks()  # plugins registered after the manager was created (e.g. in tests)
     for kind, hook_name in REGISTRATION_HOOKS.items():
         hook = getattr(pm.hook, hook_name)
         for impl in reversed(hook.get_hookimpls()):  # registration order

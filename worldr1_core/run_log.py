@@ -1,4 +1,5 @@
-"""Run logging: ``metrics.jsonl`` + TensorBoard scalars + sample videos, on the main process.
+"""Run logging: ``metrics.jsonl`` + sample videos, on the main process (trackers such as
+TensorBoard, wandb and trackio are lifecycle-hook plugins: ``run.report_to``, docs/tracking.md).
 
 ``metrics.jsonl`` holds one JSON object per step (``step``, ``phase``, and flat float metrics:
 ``reward/<name>/mean``, ``reward/<name>/<component>/std``, ``train/loss``, ``train/kl``,
@@ -9,7 +10,6 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,20 +47,18 @@ class StageTimer:
 
 
 class RunLogger:
-    """Appends metrics to ``RUN_DIR/metrics.jsonl`` and TensorBoard; writes sample videos."""
+    """Appends metrics to ``RUN_DIR/metrics.jsonl``; writes sample videos (and their prompts)."""
 
     def __init__(
         self,
         run_dir: str | Path,
         *,
-        tensorboard: bool = True,
         enabled: bool = True,
         resume_step: int | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.enabled = enabled
         self.path = self.run_dir / "metrics.jsonl"
-        self._tb = None
         if not enabled:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -69,15 +67,11 @@ class RunLogger:
             kept = [
                 line
                 for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", -1) < resume_step
+                if line.strip() and json.loads(line).get("step", -1) <= resume_step
             ]
             self.path.write_text("".join(k + "\n" for k in kept))
         elif self.path.exists():
             self.path.unlink()
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._tb = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=resume_step)
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         if not self.enabled:
@@ -92,25 +86,27 @@ class RunLogger:
         }
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, allow_nan=True) + "\n")
-        if self._tb is not None:
-            for key, value in record.items():
-                if isinstance(value, float) and math.isfinite(value):
-                    self._tb.add_scalar(key, value, step)
-            self._tb.flush()
 
     def save_videos(
-        self, step: int, videos: torch.Tensor, names: list[str], fps: int
+        self,
+        step: int,
+        videos: torch.Tensor,
+        names: list[str],
+        fps: int,
+        prompts: list[str] | None = None,
     ) -> list[Path]:
-        """``videos [N, F, 3, H, W]`` in [0, 1] -> ``samples/step_000010_<name>.mp4`` (H.264, atomic)."""
+        """``videos [N, F, 3, H, W]`` in [0, 1] -> ``samples/step_000010_<name>.mp4`` (H.264,
+        atomic), each with its prompt beside it in ``step_000010_<name>.txt``."""
         if not self.enabled:
             return []
         out_dir = self.run_dir / "samples"
-        return [
-            write_video(out_dir / f"step_{step:06d}_{name}.mp4", video, fps)
-            for video, name in zip(videos, names)
-        ]
+        paths = []
+        for i, (video, name) in enumerate(zip(videos, names)):
+            path = write_video(out_dir / f"step_{step:06d}_{name}.mp4", video, fps)
+            if prompts is not None:
+                path.with_suffix(".txt").write_text(prompts[i] + "\n", encoding="utf-8")
+            paths.append(path)
+        return paths
 
     def close(self) -> None:
-        if self._tb is not None:
-            self._tb.close()
-            self._tb = None
+        """Nothing to release (kept for callers that close their logger)."""

@@ -30,7 +30,14 @@ class RunSection(_Section):
     sample_every: int = pydantic.Field(
         0, ge=0, description="write sample videos every N steps (0: never)"
     )
-    tensorboard: bool = True
+    tensorboard: bool = pydantic.Field(
+        True, description="false: leave 'tensorboard' out of report_to (older configs)"
+    )
+    report_to: list[str] = pydantic.Field(
+        default_factory=lambda: ["tensorboard"],
+        description="experiment trackers: tensorboard, wandb, trackio (docs/tracking.md)",
+    )
+    tracker_project: str = pydantic.Field("worldr1", description="project name for wandb / trackio")
     progress_bar: bool = True
     keep_checkpoints: int = pydantic.Field(
         0, ge=0, description="keep only the last N checkpoints (0: all)"
@@ -38,6 +45,11 @@ class RunSection(_Section):
     sample_videos: int = pydantic.Field(
         2, ge=0, description="videos written every sample_every steps"
     )
+
+    @property
+    def trackers(self) -> list[str]:
+        """The active trackers: ``report_to`` without tensorboard when ``tensorboard = false``."""
+        return [t for t in self.report_to if t != "tensorboard" or self.tensorboard]
 
 
 class VideoSection(_Section):
@@ -68,10 +80,28 @@ class TrainSection(_Section):
     ema_decay: float = pydantic.Field(
         0.0, ge=0, lt=1, description="EMA of trainable weights (0: off)"
     )
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
-    reward_on_error: Literal["raise", "drop"] = pydantic.Field(
+    ema_every: int = pydantic.Field(
+        1, ge=1, description="update the EMA every N optimizer updates (release: 8)"
+    )
+    ema_warmup: bool = pydantic.Field(
+        False,
+        description="decay min((1 + n) / (10 + n), ema_decay) at the n-th optimizer update "
+        "(the release's EMA) instead of a constant ema_decay",
+    )
+    mixed_precision: Literal["no", "bf16", "fp16"] = pydantic.Field(
+        "no", description="DeepSpeed only (its bf16/fp16 sections); the model's own is model.dtype"
+    )
+    reward_on_error: Literal["raise", "drop", "zero"] = pydantic.Field(
         "raise",
-        description="a reward that fails or returns NaN/inf: stop the step, or drop the sample",
+        description="a reward that fails or returns NaN/inf: stop the step, drop the sample, or "
+        "score it 0 (the release's policy; counted in reward/<name>/failures and logged)",
+    )
+    max_dropped_fraction: float = pydantic.Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="stop the run when more than this fraction of a step's samples failed a reward "
+        "(dropped or scored 0 under reward_on_error)",
     )
     grad_accumulation: int = pydantic.Field(
         0,
@@ -116,6 +146,21 @@ class DistributedSection(_Section):
     process_group_backend: Literal["auto", "nccl", "gloo"] = "auto"
 
 
+class EvalSection(_Section):
+    """``[eval]``: periodic test-split evaluation during training (plugin ``periodic_eval``)."""
+
+    every: int = pydantic.Field(
+        0, ge=0, description="evaluate every N training steps (optimizer updates); 0: off"
+    )
+    prompts: str = pydantic.Field(
+        "data/enhanced/test.txt", description="test prompts, one per line"
+    )
+    max_prompts: int = pydantic.Field(0, ge=0, description="first N test prompts (0: all)")
+    batch_size: int = pydantic.Field(2, ge=1, description="videos per sampling batch")
+    use_ema: bool = pydantic.Field(True, description="evaluate the EMA weights when EMA is on")
+    seed: int = pydantic.Field(0, description="seed of the evaluation noise (same every time)")
+
+
 class CoreSections(_Section):
     """All core sections; component sections are handled separately."""
 
@@ -124,3 +169,4 @@ class CoreSections(_Section):
     train: TrainSection = pydantic.Field(default_factory=TrainSection)
     prompts: dict[str, PromptSourceSection] = pydantic.Field(default_factory=dict)
     distributed: DistributedSection = pydantic.Field(default_factory=DistributedSection)
+    eval: EvalSection = pydantic.Field(default_factory=EvalSection)

@@ -1,4 +1,4 @@
-"""The RL post-training recipe (World-R1 with Flow-GRPO), top to bottom.
+"""The RL post-training recipe (World-R1), top to bottom; the RL algorithm is a plugin.
 
 One training step::
 
@@ -6,12 +6,12 @@ One training step::
     prompts  = sampler.sample(phase.prompt_source, step) # P distinct prompts x group_size, this rank
     cameras  = camera.parse + trajectory                 # intended camera path per prompt (optional)
     x_1      = latent_init(layout, prompts, cameras)     # [B, C, F', H', W']  e.g. warped noise
-    rollout  = rl.rollout(model, x_1, cond)              # latents [B, S+1, ...], log-probs [B, S]
+    rollout  = rl.rollout(model, x_1, cond)              # latents [B, S+1, ...] + the algorithm's record
     videos   = model.decode(rollout.final)               # [B, F, 3, H, W] in [0, 1]
     rewards  = reward_set.score(videos, phase weights)   # total [B] + every component
-    adv      = rl.advantages(all_gather(rewards))        # group-relative, [B]
-    for epoch, minibatch, train step s:                  # inner PPO epochs
-        dist.backward(rl.loss(model, minibatch, adv, s)) # clipped ratio + KL to the reference
+    adv      = rl.advantages(all_gather(rewards))        # e.g. group-relative, [B]
+    for epoch, minibatch, train step s:                  # inner epochs (see RLAlgorithm)
+        dist.backward(rl.loss(model, minibatch, adv, s)) # the algorithm's loss term s
         every K backward calls: dist.step()              # all-reduce / clip / AdamW (or DeepSpeed)
     ema.update(); log(metrics); save checkpoint
 
@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import random
 import sys
-import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +35,15 @@ import torch
 
 from . import checkpoint as ckpt
 from .collect import RolloutCollector
-from .config import ConfigError, RunConfig, load_config
+from .config import ComponentConfig, ConfigError, RunConfig, load_config
 from .distributed import Distributed
-from .interfaces import RLAlgorithm, VideoModel
+from .interfaces import CameraParser, LatentInitializer, RLAlgorithm, Schedule, VideoModel
 from .plugins import get_plugin_manager
+from .preflight import preflight_for
 from .prompts import PromptSampler
-from .rewards import ComposedReward, RewardSet
+from .registry import get_registry
+from .rewards import ComposedReward, RewardSet, check_failed_fraction
+from .run_dir import apply_config_changes, plan_run, prepare_run_dir
 from .run_log import RunLogger, StageTimer
 from .types import Phase, Prompt, Rollout
 
@@ -63,17 +65,25 @@ def seed_everything(seed: int) -> None:
 class EMA:
     """Exponential moving average of the trainable tensors (kept in fp32 on their device)."""
 
-    def __init__(self, params: list[torch.Tensor], decay: float):
-        self.decay = decay
+    def __init__(
+        self, params: Sequence[torch.Tensor], decay: float, every: int = 1, warmup: bool = False
+    ):
+        self.decay, self.every, self.warmup = decay, every, warmup
+        self.count = 0  # optimizer updates seen
         self.shadow = [p.detach().float().clone() for p in params]
 
     @torch.no_grad()
-    def update(self, params: list[torch.Tensor]) -> None:
+    def update(self, params: Sequence[torch.Tensor]) -> None:
+        """Called after every optimizer update; averages every ``every``-th one."""
+        n, self.count = self.count, self.count + 1
+        if (n + 1) % self.every:
+            return
+        decay = min((1 + n) / (10 + n), self.decay) if self.warmup else self.decay
         for s, p in zip(self.shadow, params):
-            s.lerp_(p.detach().float(), 1.0 - self.decay)
+            s.lerp_(p.detach().float(), 1.0 - decay)
 
     @contextlib.contextmanager
-    def swapped_into(self, params: list[torch.Tensor]):
+    def swapped_into(self, params: Sequence[torch.Tensor]) -> Iterator[None]:
         """Inside the block ``params`` hold the EMA weights (restored afterwards)."""
         saved = [p.detach().clone() for p in params]
         with torch.no_grad():
@@ -87,24 +97,24 @@ class EMA:
                     p.copy_(s)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"decay": self.decay, "shadow": [s.cpu() for s in self.shadow]}
+        return {"decay": self.decay, "count": self.count, "shadow": [s.cpu() for s in self.shadow]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.decay = state["decay"]
+        self.count = int(state.get("count", 0))
         self.shadow = [s.to(t.device) for s, t in zip(state["shadow"], self.shadow)]
 
 
-def select_rollout(rollout: Rollout, idx: torch.Tensor, cond: Any) -> Rollout:
-    """The samples ``idx`` of ``rollout`` with their (re-encoded) conditioning ``cond``."""
-    return Rollout(
-        latents=rollout.latents[idx],
-        log_probs=rollout.log_probs[idx],
-        sigmas=rollout.sigmas,
-        train_steps=rollout.train_steps,
-        cond=cond,
-        prompts=[rollout.prompts[i] for i in idx.tolist()],
-        extras=rollout.extras,
-    )
+def _required(config: RunConfig, section: str, kind: str) -> ComponentConfig:
+    """The component section ``section`` of ``config``; a ConfigError naming it when absent."""
+    component = config.components.get(section)
+    if component is None:
+        known = ", ".join(get_registry().names(kind)) or "(none installed)"
+        raise ConfigError(
+            f"{config.source}: {section}.name: training needs a [{section}] section "
+            f"with name = one of: {known}"
+        )
+    return component
 
 
 class Trainer:
@@ -116,35 +126,37 @@ class Trainer:
         *,
         run_dir: str | Path | None = None,
         resume: str | Path | None = None,
+        overwrite: bool = False,
     ):
         self.config = config
+        # refuse an unusable output dir / resume before anything loads or is written
+        self.plan = plan_run(config, output_dir=run_dir, resume=resume, overwrite=overwrite)
         self.dist = Distributed.from_config(config)
         seed_everything(derive_seed(config.run.seed, self.dist.rank))
         self.hook = get_plugin_manager().hook
+        self.constant_metrics: dict[str, float] = {}  # logged every step (preflight flags)
         self._build_components()
         self._build_optimizer()
-        self._open_run(run_dir, resume)
+        self._open_run()
 
     def _build_components(self) -> None:
         """Every component from its config section, through the registry."""
         config = self.config
-        if config.model is None:
-            raise ConfigError(
-                f'{config.source}: model.name: training needs a [model] section (e.g. name = "wan2.1")'
-            )
-        if config.rl is None:
-            raise ConfigError(
-                f'{config.source}: rl.name: training needs an [rl] section (e.g. name = "flow_grpo")'
-            )
+        model_cfg = _required(config, "model", "base_model")
+        rl_cfg = _required(config, "rl", "rl_algorithm")
         if not config.rewards:
             raise ConfigError(
                 f"{config.source}: rewards: training needs at least one [[rewards]] entry"
             )
-        self.model: VideoModel = config.model.build()
-        self.algo: RLAlgorithm = config.rl.build()
-        self.schedule = config.schedule.build()
-        self.initializer = config.latent_init.build()
-        self.camera = config.camera.build() if config.camera is not None else None
+        self.model: VideoModel = model_cfg.build()
+        self.algo: RLAlgorithm = rl_cfg.build()
+        self.schedule: Schedule = _required(config, "schedule", "schedule").build()
+        self.initializer: LatentInitializer = _required(
+            config, "latent_init", "latent_initializer"
+        ).build()
+        self.camera: CameraParser | None = (
+            config.camera.build() if config.camera is not None else None
+        )
         self.rewards = RewardSet(
             config.rewards, geometry=config.geometry, on_error=config.train.reward_on_error
         )
@@ -190,16 +202,17 @@ class Trainer:
             raise ValueError(
                 f"train.grad_accumulation={self.accum_minibatches} must divide the {n_minibatches} minibatches per epoch"
             )
-        self.train_steps_per_rollout = getattr(self.algo, "num_train_steps", lambda: 1)()
+        self.train_steps_per_rollout = self.algo.num_train_steps()
         self.params = self.model.trainable_parameters()
         if not self.params:
             raise ValueError(
-                f"model {self.config.model.name!r} has no trainable parameters (is the LoRA configured?)"
+                f"model {_required(self.config, 'model', 'base_model').name!r} has no trainable "
+                "parameters (is the LoRA configured?)"
             )
         self.optimizer = torch.optim.AdamW(
             self.params,
             lr=train.lr,
-            betas=tuple(train.betas),
+            betas=(train.betas[0], train.betas[1]),
             weight_decay=train.weight_decay,
             eps=train.adam_eps,
         )
@@ -211,46 +224,33 @@ class Trainer:
             micro_batch=self.minibatch,
         )
         with self.dist.gathered():
-            self.ema = EMA(self.params, train.ema_decay) if train.ema_decay > 0 else None
+            self.ema = (
+                EMA(self.params, train.ema_decay, train.ema_every, train.ema_warmup)
+                if train.ema_decay > 0
+                else None
+            )
 
-    def _open_run(self, run_dir: str | Path | None, resume: str | Path | None) -> None:
-        """Run directory, logger, and (with ``resume``) the state of the checkpoint."""
+    def _open_run(self) -> None:
+        """Run directory (:mod:`worldr1_core.run_dir`), logger, and the resumed checkpoint."""
         self.step = 0
-        checkpoint = ckpt.find_checkpoint(resume) if resume else None
-        if run_dir is None:
-            run_dir = ckpt.run_dir_of(checkpoint) if checkpoint else self._default_run_dir()
-        self.run_dir = Path(run_dir)
+        checkpoint = self.plan.checkpoint
+        self.run_dir = prepare_run_dir(self.plan, self.dist, name=self.config.run.name)
         if checkpoint is not None:
             self._load(checkpoint)
-        elif (self.run_dir / ckpt.CHECKPOINTS).is_dir():
-            raise FileExistsError(
-                f"run.output_dir {str(self.run_dir)!r} already holds checkpoints; pass --resume {self.run_dir} "
-                "or choose another --output-dir"
-            )
+            apply_config_changes(self, self.plan)
         self.logger = RunLogger(
             self.run_dir,
-            tensorboard=self.config.run.tensorboard,
             enabled=self.dist.is_main,
             resume_step=self.step if checkpoint else None,
         )
         if self.dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
             self.config.save(self.run_dir / "config.toml")
         self.previous_phase: Phase | None = (
             self.schedule.phase(self.step - 1) if self.step > 0 else None
         )
         self.last_metrics: dict[str, Any] = {}
         self.last_prompts: list[str] = []
-
-    def _default_run_dir(self) -> Path:
-        run = self.config.run
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        # every rank must agree on the directory: take rank 0's timestamp
-        if self.dist.is_distributed:
-            box = [stamp]
-            torch.distributed.broadcast_object_list(box, src=0)
-            stamp = box[0]
-        return Path(run.output_dir.format(name=run.name, time=stamp))
+        self.last_rewards: list[float] = []
 
     # ------------------------------------------------------------------ the loop
 
@@ -263,13 +263,15 @@ class Trainer:
         bar = self._progress(max_steps)
         try:
             while self.step < max_steps:
-                step = self.step
-                metrics = self.train_step(step)
-                self.step = step + 1
-                if step % run.log_every == 0 or self.step == max_steps:
-                    self.logger.log(step, metrics)
-                self._summary(bar, step, max_steps, metrics)
-                self.hook.worldr1_on_step_end(trainer=self, step=step, metrics=dict(metrics))
+                # step numbering: the step index s = 0, 1, ... picks prompts and phases; everything a
+                # user sees (console, metrics.jsonl, trackers, samples, checkpoints, hooks) uses the
+                # global step s + 1 = the number of finished updates, as transformers/TRL do.
+                metrics = self.train_step(self.step)
+                self.step += 1
+                if self.step % run.log_every == 0 or self.step in (1, max_steps):
+                    self.logger.log(self.step, metrics)
+                self._summary(bar, self.step, max_steps, metrics)
+                self.hook.worldr1_on_step_end(trainer=self, step=self.step, metrics=dict(metrics))
                 if (run.save_every and self.step % run.save_every == 0) or self.step == max_steps:
                     self.save_checkpoint()
                 self.last_metrics = metrics
@@ -290,6 +292,8 @@ class Trainer:
         rollout, prompts, scored = collected.rollout, collected.prompts, collected.scored
         self.last_prompts = rollout.prompts  # for callbacks (worldr1_on_step_end)
         with timer("advantages"):
+            failed = self.dist.all_reduce_mean({"failed": scored.failed_fraction()})["failed"]
+            check_failed_fraction(failed, self.config.train.max_dropped_fraction, step)
             advantages = self._advantages(scored)  # [B]
 
         train_metrics = self._update(rollout, advantages, prompts, step, timer)
@@ -298,9 +302,12 @@ class Trainer:
         metrics.update(self.dist.all_reduce_mean({**scored.metrics(), **train_metrics}))
         metrics["adv/abs_mean"] = float(advantages.abs().mean())
         metrics["train/lr"] = self.dist.current_lr()
-        if self.config.run.sample_every and step % self.config.run.sample_every == 0:
+        metrics.update(self.constant_metrics)
+        self.last_rewards = scored.total.detach().float().cpu().tolist()  # for callbacks
+        every, done = self.config.run.sample_every, step + 1
+        if every and (done % every == 0 or done in (1, getattr(self, "max_steps", -1))):
             with timer("samples"):
-                self._write_samples(step, collected.videos, scored)
+                self._write_samples(done, collected.videos, scored, rollout.prompts)
         metrics.update(timer.metrics())
         metrics.update(collected.overlapped_seconds)  # worker-thread stages, not in time/step
         return metrics
@@ -315,7 +322,9 @@ class Trainer:
             phase.prompt_source,
             phase.reward_weights,
         ):
-            self.hook.worldr1_on_phase_change(trainer=self, step=step, previous=prev, phase=phase)
+            self.hook.worldr1_on_phase_change(
+                trainer=self, step=step + 1, previous=prev, phase=phase
+            )  # global step
         self.previous_phase = phase
         return phase
 
@@ -344,11 +353,9 @@ class Trainer:
         step: int,
         timer: StageTimer,
     ) -> dict[str, float]:
-        """Inner epochs of minibatch policy-gradient updates on this step's rollout."""
+        """Inner epochs of minibatch updates on this step's rollout (the algorithm's loss)."""
         train = self.config.train
-        sums: dict[str, float] = {}
-        extremes = {"train/ratio_min": math.inf, "train/ratio_max": -math.inf}
-        n_terms = 0
+        loss_sum, step_metrics = 0.0, []
         grad_norms: list[float] = []
         texts = [p.text for p in prompts]
         for epoch in range(train.inner_epochs):
@@ -361,45 +368,49 @@ class Trainer:
                     cond = self.model.encode_prompts(
                         [texts[i] for i in idx.tolist()], self._negative_prompt()
                     )
-                    sub = select_rollout(rollout, idx.to(rollout.latents.device), cond)
-                for s in rollout.train_steps:
+                    sub = rollout.select(idx, cond)
+                for s in sub.train_steps:
                     with timer("loss_forward"):
                         loss, m = self.algo.loss(
                             self.model, sub, advantages[idx.to(advantages.device)], s
                         )
                     with timer("backward"):
                         self.dist.backward(loss)
-                    n_terms += 1
-                    sums["train/loss"] = sums.get("train/loss", 0.0) + float(loss.detach())
-                    for key, value in m.items():
-                        if key in ("ratio_min", "ratio_max"):
-                            fn = min if key == "ratio_min" else max
-                            extremes[f"train/{key}"] = fn(extremes[f"train/{key}"], value)
-                        else:
-                            sums[f"train/{key}"] = sums.get(f"train/{key}", 0.0) + value
+                    loss_sum += float(loss.detach())
+                    step_metrics.append(m)
                 if (k + 1) % self.accum_minibatches == 0:
                     with timer("optimizer"):
                         grad_norms.append(self.dist.step())
                     if self.ema is not None:
                         with timer("ema"), self.dist.gathered():
                             self.ema.update(self.params)
-        out = {k: v / max(n_terms, 1) for k, v in sums.items()}
-        out.update(extremes)
+        out = {"train/loss": loss_sum / max(len(step_metrics), 1)}
+        out.update({f"train/{k}": v for k, v in self.algo.reduce_metrics(step_metrics).items()})
         out["train/grad_norm"] = float(np.mean(grad_norms)) if grad_norms else float("nan")
         out["train/updates"] = float(len(grad_norms))
         return out
 
-    def _write_samples(self, step: int, videos: torch.Tensor, scored: ComposedReward) -> None:
+    def _write_samples(
+        self, step: int, videos: torch.Tensor, scored: ComposedReward, prompts: list[str]
+    ) -> None:
         n = min(self.config.run.sample_videos, len(videos))
         if n and self.dist.is_main:
             names = [f"{i}_r{float(scored.total[i]):.3f}" for i in range(n)]
-            self.logger.save_videos(step, videos[:n], names, self.config.video.fps)
+            paths = self.logger.save_videos(
+                step, videos[:n], names, self.config.video.fps, prompts=prompts[:n]
+            )
+            if paths:
+                self.hook.worldr1_on_samples_saved(
+                    trainer=self, step=step, paths=[str(p) for p in paths], scored=scored
+                )
 
     # ------------------------------------------------------------------ checkpoints
 
     def save_checkpoint(self) -> Path | None:
         """Write ``checkpoints/step_N`` atomically (N = number of finished steps)."""
         step = self.step
+        with self.dist.gathered():  # every rank checks (and stops) alike
+            ckpt.check_finite(self.params, step)
         tmp = ckpt.begin(self.run_dir, step) if self.dist.is_main else None
         self.dist.barrier()
         tmp = tmp or self.run_dir / ckpt.CHECKPOINTS / f".tmp-{ckpt.checkpoint_name(step)}"
@@ -429,22 +440,11 @@ class Trainer:
         return final
 
     def _load(self, checkpoint: Path) -> None:
-        state, trainable = ckpt.read_state(checkpoint)
-        if len(trainable) != len(self.params):
-            raise ValueError(
-                f"--resume {checkpoint}: the checkpoint has {len(trainable)} trainable tensors, the model "
-                f"{len(self.params)} (a different model.lora config?)"
-            )
-        if self.dist.zero3:
-            import deepspeed
-
-            with deepspeed.zero.GatheredParameters(self.params, modifier_rank=0), torch.no_grad():
-                for p, t in zip(self.params, trainable):
-                    p.copy_(t.to(p.device, p.dtype))
-        else:
-            with torch.no_grad():
-                for p, t in zip(self.params, trainable):
-                    p.copy_(t.to(p.device, p.dtype))
+        state, trainable = ckpt.read_state(checkpoint)  # checksums, weights_only, then shapes
+        ckpt.check_trainable(checkpoint, trainable, self.params)
+        with self.dist.gathered(writable=True), torch.no_grad():
+            for p, t in zip(self.params, trainable):
+                p.copy_(t.to(p.device, p.dtype))
         if state.optimizer is not None:
             self.dist.load_optimizer_state(state.optimizer)
         self.dist.load_engine(checkpoint)
@@ -455,7 +455,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ console
 
-    def _progress(self, max_steps: int):
+    def _progress(self, max_steps: int) -> Any:
         if not (self.config.run.progress_bar and self.dist.is_main) or self.step >= max_steps:
             return None
         from tqdm.auto import tqdm
@@ -469,15 +469,17 @@ class Trainer:
             leave=True,
         )
 
-    def _summary(self, bar, step: int, max_steps: int, metrics: dict[str, Any]) -> None:
+    def _summary(self, bar: Any, step: int, max_steps: int, metrics: dict[str, Any]) -> None:
         if not self.dist.is_main:
             return
         line = (
-            f"step {step + 1}/{max_steps} [{metrics['phase']}] "
+            f"step {step}/{max_steps} [{metrics['phase']}] "
             f"reward {metrics.get('reward/total/mean', float('nan')):.4f}"
             f"±{metrics.get('reward/total/std', float('nan')):.4f} "
-            f"loss {metrics.get('train/loss', float('nan')):+.4g} kl {metrics.get('train/kl', float('nan')):.3g} "
-            f"clip {metrics.get('train/clip_frac', float('nan')):.2f} "
+            f"loss {metrics.get('train/loss', float('nan')):+.4g} "
+        )
+        algo = self.algo.summary(metrics)
+        line += (f"{algo} " if algo else "") + (
             f"|g| {metrics.get('train/grad_norm', float('nan')):.3g} {metrics['time/step']:.2f}s"
         )
         if bar is not None:
@@ -493,7 +495,15 @@ def train_command(args: argparse.Namespace) -> int:
     if args.max_steps is not None:
         overrides.append(f"run.max_steps={args.max_steps}")
     config = load_config(args.config, overrides)
-    trainer = Trainer(config, run_dir=args.output_dir, resume=args.resume)
+    # every check before a run directory exists or a model loads (docs/preflight.md)
+    report = preflight_for(config, args, "train")
+    trainer = Trainer(
+        config,
+        run_dir=args.output_dir,
+        resume=args.resume,
+        overwrite=getattr(args, "overwrite", False),
+    )
+    trainer.constant_metrics.update(report.metrics)  # e.g. geometry/random_weights = 1
     if trainer.dist.is_main:
         print(
             f"worldr1: run dir {trainer.run_dir} ({trainer.dist.describe()}), "

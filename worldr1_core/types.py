@@ -14,9 +14,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -140,7 +142,11 @@ class Gaussians:
     """A set of 3D Gaussians (or points, with tiny scales) in world coordinates.
 
     ``means [N, 3]``, ``scales [N, 3]`` (standard deviations, world units), ``quats [N, 4]``
-    (w, x, y, z; unit norm), ``opacities [N]`` in ``[0, 1]``, ``colors [N, 3]`` in ``[0, 1]``.
+    (w, x, y, z; unit norm), ``opacities [N]`` in ``[0, 1]``, ``colors [N, 3]`` in ``[0, 1]``
+    (the view-independent colour). ``sh [N, K, 3]`` or None: spherical-harmonic coefficients of a
+    view-dependent colour, ``K = (degree + 1)^2`` bands DC first, 3DGS convention
+    (``colour(d) = max(0, sum_k sh_k Y_k(d) + 0.5)`` for the viewing direction ``d``), e.g. from
+    Depth Anything 3's Gaussian head (degree 2); renderers use it when present.
     """
 
     means: torch.Tensor
@@ -148,12 +154,32 @@ class Gaussians:
     quats: torch.Tensor
     opacities: torch.Tensor
     colors: torch.Tensor
+    sh: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.means.shape[0])
 
+    @property
+    def sh_degree(self) -> int | None:
+        """Degree of ``sh`` (None without it)."""
+        return None if self.sh is None else int(round(self.sh.shape[1] ** 0.5)) - 1
+
     def to(self, device: torch.device | str) -> Gaussians:
-        return Gaussians(*(getattr(self, f.name).to(device) for f in dataclasses.fields(self)))
+        return Gaussians(
+            *(  # type: ignore[arg-type]  # field order = constructor order
+                None if getattr(self, f.name) is None else getattr(self, f.name).to(device)
+                for f in dataclasses.fields(self)
+            )
+        )
+
+    def select(self, keep: torch.Tensor) -> Gaussians:
+        """The Gaussians where the bool mask (or index tensor) ``keep`` selects."""
+        return Gaussians(
+            *(  # type: ignore[arg-type]  # field order = constructor order
+                None if getattr(self, f.name) is None else getattr(self, f.name)[keep]
+                for f in dataclasses.fields(self)
+            )
+        )
 
 
 @dataclass
@@ -218,11 +244,12 @@ class RewardBatch:
     def __len__(self) -> int:
         return int(self.videos.shape[0])
 
-    def cached(self, key: str, compute: Callable[[], Any]) -> Any:
+    def cached(self, key: str, compute: Callable[[], T]) -> T:
         """Return ``shared[key]``, computing it with ``compute()`` the first time."""
         if key not in self.shared:
             self.shared[key] = compute()
-        return self.shared[key]
+        value: T = self.shared[key]
+        return value
 
     def select(self, indices: list[int]) -> RewardBatch:
         """A sub-batch (the shared cache is not carried over)."""
@@ -239,38 +266,63 @@ class RewardBatch:
 class RewardOutput:
     """A reward's answer: ``scores [B]`` (higher is better) and named ``components`` (each ``[B]``).
 
+    ``failures``: sample index -> reason, for the samples the reward could not measure (e.g. the
+    geometry of the video failed) and scored with its documented floor; their components are
+    not measurements (``worldr1 eval`` leaves them out of the means and counts the failures).
     The trainer logs every component. ``info`` carries per-batch diagnostics that are logged as
-    text (e.g. a VLM's greedy answer per sample), never used for the update.
+    text (e.g. a VLM's greedy answer per sample); nothing reads it.
     """
 
     scores: torch.Tensor
     components: dict[str, torch.Tensor] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    failures: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass
 class Rollout:
-    """Samples and the sampler's record of how it produced them.
+    """Samples and the sampler's record of how it produced them (see :class:`RLAlgorithm`).
 
-    ``latents [B, S+1, C, F', H', W']``: the latent at each recorded step (index 0: initial noise);
-    ``log_probs [B, S]``: log-probability of each transition under the sampling policy;
-    ``sigmas [S+1]``: the noise levels; ``train_steps``: indices ``s`` of transitions
-    ``latents[:, s] -> latents[:, s+1]`` used for the policy update; ``cond``: the model's
-    prompt conditioning; ``extras``: algorithm-specific tensors (e.g. the per-step std).
+    ``latents [B, S+1, C, F', H', W']``: the latent at each recorded step (index 0: initial noise,
+    index -1: the clean latents that are decoded and scored); ``log_probs [B, S]``: log-probability
+    of each transition under the sampling policy, or None for an algorithm that needs none;
+    ``sigmas [S+1]``: the noise levels; ``train_steps``: the indices the trainer passes to
+    ``RLAlgorithm.loss`` (for Flow-GRPO, transitions ``latents[:, s] -> latents[:, s+1]``);
+    ``cond``: the model's prompt conditioning; ``per_sample``: algorithm tensors with a leading
+    ``[B]`` dim, selected with the samples; ``extras``: anything else of the algorithm's
+    (e.g. the per-step noise levels).
     """
 
     latents: torch.Tensor
-    log_probs: torch.Tensor
+    log_probs: torch.Tensor | None
     sigmas: torch.Tensor
     train_steps: list[int]
     cond: Any = None
     prompts: list[str] = field(default_factory=list)
+    per_sample: dict[str, torch.Tensor] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def final(self) -> torch.Tensor:
         """The denoised latents, ``[B, C, F', H', W']``."""
         return self.latents[:, -1]
+
+    def select(self, idx: torch.Tensor, cond: Any) -> Rollout:
+        """The samples ``idx [b]`` with their (re-encoded) conditioning ``cond``."""
+
+        def pick(t: torch.Tensor) -> torch.Tensor:
+            return t[idx.to(t.device)]
+
+        return Rollout(
+            latents=pick(self.latents),
+            log_probs=None if self.log_probs is None else pick(self.log_probs),
+            sigmas=self.sigmas,
+            train_steps=self.train_steps,
+            cond=cond,
+            prompts=[self.prompts[i] for i in idx.tolist()] if self.prompts else [],
+            per_sample={k: pick(v) for k, v in self.per_sample.items()},
+            extras=self.extras,
+        )
 
 
 @dataclass

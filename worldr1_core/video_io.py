@@ -16,14 +16,14 @@ import numpy as np
 import torch
 
 
-def _to_uint8_hwc(frames: torch.Tensor | np.ndarray) -> np.ndarray:
+def _to_uint8_hwc(video: torch.Tensor | np.ndarray) -> np.ndarray:
     """``[F, 3, H, W]`` float in [0, 1] (or ``[F, H, W, 3]`` uint8) -> ``[F, H, W, 3]`` uint8."""
-    if isinstance(frames, torch.Tensor):
-        frames = frames.detach().cpu()
-        if frames.dtype != torch.uint8:
-            frames = (frames.float().clamp(0, 1) * 255).round().to(torch.uint8)
-        frames = frames.numpy()
-    frames = np.asarray(frames)
+    if isinstance(video, torch.Tensor):
+        t = video.detach().cpu()
+        if t.dtype != torch.uint8:
+            t = (t.float().clamp(0, 1) * 255).round().to(torch.uint8)
+        video = t.numpy()
+    frames = np.asarray(video)
     if frames.ndim != 4:
         raise ValueError(f"a video must be [F, 3, H, W] or [F, H, W, 3], got shape {frames.shape}")
     if frames.shape[1] == 3 and frames.shape[-1] != 3:
@@ -84,14 +84,3 @@ def read_video(path: str | Path) -> tuple[torch.Tensor, float]:
         raise ValueError(f"{path}: no frames could be decoded")
     video = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255.0  # [F, 3, H, W]
     return video, float(meta.get("fps") or 0.0)
-
-
-def probe_video(path: str | Path) -> dict[str, float]:
-    """Frame count, width, height and fps of a video file (decodes it; cheap for short clips)."""
-    video, fps = read_video(path)
-    return {
-        "frames": int(video.shape[0]),
-        "height": int(video.shape[2]),
-        "width": int(video.shape[3]),
-        "fps": fps,
-    }

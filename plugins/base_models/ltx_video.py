@@ -27,7 +27,9 @@ this plugin reproduces ``LTXPipeline``'s own loop).
 from __future__ import annotations
 
 import json
+import math
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,15 +37,10 @@ import pydantic
 import torch
 
 from worldr1_core import hookimpl
-from worldr1_core.types import LatentLayout
 
-from .common import (
-    DiffusersModelConfig,
-    DiffusersVideoModel,
-    build_dir_atomically,
-    char_tokenizer,
-    seeded,
-)
+from .diffusers_model import DiffusersModelConfig, DiffusersVideoModel
+from .rng import seeded
+from .tiny import TINY_TEXT_ENCODER, cached_tiny_checkpoint, char_tokenizer
 
 ENV_PATH = "WORLD_R1_LTX_MODEL"
 TINY_SEED = 0
@@ -69,7 +66,7 @@ class LTXVideo(DiffusersVideoModel):
         shift_sequence_length: int | None = pydantic.Field(
             None,
             ge=1,
-            description="video tokens for the dynamic sigma shift; None: from the last latent_layout()",
+            description="video tokens for the dynamic sigma shift; None: from the latents' shape",
         )
         decode_timestep: float = pydantic.Field(
             0.0, ge=0, le=1, description="VAE decode timestep (0.9.1+: 0.05)"
@@ -80,13 +77,9 @@ class LTXVideo(DiffusersVideoModel):
 
     NAME = "LTX-Video"
     ENV_PATH = ENV_PATH
-    REQUIRED = {
-        "transformer": ["config.json"],
-        "vae": ["config.json"],
-        "text_encoder": ["config.json"],
-        "tokenizer": ["tokenizer.json", "tokenizer_config.json", "spiece.model"],
-        "scheduler": ["scheduler_config.json"],
-    }
+    HUB_EXAMPLE = "Lightricks/LTX-Video"
+    FRAME_STEP, SIZE_MULTIPLE = 8, 32  # published LTX-Video: 8x temporal, 32x spatial VAE
+    TINY_FRAME_STEP, TINY_SIZE_MULTIPLE = 4, 4  # the tiny preset's VAE compresses 4x and 4x
     LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]  # transformer_blocks.N.attn{1,2}.*
 
     # ------------------------------------------------------------------------------------------
@@ -113,42 +106,16 @@ class LTXVideo(DiffusersVideoModel):
         self.num_train_timesteps = int(self.scheduler_config.get("num_train_timesteps", 1000))
         self.temporal_compression = int(self.vae.temporal_compression_ratio)
         self.spatial_compression = int(self.vae.spatial_compression_ratio)
-        self.patch_size = int(self.transformer.config.patch_size)
-        self.patch_size_t = int(self.transformer.config.patch_size_t)
-        self._last_sequence_length: int | None = None
+        self.spatial_patch = int(self.transformer.config.patch_size)
+        self.temporal_patch = int(self.transformer.config.patch_size_t)
 
     # ------------------------------------------------------------------------------------------
     # VideoModel
 
-    def latent_layout(self, frames: int, height: int, width: int) -> LatentLayout:
-        tc, sc = self.temporal_compression, self.spatial_compression
-        multiple = sc * self.patch_size
-        if frames < 1 or (frames - 1) % (tc * self.patch_size_t):
-            raise ValueError(
-                f"video.frames must be 1 + {tc}k for LTX-Video (e.g. {8 * tc + 1}), got {frames}"
-            )
-        if height % multiple or width % multiple:
-            raise ValueError(
-                f"video.height and video.width must be multiples of {multiple} for LTX-Video, got {height}x{width}"
-            )
-        latent_frames = (frames - 1) // tc + 1
-        layout = LatentLayout(
-            channels=int(self.transformer.config.in_channels),
-            latent_frames=latent_frames,
-            latent_height=height // sc,
-            latent_width=width // sc,
-            frames=frames,
-            height=height,
-            width=width,
-            frame_indices=[i * tc for i in range(latent_frames)],
-        )
-        self._last_sequence_length = latent_frames * layout.latent_height * layout.latent_width
-        return layout
-
-    def sigmas(self, num_steps: int) -> torch.Tensor:
+    def sigmas(self, num_steps: int, latent_shape: Sequence[int] | None = None) -> torch.Tensor:
         """LTXPipeline's schedule: ``linspace(1, 1/n, n)``, shifted by ``mu(video tokens)`` when the
-        scheduler uses dynamic shifting (the token count of the last :meth:`latent_layout`, or
-        ``model.shift_sequence_length``), stretched to ``shift_terminal``, then 0 appended."""
+        scheduler uses dynamic shifting (``model.shift_sequence_length``, else the tokens
+        ``F' * H' * W'`` of ``latent_shape``), stretched to ``shift_terminal``, then 0 appended."""
         from diffusers import FlowMatchEulerDiscreteScheduler
         from diffusers.pipelines.ltx.pipeline_ltx import calculate_shift
 
@@ -157,13 +124,15 @@ class LTXVideo(DiffusersVideoModel):
         base = np.linspace(1.0, 1.0 / num_steps, num_steps)
         kwargs = {}
         if scheduler.config.use_dynamic_shifting:
-            seq_len = self.config.shift_sequence_length or self._last_sequence_length
-            if seq_len is None:  # no video size known yet
+            seq_len = self.config.shift_sequence_length
+            if seq_len is None and latent_shape is not None:
+                seq_len = math.prod(int(n) for n in latent_shape[-3:])  # F' * H' * W'
+            if seq_len is None:  # no video size given
                 seq_len = DEFAULT_SHIFT_TOKENS
                 warnings.warn(
-                    "LTX-Video's sigma shift depends on the video size; sigmas() was called before any "
-                    f"latent_layout(), so it assumes LTXPipeline's default video ({seq_len} tokens). Set "
-                    "model.shift_sequence_length or call latent_layout() first.",
+                    "LTX-Video's sigma shift depends on the video size; sigmas() was called without "
+                    f"latent_shape, so it assumes LTXPipeline's default video ({seq_len} tokens). Set "
+                    "model.shift_sequence_length or pass latent_shape.",
                     stacklevel=2,
                 )
             kwargs["mu"] = calculate_shift(
@@ -201,7 +170,7 @@ class LTXVideo(DiffusersVideoModel):
     ) -> torch.Tensor:
         from diffusers import LTXPipeline
 
-        p, pt = self.patch_size, self.patch_size_t
+        p, pt = self.spatial_patch, self.temporal_patch
         _, _, f, h, w = latents.shape  # [N, C, F', H', W']
         packed = LTXPipeline._pack_latents(
             latents.to(self._device, self._dtype), p, pt
@@ -288,20 +257,7 @@ def build_tiny_ltx(directory: Path) -> None:
             encoder_causal=True,
             decoder_causal=False,
         )
-        text_encoder = T5EncoderModel(
-            T5Config(
-                vocab_size=64,
-                d_model=32,
-                d_kv=8,
-                d_ff=64,
-                num_layers=2,
-                num_heads=4,
-                relative_attention_num_buckets=8,
-                pad_token_id=0,
-                eos_token_id=1,
-                decoder_start_token_id=0,
-            )
-        )
+        text_encoder = T5EncoderModel(T5Config(**TINY_TEXT_ENCODER))
     scheduler = FlowMatchEulerDiscreteScheduler(
         use_dynamic_shifting=True,
         base_shift=0.95,
@@ -322,11 +278,7 @@ def build_tiny_ltx(directory: Path) -> None:
 
 def ensure_tiny_checkpoint(cache_root: Path) -> Path:
     """The tiny LTX checkpoint directory under ``cache_root``, built once (atomically) if missing."""
-    import diffusers
-    import transformers
-
-    name = f"tiny-ltx-video-v{TINY_VERSION}-diffusers{diffusers.__version__}-transformers{transformers.__version__}"
-    return build_dir_atomically(Path(cache_root) / name, build_tiny_ltx)
+    return cached_tiny_checkpoint(cache_root, "ltx-video", TINY_VERSION, build_tiny_ltx)
 
 
 @hookimpl

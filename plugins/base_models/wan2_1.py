@@ -15,21 +15,17 @@ Wan's flow-matching objective is exactly this, so no conversion is needed.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pydantic
 import torch
 
 from worldr1_core import hookimpl
-from worldr1_core.types import LatentLayout
 
-from .common import (
-    DiffusersModelConfig,
-    DiffusersVideoModel,
-    build_dir_atomically,
-    char_tokenizer,
-    seeded,
-)
+from .diffusers_model import DiffusersModelConfig, DiffusersVideoModel
+from .rng import seeded
+from .tiny import TINY_TEXT_ENCODER, cached_tiny_checkpoint, char_tokenizer
 
 ENV_PATH = "WORLD_R1_WAN_MODEL"
 TINY_SEED = 0
@@ -54,13 +50,9 @@ class Wan21(DiffusersVideoModel):
 
     NAME = "Wan2.1"
     ENV_PATH = ENV_PATH
-    REQUIRED = {
-        "transformer": ["config.json"],
-        "vae": ["config.json"],
-        "text_encoder": ["config.json"],
-        "tokenizer": ["tokenizer.json", "tokenizer_config.json", "spiece.model"],
-        "scheduler": ["scheduler_config.json"],
-    }
+    HUB_EXAMPLE = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
+    FRAME_STEP, SIZE_MULTIPLE = 4, 16  # Wan VAE: 4x temporal, 8x spatial; patch 2
+    TINY_FRAME_STEP, TINY_SIZE_MULTIPLE = 4, 16
     LORA_TARGETS = [
         "to_q",
         "to_k",
@@ -93,39 +85,16 @@ class Wan21(DiffusersVideoModel):
             self.config.flow_shift or sched.get("shift") or sched.get("flow_shift") or 1.0
         )
         self.num_train_timesteps = int(sched.get("num_train_timesteps", 1000))
+        shift_key = "flow_shift" if "flow_shift" in sched else "shift"
+        self._scheduler_config = {**sched, shift_key: self.shift}
         self.temporal_compression = int(
             getattr(self.vae.config, "scale_factor_temporal", None) or 4
         )
         self.spatial_compression = int(getattr(self.vae.config, "scale_factor_spatial", None) or 8)
-        self.patch_size = tuple(self.transformer.config.patch_size)  # (t, h, w)
+        self.spatial_patch = int(self.transformer.config.patch_size[1])  # patch_size: (t, h, w)
 
     # ------------------------------------------------------------------------------------------
     # VideoModel
-
-    @property
-    def latent_channels(self) -> int:
-        return int(self.transformer.config.in_channels)
-
-    def latent_layout(self, frames: int, height: int, width: int) -> LatentLayout:
-        tc, sc = self.temporal_compression, self.spatial_compression
-        multiple = sc * self.patch_size[1]
-        if frames < 1 or (frames - 1) % tc:
-            raise ValueError(f"video.frames must be 1 + {tc}k for Wan2.1 (e.g. 81), got {frames}")
-        if height % multiple or width % multiple:
-            raise ValueError(
-                f"video.height and video.width must be multiples of {multiple} for Wan2.1, got {height}x{width}"
-            )
-        latent_frames = (frames - 1) // tc + 1
-        return LatentLayout(
-            channels=self.latent_channels,
-            latent_frames=latent_frames,
-            latent_height=height // sc,
-            latent_width=width // sc,
-            frames=frames,
-            height=height,
-            width=width,
-            frame_indices=[i * tc for i in range(latent_frames)],
-        )
 
     @torch.no_grad()
     def _encode_texts(self, texts: list[str]) -> list[torch.Tensor]:
@@ -145,7 +114,8 @@ class Wan21(DiffusersVideoModel):
         lengths = mask.gt(0).sum(dim=1).tolist()
         return [h[:n].clone() for h, n in zip(hidden, lengths)]
 
-    def sigmas(self, num_steps: int) -> torch.Tensor:
+    def sigmas(self, num_steps: int, latent_shape: Sequence[int] | None = None) -> torch.Tensor:
+        """Wan's shifted flow-matching schedule (independent of the video size)."""
         from diffusers import FlowMatchEulerDiscreteScheduler
 
         scheduler = FlowMatchEulerDiscreteScheduler(
@@ -153,6 +123,10 @@ class Wan21(DiffusersVideoModel):
         )
         scheduler.set_timesteps(num_steps, device="cpu")
         return scheduler.sigmas.to(torch.float32)  # [S + 1], 1 -> 0
+
+    def scheduler_config(self) -> dict:
+        """The checkpoint's ``scheduler/scheduler_config.json`` (with ``model.flow_shift`` applied)."""
+        return dict(self._scheduler_config)
 
     def _forward(
         self, latents: torch.Tensor, sigma: torch.Tensor, embeds: torch.Tensor, mask: torch.Tensor
@@ -217,20 +191,7 @@ def build_tiny_wan(directory: Path) -> None:
             num_res_blocks=1,
             temperal_downsample=[False, True, True],
         )
-        text_encoder = UMT5EncoderModel(
-            UMT5Config(
-                vocab_size=64,
-                d_model=32,
-                d_kv=8,
-                d_ff=64,
-                num_layers=2,
-                num_heads=4,
-                relative_attention_num_buckets=8,
-                pad_token_id=0,
-                eos_token_id=1,
-                decoder_start_token_id=0,
-            )
-        )
+        text_encoder = UMT5EncoderModel(UMT5Config(**TINY_TEXT_ENCODER))
     pipe = WanPipeline(
         tokenizer=char_tokenizer(),
         text_encoder=text_encoder.eval(),
@@ -243,11 +204,7 @@ def build_tiny_wan(directory: Path) -> None:
 
 def ensure_tiny_checkpoint(cache_root: Path) -> Path:
     """The tiny checkpoint directory under ``cache_root``, built once (atomically) if missing."""
-    import diffusers
-    import transformers
-
-    name = f"tiny-wan2.1-v{TINY_VERSION}-diffusers{diffusers.__version__}-transformers{transformers.__version__}"
-    return build_dir_atomically(Path(cache_root) / name, build_tiny_wan)
+    return cached_tiny_checkpoint(cache_root, "wan2.1", TINY_VERSION, build_tiny_wan)
 
 
 @hookimpl

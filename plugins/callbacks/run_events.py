@@ -28,10 +28,16 @@ def _is_main(trainer: Any) -> bool:
     return bool(getattr(getattr(trainer, "dist", None), "is_main", True))
 
 
-def _append(trainer: Any, event: str, **fields: Any) -> None:
+def _append(trainer: Any, event: str, step: int | None = None, **fields: Any) -> None:
+    """One event; ``step`` is the global step (default: finished steps so far)."""
     if not _is_main(trainer):
         return
-    record = {"event": event, "time": time.time(), "step": int(trainer.step), **fields}
+    record = {
+        "event": event,
+        "time": time.time(),
+        "step": int(trainer.step if step is None else step),
+        **fields,
+    }
     path = Path(trainer.run_dir) / EVENTS
     with path.open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(record) + "\n")
@@ -61,6 +67,7 @@ def worldr1_on_phase_change(trainer, step, previous, phase):
     _append(
         trainer,
         "phase_change",
+        step=step,
         previous=None if previous is None else previous.name,
         phase=phase.name,
         prompt_source=phase.prompt_source,
@@ -79,17 +86,17 @@ def worldr1_on_step_end(trainer, step, metrics):
         return
     state = _state(trainer)
     elapsed = time.time() - state["start_time"]
-    done = step + 1 - state["start_step"]
-    max_steps = int(getattr(trainer, "max_steps", step + 1))
+    done = step - state["start_step"]  # ``step`` is the global step (finished steps)
+    max_steps = int(getattr(trainer, "max_steps", step))
     per_step = elapsed / max(done, 1)
     progress = {
-        "step": step + 1,
+        "step": step,
         "max_steps": max_steps,
         "phase": metrics.get("phase"),
         "reward": metrics.get("reward/total/mean"),
         "seconds_per_step": per_step,
         "elapsed_s": elapsed,
-        "eta_s": per_step * max(max_steps - step - 1, 0),
+        "eta_s": per_step * max(max_steps - step, 0),
         "time": time.time(),
     }
     path = Path(trainer.run_dir) / PROGRESS

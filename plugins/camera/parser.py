@@ -26,20 +26,7 @@ from worldr1_core import hookimpl
 from worldr1_core.interfaces import CameraParser
 from worldr1_core.types import CameraSpec, CameraTrajectory
 
-from .trajectory import TrajectoryConfig, build_trajectory
-
-MOTIONS: tuple[str, ...] = (
-    "push_in",
-    "pull_out",
-    "move_left",
-    "move_right",
-    "orbit_left",
-    "orbit_right",
-    "pan_left",
-    "pan_right",
-    "fixed",
-)
-"""Motion names, as they appear in :attr:`CameraSpec.motions`."""
+from .motions import MOTIONS, TrajectoryConfig, build_trajectory
 
 DEFAULT_ALIASES: dict[str, str] = {
     "static": "fixed",
@@ -164,11 +151,32 @@ class TextCameraParser(CameraParser):
             description="extra phrase -> motion mappings, e.g. {'zoom in' = 'push_in'}",
         )
         trajectory: TrajectoryConfig = pydantic.Field(default_factory=TrajectoryConfig)
+        force_motions: list[str] | None = pydantic.Field(
+            None,
+            description="every prompt gets these motions whatever its text (the release's "
+            "force_camera_movement, for ablations); [] or ['fixed']: a fixed camera",
+        )
+
+        @pydantic.field_validator("force_motions")
+        @classmethod
+        def _known(cls, value: list[str] | None) -> list[str] | None:
+            for motion in value or []:
+                if motion not in MOTIONS:
+                    raise ValueError(
+                        f"camera.force_motions: unknown motion {motion!r}; expected one of "
+                        f"{', '.join(MOTIONS)}"
+                    )
+            return value
 
     def parse(self, text: str) -> CameraSpec:
-        return parse_camera_prompt(
+        spec = parse_camera_prompt(
             text, unknown_motion=self.config.unknown_motion, aliases=self.config.aliases
         )
+        forced = self.config.force_motions
+        if forced is not None:
+            motions = [m for m in forced if m != "fixed"]
+            return CameraSpec(motions=motions, scene=spec.scene, camera_text=spec.camera_text)
+        return spec
 
     def trajectory(
         self, spec: CameraSpec, frames: int, width: int, height: int

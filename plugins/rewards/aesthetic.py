@@ -7,6 +7,13 @@ This reward samples ``frames`` frames uniformly over each video, scores each aga
 *scene* text (the camera sentence removed: "Camera orbit left. A red car." is scored as
 "A red car."), and averages.
 
+``mode = "release"`` computes the World-R1 release's general reward instead: HPSv2.1 of **one**
+frame, drawn at random once per scored batch (the same index for every video of the batch, as the
+release's ``random.randint(0, F - 1)``; drawn here from ``random.Random(seed)``, so a run is
+reproducible), against the **full** prompt, after a JPEG round trip at PIL's default quality 75
+(the release ships frames to its HPS server as JPEG). Our default (``mode = "ours"``) averages
+``frames`` uniformly spread frames against the scene text and sees the frames as generated.
+
 Real weights (never downloaded at run time): get ``HPS_v2.1_compressed.pt`` (or
 ``HPS_v2_compressed.pt``) from https://huggingface.co/xswu/HPSv2 and set
 ``checkpoint = "/ckpt/hpsv2/HPS_v2.1_compressed.pt"`` (``arch = "ViT-H-14"``, the default).
@@ -14,6 +21,7 @@ Real weights (never downloaded at run time): get ``HPS_v2.1_compressed.pt`` (or
 
 from __future__ import annotations
 
+import random
 import threading
 from pathlib import Path
 from typing import Literal
@@ -27,9 +35,10 @@ from worldr1_core.devices import resolve_device
 from worldr1_core.interfaces import Reward
 from worldr1_core.types import RewardBatch, RewardOutput
 
+from .release_views import jpeg_roundtrip
 from .scene_text import SceneText, strip_camera_sentence
 
-__all__ = ["Aesthetic", "sample_frame_indices", "strip_camera_sentence"]
+__all__ = ["Aesthetic", "jpeg_roundtrip", "sample_frame_indices", "strip_camera_sentence"]
 
 
 def sample_frame_indices(num_frames: int, count: int) -> list[int]:
@@ -134,6 +143,32 @@ class Aesthetic(Reward):
             description="auto: amp (fp32 weights, fp16 autocast, as HPSv2 does) on GPU, fp32 on CPU",
         )
         batch_size: int = pydantic.Field(16, ge=1, description="frames per forward pass")
+        mode: Literal["ours", "release"] = pydantic.Field(
+            "ours",
+            description="ours: `frames` spread frames vs `prompt_text`; release: one random frame per "
+            "batch vs the full prompt, JPEG 75 (the World-R1 release)",
+        )
+        seed: int = pydantic.Field(0, description="release mode: seed of the random frame draw")
+        jpeg_quality: int = pydantic.Field(
+            0,
+            ge=0,
+            le=100,
+            description="JPEG round trip before scoring (0: none; release mode: 75)",
+        )
+
+    @classmethod
+    def weight_refs(cls, config: Aesthetic.Config) -> list:
+        from worldr1_core.preflight import WeightRef
+
+        return [
+            WeightRef(
+                ("checkpoint",),
+                config.checkpoint,
+                kind="file",
+                hint="set checkpoint to a local HPS_v2.1_compressed.pt or the cached hub file "
+                "xswu/HPSv2/HPS_v2.1_compressed.pt",
+            )
+        ]
 
     def __init__(self, config: Aesthetic.Config):
         super().__init__(config)
@@ -143,12 +178,16 @@ class Aesthetic(Reward):
             precision = "amp" if self.device.type == "cuda" else "fp32"
         self.clip = _LoadedCLIP.shared(config.arch, config.checkpoint, self.device, precision)
         self._scene = SceneText(config.camera_parser or None)
+        self._rng = random.Random(config.seed)
+        self.release = config.mode == "release"
 
     # ------------------------------------------------------------------ text
 
     def scene_text(self, prompt: str) -> str:
         """The text HPS scores against (see ``prompt_text`` / ``camera_parser``)."""
-        return prompt if self.config.prompt_text == "full" else self._scene(prompt)
+        if self.release or self.config.prompt_text == "full":
+            return prompt
+        return self._scene(prompt)
 
     # ------------------------------------------------------------------ features
 
@@ -194,8 +233,15 @@ class Aesthetic(Reward):
         """HPS score of each sampled frame, ``[B, K]``."""
         videos = batch.videos  # [B, F, 3, H, W]
         b, f = videos.shape[:2]
-        idx = sample_frame_indices(f, self.config.frames)
+        if self.release:
+            idx = [self._rng.randint(0, f - 1)]
+        else:
+            idx = sample_frame_indices(f, self.config.frames)
         frames = videos[:, idx].reshape(b * len(idx), *videos.shape[2:])  # [B*K, 3, H, W]
+        quality = self.config.jpeg_quality or (75 if self.release else 0)
+        if quality:
+            frames = jpeg_roundtrip(frames, quality)
+        self.last_frames = idx
         img = self.image_features(frames).view(b, len(idx), -1)  # [B, K, D]
         txt = self.text_features([self.scene_text(p) for p in batch.prompts])  # [B, D]
         return torch.einsum("bkd,bd->bk", img, txt)
@@ -207,7 +253,10 @@ class Aesthetic(Reward):
         return RewardOutput(
             scores=hps,
             components={"hps": hps, "hps_frame_std": spread},
-            info={"scored_text": [self.scene_text(p) for p in batch.prompts]},
+            info={
+                "scored_text": [self.scene_text(p) for p in batch.prompts],
+                "frames": list(self.last_frames),
+            },
         )
 
 

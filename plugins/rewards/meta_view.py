@@ -13,15 +13,24 @@ reconstruction is seen from somewhere else (smears, holes, cardboard cut-outs). 
 3. the Gaussians are rendered from each novel camera and a :class:`VLMJudge` rates each render's
    3D plausibility 0-9 as the digit-logit expectation / 9; the video's score is the mean over views.
 
+``mode = "release"`` computes the World-R1 release's ``S_meta`` instead: one render, ``512 x 512``,
+from the video camera farthest from the world origin (:func:`.release_views.farthest_camera`, the
+release's intrinsics mapping :func:`.release_views.release_intrinsics`, black background), judged
+with the release's image prompt (shipped as ``prompts/meta_view_release.txt``; ``{text_prompt}``
+is the full prompt, camera sentence included) and scored ``E[digit] / 9``. The release queries
+Qwen3-VL-4B-Instruct with no system prompt and the image at full size; in release mode the judge's
+``system_prompt`` defaults to ``""`` and ``max_pixels`` to ``512 * 512`` unless set explicitly.
+
 Components logged: ``plausibility`` (the score), ``view_<i>`` (each view), ``coverage`` (mean
 rendered alpha: how much of the novel view the reconstruction covers at all) and
 ``geometry_failed``. A video whose reconstruction failed (``Geometry.info["failure"]``) scores the
-floor 0 with the reason in ``info["failures"]``, as the other 3D rewards do.
+floor 0 with the reason in ``RewardOutput.failures``, as the other 3D rewards do.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Literal
 
 import pydantic
@@ -32,6 +41,7 @@ from worldr1_core.interfaces import Reward
 from worldr1_core.types import Geometry, RewardBatch, RewardOutput
 
 from .geometry.common import frame_cameras, resolve_estimator
+from .release_views import RENDER_SIZE, farthest_camera, release_intrinsics
 from .render import render_gaussians
 from .scene_text import SceneText
 from .vlm_judge import VLMJudge, VLMJudgeConfig, to_pil
@@ -43,6 +53,15 @@ DEFAULT_QUESTION = (
     "(solid surfaces and objects, no smears, holes, floating fragments or flat cut-outs)? "
     "Answer with a single digit from 0 (broken) to 9 (perfectly plausible)."
 )
+
+
+RELEASE_PROMPT_FILE = Path(__file__).with_name("prompts") / "meta_view_release.txt"
+
+
+def release_question(prompt: str) -> str:
+    """The release's meta-view question for the full ``prompt``."""
+    template = RELEASE_PROMPT_FILE.read_text(encoding="utf-8").rstrip("\n")
+    return template.replace("{text_prompt}", prompt)
 
 
 class ViewOffset(pydantic.BaseModel, extra="forbid"):
@@ -111,6 +130,8 @@ def novel_camera(
 class MetaView(Reward):
     """VLM-rated 3D plausibility of the video's Gaussians rendered from novel viewpoints."""
 
+    lower_is_better = frozenset({"geometry_failed"})
+
     class Config(pydantic.BaseModel, extra="forbid"):
         judge: VLMJudgeConfig = pydantic.Field(default_factory=VLMJudgeConfig)
         question: str = pydantic.Field(
@@ -136,6 +157,29 @@ class MetaView(Reward):
         camera_parser: str = pydantic.Field(
             "text", description='splits off the camera sentence; "": the "Camera ..." rule'
         )
+        mode: Literal["views", "release"] = pydantic.Field(
+            "views",
+            description="views: `views` around the scene judged with `question`; release: the World-R1 "
+            "release's one render from the farthest camera with its prompt",
+        )
+        release_size: int = pydantic.Field(
+            RENDER_SIZE, ge=8, description="release mode: render size (the release's 512)"
+        )
+
+    @classmethod
+    def weight_refs(cls, config: MetaView.Config) -> list:
+        from worldr1_core.preflight import WeightRef
+
+        return [
+            WeightRef(
+                ("judge", "model_path"),
+                config.judge.model_path,
+                kind="dir",
+                required={".": ["config.json"]},
+                hint="set judge.model_path to a local Qwen2.5-VL / Qwen3-VL directory or a cached "
+                "hub id (e.g. Qwen/Qwen2.5-VL-7B-Instruct)",
+            )
+        ]
 
     def __init__(self, config: MetaView.Config):
         super().__init__(config)
@@ -148,8 +192,21 @@ class MetaView(Reward):
     @property
     def judge(self) -> VLMJudge:
         if self._judge is None:
-            self._judge = VLMJudge.shared(self.config.judge)
+            self._judge = VLMJudge.shared(self.judge_config())
         return self._judge
+
+    def judge_config(self) -> VLMJudgeConfig:
+        """The judge as configured; release mode defaults to the release's query (no system
+        prompt, the render at full size) for fields not set explicitly."""
+        cfg = self.config.judge
+        if self.config.mode != "release":
+            return cfg
+        update = {}
+        if "system_prompt" not in cfg.model_fields_set:
+            update["system_prompt"] = ""
+        if "max_pixels" not in cfg.model_fields_set:
+            update["max_pixels"] = max(cfg.max_pixels, self.config.release_size**2)
+        return cfg.model_copy(update=update)
 
     def estimator(self):
         """The shared geometry estimator named by ``geometry`` (or the run's ``[geometry]``)."""
@@ -228,20 +285,48 @@ class MetaView(Reward):
     # ------------------------------------------------------------------ reward
 
     def question(self, prompt: str) -> str:
+        if self.config.mode == "release":
+            return release_question(prompt)
         return self.config.question.format(scene=self._scene(prompt))
+
+    def release_view(self, geometry: Geometry) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """The release's meta view: ``rgb [1, 3, S, S]``, ``alpha [1, 1, S, S]`` and the frame
+        whose camera (farthest from the world origin) it is rendered from."""
+        if geometry.gaussians is None or len(geometry.gaussians) == 0:
+            raise ValueError("meta_view: the geometry estimator returned no Gaussians")
+        frames = (
+            geometry.registered.nonzero().flatten()
+            if geometry.registered is not None
+            else torch.arange(geometry.c2w.shape[0])
+        )
+        index = int(frames[farthest_camera(geometry.c2w[frames])])
+        size = self.config.release_size
+        k = geometry.intrinsics[index : index + 1].float().clone()
+        k[:, :2, :] /= size
+        device = geometry.gaussians.means.device
+        rgb, alpha = render_gaussians(
+            geometry.gaussians,
+            geometry.c2w[index : index + 1].float().to(device),
+            release_intrinsics(k, size).to(device),
+            size,
+            size,
+            background=torch.zeros(3, device=device),
+            backend=self.config.render_backend,
+        )
+        return rgb.clamp(0, 1), alpha, index
 
     def score_geometries(self, batch: RewardBatch, geometries: list[Geometry]) -> RewardOutput:
         """Score ``batch`` given one :class:`Geometry` per video (what :meth:`score` estimates).
 
         A video whose reconstruction failed (``Geometry.info["failure"]``, e.g. COLMAP registered
         too few frames) gets the floor score 0 -- nothing 3D-consistent was recovered -- with
-        ``geometry_failed = 1`` and the reason in ``info["failures"]``.
+        ``geometry_failed = 1`` and the reason in ``RewardOutput.failures``.
         """
-        views = len(self.config.views)
+        views = 1 if self.config.mode == "release" else len(self.config.views)
         per_view = torch.zeros(len(batch), views)
         coverage = torch.zeros(len(batch))
         failed = torch.zeros(len(batch))
-        texts, questions, failures = [], [], {}
+        texts, questions, failures, chosen = [], [], {}, {}
         rated, queries = [], []  # videos with a reconstruction; one [render] per (video, view)
         for b, geometry in enumerate(geometries):
             question = self.question(batch.prompts[b])
@@ -252,8 +337,11 @@ class MetaView(Reward):
                 failures[b] = str(reason)
                 texts.append([])
                 continue
-            width, height = self.render_size(geometry, batch)
-            rgb, alpha = self.render(geometry, width, height)  # [V, 3, H, W], [V, 1, H, W]
+            if self.config.mode == "release":
+                rgb, alpha, chosen[b] = self.release_view(geometry)
+            else:
+                width, height = self.render_size(geometry, batch)
+                rgb, alpha = self.render(geometry, width, height)  # [V, 3, H, W], [V, 1, H, W]
             coverage[b] = alpha.float().mean().cpu()
             rated.append(b)
             queries.extend([to_pil(img)] for img in rgb)
@@ -268,9 +356,9 @@ class MetaView(Reward):
         components = {"plausibility": score, "coverage": coverage, "geometry_failed": failed}
         components.update({f"view_{i}": per_view[:, i] for i in range(views)})
         info = {"answers": texts, "questions": questions}
-        if failures:
-            info["failures"] = failures
-        return RewardOutput(scores=score, components=components, info=info)
+        if chosen:
+            info["meta_view_frames"] = chosen
+        return RewardOutput(scores=score, components=components, info=info, failures=failures)
 
     def score(self, batch: RewardBatch) -> RewardOutput:
         return self.score_geometries(batch, self.estimator().estimate_cached(batch))

@@ -22,6 +22,13 @@ trivially and hide inconsistency, and the neighbour window makes the score a sta
 video as a sequence: each frame must be predictable from the 3D content of the frames around it,
 which temporally shuffled or flickering videos are not. It also keeps renders cheap.
 
+``mode = "release"`` computes the World-R1 release's number instead (``S_recon``; details and what
+it compares in :mod:`.release_views`): all Gaussians are rendered at ``512 x 512`` along Depth
+Anything 3's ``extend`` camera path, the first ``F`` renders are compared with the ``F`` frames
+(JPEG 75 round trip, as the release receives them, then resized to 512 x 512) and the score is
+``clip(1 - mean LPIPS(alex), 0, 1)``. Only those ``F`` renders are computed (the release renders
+the whole path, ~2F + 72 views, and discards the rest).
+
 LPIPS: ``lpips_weights`` is a local file, either a full ``lpips.LPIPS`` state dict or the
 torchvision backbone (e.g. ``alexnet-owt-7be5be79.pth``); the linear heads ship with the ``lpips``
 package. A random backbone is used only with ``lpips_random_backbone = true`` (tests).
@@ -42,6 +49,7 @@ from worldr1_core.interfaces import Reward
 from worldr1_core.types import Geometry, RewardBatch, RewardOutput
 
 from .geometry.common import frame_cameras, resolve_estimator
+from .release_views import extend_path, jpeg_roundtrip, release_intrinsics, release_lpips_score
 from .render import render_gaussians
 
 log = logging.getLogger(__name__)
@@ -50,29 +58,24 @@ __all__ = ["ReconstructionConsistency", "load_lpips", "psnr", "ssim"]
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor, max_db: float = 60.0) -> torch.Tensor:
-    """PSNR in dB of images ``[N, 3, H, W]`` in [0, 1], capped at ``max_db`` (identical images)."""
-    mse = ((a - b) ** 2).flatten(1).mean(1)
-    return (-10 * torch.log10(mse.clamp_min(10 ** (-max_db / 10)))).clamp_max(max_db)
+    """PSNR in dB of images ``[N, 3, H, W]`` in [0, 1] (``kornia.metrics.psnr`` per image),
+    capped at ``max_db`` (identical images)."""
+    from kornia.metrics import psnr as kornia_psnr
+
+    values = torch.stack([kornia_psnr(x, y, 1.0) for x, y in zip(a, b)])
+    return values.nan_to_num(posinf=max_db).clamp_max(max_db)
 
 
-def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """Mean SSIM (Wang et al. 2004; Gaussian window 11 / 1.5, K1 0.01, K2 0.03) of ``[N, 3, H, W]``."""
+def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11) -> torch.Tensor:
+    """Mean SSIM per image of ``[N, 3, H, W]`` in [0, 1]: ``kornia.metrics.ssim`` (Wang et al.
+    2004: Gaussian window 11, sigma 1.5, K1 0.01, K2 0.03), averaged over the windows that lie
+    inside the image (``padding="valid"``, scikit-image's convention); the window shrinks to the
+    largest odd size that fits images smaller than 11 pixels."""
+    from kornia.metrics import ssim as kornia_ssim
+
     window = min(window, a.shape[-1], a.shape[-2])
     window -= 1 - window % 2  # odd
-    x = torch.arange(window, dtype=a.dtype, device=a.device) - (window - 1) / 2
-    g = torch.exp(-(x**2) / (2 * sigma**2))
-    g = g / g.sum()
-    kernel = (g[:, None] * g[None, :]).expand(a.shape[1], 1, window, window)
-    blur = lambda t: F.conv2d(t, kernel, groups=a.shape[1])  # noqa: E731 - valid convolution, no padding
-    mu_a, mu_b = blur(a), blur(b)
-    var_a = blur(a * a) - mu_a**2
-    var_b = blur(b * b) - mu_b**2
-    cov = blur(a * b) - mu_a * mu_b
-    c1, c2 = 0.01**2, 0.03**2
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / (
-        (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
-    )
-    return s.flatten(1).mean(1)
+    return kornia_ssim(a, b, window, max_val=1.0, padding="valid").flatten(1).mean(1)
 
 
 def load_lpips(net: str, weights: str, random_backbone: bool) -> torch.nn.Module:
@@ -89,7 +92,7 @@ def load_lpips(net: str, weights: str, random_backbone: bool) -> torch.nn.Module
     if weights:
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise ValueError(
                 f"lpips_weights={weights!r}: cannot read it as a torch state dict ({exc})"
             ) from exc
@@ -119,6 +122,9 @@ def load_lpips(net: str, weights: str, random_backbone: bool) -> torch.nn.Module
 class ReconstructionConsistency(Reward):
     """1 - LPIPS between the frames and the estimator's Gaussians re-rendered at every frame camera."""
 
+    lower_is_better = frozenset({"lpips"})
+    units = {"psnr": "dB", "registered_fraction": "fraction of frames"}
+
     class Config(pydantic.BaseModel, extra="forbid"):
         geometry: dict[str, Any] | None = pydantic.Field(
             None,
@@ -146,6 +152,38 @@ class ReconstructionConsistency(Reward):
             "auto",
             description="where LPIPS and rendering run: 'auto' (cuda if available), 'cpu', 'cuda:N'",
         )
+        mode: Literal["ours", "release"] = pydantic.Field(
+            "ours",
+            description="ours: hold-out renders at the frame cameras; release: the World-R1 release's "
+            "extend-path renders vs frames (docs/rewards_3d.md)",
+        )
+        release_size: int = pydantic.Field(
+            512,
+            ge=8,
+            description="release mode: render size (the release's 512; smaller for tests)",
+        )
+        release_jpeg_quality: int = pydantic.Field(
+            75, ge=0, le=100, description="release mode: JPEG round trip of the frames (0: none)"
+        )
+
+    @classmethod
+    def weight_refs(cls, config: ReconstructionConsistency.Config) -> list:
+        from worldr1_core.preflight import WeightRef
+
+        return [
+            WeightRef(
+                ("lpips_weights",),
+                config.lpips_weights,
+                kind="file",
+                empty="random" if config.lpips_random_backbone else "error",
+                hint="set lpips_weights to a local LPIPS / torchvision backbone state dict file"
+                + (
+                    ""
+                    if config.lpips_random_backbone
+                    else " (lpips_random_backbone = true: tests only)"
+                ),
+            )
+        ]
 
     def __init__(self, config: ReconstructionConsistency.Config | None = None):
         super().__init__(config)
@@ -170,7 +208,7 @@ class ReconstructionConsistency(Reward):
         return RewardOutput(
             scores=table.pop("score"),
             components=table,
-            info={"failures": reasons} if reasons else {},
+            failures=reasons,
         )
 
     @torch.no_grad()
@@ -194,7 +232,7 @@ class ReconstructionConsistency(Reward):
             keep = source != i
             if cfg.neighbours:
                 keep &= (source - i).abs() <= cfg.neighbours
-            sub = type(g)(*(t[keep] for t in (g.means, g.scales, g.quats, g.opacities, g.colors)))
+            sub = g.select(keep)
             col, _ = render_gaussians(
                 sub, c2w[i : i + 1], k[i : i + 1], width, height, bg, backend=cfg.backend
             )
@@ -225,6 +263,8 @@ class ReconstructionConsistency(Reward):
                 "registered_fraction": len(frames) / f,
                 "reason": reason,
             }
+        if self.config.mode == "release":
+            return self._score_release(video, geometry, frames)
         target = video[frames].float().to(self.device)  # [R, 3, H, W]
         h, w = target.shape[-2:]
         if self.config.max_side and max(h, w) > self.config.max_side:
@@ -238,6 +278,46 @@ class ReconstructionConsistency(Reward):
             "lpips": float(lp.mean()),
             "psnr": float(psnr(render, target).mean()),
             "ssim": float(ssim(render, target).mean()),
+            "registered_fraction": len(frames) / f,
+        }
+
+    @torch.no_grad()
+    def release_renders(self, geometry: Geometry, frames: list[int]) -> torch.Tensor:
+        """The first ``len(frames)`` renders of the release's extend path, ``[n, 3, S, S]``."""
+        size = self.config.release_size
+        w2c = torch.linalg.inv(geometry.c2w[frames].double())
+        path_w2c, path_k = extend_path(w2c, geometry.intrinsics[frames], size)
+        n = min(len(frames), path_w2c.shape[0])
+        k = release_intrinsics(path_k[:n], size)
+        bg = torch.zeros(3, device=self.device)
+        col, _ = render_gaussians(
+            geometry.gaussians.to(self.device),
+            torch.linalg.inv(path_w2c[:n].double()).float().to(self.device),
+            k.to(self.device),
+            size,
+            size,
+            bg,
+            backend=self.config.backend,
+        )
+        return col.clamp(0, 1)
+
+    def _score_release(self, video: torch.Tensor, geometry: Geometry, frames: list[int]):
+        f = video.shape[0]
+        target = video[frames].float()
+        if self.config.release_jpeg_quality:
+            target = jpeg_roundtrip(target, self.config.release_jpeg_quality)
+        target = target.to(self.device)
+        render = self.release_renders(geometry, frames).float()
+        score = release_lpips_score(render, target, self.lpips)
+        n = render.shape[0]
+        resized = F.interpolate(
+            target[:n], size=render.shape[-2:], mode="bilinear", align_corners=False
+        )
+        return {
+            "score": score,
+            "lpips": float(self.lpips(render * 2 - 1, resized * 2 - 1).mean()),
+            "psnr": float(psnr(render, resized).mean()),
+            "ssim": float(ssim(render, resized).mean()),
             "registered_fraction": len(frames) / f,
         }
 

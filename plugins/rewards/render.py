@@ -30,7 +30,7 @@ import torch
 
 from worldr1_core.types import Gaussians
 
-__all__ = ["render_gaussians", "quat_to_rotmat", "covariances"]
+__all__ = ["render_gaussians", "quat_to_rotmat", "covariances", "sh_colors"]
 
 EPS2D = 0.3  # px^2 added to projected covariances (3DGS low-pass filter)
 NEAR_PLANE = 0.01
@@ -59,6 +59,61 @@ def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
         ],
         dim=-1,
     ).reshape(q.shape[:-1] + (3, 3))
+
+
+_SH_C0 = 0.28209479177387814
+_SH_C1 = 0.4886025119029199
+_SH_C2 = (
+    1.0925484305920792,
+    -1.0925484305920792,
+    0.31539156525252005,
+    -1.0925484305920792,
+    0.5462742152960396,
+)
+_SH_C3 = (
+    -0.5900435899266435,
+    2.890611442640554,
+    -0.4570457994644658,
+    0.3731763325901154,
+    -0.4570457994644658,
+    1.445305721320277,
+    -0.5900435899266435,
+)
+
+
+def sh_colors(sh: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
+    """View-dependent colours ``[N, 3]`` of SH coefficients ``sh [N, K, 3]`` (degree <= 3, the
+    real basis and sign convention of 3DGS / gsplat) seen along ``dirs [N, 3]`` (camera centre to
+    Gaussian, any length): ``max(0, sum_k sh_k Y_k(d) + 0.5)``."""
+    k = sh.shape[1]
+    d = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    x, y, z = d[:, 0:1], d[:, 1:2], d[:, 2:3]
+    basis = [torch.full_like(x, _SH_C0)]
+    if k > 1:
+        basis += [-_SH_C1 * y, _SH_C1 * z, -_SH_C1 * x]
+    if k > 4:
+        xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
+        basis += [
+            _SH_C2[0] * xy,
+            _SH_C2[1] * yz,
+            _SH_C2[2] * (2 * zz - xx - yy),
+            _SH_C2[3] * xz,
+            _SH_C2[4] * (xx - yy),
+        ]
+    if k > 9:
+        basis += [
+            _SH_C3[0] * y * (3 * xx - yy),
+            _SH_C3[1] * xy * z,
+            _SH_C3[2] * y * (4 * zz - xx - yy),
+            _SH_C3[3] * z * (2 * zz - 3 * xx - 3 * yy),
+            _SH_C3[4] * x * (4 * zz - xx - yy),
+            _SH_C3[5] * z * (xx - yy),
+            _SH_C3[6] * x * (xx - 3 * yy),
+        ]
+    if k not in (1, 4, 9, 16):
+        raise ValueError(f"sh_colors: {k} coefficients is not a full degree <= 3 (1, 4, 9 or 16)")
+    b = torch.cat(basis, dim=-1)  # [N, K]
+    return (torch.einsum("nk,nkc->nc", b, sh.float()) + 0.5).clamp_min(0.0)
 
 
 def covariances(gaussians: Gaussians) -> torch.Tensor:
@@ -123,7 +178,8 @@ def _render_gsplat(g: Gaussians, w2c, k, width, height, bg):
         g.quats.float(),
         g.scales.float(),
         g.opacities.float(),
-        g.colors.float(),
+        g.colors.float() if g.sh is None else g.sh.float(),
+        sh_degree=g.sh_degree,
         viewmats=w2c,
         Ks=k,
         width=width,
@@ -146,7 +202,12 @@ def _render_torch(g: Gaussians, w2c, k, width, height, bg):
     cov = covariances(g)  # [N, 3, 3]
     colours, alphas = [], []
     for view in range(w2c.shape[0]):
-        c, a = _splat_view(g, cov, w2c[view], k[view], width, height, bg)
+        if g.sh is None:
+            rgb = g.colors.float().clamp(0, 1)
+        else:  # view-dependent: direction from this camera's centre (-R^T t) to each Gaussian
+            centre = -w2c[view, :3, :3].T @ w2c[view, :3, 3]
+            rgb = sh_colors(g.sh, g.means.float() - centre)  # >= 0, as gsplat
+        c, a = _splat_view(g, cov, w2c[view], k[view], width, height, bg, rgb)
         colours.append(c)
         alphas.append(a)
     return torch.stack(colours), torch.stack(alphas)
@@ -185,11 +246,11 @@ def _project(
 
 
 def _splat_view(
-    g: Gaussians, cov, w2c, k, width: int, height: int, bg, chunk_budget: int = 4_000_000
+    g: Gaussians, cov, w2c, k, width: int, height: int, bg, rgb, chunk_budget: int = 4_000_000
 ):
     """One view. Tiles are ``TORCH_TILE`` px square; chunks of Gaussians per tile start at 16 and
     double (opaque tiles usually finish within the first chunks) up to ``chunk_budget`` elements."""
-    TILE = TORCH_TILE  # noqa: N806
+    TILE = TORCH_TILE
     device = g.means.device
     centre, conic, depth, cov2d = _project(g, cov, w2c, k, width, height)
     opac = g.opacities.float().clamp(0, 1)
@@ -259,9 +320,7 @@ def _splat_view(
         n_tiles, n_pix, dtype=torch.bool, device=device
     )  # pixels that can still change
     # per-Gaussian record gathered once per (pixel, slot): centre x, y, conic a, b, c, opacity, rgb
-    packed = torch.cat(
-        [centre[idx], conic[idx], opac[idx, None], g.colors.float()[idx].clamp(0, 1)], -1
-    )  # [Nv, 9]
+    packed = torch.cat([centre[idx], conic[idx], opac[idx, None], rgb[idx]], -1)  # [Nv, 9]
     packed = torch.cat([packed, torch.zeros(1, 9, device=device)])  # row -1: empty slot (opacity 0)
     k_max = int(per_tile.max())
     k0, step = 0, 0

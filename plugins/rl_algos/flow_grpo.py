@@ -19,19 +19,29 @@ Three pieces, each usable on its own:
   Gaussian transition kernels, the reference being the base model with the adapter disabled).
   Like the log-prob, the squared distance is averaged over elements (a per-dimension KL), so
   ``kl_beta`` does not depend on the video size.
+
+The transition kernel follows the model's declared ``sampler_family``
+(:func:`transition_for`): the flow SDE above for flow-matching models, the stochastic DDIM step
+of :mod:`.ddim` (the release's CogVideoX kernel, ``noise_level`` as DDIM's eta) for ``"ddim"``
+models. Rollout, advantages and loss are otherwise the same.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import pydantic
 import torch
 
 from worldr1_core import hookimpl
-from worldr1_core.interfaces import LatentInitializer, RLAlgorithm, VideoModel
+from worldr1_core.generation import DEFAULT_GUIDANCE_SCALE, DEFAULT_NUM_STEPS
+from worldr1_core.interfaces import RLAlgorithm, StepHook, VideoModel
 from worldr1_core.types import Rollout
+
+from .ddim import ddim_step_with_logprob
+from .stepping import FlowScheduler, release_step_logprob, scheduled_rollout
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -121,6 +131,22 @@ def sde_step_with_logprob(
     return prev_sample.to(sample.dtype), log_prob, mean, std
 
 
+TRANSITIONS = {"flow_matching": sde_step_with_logprob, "ddim": ddim_step_with_logprob}
+"""The stochastic transition with log-prob of each ``VideoModel.sampler_family``."""
+
+
+def transition_for(model: VideoModel):
+    """The transition kernel (signature of :func:`sde_step_with_logprob`) for ``model``'s family."""
+    family = getattr(model, "sampler_family", "flow_matching")
+    try:
+        return TRANSITIONS[family]
+    except KeyError:
+        raise ValueError(
+            f"model.name: {type(model).__name__} declares sampler_family {family!r}; the flow_grpo "
+            f"RL algorithm supports {sorted(TRANSITIONS)}"
+        ) from None
+
+
 class FlowGRPO(RLAlgorithm):
     """Flow-GRPO: SDE sampling with log-probs, group-relative advantages, clipped policy loss, KL."""
 
@@ -128,9 +154,11 @@ class FlowGRPO(RLAlgorithm):
         group_size: int = pydantic.Field(
             4, ge=1, description="videos sampled per prompt (one GRPO group)"
         )
-        num_steps: int = pydantic.Field(10, ge=1, description="denoising steps of a rollout")
+        num_steps: int = pydantic.Field(
+            DEFAULT_NUM_STEPS, ge=1, description="denoising steps of a rollout (and of `infer`)"
+        )
         guidance_scale: float = pydantic.Field(
-            5.0, ge=0.0, description="classifier-free guidance scale"
+            DEFAULT_GUIDANCE_SCALE, ge=0.0, description="classifier-free guidance scale"
         )
         noise_level: float = pydantic.Field(0.7, ge=0.0, description="SDE noise level a (0: ODE)")
         sde_window: tuple[int, int] | None = pydantic.Field(
@@ -157,6 +185,17 @@ class FlowGRPO(RLAlgorithm):
         kl_beta: float = pydantic.Field(
             0.004, ge=0.0, description="weight of the KL to the reference policy"
         )
+        sampler: Literal["sde", "release"] = pydantic.Field(
+            "sde",
+            description="'sde': Flow-GRPO's stochastic SDE; 'release': the World-R1 release's "
+            "deterministic rollout stepped by the scheduler, scored around the Euler mean "
+            "(docs/world_r1_parity.md)",
+        )
+        scheduler: Literal["model", "unipc", "euler"] = pydantic.Field(
+            "model",
+            description="sampler='release': what steps the rollout: the checkpoint's own scheduler "
+            "(Wan: UniPC), UniPC or Euler with the checkpoint's shift",
+        )
 
         @pydantic.model_validator(mode="after")
         def _check_window(self) -> FlowGRPO.Config:
@@ -173,11 +212,18 @@ class FlowGRPO(RLAlgorithm):
 
     def sde_steps(self) -> list[int]:
         """Indices of the denoising steps sampled with the SDE (the rest use the ODE)."""
+        if self.config.sampler == "release":  # every transition is scored (none is stochastic)
+            return list(range(self.config.num_steps))
         start, end = self.config.sde_window or (0, self.config.num_steps)
         return list(range(start, end))
 
     def num_train_steps(self) -> int:
-        return max(1, math.ceil(self.config.train_fraction * len(self.sde_steps()) - 1e-9))
+        """``ceil(train_fraction * number of SDE steps)``, at least 1 (release sampler: the
+        release's ``int(num_steps * timestep_fraction)``)."""
+        n = self.config.train_fraction * len(self.sde_steps())
+        if self.config.sampler == "release":
+            return max(1, int(n + 1e-9))
+        return max(1, math.ceil(n - 1e-9))
 
     def select_train_steps(self, generator: torch.Generator | None = None) -> list[int]:
         """The transitions used for the update: the first ``train_fraction`` of the SDE steps, or a
@@ -201,30 +247,33 @@ class FlowGRPO(RLAlgorithm):
         cond: Any,
         generator: torch.Generator,
         *,
-        initializer: LatentInitializer | None = None,
+        step_hook: StepHook | None = None,
     ) -> Rollout:
         """Denoise ``initial_latents [B, C, F', H', W']`` in ``num_steps`` steps.
 
-        ``latents[:, s]`` is the state the model saw at step ``s`` (after the initializer's optional
-        injection), so every recorded transition ``latents[:, s] -> latents[:, s + 1]`` is exactly
-        the Gaussian step whose log-prob is stored in ``log_probs[:, s]`` (0 for ODE steps).
+        ``latents[:, s + 1]`` is the result of step ``s`` *after* ``step_hook`` (the initializer's
+        per-step injection), and ``log_probs[:, s]`` scores exactly that stored transition
+        ``latents[:, s] -> latents[:, s + 1]`` (0 for ODE steps of the SDE sampler), so the
+        update's recomputed log-prob equals it before the first optimizer step.
         """
+        if self.config.sampler == "release":
+            return self._release_rollout(model, initial_latents, cond, generator, step_hook)
         c = self.config
-        sigmas = model.sigmas(c.num_steps).to(torch.float32).cpu()  # [S+1]
+        sigmas = (
+            model.sigmas(c.num_steps, initial_latents.shape[1:]).to(torch.float32).cpu()
+        )  # [S+1]
         sde = set(self.sde_steps())
         noise_levels = torch.tensor(
             [c.noise_level if s in sde else 0.0 for s in range(c.num_steps)]
         )  # [S]
+        step_fn = transition_for(model)
         x = initial_latents
-        states, log_probs = [], []
+        states, log_probs = [x], []
         for s in range(c.num_steps):
-            if initializer is not None:
-                x = initializer.inject(s, x, initial_latents, float(sigmas[s]))
-            states.append(x)
             v = model.velocity(
                 x, sigmas[s].to(x.device), cond, c.guidance_scale
             )  # [B, C, F', H', W']
-            x, log_prob, _, _ = sde_step_with_logprob(
+            nxt, log_prob, mean, std = step_fn(
                 v,
                 float(sigmas[s]),
                 float(sigmas[s + 1]),
@@ -232,8 +281,14 @@ class FlowGRPO(RLAlgorithm):
                 float(noise_levels[s]),
                 generator=generator,
             )
+            if step_hook is not None:  # the hooked result is what is stored, so score it
+                nxt = step_hook(s, nxt, float(sigmas[s + 1]))
+                _, log_prob, _, _ = step_fn(
+                    v, float(sigmas[s]), float(sigmas[s + 1]), x, float(noise_levels[s]), nxt
+                )
             log_probs.append(log_prob)  # [B]
-        states.append(x)
+            states.append(nxt)
+            x = nxt
         return Rollout(
             latents=torch.stack(states, dim=1),  # [B, S+1, C, F', H', W']
             log_probs=torch.stack(log_probs, dim=1).float(),  # [B, S]
@@ -241,6 +296,47 @@ class FlowGRPO(RLAlgorithm):
             train_steps=self.select_train_steps(generator),
             cond=cond,
             extras={"noise_levels": noise_levels, "guidance_scale": c.guidance_scale},
+        )
+
+    def _release_rollout(
+        self,
+        model: VideoModel,
+        initial_latents: torch.Tensor,
+        cond: Any,
+        generator: torch.Generator,
+        step_hook: StepHook | None,
+    ) -> Rollout:
+        """The release's sampler (see :mod:`.stepping`): scheduler-stepped, Euler-mean scored."""
+        c = self.config
+        family = getattr(model, "sampler_family", "flow_matching")
+        if family != "flow_matching":
+            raise ValueError(
+                f"rl.sampler: 'release' is the release's deterministic rollout for flow-matching "
+                f"models (Wan); {type(model).__name__} samples with {family!r}: use rl.sampler = 'sde'"
+            )
+        sched = FlowScheduler(c.scheduler, model.scheduler_config(), c.num_steps)
+        smax, smin = sched.sigma_max, sched.sigma_min
+
+        def score(v, s, x, nxt):
+            sig, sig_next = float(sched.sigmas[s]), float(sched.sigmas[s + 1])
+            return release_step_logprob(v, sig, sig_next, x, nxt, smax, smin)[0]
+
+        latents, log_probs = scheduled_rollout(
+            model, initial_latents, cond, c.guidance_scale, sched, step_hook=step_hook, score=score
+        )
+        return Rollout(
+            latents=latents,  # [B, S+1, C, F', H', W']
+            log_probs=log_probs,  # [B, S]
+            sigmas=sched.sigmas.to(torch.float32),
+            train_steps=self.select_train_steps(generator),
+            cond=cond,
+            extras={
+                "sampler": "release",
+                "sigmas64": sched.sigmas,
+                "model_sigmas": sched.model_sigmas,
+                "sigma_range": (smax, smin),
+                "guidance_scale": c.guidance_scale,
+            },
         )
 
     # ------------------------------------------------------------------ advantages
@@ -286,15 +382,35 @@ class FlowGRPO(RLAlgorithm):
         c = self.config
         x = rollout.latents[:, step]  # [B, C, F', H', W']
         x_next = rollout.latents[:, step + 1]
-        sigma, sigma_next = float(rollout.sigmas[step]), float(rollout.sigmas[step + 1])
-        a = float(rollout.extras.get("noise_levels", torch.full((step + 1,), c.noise_level))[step])
         gs = float(rollout.extras.get("guidance_scale", c.guidance_scale))
-        sigma_t = torch.tensor(sigma, device=x.device)
+        release = rollout.extras.get("sampler") == "release"
+        if release:
+            sig64 = rollout.extras["sigmas64"]
+            sigma, sigma_next = float(sig64[step]), float(sig64[step + 1])
+            smax, smin = rollout.extras["sigma_range"]
+            sigma_t = rollout.extras["model_sigmas"][step].to(torch.float32).to(x.device)
+
+            def transition(vel):
+                lp, mu, sd = release_step_logprob(vel, sigma, sigma_next, x, x_next, smax, smin)
+                return lp, mu, sd.to(mu).expand(mu.shape[0])
+
+        else:
+            sigma, sigma_next = float(rollout.sigmas[step]), float(rollout.sigmas[step + 1])
+            a = float(
+                rollout.extras.get("noise_levels", torch.full((step + 1,), c.noise_level))[step]
+            )
+            sigma_t = torch.tensor(sigma, device=x.device)
+
+            step_fn = transition_for(model)
+
+            def transition(vel):
+                _, lp, mu, sd = step_fn(vel, sigma, sigma_next, x, a, prev_sample=x_next)
+                return lp, mu, sd.reshape(-1)
 
         v = model.velocity(x, sigma_t, rollout.cond, gs)
-        _, log_prob, mean, std = sde_step_with_logprob(
-            v, sigma, sigma_next, x, a, prev_sample=x_next
-        )
+        log_prob, mean, std = transition(v)
+        if rollout.log_probs is None:
+            raise ValueError("flow_grpo.loss needs the log-probabilities its own rollout records")
         old_log_prob = rollout.log_probs[:, step].to(log_prob)
         adv = advantages.to(log_prob).clamp(-c.adv_clip, c.adv_clip)
         policy_loss, ratio = self.clipped_objective(log_prob, old_log_prob, adv)
@@ -304,11 +420,9 @@ class FlowGRPO(RLAlgorithm):
         if c.kl_beta > 0:
             with torch.no_grad(), model.reference():
                 v_ref = model.velocity(x, sigma_t, rollout.cond, gs)
-            _, _, mean_ref, _ = sde_step_with_logprob(
-                v_ref, sigma, sigma_next, x, a, prev_sample=x_next
-            )
+            _, mean_ref, _ = transition(v_ref)
             sq = ((mean - mean_ref.detach()) ** 2).mean(dim=tuple(range(1, mean.ndim)))  # [B]
-            kl = sq / (2.0 * std.reshape(-1) ** 2)  # [B]
+            kl = sq / (2.0 * std.clamp_min(1e-8) ** 2)  # [B]
             kl_value = kl.mean()
             loss = loss + c.kl_beta * kl_value
 
@@ -324,6 +438,21 @@ class FlowGRPO(RLAlgorithm):
                 "ratio_max": float(ratio.max()),
             }
         return loss, metrics
+
+    def reduce_metrics(self, metrics: Sequence[Mapping[str, float]]) -> dict[str, float]:
+        """Means over the loss terms, except ``ratio_min`` / ``ratio_max``: the extremes."""
+        out = super().reduce_metrics(
+            [{k: v for k, v in m.items() if k not in ("ratio_min", "ratio_max")} for m in metrics]
+        )
+        out["ratio_min"] = min((m["ratio_min"] for m in metrics), default=math.inf)
+        out["ratio_max"] = max((m["ratio_max"] for m in metrics), default=-math.inf)
+        return out
+
+    def summary(self, metrics: Mapping[str, float]) -> str:
+        nan = float("nan")
+        return (
+            f"kl {metrics.get('train/kl', nan):.3g} clip {metrics.get('train/clip_frac', nan):.2f}"
+        )
 
 
 @hookimpl

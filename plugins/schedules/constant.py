@@ -15,7 +15,7 @@ class ConstantSchedule(Schedule):
     class Config(pydantic.BaseModel, extra="forbid"):
         phase: str = "main"
         prompts: str = pydantic.Field("train", description="name of a source in [prompts]")
-        reward_weights: dict[str, float] | None = pydantic.Field(
+        reward_weights: dict[str, pydantic.FiniteFloat] | None = pydantic.Field(
             None, description="reward name -> weight; None: the weights of [[rewards]]"
         )
 

@@ -43,7 +43,7 @@ class PhaseSpec(pydantic.BaseModel, extra="forbid"):
 
     name: str
     prompts: str = pydantic.Field(description="name of a source in [prompts]")
-    reward_weights: dict[str, float] | None = pydantic.Field(
+    reward_weights: dict[str, pydantic.FiniteFloat] | None = pydantic.Field(
         None,
         description="reward name -> weight (unnamed rewards: 0); None: the weights of [[rewards]]",
     )

@@ -131,7 +131,7 @@ reward_names_by_group() {
 import sys
 from worldr1_core.config import compose
 try:
-    from worldr1_core.reward_client import server_group_of
+    from worldr1_core.reward_serving.client import server_group_of
 except ImportError:  # reward servers not installed: the release's split
     def server_group_of(name, registry=None):
         return "3d" if name in {"meta_view", "reconstruction", "trajectory_alignment"} else "general"

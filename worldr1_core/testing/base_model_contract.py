@@ -34,12 +34,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pydantic
 import pytest
 import torch
 
 from ..interfaces import VideoModel
+
+ModelFactory = Callable[[], VideoModel]
 
 PROMPTS = [
     "Camera orbit left. A red car on a coastal road.",
@@ -107,14 +110,21 @@ class BaseModelContract:
                 p.add_(scale * torch.randn(p.shape, generator=g).to(p.device, p.dtype))
 
     def velocity(
-        self, model: VideoModel, x, sigma, cond, guidance_scale: float = 1.0
+        self,
+        model: VideoModel,
+        x: torch.Tensor,
+        sigma: torch.Tensor | float,
+        cond: Any,
+        guidance_scale: float = 1.0,
     ) -> torch.Tensor:
         with torch.no_grad():
             return model.velocity(x, sigma, cond, guidance_scale).float()
 
     # -- the contract --------------------------------------------------------------------------
 
-    def test_contract_is_a_video_model_with_strict_config(self, model_factory):
+    def test_contract_is_a_video_model_with_strict_config(
+        self, model_factory: ModelFactory
+    ) -> None:
         model = model_factory()
         assert isinstance(model, VideoModel)
         assert isinstance(model.device, torch.device) and isinstance(model.dtype, torch.dtype)
@@ -123,7 +133,7 @@ class BaseModelContract:
         with pytest.raises(pydantic.ValidationError):
             config_cls.model_validate({"surely_not_an_option": 1})
 
-    def test_contract_latent_layout(self, model_factory):
+    def test_contract_latent_layout(self, model_factory: ModelFactory) -> None:
         model = model_factory()
         layout = model.latent_layout(self.frames, self.height, self.width)
         c, f, h, w = layout.shape
@@ -140,16 +150,16 @@ class BaseModelContract:
         with pytest.raises(ValueError):
             model.latent_layout(self.frames, self.height + 1, self.width)
 
-    def test_contract_sigmas_go_from_one_to_zero(self, model_factory):
+    def test_contract_sigmas_go_from_one_to_zero(self, model_factory: ModelFactory) -> None:
         model = model_factory()
-        model.latent_layout(self.frames, self.height, self.width)  # callers know the size first
+        shape = model.latent_layout(self.frames, self.height, self.width).shape
         for n in (1, 4, 20):
-            s = model.sigmas(n)
+            s = model.sigmas(n, shape)
             assert s.shape == (n + 1,)
             assert float(s[0]) == pytest.approx(1.0) and float(s[-1]) == 0.0
             assert bool((s[1:] < s[:-1]).all()), f"sigmas must decrease: {s.tolist()}"
 
-    def test_contract_velocity_shape_and_dependence(self, model_factory):
+    def test_contract_velocity_shape_and_dependence(self, model_factory: ModelFactory) -> None:
         model = model_factory()
         cond = model.encode_prompts(PROMPTS, NEGATIVE)
         x, sigma, _ = self.inputs(model)
@@ -173,7 +183,9 @@ class BaseModelContract:
         again = model.encode_prompts(PROMPTS, NEGATIVE)
         torch.testing.assert_close(self.velocity(model, x, sigma, again), v, rtol=0, atol=0)
 
-    def test_contract_cfg_is_linear_one_forward_and_uses_negative_prompt(self, model_factory):
+    def test_contract_cfg_is_linear_one_forward_and_uses_negative_prompt(
+        self, model_factory: ModelFactory
+    ) -> None:
         model = model_factory()
         self.perturb_adapter(model)
         cond = model.encode_prompts(PROMPTS, NEGATIVE)
@@ -202,7 +214,7 @@ class BaseModelContract:
             atol=self.atol,
         )
 
-    def test_contract_decode(self, model_factory):
+    def test_contract_decode(self, model_factory: ModelFactory) -> None:
         model = model_factory()
         layout = model.latent_layout(self.frames, self.height, self.width)
         z = torch.randn(2, *layout.shape, generator=torch.Generator().manual_seed(3)).to(
@@ -213,7 +225,7 @@ class BaseModelContract:
         assert video.shape == (2, self.frames, 3, self.height, self.width)
         assert video.is_floating_point() and float(video.min()) >= 0.0 and float(video.max()) <= 1.0
 
-    def test_contract_reference_is_the_base_model(self, model_factory):
+    def test_contract_reference_is_the_base_model(self, model_factory: ModelFactory) -> None:
         model, fresh = model_factory(), model_factory()
         cond = model.encode_prompts(PROMPTS, NEGATIVE)
         x, sigma, _ = self.inputs(model)
@@ -231,7 +243,9 @@ class BaseModelContract:
         assert torch.equal(ref, base), "reference() differs from a freshly loaded base model"
         assert not torch.allclose(adapted, ref), "the adapter is not active outside reference()"
 
-    def test_contract_training_step_changes_only_trainable_params(self, model_factory):
+    def test_contract_training_step_changes_only_trainable_params(
+        self, model_factory: ModelFactory
+    ) -> None:
         model = model_factory()
         self.perturb_adapter(model)  # non-zero everywhere, so every LoRA factor gets a gradient
         params = model.trainable_parameters()
@@ -266,7 +280,7 @@ class BaseModelContract:
         moved = [k for k, v in frozen.items() if not torch.equal(after[k], v)]
         assert not moved, f"frozen parameters changed: {moved[:5]}"
 
-    def test_contract_adapter_round_trip(self, model_factory, tmp_path: Path):
+    def test_contract_adapter_round_trip(self, model_factory: ModelFactory, tmp_path: Path) -> None:
         model, fresh = model_factory(), model_factory()
         self.perturb_adapter(model)
         cond = model.encode_prompts(PROMPTS, NEGATIVE)

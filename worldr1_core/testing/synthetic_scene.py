@@ -30,6 +30,8 @@ import torch.nn.functional as F
 
 from ..types import CameraTrajectory, Gaussians
 
+Vec3 = tuple[float, float, float] | list[float] | torch.Tensor
+
 __all__ = [
     "MOTIONS",
     "Quad",
@@ -64,7 +66,8 @@ class Quad:
     @property
     def normal(self) -> torch.Tensor:
         n = torch.linalg.cross(self.u, self.v)
-        return n / n.norm()
+        unit: torch.Tensor = n / n.norm()
+        return unit
 
 
 @dataclass
@@ -73,14 +76,14 @@ class SyntheticScene:
 
     quads: list[Quad] = field(default_factory=list)
 
-    def add_quad(self, origin, u, v, texture: torch.Tensor) -> None:
+    def add_quad(self, origin: Vec3, u: Vec3, v: Vec3, texture: torch.Tensor) -> None:
         as_t = lambda x: torch.as_tensor(x, dtype=torch.float64)  # noqa: E731
         u, v = as_t(u), as_t(v)
         if abs(float(u @ v)) > 1e-9 * float(u.norm() * v.norm()):
             raise ValueError("Quad edges u and v must be orthogonal")
         self.quads.append(Quad(as_t(origin), u, v, texture.float()))
 
-    def add_box(self, center, size, textures: list[torch.Tensor]) -> None:
+    def add_box(self, center: Vec3, size: Vec3, textures: list[torch.Tensor]) -> None:
         """An axis-aligned box with ``size = (sx, sy, sz)``; ``textures``: one per face (6)."""
         c = torch.as_tensor(center, dtype=torch.float64)
         sx, sy, sz = (float(s) for s in size)
@@ -138,7 +141,7 @@ def default_scene(seed: int = 0, texture_size: int = 128) -> SyntheticScene:
 # ----------------------------------------------------------------------------- cameras
 
 
-def look_at(eye, target, up=(0.0, 1.0, 0.0)) -> torch.Tensor:
+def look_at(eye: Vec3, target: Vec3, up: Vec3 = (0.0, 1.0, 0.0)) -> torch.Tensor:
     """Camera-to-world ``[4, 4]`` (OpenCV: x right, y down, z forward) looking from ``eye`` at ``target``."""
     eye = torch.as_tensor(eye, dtype=torch.float64)
     target = torch.as_tensor(target, dtype=torch.float64)
@@ -216,8 +219,8 @@ def make_trajectory(
     *,
     fov_x_deg: float = 60.0,
     amount: float | None = None,
-    eye=(0.0, 0.4, 3.0),
-    target=(0.0, -0.3, 0.0),
+    eye: Vec3 = (0.0, 0.4, 3.0),
+    target: Vec3 = (0.0, -0.3, 0.0),
 ) -> CameraTrajectory:
     """A camera path of one ``motion`` (see :data:`MOTIONS`), built directly from poses.
 
@@ -286,7 +289,7 @@ class SyntheticVideo:
 
 def _cast(
     scene: SyntheticScene, c2w: torch.Tensor, k: torch.Tensor, width: int, height: int, ss: int
-):
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Ray-cast one view at ``ss``x resolution -> colour [3, H*ss, W*ss], depth [H*ss, W*ss]."""
     w, h = width * ss, height * ss
     ks = k.clone().double()
@@ -363,7 +366,8 @@ def _matrix_to_quat(r: torch.Tensor) -> torch.Tensor:
     y = torch.copysign(y, m[..., 0, 2] - m[..., 2, 0])
     z = torch.copysign(z, m[..., 1, 0] - m[..., 0, 1])
     q = torch.stack([w, x, y, z], -1)
-    return q / q.norm(dim=-1, keepdim=True)
+    unit: torch.Tensor = q / q.norm(dim=-1, keepdim=True)
+    return unit
 
 
 def scene_gaussians(

@@ -19,6 +19,7 @@ scoring arithmetic needs.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -62,7 +63,7 @@ QWEN_CHAT_TEMPLATE = (
 VARIANTS = ("qwen2_5_vl", "qwen3_vl")
 
 
-def _byte_level_tokenizer():
+def _byte_level_tokenizer() -> Any:
     """A GPT-2-style byte-level BPE tokenizer with no merges, wrapped as a Qwen2 tokenizer."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
@@ -84,7 +85,9 @@ def _byte_level_tokenizer():
     return tok
 
 
-def _model_and_processor(variant: str, tok, hidden: int, layers: int, seed: int):
+def _model_and_processor(
+    variant: str, tok: Any, hidden: int, layers: int, seed: int
+) -> tuple[Any, Any]:
     import transformers
     from transformers import Qwen2VLImageProcessor
 
@@ -182,7 +185,7 @@ def _model_and_processor(variant: str, tok, hidden: int, layers: int, seed: int)
     return model, processor
 
 
-def _video_processor(variant: str, patch: int, size: dict):
+def _video_processor(variant: str, patch: int, size: dict[str, int]) -> Any:
     if variant == "qwen3_vl":
         from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 

@@ -7,14 +7,20 @@ Gaussian head, Gaussians are built from depth + poses (:func:`gaussians_from_dep
 
 Weights: ``weights = "/path/dir"`` loads ``DepthAnything3.from_pretrained(dir)`` (a directory with
 ``config.json`` + ``model.safetensors``, as saved by ``save_pretrained`` or downloaded from the
-hub beforehand). Without ``weights`` the ``model_name`` preset is built with random weights
-(tests only; a warning says so).
+hub beforehand), or a hub id in the local HF cache (``worldr1 check`` resolves it). Without
+``weights`` the ``model_name`` preset is built with random weights (tests only): the warning is
+repeated on every build and preflight logs ``geometry/random_weights = 1``.
+
+Importing ``depth_anything_3`` pulls in ``moviepy``, which calls ``logging.captureWarnings(True)``
+and so would route every later Python warning into an unconfigured logger (invisible);
+:func:`import_depth_anything_3` undoes that.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pydantic
@@ -27,6 +33,21 @@ from worldr1_core.types import Gaussians, Geometry
 from .gaussians import gaussians_from_depth
 
 log = logging.getLogger(__name__)
+
+
+def import_depth_anything_3():
+    """``depth_anything_3.api.DepthAnything3``, imported without its side effects on warnings:
+    moviepy's ``logging.captureWarnings(True)`` is undone (unless warnings were already captured
+    before) and omegaconf's deprecation notice about the package's own resolver is hidden (a user
+    cannot act on it)."""
+    captured_before = logging._warnings_showwarning is not None
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*register_new_resolver", category=UserWarning)
+        from depth_anything_3.api import DepthAnything3
+    if not captured_before:
+        logging.captureWarnings(False)
+    return DepthAnything3
+
 
 SH_C0 = 0.28209479177387814  # degree-0 spherical-harmonic constant
 
@@ -63,6 +84,22 @@ class DepthAnything3Estimator(GeometryEstimator):
             0.0, ge=0, lt=100, description="drop the least confident X% of pixels"
         )
 
+    @classmethod
+    def weight_refs(cls, config: DepthAnything3Estimator.Config) -> list:
+        from worldr1_core.preflight import WeightRef
+
+        return [
+            WeightRef(
+                ("weights",),
+                config.weights,
+                kind="dir",
+                required={".": ["config.json"]},
+                empty="random",
+                hint="set weights to a local Depth Anything 3 directory or a cached hub id "
+                "(e.g. depth-anything/DA3-LARGE)",
+            )
+        ]
+
     def __init__(self, config: DepthAnything3Estimator.Config | None = None):
         super().__init__(config)
         self._model = None
@@ -74,13 +111,15 @@ class DepthAnything3Estimator(GeometryEstimator):
     @property
     def model(self):
         if self._model is None:
-            from depth_anything_3.api import DepthAnything3
-
+            DepthAnything3 = import_depth_anything_3()
             cfg = self.config
-            if cfg.weights:
+            if cfg.weights and cfg.model_name.endswith((".yaml", ".yml")):
+                model = build_da3(cfg.model_name)
+                _load_safetensors(model, cfg.weights)
+            elif cfg.weights:
                 try:
                     model = DepthAnything3.from_pretrained(cfg.weights)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     raise ValueError(
                         f"geometry.weights={cfg.weights!r}: cannot load Depth Anything 3 from it ({exc}); expected a "
                         "directory with config.json and model.safetensors (DepthAnything3.save_pretrained layout)"
@@ -91,7 +130,7 @@ class DepthAnything3Estimator(GeometryEstimator):
                     "(fine for tests, meaningless for training)",
                     stacklevel=2,
                 )
-                model = DepthAnything3(model_name=cfg.model_name)
+                model = build_da3(cfg.model_name)
             self._model = model.to(self.device).eval()
         return self._model
 
@@ -124,8 +163,17 @@ class DepthAnything3Estimator(GeometryEstimator):
         c2w = torch.linalg.inv(w2c)
         k = torch.from_numpy(np.asarray(pred.intrinsics, dtype=np.float64))
         info = {"estimator": "depth_anything_3", "width": w, "height": h, "num_frames": f}
-        if cfg.infer_gs and pred.gaussians is not None:
+        if cfg.infer_gs and pred.gaussians is None:
+            raise ValueError(
+                f"geometry.infer_gs = true but {cfg.model_name!r} returned no Gaussians: only models with "
+                "a Gaussian head (da3-giant) have one; set infer_gs = false to build Gaussians from depth"
+            )
+        if cfg.infer_gs:
             gaussians = _from_da3_gaussians(pred.gaussians)
+            # the head's Gaussians are pixel-aligned, ordered (view, row, column): each one's frame
+            # is known, so the reconstruction reward's neighbour hold-out works with them too
+            per_frame = len(gaussians) // f
+            info["gaussian_frame"] = torch.arange(f).repeat_interleave(per_frame)
         else:
             small = (
                 torch.from_numpy(np.asarray(pred.processed_images)).permute(0, 3, 1, 2).float()
@@ -157,6 +205,45 @@ class DepthAnything3Estimator(GeometryEstimator):
         )
 
 
+def build_da3(model_name: str):
+    """``DepthAnything3`` with random weights: a preset name (``da3-giant``, ...) or the path of a
+    DA3 architecture YAML (the package's config format), e.g. the giant structure at reduced width
+    for tests."""
+    from depth_anything_3.api import DepthAnything3
+    from depth_anything_3.cfg import create_object, load_config
+
+    if not model_name.endswith((".yaml", ".yml")):
+        return DepthAnything3(model_name=model_name)
+    if not Path(model_name).is_file():
+        raise ValueError(
+            f"geometry.model_name={model_name!r}: no such DA3 architecture file; expected a preset name "
+            "(da3-small, da3-base, da3-large, da3-giant, ...) or a DA3 config .yaml"
+        )
+    model = DepthAnything3(model_name="da3-small")
+    model.config = load_config(model_name)
+    model.model = create_object(model.config).eval()
+    return model
+
+
+def _load_safetensors(model, weights: str) -> None:
+    """Weights of a YAML-built model: ``weights`` is a directory with ``model.safetensors`` (or the file)."""
+    from safetensors.torch import load_model
+
+    path = Path(weights)
+    path = path / "model.safetensors" if path.is_dir() else path
+    if not path.is_file():
+        raise ValueError(
+            f"geometry.weights={weights!r}: expected a directory with model.safetensors"
+        )
+    missing, unexpected = load_model(model, str(path), strict=False)  # tied tensors as saved
+    missing, unexpected = sorted(missing), sorted(unexpected)
+    if missing or unexpected:
+        raise ValueError(
+            f"geometry.weights={weights!r} does not fit {type(model).__name__}: missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}"
+        )
+
+
 def _from_da3_gaussians(g) -> Gaussians:
     """DA3's ``Gaussians`` (batch of one; SH colours; world space) -> ours."""
     means = g.means.reshape(-1, 3).float().cpu()
@@ -174,4 +261,5 @@ def _from_da3_gaussians(g) -> Gaussians:
         quats=g.rotations.reshape(-1, 4).float().cpu(),
         opacities=opac.clamp(0, 1),
         colors=(SH_C0 * sh[..., 0] + 0.5).clamp(0, 1),
+        sh=sh.transpose(1, 2).contiguous(),  # [N, d_sh, 3]: every band, DC first
     )

@@ -1,4 +1,4 @@
-"""A pip-installable reward plugin: the public plugin API of DESIGN.md section 3, verbatim in spirit."""
+"""A pip-installable reward plugin using only the public plugin API (docs/architecture.md)."""
 
 import pydantic
 

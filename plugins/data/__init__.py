@@ -1,0 +1,1 @@
+"""Prompt-set tools (``worldr1 data ...``)."""

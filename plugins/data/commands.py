@@ -1,0 +1,93 @@
+"""``worldr1 data stats FILE [FILE ...]``: what a prompt set asks the camera to do.
+
+For each file (a phase's prompt source: train, dynamic, test): how many prompts, how many have
+no camera sentence (no warp and a constant trajectory reward in training), how many prompts use
+each motion, and how many motions the camera sentences chain. The same camera parser as
+training (``[camera] name = "text"``, unknown motions counted, not fatal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from worldr1_core import hookimpl
+from worldr1_core.cli_help import examples
+from worldr1_core.errors import CommandError
+from worldr1_plugins.camera.motions import MOTIONS
+from worldr1_plugins.camera.parser import parse_camera_prompt
+
+
+def prompt_stats(prompts: list[str]) -> dict[str, Any]:
+    """Counts for one prompt list (see the module docstring)."""
+    per_motion: Counter[str] = Counter()
+    lengths: Counter[int] = Counter()
+    no_camera = 0
+    unknown = 0
+    for text in prompts:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            spec = parse_camera_prompt(text, unknown_motion="warn")
+        unknown += len(caught)
+        if not spec.motions:
+            no_camera += 1
+        lengths[len(spec.motions)] += 1
+        for motion in set(spec.motions):
+            per_motion[motion] += 1
+    return {
+        "prompts": len(prompts),
+        "no_camera_sentence": no_camera,
+        "per_motion": {m: per_motion[m] for m in MOTIONS},
+        "motions_per_sentence": dict(sorted(lengths.items())),
+        "unknown_motion_phrases": unknown,
+    }
+
+
+def _read(path: str) -> list[str]:
+    p = Path(path)
+    if not p.is_file():
+        raise CommandError(
+            f"data stats: {path}: no such file (expected a prompt file, one per line)"
+        )
+    return [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def data_stats_command(args: argparse.Namespace) -> int:
+    report = {path: prompt_stats(_read(path)) for path in args.files}
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+    for path, st in report.items():
+        n = st["prompts"]
+        share = st["no_camera_sentence"] / n if n else 0.0
+        print(
+            f"{path}: {n} prompts, {st['no_camera_sentence']} without a camera sentence ({share:.1%})"
+        )
+        for motion, count in st["per_motion"].items():
+            print(f"  {motion:<12} {count:6d}")
+        lengths = ", ".join(f"{k}: {v}" for k, v in st["motions_per_sentence"].items())
+        print(f"  motions per sentence  {lengths}")
+        if st["unknown_motion_phrases"]:
+            print(f"  unknown motion phrases  {st['unknown_motion_phrases']}")
+    return 0
+
+
+@hookimpl
+def worldr1_register_commands(subparsers):
+    data = subparsers.add_parser("data", help="prompt-set tools")
+    sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+    s = sub.add_parser(
+        "stats",
+        help="prompts per motion and without a camera sentence, per file",
+        **examples(
+            "worldr1 data stats data/final/train.txt data/final/dynamic.txt",
+            "worldr1 data stats data/final/test.txt --json",
+        ),
+    )
+    s.add_argument("files", nargs="+", metavar="FILE", help="prompt files (e.g. one per phase)")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(func=data_stats_command)
