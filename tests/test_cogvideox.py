@@ -219,8 +219,10 @@ def test_preset_has_the_release_numbers(fresh_plugins):
     m, rl = cfg.model.options, cfg.rl.options
     assert cfg.model.name == "cogvideox" and m.max_sequence_length == 226
     assert (rl.guidance_scale, rl.noise_level, rl.num_steps, rl.sde_window) == (6.0, 0.7, 50, None)
+    algo = cfg.rl.build()  # stochastic DDIM on every step; the first int(50 * 0.49) = 24 trained
+    assert rl.sampler == "sde" and algo.select_train_steps() == list(range(24))
     assert cfg.latent_init.options.strength == 0.4
-    assert (m.lora.rank, m.lora.alpha) == (32, 64.0)
+    assert (m.lora.rank, m.lora.alpha, m.lora.init) == (32, 64.0, "gaussian")
     assert sorted(m.lora.target_modules) == ["to_k", "to_out.0", "to_q", "to_v"]
     assert (cfg.video.frames, cfg.video.height, cfg.video.width) == (81, 480, 832)
 
@@ -262,3 +264,32 @@ def test_cli_trains_the_cogvideox_preset_two_steps_on_cpu(tmp_path, monkeypatch,
         assert row["reward/total/mean"] == row["reward/total/mean"]  # not NaN
     adapters = list(run_dir.rglob("pytorch_lora_weights.safetensors"))
     assert adapters, "no adapter saved at the end of the run"
+
+
+def test_infer_recognizes_the_checkpoint_and_generates_with_a_trained_adapter(
+    tiny_dir, tmp_path, fresh_plugins
+):
+    """`worldr1 infer --model DIR --lora ADAPTER` (the release's infer_cogvideox_lora.py): the
+    checkpoint names its base model, and the adapter changes the generated video."""
+    from worldr1_core.cli import main
+    from worldr1_core.inference import base_model_for
+    from worldr1_core.video_io import read_video
+
+    assert base_model_for(str(tiny_dir)) == "cogvideox"
+    model = make_model(tiny_dir)
+    BaseModelContract.perturb_adapter(model, scale=0.5)
+    model.save_adapter(tmp_path / "adapter")
+    common = [
+        "infer", "--model", str(tiny_dir), "--prompts", "Camera pan left. A red car.",
+        "--seed", "0", "--no-warp", "video.frames=9", "video.height=32", "video.width=32",
+        "rl.num_steps=4", "model.decoder=latent_preview", "model.lora={rank=4, alpha=64.0}",
+    ]  # fmt: skip
+    assert main([*common, "--out", str(tmp_path / "base")]) == 0
+    assert (
+        main([*common, "--lora", str(tmp_path / "adapter"), "--out", str(tmp_path / "lora")]) == 0
+    )
+    (base,), (lora,) = (sorted((tmp_path / d).rglob("*.mp4")) for d in ("base", "lora"))
+    base_frames, _ = read_video(base)
+    lora_frames, _ = read_video(lora)
+    assert base_frames.shape[0] == 9 and tuple(base_frames.shape[-2:]) == (32, 32)
+    assert (base_frames.float() - lora_frames.float()).abs().mean() > 1e-3

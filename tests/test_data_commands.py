@@ -42,3 +42,25 @@ def test_data_stats_cli_on_the_shipped_sets(tmp_path):
         capture_output=True, text=True,
     )  # fmt: skip
     assert missing.returncode == 2 and "nope.txt" in missing.stderr
+
+
+def test_add_camera_balances_the_motions_and_keeps_existing_sentences(tmp_path):
+    from worldr1_plugins.data.commands import add_camera
+
+    prompts = ["Camera pan left. A car."] + [f"Scene {i}." for i in range(7)]
+    out, added = add_camera(prompts, ["pan_left", "push_in", "orbit_right"], seed=3)
+    assert out[0] == prompts[0]
+    assert sum(added.values()) == 7
+    final = prompt_stats(out)["per_motion"]
+    counts = [final["pan_left"], final["push_in"], final["orbit_right"]]
+    assert sorted(counts) == [2, 3, 3] and final["pan_left"] <= 3  # balanced incl. the existing one
+    assert prompt_stats(out)["no_camera_sentence"] == 0
+    assert add_camera(prompts, ["pan_left", "push_in", "orbit_right"], seed=3)[0] == out
+    src, dst = tmp_path / "in.txt", tmp_path / "out.txt"
+    src.write_text("\n".join(prompts) + "\n")
+    subprocess.run(
+        [sys.executable, "-m", "worldr1_core.cli", "data", "add-camera", str(src), str(dst),
+         "--seed", "3", "--motions", "pan_left,push_in,orbit_right"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    assert dst.read_text().splitlines() == out

@@ -35,7 +35,7 @@ def test_script_starts_both_servers_and_prints_their_urls(
         "GENERAL_NAMES": "brightness",
         "REWARD_3D_PORT": str(free_port()),
         "GENERAL_PORT": str(free_port()),
-        "REWARD_3D_DEVICE": "cpu",
+        "REWARD_3D_DEVICE": "cpu,cpu",  # a list: one worker process per device (--devices)
         "GENERAL_DEVICE": "cpu",
         "TOKEN_FILE": str(token),
         "RUN_DIR": str(tmp_path / "run"),
@@ -71,6 +71,15 @@ def test_script_starts_both_servers_and_prints_their_urls(
         )
         batch = RewardBatch(videos=torch.rand(2, 3, 3, 8, 8), prompts=["a", "b"])
         assert torch.equal(remote.score(batch).scores, Brightness().score(batch).scores)
+        import httpx
+
+        health = httpx.get(
+            exports["REWARD_3D_SERVER_URL"] + "/health",
+            headers={"Authorization": "Bearer script-token"},
+            timeout=10,
+        ).json()
+        assert [w["device"] for w in health["workers"]] == ["cpu", "cpu"]
+        assert all(w["alive"] for w in health["workers"])
     finally:
         stopped = subprocess.run(
             ["bash", script, "stop"], env=env, capture_output=True, text=True, timeout=60

@@ -21,7 +21,6 @@ from worldr1_core.reward_serving.process import RewardServerProcess
 from worldr1_core.reward_serving.wire import decode_output, encode_request
 from worldr1_core.types import RewardBatch
 
-pytestmark = pytest.mark.slow
 httpx = pytest.importorskip("httpx")
 
 
@@ -73,6 +72,7 @@ def _wait_for_workers(url: str, restarts: int, timeout: float = 180.0) -> list[d
     raise AssertionError(f"workers not back within {timeout} s: {workers}")
 
 
+@pytest.mark.slow
 def test_two_workers_serve_concurrently(tmp_path):
     args = ["--devices", "cpu,cpu", "--config", _config(tmp_path, 1.5)]
     with RewardServerProcess(["load_test"], args=args, startup_timeout_s=300) as server:
@@ -89,6 +89,7 @@ def test_two_workers_serve_concurrently(tmp_path):
         assert _component(first, "luma") == pytest.approx(0.25)
 
 
+@pytest.mark.slow
 def test_crashed_or_hung_worker_errors_restarts_and_others_serve(tmp_path):
     args = ["--devices", "cpu,cpu", "--config", _config(tmp_path, 1.0), "--worker-timeout", "8"]
     with RewardServerProcess(["load_test"], args=args, startup_timeout_s=300) as server:
@@ -111,3 +112,25 @@ def test_crashed_or_hung_worker_errors_restarts_and_others_serve(tmp_path):
         again = _post_all(server.url, [_body(), _body()])  # both workers serve again
         assert [r.status_code for r in again] == [200, 200]
         assert httpx.get(server.url + "/health", timeout=10).json()["stats"]["errors"] == 2
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--devices", "cuda:0,cuda:7"], "--devices: 'cuda:0': this host has"),
+        (["--devices", "tpu:0"], "--devices: 'tpu:0'"),
+        (
+            ["--devices", "cpu", "--device", "cpu"],
+            "give --device (one in-process worker) or --devices",
+        ),
+        (["--devices", "cpu", "--worker-timeout", "0"], "--worker-timeout must be > 0"),
+    ],
+)
+def test_devices_errors_are_one_line_before_any_worker_starts(flags, message, capsys):
+    if torch.cuda.is_available() and flags[1].startswith("cuda"):
+        pytest.skip("this host has CUDA devices")
+    from worldr1_core.cli import main
+
+    assert main(["reward", "serve", "load_test", *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err

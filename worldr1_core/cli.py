@@ -165,6 +165,11 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "worldr1 eval out/ --config configs/eval/world_r1.toml",
         "worldr1 eval out/ --baseline out_base/ --config configs/eval/world_r1.toml geometry.name=colmap",
     ),
+    "export": (
+        "worldr1 export runs/tiny_cpu",
+        "worldr1 export runs/tiny_cpu --merge --out exported/",
+        "worldr1 export runs/tiny_cpu --checkpoint step_000010 --push-to-hub me/world-r1-lora",
+    ),
 }
 
 
@@ -285,6 +290,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-warp", dest="warp", action="store_false", help="plain Gaussian initial noise"
     )
     p_infer.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+
+    p_export = sub.add_parser(
+        "export",
+        help="a run's LoRA + model card for the hub; --merge: base + LoRA as a diffusers pipeline",
+        **_examples("export"),
+    )
+    p_export.add_argument("run_dir", metavar="RUN_DIR", help="run (or checkpoint) directory")
+    p_export.add_argument(
+        "--checkpoint", help="step_NNNNNN under RUN_DIR/checkpoints (default: latest)"
+    )
+    p_export.add_argument("--out", help="output directory (default: RUN_DIR/export)")
+    p_export.add_argument("--ema", action="store_true", help="export the EMA adapter")
+    p_export.add_argument(
+        "--merge", action="store_true", help="also write OUT/merged: base model with LoRA fused"
+    )
+    p_export.add_argument(
+        "--push-to-hub", metavar="REPO", help="upload OUT to this hub repository (opt-in)"
+    )
+    p_export.set_defaults(func=_lazy("worldr1_core.export", "export_command"))
 
     p_eval = sub.add_parser(
         "eval", help="3D-consistency metrics of a directory of videos", **_examples("eval")

@@ -69,6 +69,21 @@ class TrainSection(_Section):
         1, ge=1, description="distinct prompts per process per step"
     )
     lr: float = pydantic.Field(1e-4, gt=0)
+    lr_scheduler: Literal[
+        "constant",
+        "constant_with_warmup",
+        "linear",
+        "cosine",
+        "cosine_with_restarts",
+        "polynomial",
+    ] = pydantic.Field(
+        "constant", description="diffusers' get_scheduler name, over run.max_steps steps"
+    )
+    lr_warmup_steps: int = pydantic.Field(0, ge=0, description="linear warmup steps")
+    lr_num_cycles: float = pydantic.Field(
+        0.5, gt=0, description="cosine: waves (0.5 = half); cosine_with_restarts: restarts"
+    )
+    lr_power: float = pydantic.Field(1.0, gt=0, description="polynomial decay power")
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = pydantic.Field(1e-4, ge=0)
     adam_eps: float = pydantic.Field(1e-8, gt=0)

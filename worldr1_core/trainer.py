@@ -38,6 +38,7 @@ from .collect import RolloutCollector
 from .config import ComponentConfig, ConfigError, RunConfig, load_config
 from .distributed import Distributed
 from .interfaces import CameraParser, LatentInitializer, RLAlgorithm, Schedule, VideoModel
+from .lr_schedule import LRSchedule
 from .plugins import get_plugin_manager
 from .preflight import preflight_for
 from .prompts import PromptSampler
@@ -216,6 +217,7 @@ class Trainer:
             weight_decay=train.weight_decay,
             eps=train.adam_eps,
         )
+        self.lr_schedule = LRSchedule.from_config(train, self.config.run.max_steps)
         self.dist.prepare(
             self.model.trainable_module(),
             self.params,
@@ -296,6 +298,7 @@ class Trainer:
             check_failed_fraction(failed, self.config.train.max_dropped_fraction, step)
             advantages = self._advantages(scored)  # [B]
 
+        self.lr_schedule.apply(self.dist.optimizer, step)  # train.lr_scheduler (lr_schedule.py)
         train_metrics = self._update(rollout, advantages, prompts, step, timer)
 
         metrics: dict[str, Any] = {"phase": phase.name}

@@ -212,21 +212,25 @@ class DiffusersVideoModel(VideoModel):
         )
 
     def _resolve_path(self) -> Path:
-        cfg = self.config
+        return self.checkpoint_dir(self.config)
+
+    @classmethod
+    def checkpoint_dir(cls, cfg: pydantic.BaseModel) -> Path:
+        """The diffusers checkpoint directory ``cfg`` names (the tiny preset is built if needed)."""
         if cfg.preset == "tiny":
             if cfg.path:
                 raise ValueError(
                     "model.path and model.preset='tiny' are exclusive; set one of them"
                 )
             root = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_root()
-            return self._build_tiny(root)
-        path = cfg.path or os.environ.get(self.ENV_PATH, "")
+            return cls._build_tiny(root)
+        path = cfg.path or os.environ.get(cls.ENV_PATH, "")
         if not path:
             raise ValueError(
-                f"model.path is empty and ${self.ENV_PATH} is unset: point one of them at a local "
-                f"diffusers-format {self.NAME} directory, or set model.preset='tiny'"
+                f"model.path is empty and ${cls.ENV_PATH} is unset: point one of them at a local "
+                f"diffusers-format {cls.NAME} directory, or set model.preset='tiny'"
             )
-        return check_checkpoint_dir(path, self.REQUIRED, key="model.path", what=self.NAME)
+        return check_checkpoint_dir(path, cls.REQUIRED, key="model.path", what=cls.NAME)
 
     @classmethod
     def _build_tiny(cls, cache_root: Path) -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -167,6 +168,12 @@ class LoraAdapter:
                 transformer_lora_layers=state,
                 transformer_lora_adapter_metadata=self.metadata(),
             )
+            # the user's normal file mode (the writer's temporary files are private, 0600)
+            mask = os.umask(0)
+            os.umask(mask)
+            for f in Path(directory).iterdir():
+                if f.is_file():
+                    f.chmod(0o666 & ~mask)
 
     def load(self, directory: str | Path) -> None:
         """Load weights written by :meth:`save` (or any diffusers LoRA of the same rank and targets)

@@ -1,9 +1,16 @@
-"""``worldr1 data stats FILE [FILE ...]``: what a prompt set asks the camera to do.
+"""Prompt-set tools.
+
+``worldr1 data stats FILE [FILE ...]``: what a prompt set asks the camera to do.
 
 For each file (a phase's prompt source: train, dynamic, test): how many prompts, how many have
 no camera sentence (no warp and a constant trajectory reward in training), how many prompts use
 each motion, and how many motions the camera sentences chain. The same camera parser as
 training (``[camera] name = "text"``, unknown motions counted, not fatal).
+
+``worldr1 data add-camera IN OUT --seed N [--motions ...]``: give every prompt without a camera
+sentence one (``Camera <motion>.``), picking the least-used motion of ``--motions`` so far (the
+counts include the prompts that already have one) and breaking ties with the seed, so the set
+ends up balanced; prompts with a camera sentence are kept as they are. Deterministic for a seed.
 """
 
 from __future__ import annotations
@@ -76,6 +83,47 @@ def data_stats_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_camera(prompts: list[str], motions: list[str], seed: int) -> tuple[list[str], Counter]:
+    """``prompts`` with a ``Camera <motion>.`` sentence prepended where none is; returns the new
+    list and how many prompts each motion was added to."""
+    import random
+
+    for m in motions:
+        if m not in MOTIONS:
+            raise CommandError(
+                f"data add-camera: --motions: unknown motion {m!r}; expected {', '.join(MOTIONS)}"
+            )
+    rng = random.Random(seed)
+    counts = Counter({m: 0 for m in motions})
+    specs = [parse_camera_prompt(t, unknown_motion="warn") for t in prompts]
+    for spec in specs:
+        for m in set(spec.motions) & set(motions):
+            counts[m] += 1
+    added: Counter[str] = Counter()
+    out = []
+    for text, spec in zip(prompts, specs):
+        if spec.motions or spec.camera_text:
+            out.append(text)
+            continue
+        low = min(counts.values())
+        motion = rng.choice(sorted(m for m in motions if counts[m] == low))
+        counts[motion] += 1
+        added[motion] += 1
+        out.append(f"Camera {motion.replace('_', ' ')}. {text.strip()}")
+    return out, added
+
+
+def data_add_camera_command(args: argparse.Namespace) -> int:
+    prompts = _read(args.input)
+    motions = [m.strip() for m in args.motions.split(",") if m.strip()]
+    out, added = add_camera(prompts, motions, args.seed)
+    Path(args.output).write_text("\n".join(out) + "\n", encoding="utf-8")
+    total = sum(added.values())
+    detail = ", ".join(f"{m} {n}" for m, n in sorted(added.items()))
+    print(f"{args.output}: {len(out)} prompts, camera sentence added to {total} ({detail})")
+    return 0
+
+
 @hookimpl
 def worldr1_register_commands(subparsers):
     data = subparsers.add_parser("data", help="prompt-set tools")
@@ -91,3 +139,20 @@ def worldr1_register_commands(subparsers):
     s.add_argument("files", nargs="+", metavar="FILE", help="prompt files (e.g. one per phase)")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=data_stats_command)
+    a = sub.add_parser(
+        "add-camera",
+        help="prepend a balanced camera sentence to prompts that have none",
+        **examples(
+            "worldr1 data add-camera my_prompts.txt my_prompts_camera.txt",
+            'worldr1 data add-camera my_prompts.txt out.txt --seed 1 --motions "orbit left,pan right"',
+        ),
+    )
+    a.add_argument("input", metavar="IN", help="prompt file, one per line")
+    a.add_argument("output", metavar="OUT", help="where to write the result")
+    a.add_argument("--seed", type=int, default=0, help="tie-breaking seed (deterministic)")
+    a.add_argument(
+        "--motions",
+        default="push_in,pull_out,move_left,move_right,orbit_left,orbit_right,pan_left,pan_right",
+        help="comma-separated motions to draw from",
+    )
+    a.set_defaults(func=data_add_camera_command)
