@@ -293,3 +293,16 @@ def test_infer_recognizes_the_checkpoint_and_generates_with_a_trained_adapter(
     lora_frames, _ = read_video(lora)
     assert base_frames.shape[0] == 9 and tuple(base_frames.shape[-2:]) == (32, 32)
     assert (base_frames.float() - lora_frames.float()).abs().mean() > 1e-3
+
+
+def test_stepwise_delta_injection_is_the_same_in_vp_and_rectified_flow_coordinates():
+    """The release adds its camera delta to the VP state x_t; the sampler holds n x_t. The step
+    renormalises to the latents' own statistics, so hook(n x) = n hook(x) for every scale n."""
+    from worldr1_plugins.latent_init.stepwise_delta import stepwise_delta_hook
+
+    g = torch.Generator().manual_seed(0)
+    delta, x = torch.randn(2, 2, 4, 3, 8, 8, generator=g)
+    hook = stepwise_delta_hook(delta, 0.4, 8)
+    for n in (0.71, 0.9, 1.0):
+        torch.testing.assert_close(hook(2, n * x, 0.5), n * hook(2, x, 0.5), rtol=1e-5, atol=1e-5)
+    assert (hook(2, x, 0.5) - x).abs().mean() > 1e-2  # it does inject something

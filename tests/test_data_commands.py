@@ -64,3 +64,15 @@ def test_add_camera_balances_the_motions_and_keeps_existing_sentences(tmp_path):
         check=True, capture_output=True,
     )  # fmt: skip
     assert dst.read_text().splitlines() == out
+
+
+def test_add_camera_accepts_motion_names_with_spaces(tmp_path):
+    src, dst = tmp_path / "in.txt", tmp_path / "out.txt"
+    src.write_text("A lake.\nA hill.\n")
+    subprocess.run(
+        [sys.executable, "-m", "worldr1_core.cli", "data", "add-camera", str(src), str(dst),
+         "--seed", "1", "--motions", "orbit left,pan right"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    stats = prompt_stats(dst.read_text().splitlines())
+    assert stats["per_motion"]["orbit_left"] == 1 and stats["per_motion"]["pan_right"] == 1

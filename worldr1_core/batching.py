@@ -1,7 +1,7 @@
 """How many rollouts one optimizer update sees (``worldr1 config show`` prints it).
 
-Per process and step the trainer samples ``train.prompts_per_step`` prompts x ``group_size``
-rollouts, splits them into minibatches of ``train.minibatch_size`` and steps the optimizer every
+Per process and step the trainer samples ``train.rollout_batches`` batches of
+``train.prompts_per_step`` prompts x ``group_size`` rollouts (the collection phase), splits them into minibatches of ``train.minibatch_size`` and steps the optimizer every
 ``train.grad_accumulation`` minibatches (0: once per inner epoch). The World-R1 release
 accumulates 24 rollouts per GPU into each update and counts its schedule in updates.
 """
@@ -36,7 +36,7 @@ class UpdateBatch:
 def update_batch(config: RunConfig, world_size: int = 1) -> UpdateBatch:
     group = int(getattr(config.rl.options, "group_size", 1)) if config.rl is not None else 1
     train = config.train
-    per_step = train.prompts_per_step * group
+    per_step = train.rollout_batches * train.prompts_per_step * group
     minibatch = train.minibatch_size or per_step
     n_mini = max(1, per_step // minibatch)
     accum = train.grad_accumulation or n_mini

@@ -128,7 +128,9 @@ def merge_into_pipeline(config: Any, adapter_dir: Path, out: Path) -> Path:
     from .registry import get_registry
 
     model = config.components["model"]
-    factory = get_registry().get("base_model", model.name).factory
+    if model is None:
+        raise CommandError("export --merge: the run config has no [model] section")
+    factory: Any = get_registry().get("base_model", model.name).factory
     if not hasattr(factory, "checkpoint_dir"):
         raise CommandError(
             f"export --merge: base model {model.name!r} cannot be merged (no diffusers checkpoint)"
@@ -155,7 +157,7 @@ def export_command(args: argparse.Namespace) -> int:
     if not (adapter / LORA_FILE).is_file():
         raise CommandError(f"export: {adapter / LORA_FILE} does not exist")
     config = load_config(checkpoint / "config.toml")
-    step = ckpt.step_of(checkpoint)
+    step = ckpt.committed_step(checkpoint)
     out = Path(args.out) if args.out else run_dir / "export"
     if out.exists() and not out.is_dir():
         raise CommandError(f"export: --out {out} is a file")
@@ -167,8 +169,10 @@ def export_command(args: argparse.Namespace) -> int:
     try:
         from .registry import get_registry
 
-        factory = get_registry().get("base_model", config.components["model"].name).factory
-        factory_pipeline = factory._pipeline_cls().__name__
+        model_cfg = config.components["model"]
+        assert model_cfg is not None  # falls back to the generic pipeline class
+        model_factory: Any = get_registry().get("base_model", model_cfg.name).factory
+        factory_pipeline = model_factory._pipeline_cls().__name__
     except Exception:  # noqa: BLE001 - the card falls back to the generic pipeline class
         pass
     metrics = _last_metrics(run_dir, step)

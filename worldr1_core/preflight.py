@@ -263,14 +263,15 @@ def _check_video(config: RunConfig, report: Report) -> None:
 
 def _check_batching(config: RunConfig, report: Report) -> None:
     train = config.train
-    batch = train.prompts_per_step * _group_size(config)
+    batch = train.rollout_batches * train.prompts_per_step * _group_size(config)
     minibatch = train.minibatch_size or batch
     if batch % minibatch:
         report.add(
             "train.minibatch_size",
             "error",
-            f"{minibatch} must divide the samples per step per process (train.prompts_per_step "
-            f"{train.prompts_per_step} x rl.group_size {_group_size(config)} = {batch})",
+            f"{minibatch} must divide the samples per step per process (train.rollout_batches "
+            f"{train.rollout_batches} x train.prompts_per_step {train.prompts_per_step} x "
+            f"rl.group_size {_group_size(config)} = {batch})",
             _src(config, "train.minibatch_size"),
         )
         return

@@ -123,6 +123,21 @@ class TrainSection(_Section):
         ge=0,
         description="minibatches accumulated per optimizer update (0: all of an inner epoch)",
     )
+    rollout_batches: int = pydantic.Field(
+        1,
+        ge=1,
+        description="rollout batches (of prompts_per_step x rl.group_size videos) sampled per step "
+        "before its update (the collection phase; docs/training.md)",
+    )
+    overlap_rewards: bool = pydantic.Field(
+        True,
+        description="decode + score rollout batch k in a worker thread while batch k+1 samples",
+    )
+    reward_requests: int = pydantic.Field(
+        2,
+        ge=1,
+        description="batches scored concurrently when every reward is served by a reward server",
+    )
 
 
 class PromptSourceSection(_Section):

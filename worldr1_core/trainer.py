@@ -34,9 +34,9 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
+from .collect import RolloutCollector
 from .config import ComponentConfig, ConfigError, RunConfig, load_config
 from .distributed import Distributed
-from .generation import camera_for
 from .interfaces import CameraParser, LatentInitializer, RLAlgorithm, Schedule, VideoModel
 from .lr_schedule import LRSchedule
 from .plugins import get_plugin_manager
@@ -46,7 +46,7 @@ from .registry import get_registry
 from .rewards import ComposedReward, RewardSet, check_failed_fraction
 from .run_dir import apply_config_changes, plan_run, prepare_run_dir
 from .run_log import RunLogger, StageTimer
-from .types import Phase, Prompt, RewardBatch, Rollout
+from .types import Phase, Prompt, Rollout
 
 
 def derive_seed(*parts: int) -> int:
@@ -173,16 +173,29 @@ class Trainer:
         self.layout = self.model.latent_layout(
             config.video.frames, config.video.height, config.video.width
         )
+        self.collector = RolloutCollector(
+            config=config,
+            model=self.model,
+            algo=self.algo,
+            initializer=self.initializer,
+            camera=self.camera,
+            sampler=self.sampler,
+            rewards=self.rewards,
+            layout=self.layout,
+            rank=self.dist.rank,
+            seed_fn=derive_seed,
+        )
 
     def _build_optimizer(self) -> None:
         """AdamW on the adapter; minibatches and accumulation; DDP/DeepSpeed wrapping; EMA."""
         train = self.config.train
-        self.batch_size = train.prompts_per_step * self.group_size  # samples per rank per step
+        # samples per rank per step: the collection phase's batches together
+        self.batch_size = train.rollout_batches * train.prompts_per_step * self.group_size
         self.minibatch = train.minibatch_size or self.batch_size
         if self.batch_size % self.minibatch:
             raise ValueError(
                 f"train.minibatch_size={self.minibatch} must divide the samples per step "
-                f"(train.prompts_per_step * rl.group_size = {self.batch_size})"
+                f"(train.rollout_batches * train.prompts_per_step * rl.group_size = {self.batch_size})"
             )
         n_minibatches = self.batch_size // self.minibatch
         self.accum_minibatches = train.grad_accumulation or n_minibatches
@@ -268,6 +281,7 @@ class Trainer:
             if bar is not None:
                 bar.close()
             self.logger.close()
+            self.collector.close()
         self.hook.worldr1_on_train_end(trainer=self, metrics=dict(self.last_metrics))
         return self.last_metrics
 
@@ -276,54 +290,12 @@ class Trainer:
         timer = StageTimer()
         phase = self._phase(step)
 
-        with timer("prompts"):
-            prompts = self.sampler.sample(phase.prompt_source, step)  # B = P * group_size
-            prompts, trajectories = camera_for(
-                prompts,
-                self.camera,
-                self.config.video.frames,
-                self.config.video.width,
-                self.config.video.height,
-            )
-            cond = self.model.encode_prompts([p.text for p in prompts], self._negative_prompt())
-        generator = torch.Generator().manual_seed(
-            derive_seed(self.config.run.seed, step, self.dist.rank, 1)
-        )
-
-        with timer("latent_init"):
-            # fp32 sampler state even for a bf16 model (velocity() casts its input): the stored
-            # transitions are then exactly those whose log-probs the update recomputes.
-            noise = self.initializer.prepare(
-                self.layout,
-                prompts,
-                trajectories,
-                generator,
-                device=self.model.device,
-                dtype=torch.float32,
-            )  # latents [B, C, F', H', W'] + optional per-step hook
-        with timer("rollout"):
-            rollout = self.algo.rollout(
-                self.model, noise.latents, cond, generator, step_hook=noise.step_hook
-            )
-            rollout.prompts = [p.text for p in prompts]
+        collected = self.collector.collect(step, phase, timer)  # K rollout batches, scored
+        rollout, prompts, scored = collected.rollout, collected.prompts, collected.scored
         self.last_prompts = rollout.prompts  # for callbacks (worldr1_on_step_end)
-        with timer("decode"), torch.no_grad():
-            videos = self.model.decode(rollout.final)  # [B, F, 3, H, W] in [0, 1]
-        with timer("reward"):
-            batch = RewardBatch(
-                videos=videos,
-                prompts=[p.text for p in prompts],
-                trajectories=trajectories,
-                metadata=[
-                    {"source": p.source, "index": p.index, "step": step, "phase": phase.name}
-                    for p in prompts
-                ],
-                fps=self.config.video.fps,
-            )
-            scored = self.rewards.score(batch, phase.reward_weights)
+        with timer("advantages"):
             failed = self.dist.all_reduce_mean({"failed": scored.failed_fraction()})["failed"]
             check_failed_fraction(failed, self.config.train.max_dropped_fraction, step)
-        with timer("advantages"):
             advantages = self._advantages(scored)  # [B]
 
         self.lr_schedule.apply(self.dist.optimizer, step)  # train.lr_scheduler (lr_schedule.py)
@@ -338,8 +310,9 @@ class Trainer:
         every, done = self.config.run.sample_every, step + 1
         if every and (done % every == 0 or done in (1, getattr(self, "max_steps", -1))):
             with timer("samples"):
-                self._write_samples(done, videos, scored, rollout.prompts)
+                self._write_samples(done, collected.videos, scored, rollout.prompts)
         metrics.update(timer.metrics())
+        metrics.update(collected.overlapped_seconds)  # worker-thread stages, not in time/step
         return metrics
 
     # ------------------------------------------------------------------ stages

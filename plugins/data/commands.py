@@ -115,7 +115,7 @@ def add_camera(prompts: list[str], motions: list[str], seed: int) -> tuple[list[
 
 def data_add_camera_command(args: argparse.Namespace) -> int:
     prompts = _read(args.input)
-    motions = [m.strip() for m in args.motions.split(",") if m.strip()]
+    motions = [m.strip().replace(" ", "_") for m in args.motions.split(",") if m.strip()]
     out, added = add_camera(prompts, motions, args.seed)
     Path(args.output).write_text("\n".join(out) + "\n", encoding="utf-8")
     total = sum(added.values())
@@ -153,6 +153,6 @@ def worldr1_register_commands(subparsers):
     a.add_argument(
         "--motions",
         default="push_in,pull_out,move_left,move_right,orbit_left,orbit_right,pan_left,pan_right",
-        help="comma-separated motions to draw from",
+        help="comma-separated motions to draw from ('orbit_left' or 'orbit left')",
     )
     a.set_defaults(func=data_add_camera_command)

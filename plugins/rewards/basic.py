@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pydantic
 import torch
 
@@ -20,8 +22,16 @@ class Brightness(Reward):
         target: float | None = pydantic.Field(
             None, ge=0.0, le=1.0, description="score = 1 - |luma - target|"
         )
+        delay_s: float = pydantic.Field(
+            0.0,
+            ge=0.0,
+            description="seconds added to every score() call: stands in for a slow reward in "
+            "throughput benchmarks and tests (benchmarks/overlap.py)",
+        )
 
     def score(self, batch: RewardBatch) -> RewardOutput:
+        if self.config.delay_s:
+            time.sleep(self.config.delay_s)
         v = batch.videos.float()  # [B, F, 3, H, W]
         luma = torch.einsum("bfchw,c->bfhw", v, _LUMA.to(v.device)).mean(dim=(1, 2, 3))  # [B]
         s = luma if self.config.target is None else 1.0 - (luma - self.config.target).abs()
