@@ -6,7 +6,9 @@ enabled by the server's config only):
 
 * two workers score two concurrent requests at the same time, in two processes;
 * a worker that crashes answers its request with an error, is restarted, and the other worker
-  serves meanwhile; a hung worker is killed after ``--worker-timeout`` and restarted likewise.
+  serves meanwhile; a hung worker is killed after ``--worker-timeout`` and restarted likewise;
+* the default server (no ``--devices``) scores in one worker process too: a hung reward call is
+  interrupted, answered 504, the worker restarted and the next request served.
 """
 
 from __future__ import annotations
@@ -114,6 +116,26 @@ def test_crashed_or_hung_worker_errors_restarts_and_others_serve(tmp_path):
         assert httpx.get(server.url + "/health", timeout=10).json()["stats"]["errors"] == 2
 
 
+@pytest.mark.slow
+def test_default_server_interrupts_a_hung_reward_and_serves_the_next_request(tmp_path):
+    args = ["--config", _config(tmp_path, 0.0), "--timeout", "6"]  # no --devices, no --in-process
+    with RewardServerProcess(["load_test"], args=args, startup_timeout_s=300) as server:
+        (worker,) = _wait_for_workers(server.url, restarts=0)
+        assert worker["device"] == "cpu" and worker["pid"] != server.proc.pid
+
+        t0 = time.monotonic()
+        (hung,) = _post_all(server.url, [_body("hang")])
+        assert hung.status_code == 504 and "6 s" in hung.json()["error"], hung.text
+        assert time.monotonic() - t0 < 60
+        (restarted,) = _wait_for_workers(server.url, restarts=1)
+        assert restarted["pid"] != worker["pid"], "the hung worker was not replaced"
+
+        (served,) = _post_all(server.url, [_body()])
+        assert served.status_code == 200, served.text
+        assert _component(served, "pid") == float(restarted["pid"])
+        assert _component(served, "luma") == pytest.approx(0.25)
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [
@@ -121,9 +143,13 @@ def test_crashed_or_hung_worker_errors_restarts_and_others_serve(tmp_path):
         (["--devices", "tpu:0"], "--devices: 'tpu:0'"),
         (
             ["--devices", "cpu", "--device", "cpu"],
-            "give --device (one in-process worker) or --devices",
+            "give --device (one worker process) or --devices",
         ),
         (["--devices", "cpu", "--worker-timeout", "0"], "--worker-timeout must be > 0"),
+        (["--device", "cpu,cpu"], "--device 'cpu,cpu': one device; give --devices"),
+        (["--device", "tpu:0"], "--device: 'tpu:0'"),
+        (["--in-process", "--devices", "cpu"], "--in-process scores in the server process"),
+        (["--in-process", "--worker-timeout", "5"], "--worker-timeout needs a worker process"),
     ],
 )
 def test_devices_errors_are_one_line_before_any_worker_starts(flags, message, capsys):

@@ -8,8 +8,8 @@ independently (the Reward contract), so merging changes throughput, not results.
 than ``--max-batch`` is scored in chunks. If a merged call raises, its requests are retried one
 by one so that one bad request cannot fail the others.
 
-With ``--devices`` the models live in a :class:`~.worker_pool.WorkerPool` (one process per
-device) and the batcher runs one consumer thread per worker: a thread takes an idle worker,
+By default the models live in a :class:`~.worker_pool.WorkerPool` (one process, or one per
+device with ``--devices``; only ``--in-process`` scores in this process) and the batcher runs one consumer thread per worker: a thread takes an idle worker,
 then the oldest request, merging waiting requests only while no other worker is idle (so
 concurrent requests spread over the workers). A worker that crashes or hangs answers its
 call's requests with an error (no one-by-one retry: that would crash or hang it again) and is

@@ -84,15 +84,37 @@ def serve_command(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         video_root=Path(args.video_root) if args.video_root else None,
     )
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
+    )
     pool = None
     t0 = time.perf_counter()
-    if getattr(args, "devices", None):
+    worker_timeout = getattr(args, "worker_timeout", None)
+    if getattr(args, "in_process", False):
+        if args.devices:
+            raise CommandError("--in-process scores in the server process: drop --devices")
+        if worker_timeout is not None:
+            raise CommandError("--worker-timeout needs a worker process: drop --in-process")
+        if args.device and args.device.startswith("cuda") and torch.cuda.is_available():
+            torch.cuda.set_device(torch.device(args.device))
+        served = build_served_rewards(args.names, args.config, args.device)
+    else:
+        # the default: the rewards run in worker processes (one per device; one on --device or
+        # cpu without --devices), so a hung reward call can be killed and its worker restarted
         from .worker_pool import WorkerPool, parse_devices
 
-        if args.device:
-            raise CommandError("give --device (one in-process worker) or --devices, not both")
-        settings.devices = parse_devices(args.devices)
-        worker_timeout = getattr(args, "worker_timeout", None)
+        if args.device and args.devices:
+            raise CommandError(
+                "give --device (one worker process) or --devices (one per device), not both"
+            )
+        if args.devices:
+            settings.devices = parse_devices(args.devices)
+        else:
+            settings.devices = parse_devices(args.device or "cpu", flag="--device")
+            if len(settings.devices) > 1:
+                raise CommandError(
+                    f"--device {args.device!r}: one device; give --devices for one worker per device"
+                )
         if worker_timeout is not None and worker_timeout <= 0:
             raise CommandError(f"--worker-timeout must be > 0, got {worker_timeout}")
         settings.worker_timeout_s = worker_timeout
@@ -100,9 +122,6 @@ def serve_command(args: argparse.Namespace) -> int:
 
         for name in args.names:  # unknown names fail here, before any worker loads a model
             get_registry().get("reward", name)
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
-        )
         pool = WorkerPool(
             args.names,
             settings.devices,
@@ -111,13 +130,6 @@ def serve_command(args: argparse.Namespace) -> int:
         )
         pool.start()
         served = pool.served()
-    else:
-        if args.device and args.device.startswith("cuda") and torch.cuda.is_available():
-            torch.cuda.set_device(torch.device(args.device))
-        served = build_served_rewards(args.names, args.config, args.device)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
-    )
     log.info(
         "serving %s on http://%s:%d (built in %.1f s; token %s; max batch %d; device(s) %s)",
         ", ".join(served),
@@ -157,7 +169,11 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=number(int, 0, 65535), default=18089, help="0: a free port")
     p.add_argument("--token-file", help="file holding the bearer token clients must send")
-    p.add_argument("--device", default=None, help="device for the reward models, e.g. cuda:0")
+    p.add_argument(
+        "--device",
+        default=None,
+        help="device of the reward worker process, e.g. cuda:0 (default: cpu)",
+    )
     p.add_argument(
         "--devices",
         default=None,
@@ -168,8 +184,14 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
         "--worker-timeout",
         type=float,
         default=None,
-        help="with --devices: a worker silent this long on one call is killed and restarted, "
+        help="a worker silent this long on one call is killed and restarted, "
         "its request answered 504 (default: --timeout)",
+    )
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="score in the server process itself (no worker process: a hung reward call "
+        "cannot be interrupted; for debugging and embedding)",
     )
     p.add_argument("--max-batch", type=number(int, 1), default=defaults.max_batch)
     p.add_argument(

@@ -1,4 +1,6 @@
-"""One reward-worker process per device: ``worldr1 reward serve NAME --devices cuda:0,cuda:1``.
+"""Reward-worker processes: ``worldr1 reward serve NAME`` scores in one worker process (on
+``--device``, default cpu), ``--devices cuda:0,cuda:1`` in one per device. Only ``--in-process``
+scores in the server process itself, where a hung reward call cannot be interrupted.
 
 The release's 3D reward server runs a worker process per GPU and spreads videos over them; one
 in-process worker would bottleneck 8-16 training ranks. A :class:`WorkerPool` starts one
@@ -53,30 +55,31 @@ class WorkerLost(HTTPError):
     """The worker process serving a call died or hung; it is being restarted."""
 
 
-def parse_devices(text: str) -> list[str]:
+def parse_devices(text: str, flag: str = "--devices") -> list[str]:
     """``"cuda:0,cuda:1"`` / ``"cpu,cpu"`` -> a list of torch device strings; CommandError naming
-    ``--devices`` on a malformed entry or a CUDA device this host does not have."""
+    ``flag`` on a malformed entry or a CUDA device this host does not have."""
     import torch
 
     devices = [d.strip() for d in text.split(",") if d.strip()]
     if not devices:
-        raise CommandError(
-            f"--devices {text!r}: expected a comma-separated list, e.g. cuda:0,cuda:1"
-        )
+        raise CommandError(f"{flag} {text!r}: expected a comma-separated list, e.g. cuda:0,cuda:1")
     for d in devices:
         try:
             dev = torch.device(d)
         except (RuntimeError, ValueError):
             raise CommandError(
-                f"--devices: {d!r} is not a device (expected cpu or cuda:N, e.g. cuda:0,cuda:1)"
+                f"{flag}: {d!r} is not a device (expected cpu or cuda:N, e.g. cuda:0,cuda:1)"
             ) from None
         if dev.type not in ("cpu", "cuda"):
-            raise CommandError(f"--devices: {d!r}: only cpu and cuda:N workers are supported")
+            raise CommandError(
+                f"{flag}: {d!r}: only cpu and cuda:N workers are supported "
+                "(--in-process scores on other devices)"
+            )
         if dev.type == "cuda":
             count = torch.cuda.device_count() if torch.cuda.is_available() else 0
             if dev.index is None or dev.index >= count:
                 raise CommandError(
-                    f"--devices: {d!r}: this host has {count} CUDA device(s); name each as cuda:N"
+                    f"{flag}: {d!r}: this host has {count} CUDA device(s); name each as cuda:N"
                 )
     return devices
 
