@@ -22,7 +22,7 @@ the batch and the sample; nothing of a failed step is left running.
 With one batch per step there is nothing to overlap and everything runs inline.
 
 The batches are concatenated along the sample axis for the update: latents, log-probs, prompts and
-scores; ``sigmas``, ``train_steps`` and ``extras`` are the first batch's (an algorithm that draws
+scores, ``per_sample`` tensors; ``sigmas``, ``train_steps`` and ``extras`` are the first batch's (an algorithm that draws
 train steps at random per rollout then uses the first batch's draw for the whole step).
 """
 
@@ -138,11 +138,12 @@ def concat_rollouts(parts: list[Rollout]) -> Rollout:
     first = parts[0]
     return Rollout(
         latents=torch.cat([r.latents for r in parts]),
-        log_probs=torch.cat([r.log_probs for r in parts]),
+        log_probs=None if first.log_probs is None else torch.cat([r.log_probs for r in parts]),
         sigmas=first.sigmas,
         train_steps=first.train_steps,
         cond=None,  # the update re-encodes each minibatch's prompts
         prompts=[t for r in parts for t in r.prompts],
+        per_sample={k: torch.cat([r.per_sample[k] for r in parts]) for k in first.per_sample},
         extras=first.extras,
     )
 
