@@ -250,3 +250,25 @@ def test_importing_depth_anything_3_keeps_later_warnings_visible():
     assert proc.returncode == 0, proc.stderr
     assert "UserWarning: visible-after-da3-import" in proc.stderr
     assert "register_new_resolver" not in proc.stderr  # the package's own notice is hidden
+
+
+def test_the_runs_config_records_where_each_reward_is_scored(monkeypatch):
+    import argparse
+
+    from worldr1_core.preflight import preflight_for
+    from worldr1_core.reward_serving.client import REWARD_SERVER_GROUPS, server_group_of
+
+    config = load_config(TINY)
+    preflight_for(config, argparse.Namespace(allow_download=False), "train")
+    assert config.to_dict()["rewards"][0]["server"] == "local"  # scored in process
+
+    # a server named by the group's environment variable is written down (and answers /health)
+    from worldr1_core.reward_serving.process import RewardServerProcess
+
+    with RewardServerProcess(["brightness"]) as server:
+        env = REWARD_SERVER_GROUPS[server_group_of("brightness")].env
+        monkeypatch.setenv(env, server.url)
+        config = load_config(TINY)
+        preflight_for(config, argparse.Namespace(allow_download=False), "train")
+        assert config.to_dict()["rewards"][0]["server"] == server.url
+        assert 'server = "' + server.url + '"' in config.to_toml()

@@ -278,7 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_infer.add_argument(
         "--model", help="local checkpoint directory (instead of --config's model.path)"
     )
-    p_infer.add_argument("--lora", help="LoRA adapter directory to load")
+    p_infer.add_argument(
+        "--lora", help="LoRA to load: a run dir (latest checkpoint), checkpoint dir or adapter dir"
+    )
     p_infer.add_argument("--prompts", required=True, help="a prompts file, or a prompt text")
     p_infer.add_argument("--out", required=True, help="output directory")
     p_infer.add_argument("--seed", type=number(int, 0), default=0)

@@ -213,11 +213,12 @@ def run_inference(
     if out.exists() and not out.is_dir():
         raise InferenceError(f"--out {str(out)!r} is a file; expected a directory for the videos")
     if lora:
-        check_adapter_dir(lora)
+        lora = resolve_adapter_dir(lora)
     args = argparse.Namespace(lora=lora, seed=seed)
     settings = generation_settings(config, args)
     old_settings, old_entries = read_index(out)
-    if old_settings is not None and old_settings != settings:
+    has_videos = any((out / e.file).is_file() for e in old_entries)
+    if old_settings is not None and old_settings != settings and has_videos:
         diff = "; ".join(_settings_diff(old_settings, settings))
         raise InferenceError(
             f"{out} holds videos made with other settings ({diff}); use another --out"
@@ -233,7 +234,8 @@ def run_inference(
         f"worldr1 infer: {len(prompts)} prompts, {len(prompts) - len(todo)} already done, {len(todo)} to generate -> {out}"
     )
     (out / "videos").mkdir(parents=True, exist_ok=True)
-    write_index(out, settings, entries)
+    if entries:  # an index without videos would only make a corrected rerun refuse this --out
+        write_index(out, settings, entries)
     if not todo:
         return sorted(entries, key=lambda e: e.index)
 
@@ -299,6 +301,25 @@ def run_inference(
             f"  [{len(prompts) - len(todo) + start + len(batch)}/{len(prompts)}] {per_video:.2f} s/video"
         )
     return sorted(entries, key=lambda e: e.index)
+
+
+def resolve_adapter_dir(lora: str) -> str:
+    """``--lora`` as given: an adapter directory, a checkpoint directory (its ``adapter/``), or a
+    run directory or its ``checkpoints/`` (the ``latest`` checkpoint's adapter). Returns the
+    adapter directory, checked by :func:`check_adapter_dir` before any model loads."""
+    from . import checkpoint as ckpt
+
+    path = Path(lora).expanduser()
+    if path.is_dir() and not any(path.glob("*.safetensors")):
+        if (path / "adapter").is_dir():
+            path = path / "adapter"
+        elif (path / ckpt.CHECKPOINTS).is_dir() or path.name == ckpt.CHECKPOINTS:
+            found = ckpt.find_checkpoint(path)
+            if found is None:
+                raise InferenceError(f"--lora {lora}: a run directory without any checkpoint")
+            path = found / "adapter"
+    check_adapter_dir(str(path))
+    return str(path)
 
 
 def check_adapter_dir(lora: str) -> None:

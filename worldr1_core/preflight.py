@@ -649,6 +649,18 @@ def warn_random_weights(report: Report, stream: Any = None) -> None:
         print(f"worldr1: warning: {check.line()}", file=stream or sys.stderr, flush=True)
 
 
+def record_reward_locations(config: RunConfig) -> None:
+    """Write where each reward is scored into ``config`` (so the run's ``config.toml`` records
+    it): the server URL (set explicitly or through its group's environment variable), or
+    ``"local"`` for in-process scoring."""
+    from .reward_serving.client import resolve_server_url
+
+    registry = get_registry()
+    for r in config.rewards:
+        if not r.server:
+            r.server = resolve_server_url(r, registry=registry) or "local"
+
+
 def preflight_for(config: RunConfig, args: Any, command: str) -> Report:
     """What ``worldr1 train/infer/eval`` run before anything else: all checks (errors raise),
     warnings printed by the main process. ``args.allow_download`` opts into hub downloads."""
@@ -657,6 +669,8 @@ def preflight_for(config: RunConfig, args: Any, command: str) -> Report:
     )
     if int(os.environ.get("RANK", "0")) == 0:
         warn_random_weights(report)
+    if command == "train":
+        record_reward_locations(config)
     return report
 
 

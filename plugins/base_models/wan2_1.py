@@ -150,10 +150,13 @@ class Wan21(DiffusersVideoModel):
         std = torch.tensor(vae.config.latents_std, device=z.device, dtype=z.dtype).view(
             1, -1, 1, 1, 1
         )
-        video = vae.decode(z * std + mean, return_dict=False)[0]  # [B, 3, F, H, W] in [-1, 1]
-        return (
-            ((video.float() + 1) / 2).clamp(0, 1).permute(0, 2, 1, 3, 4).contiguous()
-        )  # [B, F, 3, H, W]
+        # one video at a time: the VAE's activations grow with the batch, and the World-R1
+        # presets decode 24 rollouts per step (the release decodes batches of 1)
+        out = []
+        for zi in (z * std + mean).split(1):
+            video = vae.decode(zi, return_dict=False)[0]  # [1, 3, F, H, W] in [-1, 1]
+            out.append(((video.float() + 1) / 2).clamp(0, 1).permute(0, 2, 1, 3, 4))
+        return torch.cat(out).contiguous()  # [B, F, 3, H, W]
 
 
 # ----------------------------------------------------------------------------------------------
