@@ -272,3 +272,19 @@ def test_the_runs_config_records_where_each_reward_is_scored(monkeypatch):
         preflight_for(config, argparse.Namespace(allow_download=False), "train")
         assert config.to_dict()["rewards"][0]["server"] == server.url
         assert 'server = "' + server.url + '"' in config.to_toml()
+
+
+def test_eval_reports_a_missing_reward_checkpoint_before_scoring_any_video(tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    cfg = tmp_path / "eval.toml"
+    cfg.write_text(
+        '[[rewards]]\nname = "brightness"\n\n[[rewards]]\nname = "aesthetic"\n'
+        f'checkpoint = "{tmp_path / "missing" / "HPS_v2.1_compressed.pt"}"\n',
+        encoding="utf-8",
+    )
+    proc = worldr1("eval", str(videos), "--config", str(cfg))
+    assert proc.returncode == 2
+    assert "rewards.aesthetic.checkpoint" in proc.stderr and "does not exist" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (videos / "eval").exists()  # nothing was scored or written

@@ -695,3 +695,26 @@ def check_command(args: Any) -> int:
         )
     print(f"\n{args.config}: ready to {args.for_command} ({n_warn} warning(s))")
     return 0
+
+
+class _EvalView:
+    """The parts of a run config that ``worldr1 eval`` has (an EvalConfig), as preflight reads them."""
+
+    def __init__(self, eval_config: Any) -> None:
+        self.rewards = eval_config.rewards
+        self.components = {"geometry": eval_config.geometry, "camera": eval_config.camera}
+        self.provenance: dict[str, str] = {}
+        self.source = eval_config.source
+
+
+def preflight_eval(eval_config: Any, args: Any) -> Report:
+    """``worldr1 eval``'s checks before any video is read or model loads: every reward's and the
+    geometry estimator's weights (hub ids resolved), devices, and reward servers."""
+    view = _EvalView(eval_config)
+    report = Report()
+    _check_devices(view, report)  # type: ignore[arg-type]
+    _check_weights(view, report, "eval", bool(getattr(args, "allow_download", False)))  # type: ignore[arg-type]
+    _check_servers(view, report)  # type: ignore[arg-type]
+    report.raise_errors()
+    warn_random_weights(report)
+    return report
