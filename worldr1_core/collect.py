@@ -131,6 +131,16 @@ def concat_scored(parts: list[ComposedReward]) -> ComposedReward:
     )
 
 
+def _cat_log_probs(parts: list[Rollout]) -> torch.Tensor | None:
+    """The batches' log-probs along the sample axis (None when the algorithm records none)."""
+    log_probs = [r.log_probs for r in parts if r.log_probs is not None]
+    if not log_probs:
+        return None
+    if len(log_probs) != len(parts):
+        raise ValueError("concat_rollouts: some rollouts of the step have log-probs, others not")
+    return torch.cat(log_probs)
+
+
 def concat_rollouts(parts: list[Rollout]) -> Rollout:
     """Rollouts of one step as one (see the module docstring for what is taken from the first)."""
     if len(parts) == 1:
@@ -138,7 +148,7 @@ def concat_rollouts(parts: list[Rollout]) -> Rollout:
     first = parts[0]
     return Rollout(
         latents=torch.cat([r.latents for r in parts]),
-        log_probs=None if first.log_probs is None else torch.cat([r.log_probs for r in parts]),
+        log_probs=_cat_log_probs(parts),
         sigmas=first.sigmas,
         train_steps=first.train_steps,
         cond=None,  # the update re-encodes each minibatch's prompts
