@@ -167,7 +167,9 @@ def test_plugin_config_validates_reward_options(configs):
     msg = error_of(configs / "sub" / "top.toml", ["rewards.0.target=2.0"])
     assert "rewards.0.target" in msg and "less than or equal to 1" in msg
     msg = error_of(configs / "sub" / "top.toml", ["rewards.0.tarqet=0.1"])
-    assert "rewards.0.tarqet: unknown key; allowed keys: name, server, target, weight" in msg
+    assert (
+        "rewards.0.tarqet: unknown key; allowed keys: delay_s, name, server, target, weight" in msg
+    )
 
 
 def test_unknown_section(configs):

@@ -250,3 +250,41 @@ def test_importing_depth_anything_3_keeps_later_warnings_visible():
     assert proc.returncode == 0, proc.stderr
     assert "UserWarning: visible-after-da3-import" in proc.stderr
     assert "register_new_resolver" not in proc.stderr  # the package's own notice is hidden
+
+
+def test_the_runs_config_records_where_each_reward_is_scored(monkeypatch):
+    import argparse
+
+    from worldr1_core.preflight import preflight_for
+    from worldr1_core.reward_serving.client import REWARD_SERVER_GROUPS, server_group_of
+
+    config = load_config(TINY)
+    preflight_for(config, argparse.Namespace(allow_download=False), "train")
+    assert config.to_dict()["rewards"][0]["server"] == "local"  # scored in process
+
+    # a server named by the group's environment variable is written down (and answers /health)
+    from worldr1_core.reward_serving.process import RewardServerProcess
+
+    with RewardServerProcess(["brightness"]) as server:
+        env = REWARD_SERVER_GROUPS[server_group_of("brightness")].env
+        monkeypatch.setenv(env, server.url)
+        config = load_config(TINY)
+        preflight_for(config, argparse.Namespace(allow_download=False), "train")
+        assert config.to_dict()["rewards"][0]["server"] == server.url
+        assert 'server = "' + server.url + '"' in config.to_toml()
+
+
+def test_eval_reports_a_missing_reward_checkpoint_before_scoring_any_video(tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    cfg = tmp_path / "eval.toml"
+    cfg.write_text(
+        '[[rewards]]\nname = "brightness"\n\n[[rewards]]\nname = "aesthetic"\n'
+        f'checkpoint = "{tmp_path / "missing" / "HPS_v2.1_compressed.pt"}"\n',
+        encoding="utf-8",
+    )
+    proc = worldr1("eval", str(videos), "--config", str(cfg))
+    assert proc.returncode == 2
+    assert "rewards.aesthetic.checkpoint" in proc.stderr and "does not exist" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (videos / "eval").exists()  # nothing was scored or written

@@ -278,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_infer.add_argument(
         "--model", help="local checkpoint directory (instead of --config's model.path)"
     )
+    _add_allow_download(p_infer)
     p_infer.add_argument(
         "--lora", help="LoRA to load: a run dir (latest checkpoint), checkpoint dir or adapter dir"
     )
@@ -322,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_eval.add_argument("--baseline", help="a second videos directory to compare against")
     p_eval.add_argument("--config", help="run config providing the reward/geometry settings")
+    _add_allow_download(p_eval)
     p_eval.add_argument("--out", help="output directory (default: VIDEOS_DIR/eval)")
     p_eval.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
 

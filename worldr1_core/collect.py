@@ -22,7 +22,7 @@ the batch and the sample; nothing of a failed step is left running.
 With one batch per step there is nothing to overlap and everything runs inline.
 
 The batches are concatenated along the sample axis for the update: latents, log-probs, prompts and
-scores; ``sigmas``, ``train_steps`` and ``extras`` are the first batch's (an algorithm that draws
+scores, ``per_sample`` tensors; ``sigmas``, ``train_steps`` and ``extras`` are the first batch's (an algorithm that draws
 train steps at random per rollout then uses the first batch's draw for the whole step).
 """
 
@@ -131,6 +131,16 @@ def concat_scored(parts: list[ComposedReward]) -> ComposedReward:
     )
 
 
+def _cat_log_probs(parts: list[Rollout]) -> torch.Tensor | None:
+    """The batches' log-probs along the sample axis (None when the algorithm records none)."""
+    log_probs = [r.log_probs for r in parts if r.log_probs is not None]
+    if not log_probs:
+        return None
+    if len(log_probs) != len(parts):
+        raise ValueError("concat_rollouts: some rollouts of the step have log-probs, others not")
+    return torch.cat(log_probs)
+
+
 def concat_rollouts(parts: list[Rollout]) -> Rollout:
     """Rollouts of one step as one (see the module docstring for what is taken from the first)."""
     if len(parts) == 1:
@@ -138,11 +148,12 @@ def concat_rollouts(parts: list[Rollout]) -> Rollout:
     first = parts[0]
     return Rollout(
         latents=torch.cat([r.latents for r in parts]),
-        log_probs=torch.cat([r.log_probs for r in parts]),
+        log_probs=_cat_log_probs(parts),
         sigmas=first.sigmas,
         train_steps=first.train_steps,
         cond=None,  # the update re-encodes each minibatch's prompts
         prompts=[t for r in parts for t in r.prompts],
+        per_sample={k: torch.cat([r.per_sample[k] for r in parts]) for k in first.per_sample},
         extras=first.extras,
     )
 

@@ -339,6 +339,9 @@ def infer_command(args: argparse.Namespace) -> int:
     """Entry point of ``worldr1 infer`` (arguments: see :mod:`worldr1_core.cli`)."""
     try:
         config = load_inference_config(args)
+        from .preflight import preflight_for
+
+        preflight_for(config, args, "infer")  # weights (hub ids), video size, devices
         prompts = prompts_from_arg(args.prompts)
         run_inference(
             config, prompts, args.out, seed=args.seed, batch_size=args.batch_size, lora=args.lora

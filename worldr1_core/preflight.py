@@ -649,6 +649,18 @@ def warn_random_weights(report: Report, stream: Any = None) -> None:
         print(f"worldr1: warning: {check.line()}", file=stream or sys.stderr, flush=True)
 
 
+def record_reward_locations(config: RunConfig) -> None:
+    """Write where each reward is scored into ``config`` (so the run's ``config.toml`` records
+    it): the server URL (set explicitly or through its group's environment variable), or
+    ``"local"`` for in-process scoring."""
+    from .reward_serving.client import resolve_server_url
+
+    registry = get_registry()
+    for r in config.rewards:
+        if not r.server:
+            r.server = resolve_server_url(r, registry=registry) or "local"
+
+
 def preflight_for(config: RunConfig, args: Any, command: str) -> Report:
     """What ``worldr1 train/infer/eval`` run before anything else: all checks (errors raise),
     warnings printed by the main process. ``args.allow_download`` opts into hub downloads."""
@@ -657,6 +669,8 @@ def preflight_for(config: RunConfig, args: Any, command: str) -> Report:
     )
     if int(os.environ.get("RANK", "0")) == 0:
         warn_random_weights(report)
+    if command == "train":
+        record_reward_locations(config)
     return report
 
 
@@ -681,3 +695,26 @@ def check_command(args: Any) -> int:
         )
     print(f"\n{args.config}: ready to {args.for_command} ({n_warn} warning(s))")
     return 0
+
+
+class _EvalView:
+    """The parts of a run config that ``worldr1 eval`` has (an EvalConfig), as preflight reads them."""
+
+    def __init__(self, eval_config: Any) -> None:
+        self.rewards = eval_config.rewards
+        self.components = {"geometry": eval_config.geometry, "camera": eval_config.camera}
+        self.provenance: dict[str, str] = {}
+        self.source = eval_config.source
+
+
+def preflight_eval(eval_config: Any, args: Any) -> Report:
+    """``worldr1 eval``'s checks before any video is read or model loads: every reward's and the
+    geometry estimator's weights (hub ids resolved), devices, and reward servers."""
+    view = _EvalView(eval_config)
+    report = Report()
+    _check_devices(view, report)  # type: ignore[arg-type]
+    _check_weights(view, report, "eval", bool(getattr(args, "allow_download", False)))  # type: ignore[arg-type]
+    _check_servers(view, report)  # type: ignore[arg-type]
+    report.raise_errors()
+    warn_random_weights(report)
+    return report

@@ -84,6 +84,9 @@ def run_eval(
 
 def eval_command(args: argparse.Namespace) -> int:
     """Entry point of ``worldr1 eval`` (arguments: see :mod:`worldr1_core.cli`)."""
+    from ..preflight import preflight_eval
+
     config = load_eval_config(args.config, list(args.overrides or []))
+    preflight_eval(config, args)  # weights, devices, servers: before any video is scored
     run_eval(args.videos_dir, config, prompts=args.prompts, baseline=args.baseline, out=args.out)
     return 0
