@@ -23,6 +23,8 @@ from worldr1_core.reward_serving.wire import encode_request, quantize_like_wire
 from worldr1_core.types import CameraTrajectory, RewardBatch
 from worldr1_plugins.rewards.basic import Brightness
 
+DEFAULTS = Brightness.Config().model_dump(mode="json")  # the options a plain server builds
+
 TOKEN = "s3cret-token-for-tests"
 MAX_BODY_MB = 1  # small, so that the oversized-body case is cheap
 
@@ -58,9 +60,7 @@ def server(token_file, video_root):
 
 def client(url: str, **kw) -> RemoteReward:
     return RemoteReward(
-        RemoteReward.Config(
-            url=url, reward="brightness", token=TOKEN, options={"target": None}, **kw
-        )
+        RemoteReward.Config(url=url, reward="brightness", token=TOKEN, options=DEFAULTS, **kw)
     )
 
 
@@ -136,7 +136,7 @@ def test_options_differing_from_the_server_are_refused(server):
 def test_health_reports_rewards_version_and_counters(server):
     health = client(server.url).health()
     assert health["status"] == "ok" and health["version"]
-    assert health["rewards"]["brightness"]["options"] == {"target": None}
+    assert health["rewards"]["brightness"]["options"] == DEFAULTS
     assert health["max_body_bytes"] == MAX_BODY_MB * 2**20
     assert health["stats"]["requests"] >= 0
 

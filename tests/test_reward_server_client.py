@@ -172,7 +172,7 @@ def test_client_settings_from_environment_are_validated():
         env={"WORLDR1_REWARD_WIRE_DTYPE": "uint8", "WORLDR1_REWARD_RETRIES": "2"},
     )
     assert reward.config.wire_dtype == "uint8" and reward.config.retries == 2
-    assert reward.config.options == {"target": None}
+    assert reward.config.options == Brightness.Config().model_dump(mode="json")
 
 
 # --------------------------------------------------------------------------- server behaviour
@@ -256,7 +256,7 @@ def test_served_options_come_from_the_run_config(tmp_path):
         '[[rewards]]\nname = "brightness"\nweight = 2.0\ntarget = 0.25\nserver = "http://127.0.0.1:18090"\n'
     )
     served = build_served_rewards(["brightness"], str(config))
-    assert served["brightness"].options == {"target": 0.25}
+    assert served["brightness"].options == Brightness.Config(target=0.25).model_dump(mode="json")
     batch = batch_of(2, seed=6)
     expected = Brightness(Brightness.Config(target=0.25)).score(batch).scores
     assert torch.equal(served["brightness"].reward.score(batch).scores, expected)
