@@ -7,6 +7,9 @@ each reward call. Measured side by side in one run for a ``[B, 9, 3, 64, 64]`` b
 lossless (``native`` float32) and the ``uint8`` wire formats, one client and several concurrent
 clients (threads of this process, like training ranks sharing a server).
 
+The server scores in its worker process (the default); the same sequential figures against an
+``--in-process`` server give the cost of that extra hop (``worker_hop_ms``).
+
     python benchmarks/reward_server.py [--batch 4] [--iters 200] [--clients 4]
 
 Writes benchmarks/results/reward_server.json.
@@ -168,6 +171,21 @@ def main() -> None:
                 entry["server_stats"] = remote.health()["stats"]
                 result[f"wire_{wire}"] = entry
                 remote.close()
+        with RewardServerProcess(
+            ["brightness"], token_file=token_file, args=["--max-batch", "64", "--in-process"]
+        ) as server:
+            for wire in ("native", "uint8"):
+                remote = RemoteReward(
+                    RemoteReward.Config(
+                        url=server.url, reward="brightness", token=token, wire_dtype=wire
+                    )
+                )
+                seq = timings_ms(lambda remote=remote: remote.score(fresh(batch)), args.iters)
+                result[f"wire_{wire}"]["in_process_server_sequential"] = seq
+                result[f"wire_{wire}"]["worker_hop_ms"] = (
+                    result[f"wire_{wire}"]["remote_sequential"]["median_ms"] - seq["median_ms"]
+                )
+                remote.close()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 
@@ -180,7 +198,8 @@ def main() -> None:
         )
         print(
             f"  wire {wire:>6}: {e['request_bytes'] / 1e6:.2f} MB/request, remote {e['remote_sequential']['median_ms']:.2f} ms "
-            f"(+{e['added_latency_ms']:.2f} ms; client encode {e['client_encode']['median_ms']:.2f} ms); {tp}"
+            f"(+{e['added_latency_ms']:.2f} ms; client encode {e['client_encode']['median_ms']:.2f} ms; "
+            f"worker hop {e['worker_hop_ms']:+.2f} ms vs --in-process); {tp}"
         )
     print(f"wrote {args.out}")
 
