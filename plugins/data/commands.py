@@ -152,6 +152,7 @@ def worldr1_register_commands(subparsers):
         help="comma-separated motions to draw from ('orbit_left' or 'orbit left')",
     )
     a.set_defaults(func=data_add_camera_command)
-    from . import rebalance
+    from . import rebalance, rewrite
 
     rebalance.add_parser(sub)
+    rewrite.add_parser(sub)
