@@ -152,7 +152,8 @@ def worldr1_register_commands(subparsers):
         help="comma-separated motions to draw from ('orbit_left' or 'orbit left')",
     )
     a.set_defaults(func=data_add_camera_command)
-    from . import rebalance, rewrite
+    from . import category_ratios, rebalance, rewrite
 
     rebalance.add_parser(sub)
+    category_ratios.add_parser(sub)
     rewrite.add_parser(sub)
