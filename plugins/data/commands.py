@@ -11,6 +11,9 @@ training (``[camera] name = "text"``, unknown motions counted, not fatal).
 sentence one (``Camera <motion>.``), picking the least-used motion of ``--motions`` so far (the
 counts include the prompts that already have one) and breaking ties with the seed, so the set
 ends up balanced; prompts with a camera sentence are kept as they are. Deterministic for a seed.
+
+``rebalance`` (:mod:`.rebalance`), ``category-ratios`` (:mod:`.category_ratios`) and ``rewrite``
+(:mod:`.rewrite`, :mod:`.local_llm`) live in their own modules; docs/camera.md describes them all.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""``worldr1 data rewrite IN OUT --command CMD``: rewrite prompts with a language model you run.
+"""``worldr1 data rewrite IN OUT (--command CMD | --model DIR)``: rewrite prompts with your model.
 
-The model is never a network default: ``CMD`` is a local program (run without a shell, split like
+The model is never a network default. ``--model DIR`` loads a local causal language model
+(transformers, safetensors only, offline; see :mod:`.local_llm`). ``--command CMD`` is a local program (run without a shell, split like
 a command line) that reads the prompts on stdin and writes the rewritten ones on stdout, one
 batch per call:
 
@@ -24,6 +25,7 @@ import argparse
 import json
 import shlex
 import subprocess
+from collections.abc import Callable
 
 from worldr1_core.cli_help import examples
 from worldr1_core.errors import CommandError
@@ -31,6 +33,8 @@ from worldr1_plugins.camera.keywords import strip_camera_keywords
 from worldr1_plugins.camera.parser import parse_camera_prompt
 
 from .prompt_files import read_prompts, write_prompts
+
+Rewriter = Callable[[list[tuple[int, str, str]], int], dict[int, str]]
 
 
 def _run(argv: list[str], stdin: str, timeout: float) -> str:
@@ -94,22 +98,27 @@ def _accept(answer: str, camera: str, min_length: int, max_length: int | None) -
     return full
 
 
-def rewrite(
-    prompts: list[str],
-    command: str,
-    fmt: str = "jsonl",
-    attempts: int = 3,
-    batch_size: int = 16,
-    min_length: int = 0,
-    max_length: int | None = None,
-    timeout: float = 600.0,
-) -> tuple[list[str], int]:
-    """The rewritten prompts and how many kept their original text."""
+def command_rewriter(command: str, fmt: str = "jsonl", timeout: float = 600.0) -> Rewriter:
+    """A rewriter that runs ``command`` once per batch (module docstring)."""
     argv = shlex.split(command)
     if not argv:
         raise CommandError(
             "data rewrite: --command is empty; expected a program, e.g. 'my_llm --json'"
         )
+    return lambda items, attempt: _ask(argv, items, fmt, attempt, timeout)
+
+
+def rewrite(
+    prompts: list[str],
+    ask: Rewriter,
+    attempts: int = 3,
+    batch_size: int = 16,
+    min_length: int = 0,
+    max_length: int | None = None,
+) -> tuple[list[str], int]:
+    """The rewritten prompts and how many kept their original text.
+
+    ``ask(items, attempt)`` gets ``(id, scene, camera sentence)`` triples and returns id -> answer."""
     specs = [parse_camera_prompt(p, unknown_motion="warn") for p in prompts]
     out = list(prompts)
     pending = list(range(len(prompts)))
@@ -121,7 +130,7 @@ def rewrite(
                 (i, specs[i].scene if specs[i].camera_text else prompts[i], specs[i].camera_text)
                 for i in ids
             ]
-            answers = _ask(argv, items, fmt, attempt, timeout)
+            answers = ask(items, attempt)
             for i, _, camera in items:
                 full = _accept(answers.get(i, ""), camera, min_length, max_length)
                 if full is None:
@@ -139,10 +148,17 @@ def data_rewrite_command(args: argparse.Namespace) -> int:
         if value < 1:
             raise CommandError(f"data rewrite: {flag} must be >= 1, got {value}")
     prompts = read_prompts(args.input, "data rewrite")
+    if args.model:
+        from .local_llm import local_model_rewriter
+
+        ask = local_model_rewriter(
+            args.model, args.instruction, args.max_new_tokens, args.temperature, args.seed
+        )
+    else:
+        ask = command_rewriter(args.command, args.format, args.timeout)
     out, kept = rewrite(
-        prompts, args.command, args.format, args.attempts, args.batch_size,
-        args.min_length, args.max_length, args.timeout,
-    )  # fmt: skip
+        prompts, ask, args.attempts, args.batch_size, args.min_length, args.max_length
+    )
     write_prompts(args.output, out)
     print(
         f"{args.output}: {len(out)} prompts, {len(out) - kept} rewritten, "
@@ -162,7 +178,19 @@ def add_parser(sub) -> None:
     )
     p.add_argument("input", metavar="IN", help="prompt file, one per line")
     p.add_argument("output", metavar="OUT", help="where to write the result")
-    p.add_argument("--command", required=True, help="the rewriting program and its arguments")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--command", help="the rewriting program and its arguments")
+    which.add_argument(
+        "--model", help="a local causal language model directory (transformers, safetensors)"
+    )
+    p.add_argument(
+        "--instruction", default=None, help="--model: the system instruction (default: built in)"
+    )
+    p.add_argument("--max-new-tokens", type=int, default=256, help="--model: answer length cap")
+    p.add_argument(
+        "--temperature", type=float, default=0.0, help="--model: 0 = greedy, else sampling"
+    )
+    p.add_argument("--seed", type=int, default=0, help="--model: sampling seed")
     p.add_argument(
         "--format", choices=["jsonl", "lines"], default="jsonl", help="stdin/stdout format"
     )
