@@ -54,13 +54,17 @@ def camera_for(
     width: int,
     height: int,
 ) -> tuple[list[Prompt], list[CameraTrajectory | None]]:
-    """Parse each prompt's camera sentence and build its trajectory (None without a camera sentence)."""
+    """Parse each prompt's camera sentence and build its trajectory (None without a camera sentence).
+
+    ``Prompt.text`` becomes the text the model reads (``CameraParser.model_text``)."""
     out_prompts: list[Prompt] = []
     trajectories: list[CameraTrajectory | None] = []
     for p in prompts:
         prompt = p if isinstance(p, Prompt) else Prompt(text=p)
         if parser is not None and prompt.camera is None:
             prompt.camera = parser.parse(prompt.text)
+        if parser is not None:
+            prompt.text = parser.model_text(prompt.text)
         traj = None
         if parser is not None and prompt.camera is not None and prompt.camera.motions:
             traj = parser.trajectory(prompt.camera, frames, width, height)

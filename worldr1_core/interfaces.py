@@ -202,6 +202,10 @@ class CameraParser(Component):
     def parse(self, text: str) -> CameraSpec:
         """Split ``text`` into its camera sentence (as motions) and scene description."""
 
+    def model_text(self, text: str) -> str:
+        """The prompt text the video model reads (unchanged unless an ablation strips it)."""
+        return text
+
     @abc.abstractmethod
     def trajectory(
         self, spec: CameraSpec, frames: int, width: int, height: int

@@ -65,7 +65,7 @@ def evaluate(trainer: Any, step: int) -> dict[str, float]:
             ps, trajectories = camera_for(
                 texts, trainer.camera, video.frames, video.width, video.height
             )
-            cond = trainer.model.encode_prompts(texts, trainer._negative_prompt())
+            cond = trainer.model.encode_prompts([p.text for p in ps], trainer._negative_prompt())
             g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + idx[0])
             noise = trainer.initializer.prepare(
                 trainer.layout,

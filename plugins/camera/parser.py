@@ -26,6 +26,7 @@ from worldr1_core import hookimpl
 from worldr1_core.interfaces import CameraParser
 from worldr1_core.types import CameraSpec, CameraTrajectory
 
+from .keywords import strip_camera_keywords
 from .motions import MOTIONS, TrajectoryConfig, build_trajectory
 
 DEFAULT_ALIASES: dict[str, str] = {
@@ -157,6 +158,14 @@ class TextCameraParser(CameraParser):
             "force_camera_movement, for ablations); [] or ['fixed']: a fixed camera",
         )
 
+        remove_camera_keywords: Literal["off", "trajectory", "prompt"] = pydantic.Field(
+            "off",
+            description="the release's remove_camera_keywords ablation: 'trajectory' builds the "
+            "camera path from the prompt without its motion phrases (so no warp) while the model "
+            "reads the full prompt, as the release trains and evaluates; 'prompt' also feeds the "
+            "model the stripped prompt",
+        )
+
         @pydantic.field_validator("force_motions")
         @classmethod
         def _known(cls, value: list[str] | None) -> list[str] | None:
@@ -169,6 +178,8 @@ class TextCameraParser(CameraParser):
             return value
 
     def parse(self, text: str) -> CameraSpec:
+        if self.config.remove_camera_keywords != "off":
+            text = strip_camera_keywords(text)
         spec = parse_camera_prompt(
             text, unknown_motion=self.config.unknown_motion, aliases=self.config.aliases
         )
@@ -177,6 +188,11 @@ class TextCameraParser(CameraParser):
             motions = [m for m in forced if m != "fixed"]
             return CameraSpec(motions=motions, scene=spec.scene, camera_text=spec.camera_text)
         return spec
+
+    def model_text(self, text: str) -> str:
+        if self.config.remove_camera_keywords == "prompt":
+            return strip_camera_keywords(text)
+        return text
 
     def trajectory(
         self, spec: CameraSpec, frames: int, width: int, height: int
