@@ -76,3 +76,46 @@ def test_add_camera_accepts_motion_names_with_spaces(tmp_path):
     )  # fmt: skip
     stats = prompt_stats(dst.read_text().splitlines())
     assert stats["per_motion"]["orbit_left"] == 1 and stats["per_motion"]["pan_right"] == 1
+
+
+def _cli(*args, check=True):
+    return subprocess.run(
+        [sys.executable, "-m", "worldr1_core.cli", "data", *map(str, args)],
+        capture_output=True, text=True, check=check,
+    )  # fmt: skip
+
+
+def test_rebalance_with_the_releases_ties_reproduces_the_shipped_enhanced_sets(tmp_path):
+    for split in ("train", "test", "dynamic"):
+        out = tmp_path / f"{split}.txt"
+        _cli("rebalance", REPO / f"data/final/{split}.txt", REPO / f"data/enhanced/{split}.txt",
+             out, "--ties", "body-hash")  # fmt: skip
+        assert out.read_bytes() == (REPO / f"data/enhanced/{split}.txt").read_bytes()
+
+
+def test_rebalance_redraws_only_added_sentences_balanced_and_seeded(tmp_path):
+    original = ["Camera fixed. A statue."] + [f"Scene {i}." for i in range(10)]
+    rewritten = ["Camera fixed. A statue, rewritten."] + [
+        f"Camera pull out. Scene {i}, rewritten." for i in range(9)
+    ] + ["Scene 9, still without a camera."]  # fmt: skip
+    src, rew = tmp_path / "orig.txt", tmp_path / "rew.txt"
+    src.write_text("\n".join(original) + "\n")
+    rew.write_text("\n".join(rewritten + ["Camera orbit left. Appended later."]) + "\n")
+    outs = []
+    for seed in (0, 0, 1, 2, 3):
+        dst = tmp_path / f"out{seed}.txt"
+        _cli(
+            "rebalance", src, rew, dst, "--seed", seed, "--motions", "push_in,pan_left,orbit_right"
+        )
+        outs.append(dst.read_text().splitlines())
+    out = outs[0]
+    assert out[0] == rewritten[0] and out[10] == rewritten[10]  # had one / got none: kept
+    assert out[11] == "Camera orbit left. Appended later."  # beyond the original: kept
+    assert [line.split(". ", 1)[1] for line in out[1:10]] == [
+        f"Scene {i}, rewritten." for i in range(9)
+    ]
+    per_motion = prompt_stats(out[1:10])["per_motion"]
+    assert per_motion["push_in"] == per_motion["pan_left"] == per_motion["orbit_right"] == 3
+    assert outs[1] == out and any(o != out for o in outs[2:])  # deterministic, seed-dependent
+    short = _cli("rebalance", rew, src, tmp_path / "x.txt", check=False)
+    assert short.returncode == 2 and "fewer" in short.stderr

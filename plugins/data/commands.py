@@ -11,6 +11,9 @@ training (``[camera] name = "text"``, unknown motions counted, not fatal).
 sentence one (``Camera <motion>.``), picking the least-used motion of ``--motions`` so far (the
 counts include the prompts that already have one) and breaking ties with the seed, so the set
 ends up balanced; prompts with a camera sentence are kept as they are. Deterministic for a seed.
+
+``rebalance`` (:mod:`.rebalance`), ``category-ratios`` (:mod:`.category_ratios`) and ``rewrite``
+(:mod:`.rewrite`, :mod:`.local_llm`) live in their own modules; docs/camera.md describes them all.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import argparse
 import json
 import warnings
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from worldr1_core import hookimpl
@@ -27,6 +29,8 @@ from worldr1_core.cli_help import examples
 from worldr1_core.errors import CommandError
 from worldr1_plugins.camera.motions import MOTIONS
 from worldr1_plugins.camera.parser import parse_camera_prompt
+
+from .prompt_files import read_prompts, write_prompts
 
 
 def prompt_stats(prompts: list[str]) -> dict[str, Any]:
@@ -55,12 +59,7 @@ def prompt_stats(prompts: list[str]) -> dict[str, Any]:
 
 
 def _read(path: str) -> list[str]:
-    p = Path(path)
-    if not p.is_file():
-        raise CommandError(
-            f"data stats: {path}: no such file (expected a prompt file, one per line)"
-        )
-    return [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return read_prompts(path, "data stats")
 
 
 def data_stats_command(args: argparse.Namespace) -> int:
@@ -117,7 +116,7 @@ def data_add_camera_command(args: argparse.Namespace) -> int:
     prompts = _read(args.input)
     motions = [m.strip().replace(" ", "_") for m in args.motions.split(",") if m.strip()]
     out, added = add_camera(prompts, motions, args.seed)
-    Path(args.output).write_text("\n".join(out) + "\n", encoding="utf-8")
+    write_prompts(args.output, out)
     total = sum(added.values())
     detail = ", ".join(f"{m} {n}" for m, n in sorted(added.items()))
     print(f"{args.output}: {len(out)} prompts, camera sentence added to {total} ({detail})")
@@ -156,3 +155,8 @@ def worldr1_register_commands(subparsers):
         help="comma-separated motions to draw from ('orbit_left' or 'orbit left')",
     )
     a.set_defaults(func=data_add_camera_command)
+    from . import category_ratios, rebalance, rewrite
+
+    rebalance.add_parser(sub)
+    category_ratios.add_parser(sub)
+    rewrite.add_parser(sub)
