@@ -22,9 +22,10 @@ Failure handling, per call (:meth:`WorkerHandle.call`):
 Either way only the requests of that call get an error; the other workers keep serving, and the
 restarted worker rejoins the pool once its models are loaded again.
 
-Messages on the pipe are JSON bytes in the server's wire format (:mod:`.wire`: base64 arrays,
-never pickle): the worker gets ``encode_request(batch, names)`` and answers
-``{"outputs": {name: encode_output(...)}}`` or ``{"error": "..."}``.
+Messages on the pipe are JSON bytes in the server's wire format (:mod:`.wire`, never pickle):
+the worker gets a request header (``encode_request``'s fields, ``videos`` reduced to its dtype and
+shape) followed by one message of the videos' raw bytes (no base64: the hop costs a copy, not an
+encode), and answers ``{"outputs": {name: encode_output(...)}}`` or ``{"error": "..."}``.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ log = logging.getLogger("worldr1.reward_server")
 
 READY_TIMEOUT_S = 1800.0  # loading a VLM + DA3-GIANT on a busy node can take minutes
 _POLL_S = 0.05
+# the video dtypes a worker accepts on its pipe (a name, never a pickled object)
+_PIPE_DTYPES = ("float32", "float16", "bfloat16", "float64", "uint8")
 
 
 class WorkerLost(HTTPError):
@@ -118,7 +121,7 @@ def _worker_main(
     import torch
 
     from .served import build_served_rewards
-    from .wire import decode_trajectory, decode_videos, encode_output
+    from .wire import decode_trajectory, encode_output
 
     torch.set_num_threads(max(1, threads))
     try:
@@ -148,8 +151,13 @@ def _worker_main(
         if message == b"stop":
             return
         try:
+            data = conn.recv_bytes()  # the videos' raw bytes follow their header
+        except (EOFError, OSError):
+            return
+        try:
             req = json.loads(message)
-            videos = decode_videos(req["videos"]).to(device)
+            videos = videos_from_bytes(req["videos"], data).to(device)
+            del data
             batch = RewardBatch(
                 videos=videos,
                 prompts=req["prompts"],
@@ -172,6 +180,36 @@ def _worker_main(
             conn.send_bytes(json.dumps(answer).encode())
         except (EOFError, OSError):
             return
+
+
+def videos_to_bytes(videos: Any) -> tuple[dict[str, Any], memoryview]:
+    """``{"dtype", "shape"}`` and the raw bytes of ``videos`` (CPU, contiguous), for the pipe."""
+    import torch
+
+    v = videos.detach().to("cpu").contiguous()
+    name = str(v.dtype).removeprefix("torch.")
+    if name not in _PIPE_DTYPES:
+        v, name = v.float(), "float32"
+    raw = v.reshape(-1).view(torch.uint8).numpy() if v.numel() else b""
+    return {"dtype": name, "shape": list(v.shape)}, memoryview(raw).cast("B")
+
+
+def videos_from_bytes(meta: dict[str, Any], data: bytes) -> Any:
+    """The tensor :func:`videos_to_bytes` sent (ValueError on an unknown dtype or a size mismatch)."""
+    import torch
+
+    name, shape = meta["dtype"], [int(d) for d in meta["shape"]]
+    if name not in _PIPE_DTYPES:
+        raise ValueError(f"videos dtype {name!r} is not one of {_PIPE_DTYPES}")
+    dtype = getattr(torch, name)
+    count = 1
+    for d in shape:
+        count *= d
+    if len(data) != count * torch.tensor([], dtype=dtype).element_size():
+        raise ValueError(f"videos: {len(data)} bytes do not hold shape {shape} of {name}")
+    if count == 0:
+        return torch.empty(shape, dtype=dtype)
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(dtype).reshape(shape)
 
 
 # --------------------------------------------------------------------------- the parent's side
@@ -250,12 +288,14 @@ class WorkerHandle:
         self.process.join(timeout=5)
         self.kill()
 
-    def call(self, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-        """Send one scoring request and wait for the answer; WorkerLost if the process dies or
-        does not answer within ``timeout_s`` (it is then killed)."""
+    def call(self, body: dict[str, Any], data: Any, timeout_s: float) -> dict[str, Any]:
+        """Send one scoring request (its header, then the videos' raw bytes ``data``) and wait for
+        the answer; WorkerLost if the process dies or does not answer within ``timeout_s`` (it is
+        then killed)."""
         self.calls += 1
         try:
             self.conn.send_bytes(json.dumps(body).encode())
+            self.conn.send_bytes(data)
         except (OSError, ValueError):
             self.kill()
             raise WorkerLost(
@@ -406,11 +446,19 @@ class WorkerPool:
     ) -> dict[str, RewardOutput]:
         """Score ``batch`` on ``worker``: per-reward outputs; WorkerLost if the worker died or
         hung, RuntimeError if a reward raised."""
-        from .wire import decode_output, encode_request
+        from .wire import decode_output, encode_trajectory, jsonable
 
-        body = encode_request(batch, names)
-        body["chunk"] = int(chunk)
-        answer = worker.call(body, self.timeout_s)
+        meta, data = videos_to_bytes(batch.videos)
+        body = {
+            "rewards": list(names),
+            "videos": meta,
+            "prompts": list(batch.prompts),
+            "trajectories": [encode_trajectory(t) for t in batch.trajectories],
+            "metadata": [jsonable(m, f"metadata[{i}]") for i, m in enumerate(batch.metadata)],
+            "fps": int(batch.fps),
+            "chunk": int(chunk),
+        }
+        answer = worker.call(body, data, self.timeout_s)
         if "error" in answer:
             raise RuntimeError(f"{worker.label}: {answer['error']}")
         return {
