@@ -255,4 +255,4 @@ def test_a_run_killed_in_its_first_save_resumes(tmp_path, fresh_plugins):
     assert resumed.step == 0
     resumed.train(max_steps=1)
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest", "step_000001"]
-    assert [json.loads(r)["step"] for r in (run / "metrics.jsonl").read_text().splitlines()] == [0]
+    assert [json.loads(r)["step"] for r in (run / "metrics.jsonl").read_text().splitlines()] == [1]

@@ -83,9 +83,13 @@ def test_eval_bad_index_and_out_file_are_one_line(workdir, capsys, fresh_plugins
     vids = workdir / "vids"
     write_video(vids / "a.mp4", torch.full((4, 3, 16, 16), 0.5))
     (vids / "index.json").write_text("{bad")
-    _one_line_error(capsys, ["eval", "vids"], "index.json", "not an index")
+    cfg = workdir / "eval.toml"  # a reward without weights: preflight passes, the index is next
+    cfg.write_text('[[rewards]]\nname = "brightness"\n')
+    _one_line_error(capsys, ["eval", "vids", "--config", str(cfg)], "index.json", "not an index")
     (vids / "index.json").unlink()
-    _one_line_error(capsys, ["eval", "vids", "--out", "afile"], "--out", "is a file")
+    _one_line_error(
+        capsys, ["eval", "vids", "--config", str(cfg), "--out", "afile"], "--out", "is a file"
+    )
 
 
 def test_eval_skips_a_corrupt_video_and_scores_the_others(workdir, capsys, fresh_plugins):
