@@ -27,11 +27,9 @@ deterministic and carries no likelihood (log-prob 0), as in the release.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+from .transition import sample_and_log_prob
 
 
 def _per_sample(value: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -85,26 +83,7 @@ def ddim_step_with_logprob(
     mean = (1 - s_next).to(compute_dtype) * x0 + dir64.to(compute_dtype) * eps
     std = std64.to(compute_dtype)
 
-    if prev_sample is None:
-        noise = torch.randn(
-            y.shape,
-            generator=generator,
-            device=y.device if generator is None else generator.device,
-            dtype=compute_dtype,
-        ).to(y.device)
-        prev_sample = mean + std * noise
-    else:
-        prev_sample = prev_sample.to(compute_dtype)
-
-    deterministic = std <= 0
-    safe_std = torch.where(deterministic, torch.ones_like(std), std)
-    log_density = (
-        -((prev_sample.detach() - mean) ** 2) / (2.0 * safe_std**2)
-        - torch.log(safe_std)
-        - _LOG_SQRT_2PI
-    )
-    log_density = torch.where(deterministic, torch.zeros_like(log_density), log_density)
-    log_prob = log_density.mean(dim=tuple(range(1, log_density.ndim)))  # [B]
+    prev_sample, log_prob = sample_and_log_prob(mean, std, prev_sample, generator)  # [B]
     return prev_sample.to(sample.dtype), log_prob, mean, std
 
 

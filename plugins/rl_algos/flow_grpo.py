@@ -42,8 +42,7 @@ from worldr1_core.types import Rollout
 
 from .ddim import ddim_step_with_logprob
 from .stepping import FlowScheduler, release_step_logprob, scheduled_rollout
-
-_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+from .transition import sample_and_log_prob
 
 
 def _per_sample(value: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -108,26 +107,7 @@ def sde_step_with_logprob(
     mean = x * drift_x + v * drift_v * dt  # [B, ...]
     std = std_t * torch.sqrt(-dt)  # [B, 1, ...]
 
-    if prev_sample is None:
-        noise = torch.randn(
-            x.shape,
-            generator=generator,
-            device=x.device if generator is None else generator.device,
-            dtype=compute_dtype,
-        ).to(x.device)
-        prev_sample = mean + std * noise
-    else:
-        prev_sample = prev_sample.to(compute_dtype)
-
-    deterministic = std <= 0
-    safe_std = torch.where(deterministic, torch.ones_like(std), std)
-    log_density = (
-        -((prev_sample.detach() - mean) ** 2) / (2.0 * safe_std**2)
-        - torch.log(safe_std)
-        - _LOG_SQRT_2PI
-    )
-    log_density = torch.where(deterministic, torch.zeros_like(log_density), log_density)
-    log_prob = log_density.mean(dim=tuple(range(1, log_density.ndim)))  # [B]
+    prev_sample, log_prob = sample_and_log_prob(mean, std, prev_sample, generator)  # [B]
     return prev_sample.to(sample.dtype), log_prob, mean, std
 
 
