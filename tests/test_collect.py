@@ -12,13 +12,14 @@ import pydantic
 import pytest
 import torch
 
+from tests.test_trainer import CLIPPED_KL_RL
 from worldr1_core import hookimpl
 from worldr1_core.collect import concat_rollouts, concat_scored
 from worldr1_core.interfaces import Reward
 from worldr1_core.plugins import get_plugin_manager
 from worldr1_core.registry import reset_registry
 from worldr1_core.rewards import ComposedReward, RewardError
-from worldr1_core.testing import run_config
+from worldr1_core.testing import run_config, tiny_run_sections
 from worldr1_core.trainer import Trainer
 from worldr1_core.types import RewardBatch, RewardOutput, Rollout
 
@@ -26,29 +27,11 @@ torch.set_num_threads(2)
 
 
 def _sections(**train) -> dict:
-    return {
-        "run": {
-            "seed": 5,
-            "progress_bar": False,
-            "tensorboard": False,
-            "save_every": 0,
-            "sample_every": 0,
-        },
-        "video": {"frames": 5, "height": 16, "width": 16},
-        "model": {"name": "wan2.1", "preset": "tiny", "lora": {"rank": 4, "alpha": 8.0}},
-        "train": {"prompts_per_step": 1, "lr": 3e-3, "minibatch_size": 2, **train},
-        "prompts": {"train": {"prompts": ["a red car", "a house in the snow", "a tree on a hill"]}},
-        "rl": {
-            "name": "flow_grpo",
-            "group_size": 2,
-            "num_steps": 2,
-            "guidance_scale": 2.0,
-            "noise_level": 0.8,
-            "kl_beta": 0.01,
-            "clip_range": 1e-3,
-        },
-        "rewards": [{"name": "brightness", "weight": 1.0}],
-    }
+    return tiny_run_sections(
+        run={"seed": 5},
+        train={"prompts_per_step": 1, "lr": 3e-3, "minibatch_size": 2, **train},
+        rl=CLIPPED_KL_RL,
+    )
 
 
 def _rows(run_dir: Path) -> list[dict]:

@@ -16,7 +16,7 @@ from worldr1_core import trainer as trainer_module
 from worldr1_core.interfaces import Reward
 from worldr1_core.plugins import get_plugin_manager
 from worldr1_core.registry import reset_registry
-from worldr1_core.testing import run_config
+from worldr1_core.testing import run_config, tiny_run_sections
 from worldr1_core.testing.tiny_clip import build_tiny_clip_checkpoint
 from worldr1_core.testing.tiny_qwen_vl import build_tiny_qwen_vl
 from worldr1_core.types import RewardBatch, RewardOutput
@@ -47,21 +47,11 @@ def nan_plugin(fresh_plugins):
 
 
 def _sections(tmp_path: Path, rewards: list[dict], prompts: list[str], **train) -> dict:
-    return {
-        "run": {
-            "seed": 0,
-            "progress_bar": False,
-            "tensorboard": False,
-            "save_every": 0,
-            "sample_every": 0,
-        },
-        "video": {"frames": 5, "height": 16, "width": 16},
-        "model": {"name": "wan2.1", "preset": "tiny", "lora": {"rank": 4, "alpha": 8.0}},
-        "train": {"prompts_per_step": 2, "lr": 1e-3, "minibatch_size": 2, **train},
-        "prompts": {"train": {"prompts": prompts, "shuffle": False}},
-        "rl": {"name": "flow_grpo", "group_size": 2, "num_steps": 2},
-        "rewards": rewards,
-    }
+    return tiny_run_sections(
+        train={"prompts_per_step": 2, "lr": 1e-3, "minibatch_size": 2, **train},
+        prompts={"train": {"prompts": prompts, "shuffle": False}},
+        rewards=rewards,
+    )
 
 
 def _rows(run_dir: Path) -> list[dict]:

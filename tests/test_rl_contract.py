@@ -16,7 +16,7 @@ import torch
 from worldr1_core import hookimpl
 from worldr1_core.interfaces import RLAlgorithm, StepHook, VideoModel
 from worldr1_core.plugins import get_plugin_manager
-from worldr1_core.testing import run_config
+from worldr1_core.testing import run_config, tiny_run_sections
 from worldr1_core.trainer import Trainer
 from worldr1_core.types import Rollout
 
@@ -103,15 +103,12 @@ class RWRPlugin:
 
 
 def sections() -> dict:
-    return {
-        "run": {"seed": 5, "progress_bar": False, "tensorboard": False, "save_every": 0},
-        "video": {"frames": 5, "height": 16, "width": 16},
-        "model": {"name": "wan2.1", "preset": "tiny", "lora": {"rank": 4, "alpha": 8.0}},
-        "train": {"prompts_per_step": 2, "lr": 1e-3, "minibatch_size": 2},
-        "prompts": {"train": {"prompts": ["a red car", "a house in the snow"]}},
-        "rl": {"name": "forward_rwr", "group_size": 2},
-        "rewards": [{"name": "brightness", "weight": 1.0}],
-    }
+    return tiny_run_sections(
+        run={"seed": 5},
+        train={"prompts_per_step": 2, "lr": 1e-3, "minibatch_size": 2},
+        prompts={"train": {"prompts": ["a red car", "a house in the snow"]}},
+        rl={"name": "forward_rwr", "group_size": 2},
+    )
 
 
 def test_second_algorithm_trains_through_the_trainer(tmp_path, fresh_plugins, capsys):

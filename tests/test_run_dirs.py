@@ -18,21 +18,17 @@ from worldr1_core import checkpoint as ckpt
 from worldr1_core import run_dir as rd
 from worldr1_core.distributed import Distributed
 from worldr1_core.errors import UserError
-from worldr1_core.testing import run_config
+from worldr1_core.testing import run_config, tiny_run_sections
 from worldr1_core.trainer import Trainer
 
 
 def tiny_sections() -> dict:
     """The tiny run of tests/test_trainer.py: 2 prompts x group 2 of 5x16x16 videos."""
-    return {
-        "run": {"seed": 3, "progress_bar": False, "tensorboard": False, "sample_every": 0},
-        "video": {"frames": 5, "height": 16, "width": 16},
-        "model": {"name": "wan2.1", "preset": "tiny", "lora": {"rank": 4, "alpha": 8.0}},
-        "train": {"prompts_per_step": 2, "lr": 3e-3, "minibatch_size": 2},
-        "prompts": {"train": {"prompts": ["a red car", "a house in the snow", "a tree on a hill"]}},
-        "rl": {"name": "flow_grpo", "group_size": 2, "num_steps": 2, "guidance_scale": 2.0},
-        "rewards": [{"name": "brightness", "weight": 1.0}],
-    }
+    return tiny_run_sections(
+        run={"seed": 3},
+        train={"prompts_per_step": 2, "lr": 3e-3, "minibatch_size": 2},
+        rl={"guidance_scale": 2.0},
+    )
 
 
 def _config(tmp_path: Path, *overrides: str):

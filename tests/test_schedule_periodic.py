@@ -219,35 +219,22 @@ def test_trainer_runs_the_periodic_schedule(fresh_plugins, tmp_path):
 
     from worldr1_core.plugins import get_plugin_manager
     from worldr1_core.registry import reset_registry
-    from worldr1_core.testing import run_config
+    from worldr1_core.testing import TINY_PROMPTS, run_config, tiny_run_sections
     from worldr1_core.trainer import Trainer
 
     plugin = _TrainerTestPlugin()
     get_plugin_manager().register(plugin, name="sched_test_plugin")
     reset_registry()
     _SourceProbe.seen.clear()
-    train_prompts = ["a red car", "a house in the snow", "a tree on a hill"]
+    train_prompts = list(TINY_PROMPTS)
     dynamic_prompts = ["a dog running in a park", "waves crashing on rocks"]
     config = run_config(
         tmp_path,
-        {
-            "run": {
-                "seed": 0,
-                "max_steps": 4,
-                "progress_bar": False,
-                "tensorboard": False,
-                "save_every": 0,
-                "sample_every": 0,
-            },
-            "video": {"frames": 5, "height": 16, "width": 16},
-            "model": {"name": "wan2.1", "preset": "tiny", "lora": {"rank": 2, "alpha": 4.0}},
-            "train": {"prompts_per_step": 1},
-            "prompts": {
-                "train": {"prompts": train_prompts},
-                "dynamic": {"prompts": dynamic_prompts},
-            },
-            "rl": {"name": "flow_grpo", "group_size": 2, "num_steps": 2},
-            "schedule": {
+        tiny_run_sections(
+            run={"max_steps": 4},
+            model={"lora": {"rank": 2, "alpha": 4.0}},
+            prompts={"dynamic": {"prompts": dynamic_prompts}},
+            schedule={
                 "name": "periodic_dynamic",
                 "cycle": 2,
                 "dynamic_steps": 1,
@@ -257,8 +244,8 @@ def test_trainer_runs_the_periodic_schedule(fresh_plugins, tmp_path):
                     "reward_weights": {"probe": 1.0},
                 },
             },
-            "rewards": [{"name": "steadiness", "weight": 1.0}, {"name": "probe", "weight": 0.5}],
-        },
+            rewards=[{"name": "steadiness", "weight": 1.0}, {"name": "probe", "weight": 0.5}],
+        ),
     )
     trainer = Trainer(config)
     trainer.train()

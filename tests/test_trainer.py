@@ -12,7 +12,7 @@ from worldr1_core import checkpoint as ckpt
 from worldr1_core import hookimpl
 from worldr1_core.config import load_config
 from worldr1_core.plugins import get_plugin_manager
-from worldr1_core.testing import run_config
+from worldr1_core.testing import run_config, tiny_run_sections
 from worldr1_core.trainer import Trainer
 
 torch.set_num_threads(2)
@@ -20,32 +20,17 @@ torch.set_num_threads(2)
 REPO = Path(__file__).resolve().parents[1]
 
 
+# the trainer tests' flow_grpo: CFG, a noisy SDE, the KL term and a ratio clip all active
+CLIPPED_KL_RL = {"guidance_scale": 2.0, "noise_level": 0.8, "kl_beta": 0.01, "clip_range": 1e-3}
+
+
 def tiny_sections(**rl) -> dict:
     """A small, fast run: 2 prompts x group 2 of 5x16x16 videos, 3 denoising steps."""
-    return {
-        "run": {
-            "seed": 3,
-            "progress_bar": False,
-            "tensorboard": False,
-            "save_every": 0,
-            "sample_every": 0,
-        },
-        "video": {"frames": 5, "height": 16, "width": 16},
-        "model": {"name": "wan2.1", "preset": "tiny", "lora": {"rank": 4, "alpha": 8.0}},
-        "train": {"prompts_per_step": 2, "lr": 3e-3, "minibatch_size": 2},
-        "prompts": {"train": {"prompts": ["a red car", "a house in the snow", "a tree on a hill"]}},
-        "rl": {
-            "name": "flow_grpo",
-            "group_size": 2,
-            "num_steps": 3,
-            "guidance_scale": 2.0,
-            "noise_level": 0.8,
-            "kl_beta": 0.01,
-            "clip_range": 1e-3,
-            **rl,
-        },
-        "rewards": [{"name": "brightness", "weight": 1.0}],
-    }
+    return tiny_run_sections(
+        run={"seed": 3},
+        train={"prompts_per_step": 2, "lr": 3e-3, "minibatch_size": 2},
+        rl={**CLIPPED_KL_RL, "num_steps": 3, **rl},
+    )
 
 
 def _metrics(run_dir: Path) -> list[dict]:
