@@ -10,42 +10,28 @@ backward's gradient of an update (|g| 0.0192 vs 0.0231 at step 1).
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from worldr1_core.testing import run_config
+from tests.helpers.launch import run_launch, torchrun
+from worldr1_core.testing import TINY_PROMPTS, run_config, tiny_run_sections
 
 REPO = Path(__file__).resolve().parents[1]
 WORKER = REPO / "tests" / "backend_equivalence_worker.py"
 BACKENDS = {"ddp": ("ddp", 3), "zero2": ("deepspeed", 2), "zero3": ("deepspeed", 3)}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _sections(backend: str, stage: int) -> dict:
-    return {
-        "run": {"seed": 1, "progress_bar": False, "tensorboard": False, "sample_every": 0},
-        "video": {"frames": 5, "height": 16, "width": 16},
-        "model": {"name": "wan2.1", "preset": "tiny", "lora": {"rank": 4, "alpha": 8.0}},
-        "train": {"prompts_per_step": 1, "lr": 1e-2},
-        "prompts": {
-            "train": {"prompts": ["a red car", "a house in the snow", "a tree on a hill", "a boat"]}
-        },
-        # 2 SDE steps, both trained: 2 backward calls per optimizer update
-        "rl": {"name": "flow_grpo", "group_size": 2, "num_steps": 2, "guidance_scale": 2.0},
-        "rewards": [{"name": "brightness"}],
-        "distributed": {"backend": backend, "zero_stage": stage},
-    }
+    return tiny_run_sections(
+        run={"seed": 1},
+        train={"lr": 1e-2},
+        prompts={"train": {"prompts": [*TINY_PROMPTS, "a boat"]}},
+        # 2 SDE steps (the tiny run's), both trained: 2 backward calls per optimizer update
+        rl={"guidance_scale": 2.0},
+        distributed={"backend": backend, "zero_stage": stage},
+    )
 
 
 @pytest.mark.slow
@@ -55,28 +41,7 @@ def test_ddp_zero2_zero3_compute_the_same_update(tmp_path, fresh_plugins):
         (tmp_path / name).mkdir()
         run_config(tmp_path / name, _sections(backend, stage))
         configs.append(str(tmp_path / name / "run.toml"))
-    env = dict(
-        os.environ,
-        DS_ACCELERATOR="cpu",
-        OMP_NUM_THREADS="1",
-        HF_HUB_OFFLINE="1",
-        PYTHONPATH=str(REPO),
-    )
-    env.setdefault("TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions"))
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        str(_free_port()),
-        str(WORKER),
-        "2",
-        *configs,
-    ]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    run_launch(torchrun(str(WORKER), "2", *configs), timeout=900)
 
     def norms(name: str) -> list[float]:
         rows = (tmp_path / name / "run" / "metrics.jsonl").read_text().splitlines()

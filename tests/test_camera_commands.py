@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers.configs import tiny_wan_toml
 from worldr1_core.cli import main
 
 
@@ -112,17 +113,8 @@ def test_warp_sweep_rejects_bad_strengths(tmp_path, capsys, fresh_plugins):
 def _tiny_config(tmp_path) -> str:
     path = tmp_path / "run.toml"
     path.write_text(
-        f"""
-[model]
-name = "wan2.1"
-preset = "tiny"
-cache_dir = "{tmp_path / "cache"}"
-
-[video]
-frames = 9
-height = 32
-width = 48
-
+        tiny_wan_toml(tmp_path / "cache", frames=9, height=32, width=48)
+        + """
 [latent_init]
 name = "noise_warp"
 strength = 0.45

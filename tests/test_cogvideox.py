@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers.base_models import load_tiny, tiny_checkpoint_fixture
 from worldr1_core.testing.base_model_contract import NEGATIVE, PROMPTS, BaseModelContract
 from worldr1_plugins.base_models.cogvideox import CogVideoX, ensure_tiny_checkpoint, vp_to_sigma
 from worldr1_plugins.rl_algos.ddim import ddim_step_with_logprob, release_log_prob
@@ -27,15 +28,11 @@ torch.set_num_threads(2)
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return ensure_tiny_checkpoint(tmp_path_factory.mktemp("cogvideox"))
+tiny_dir = tiny_checkpoint_fixture(ensure_tiny_checkpoint, "cogvideox")
 
 
 def make_model(path, **lora) -> CogVideoX:
-    return CogVideoX(
-        CogVideoX.Config(path=str(path), device="cpu", dtype="fp32", lora={"rank": 4, **lora})
-    )
+    return load_tiny(CogVideoX, path, lora={"rank": 4, **lora})
 
 
 class TestCogVideoXContract(BaseModelContract):

@@ -3,11 +3,11 @@ policy, its black-box samplers (the release's scheduler-stepped rollout), and th
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
 
+from tests.helpers.toy_models import SwitchableReference
 from worldr1_core.registry import get_registry
 from worldr1_core.testing import run_config
 from worldr1_core.trainer import Trainer
@@ -18,14 +18,13 @@ from worldr1_plugins.rl_algos.flow_grpo import FlowGRPO
 torch.set_num_threads(2)
 
 
-class ScaledIdentity:
+class ScaledIdentity(SwitchableReference):
     """A one-parameter velocity field ``v(x) = w x`` (reference: ``w_ref x``): small enough to
     write the loss out by hand."""
 
     def __init__(self, w: float, w_ref: float):
         self.w = torch.nn.Parameter(torch.tensor(w))
         self.w_ref = w_ref
-        self._ref = False
 
     def trainable_parameters(self):
         return [self.w]
@@ -33,14 +32,6 @@ class ScaledIdentity:
     def velocity(self, x, sigma, cond, guidance_scale=1.0):
         assert guidance_scale == 1.0  # the update is CFG-free
         return (self.w_ref if self._ref else self.w) * x
-
-    @contextlib.contextmanager
-    def reference(self):
-        self._ref = True
-        try:
-            yield
-        finally:
-            self._ref = False
 
 
 def test_loss_equals_a_hand_computation():

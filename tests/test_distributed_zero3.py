@@ -8,27 +8,18 @@ The first DeepSpeed run JIT-builds `deepspeed_shm_comm` (~50 s), cached in TORCH
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.helpers.launch import accelerate_launch, free_port, run_launch, torchrun
 from worldr1_core.testing import run_config
 
 pytestmark = pytest.mark.timeout(1800)  # three launches of two DeepSpeed processes each
 
 REPO = Path(__file__).resolve().parents[1]
 WORKER = REPO / "tests" / "dist_train_worker.py"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _sections(backend: str) -> dict:
@@ -53,21 +44,11 @@ def _sections(backend: str) -> dict:
     }
 
 
-def _launch(cmd: list[str], tmp_path: Path) -> None:
-    env = dict(
-        os.environ,
-        DS_ACCELERATOR="cpu",
-        OMP_NUM_THREADS="1",
-        HF_HUB_OFFLINE="1",
-        MASTER_PORT=str(_free_port()),
-        PYTHONPATH=str(REPO),
-    )
-    env.setdefault("TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions"))
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=480)
-    if proc.returncode != 0:
-        pytest.fail(
-            f"launch failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-        )
+ZERO3_CPU = REPO / "configs" / "accelerate" / "zero3_cpu.yaml"
+
+
+def _launch(cmd: list[str]) -> None:
+    run_launch(cmd, timeout=480, MASTER_PORT=str(free_port()))
 
 
 def _check(out: Path, backend_words: str) -> None:
@@ -93,20 +74,9 @@ def _check(out: Path, backend_words: str) -> None:
 @pytest.mark.slow
 def test_zero3_two_processes_accelerate(tmp_path, fresh_plugins):
     run_config(tmp_path, _sections("deepspeed"))
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--config_file",
-        str(REPO / "configs" / "accelerate" / "zero3_cpu.yaml"),
-        "--main_process_port",
-        str(_free_port()),
-        str(WORKER),
-        str(tmp_path / "run.toml"),
-        str(tmp_path),
-        "2",
-    ]
-    _launch(cmd, tmp_path)
+    _launch(
+        accelerate_launch(ZERO3_CPU, str(WORKER), str(tmp_path / "run.toml"), str(tmp_path), "2")
+    )
     _check(tmp_path, "deepspeed ZeRO-3")
     assert (tmp_path / "run" / "checkpoints" / "step_000002" / "engine").is_dir()
 
@@ -114,20 +84,7 @@ def test_zero3_two_processes_accelerate(tmp_path, fresh_plugins):
 @pytest.mark.slow
 def test_ddp_two_processes_torchrun(tmp_path, fresh_plugins):
     run_config(tmp_path, _sections("auto"))  # auto + 2 processes -> ddp
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        str(_free_port()),
-        str(WORKER),
-        str(tmp_path / "run.toml"),
-        str(tmp_path),
-        "2",
-    ]
-    _launch(cmd, tmp_path)
+    _launch(torchrun(str(WORKER), str(tmp_path / "run.toml"), str(tmp_path), "2"))
     _check(tmp_path, "ddp")
 
 
@@ -137,51 +94,13 @@ def test_zero3_resume_is_exact_through_the_cli(tmp_path, fresh_plugins):
     import json
 
     run_config(tmp_path, _sections("deepspeed"))
-    launch = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--config_file",
-        str(REPO / "configs" / "accelerate" / "zero3_cpu.yaml"),
-        "--main_process_port",
-    ]
     train = ["-m", "worldr1_core.cli", "train", str(tmp_path / "run.toml"), "run.save_every=1"]
-    _launch(
-        [
-            *launch,
-            str(_free_port()),
-            *train,
-            "--max-steps",
-            "2",
-            "--output-dir",
-            str(tmp_path / "full"),
-        ],
-        tmp_path,
-    )
-    _launch(
-        [
-            *launch,
-            str(_free_port()),
-            *train,
-            "--max-steps",
-            "1",
-            "--output-dir",
-            str(tmp_path / "split"),
-        ],
-        tmp_path,
-    )
-    _launch(
-        [
-            *launch,
-            str(_free_port()),
-            *train,
-            "--max-steps",
-            "2",
-            "--resume",
-            str(tmp_path / "split"),
-        ],
-        tmp_path,
-    )
+    for args in (
+        ["--max-steps", "2", "--output-dir", str(tmp_path / "full")],
+        ["--max-steps", "1", "--output-dir", str(tmp_path / "split")],
+        ["--max-steps", "2", "--resume", str(tmp_path / "split")],
+    ):
+        _launch(accelerate_launch(ZERO3_CPU, *train, *args))
 
     def rows(run: str) -> list[dict]:
         lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.helpers.eval_inputs import brightness_runs
 from worldr1_core import hookimpl
 from worldr1_core.config import ConfigError
 from worldr1_core.errors import EvalError
@@ -35,13 +36,16 @@ def _eval(*argv: str) -> int:
 
 
 def _brightness_dirs(tmp_path: Path) -> tuple[Path, Path, Path]:
-    dark, bright = tmp_path / "dark", tmp_path / "bright"
-    for i in range(3):
-        write_video(dark / f"clip{i}.mp4", torch.full((4, 3, 16, 16), 0.2 + 0.05 * i))
-        write_video(bright / f"clip{i}.mp4", torch.full((4, 3, 16, 16), 0.6 + 0.05 * i))
-    cfg = tmp_path / "eval.toml"
-    cfg.write_text('[[rewards]]\nname = "brightness"\n', encoding="utf-8")
-    return dark, bright, cfg
+    return brightness_runs(tmp_path, clips=3, dark=0.2, bright=0.6, step=0.05)
+
+
+def _compare(
+    run: Path, baseline: Path, cfg: Path, out: Path, *extra: str
+) -> dict[str, dict[str, str]]:
+    """`worldr1 eval RUN --baseline BASELINE` succeeds; its comparison.csv rows by metric."""
+    args = [str(run), "--baseline", str(baseline), "--config", str(cfg), *extra, "--out", str(out)]
+    assert _eval(*args) == 0
+    return {r["metric"]: r for r in csv.DictReader((out / "comparison.csv").open())}
 
 
 def test_reports_and_baseline_comparison(tmp_path, capsys):
@@ -49,20 +53,7 @@ def test_reports_and_baseline_comparison(tmp_path, capsys):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("# one per video, in file-name order\na\nb\nc\n", encoding="utf-8")
     out = tmp_path / "report"
-    assert (
-        _eval(
-            str(bright),
-            "--baseline",
-            str(dark),
-            "--config",
-            str(cfg),
-            "--prompts",
-            str(prompts),
-            "--out",
-            str(out),
-        )
-        == 0
-    )
+    comparison = _compare(bright, dark, cfg, out, "--prompts", str(prompts))
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert [r["video"] for r in rows] == ["clip0", "clip1", "clip2"] and [
         r["prompt"] for r in rows
@@ -75,7 +66,6 @@ def test_reports_and_baseline_comparison(tmp_path, capsys):
         and summary["brightness"]["n"] == 3
     )
     assert summary["brightness"]["sem"] == pytest.approx(0.05 / 3**0.5, abs=0.005)
-    comparison = {r["metric"]: r for r in csv.DictReader((out / "comparison.csv").open())}
     assert comparison["brightness"]["better"] == "run"
     assert float(comparison["brightness"]["delta"]) == pytest.approx(0.4, abs=0.01)
     assert (
@@ -220,19 +210,7 @@ def test_trajectory_error_ranks_consistent_above_shuffled(tmp_path):
         '[geometry]\nname = "colmap"\n[[rewards]]\nname = "trajectory_alignment"\nmode = "sim3"\n',
         encoding="utf-8",
     )
-    assert (
-        _eval(
-            str(consistent),
-            "--baseline",
-            str(shuffled),
-            "--config",
-            str(cfg),
-            "--out",
-            str(tmp_path / "r"),
-        )
-        == 0
-    )
-    rows = {r["metric"]: r for r in csv.DictReader((tmp_path / "r" / "comparison.csv").open())}
+    rows = _compare(consistent, shuffled, cfg, tmp_path / "r")
     assert (
         rows["trajectory_alignment"]["better"] == "run"
         and float(rows["trajectory_alignment"]["win_rate"]) == 1.0
@@ -270,19 +248,7 @@ def test_reconstruction_metrics_rank_consistent_above_shuffled(tmp_path):
     arch, ckpt = tiny_clip.build_tiny_clip_checkpoint(tmp_path / "clip")
     text += f'[[rewards]]\nname = "aesthetic"\narch = "{arch}"\ncheckpoint = "{ckpt}"\n'
     cfg.write_text(text, encoding="utf-8")
-    assert (
-        _eval(
-            str(consistent),
-            "--baseline",
-            str(shuffled),
-            "--config",
-            str(cfg),
-            "--out",
-            str(tmp_path / "r"),
-        )
-        == 0
-    )
-    rows = {r["metric"]: r for r in csv.DictReader((tmp_path / "r" / "comparison.csv").open())}
+    rows = _compare(consistent, shuffled, cfg, tmp_path / "r")
     for metric in ["reconstruction", "trajectory_alignment"]:
         assert rows[metric]["better"] == "run", (metric, rows[metric])
     for metric in ["reconstruction/failed", "trajectory_alignment/failed"]:

@@ -15,6 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.helpers.eval_inputs import brightness_runs
 from worldr1_core.evaluation.paired import pair_by_prompt
 from worldr1_core.evaluation.plots import (
     contact_sheets,
@@ -104,12 +105,7 @@ def test_contact_sheet_shows_the_best_videos_first_and_the_worst_last(tmp_path):
 
 
 def test_eval_writes_paired_plot_and_contact_sheets_through_the_cli(tmp_path):
-    dark, bright = tmp_path / "dark", tmp_path / "bright"
-    for i in range(4):
-        write_video(dark / f"clip{i}.mp4", torch.full((4, 3, 16, 16), 0.2 + 0.1 * i))
-        write_video(bright / f"clip{i}.mp4", torch.full((4, 3, 16, 16), 0.3 + 0.1 * i))
-    cfg = tmp_path / "eval.toml"
-    cfg.write_text('[[rewards]]\nname = "brightness"\n', encoding="utf-8")
+    dark, bright, cfg = brightness_runs(tmp_path, clips=4, dark=0.2, bright=0.3, step=0.1)
     out = tmp_path / "report"
     res = subprocess.run(
         [str(Path(sys.executable).with_name("worldr1")), "eval", str(bright), "--baseline", str(dark),

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import pytest
 import torch
 
+from tests.helpers.toy_models import SwitchableReference
 from worldr1_core.interfaces import VideoModel
 from worldr1_core.types import LatentLayout
 from worldr1_plugins.rl_algos.flow_grpo import FlowGRPO, sde_step_with_logprob
@@ -15,7 +15,7 @@ from worldr1_plugins.rl_algos.flow_grpo import FlowGRPO, sde_step_with_logprob
 torch.set_num_threads(2)
 
 
-class LinearVideoModel(VideoModel):
+class LinearVideoModel(SwitchableReference, VideoModel):
     """A small but complete rectified-flow model: ``v = (W + dW) x + c(prompt) * (1 - sigma)``.
 
     ``dW`` is the trainable "adapter" (zero at start, like LoRA's B); ``reference()`` disables it.
@@ -28,7 +28,6 @@ class LinearVideoModel(VideoModel):
         self.channels = channels
         self.base = torch.randn(channels, channels, generator=g) * 0.3
         self.adapter = torch.nn.Parameter(torch.zeros(channels, channels))
-        self._ref = False
 
     device = property(lambda self: torch.device("cpu"))
     dtype = property(lambda self: torch.float32)
@@ -64,14 +63,6 @@ class LinearVideoModel(VideoModel):
 
     def trainable_module(self):
         return torch.nn.ParameterList([self.adapter])
-
-    @contextlib.contextmanager
-    def reference(self):
-        self._ref = True
-        try:
-            yield
-        finally:
-            self._ref = False
 
     def save_adapter(self, directory):
         raise NotImplementedError

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers.configs import tiny_wan_toml
 from worldr1_core.registry import get_registry
 from worldr1_core.video_io import read_video
 
@@ -21,24 +22,9 @@ PROMPTS = [
 
 def _config(tmp_path: Path, frames: int = 9) -> Path:
     cfg = tmp_path / "infer.toml"
+    video = tiny_wan_toml(tmp_path / "cache", frames=frames, height=32, width=48, fps=8)
     cfg.write_text(
-        f"""
-[model]
-name = "wan2.1"
-preset = "tiny"
-cache_dir = "{tmp_path / "cache"}"
-
-[video]
-frames = {frames}
-height = 32
-width = 48
-fps = 8
-
-[rl]
-name = "flow_grpo"
-num_steps = 2
-guidance_scale = 2.0
-""",
+        video + '\n[rl]\nname = "flow_grpo"\nnum_steps = 2\nguidance_scale = 2.0\n',
         encoding="utf-8",
     )
     return cfg
@@ -55,25 +41,18 @@ def shared_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("infer")
 
 
+def _infer_shared(shared_dir: Path, *extra: str, seed: int = 7) -> int:
+    """`worldr1 infer` of the shared prompts file into ``shared_dir/out``, seeds from ``seed``."""
+    config, prompts, out = _config(shared_dir), shared_dir / "prompts.txt", shared_dir / "out"
+    args = ["--config", str(config), "--prompts", str(prompts), "--out", str(out)]
+    return _infer(*args, "--seed", str(seed), *extra)
+
+
 def test_infer_writes_playable_mp4s_and_an_index(shared_dir, capsys):
     prompts = shared_dir / "prompts.txt"
     prompts.write_text("# test prompts\n\n" + "\n".join(PROMPTS) + "\n", encoding="utf-8")
     out = shared_dir / "out"
-    assert (
-        _infer(
-            "--config",
-            str(_config(shared_dir)),
-            "--prompts",
-            str(prompts),
-            "--out",
-            str(out),
-            "--seed",
-            "7",
-            "--batch-size",
-            "2",
-        )
-        == 0
-    )
+    assert _infer_shared(shared_dir, "--batch-size", "2") == 0
     index = json.loads((out / "index.json").read_text())
     videos = index["videos"]
     assert [v["prompt"] for v in videos] == PROMPTS and [v["seed"] for v in videos] == [7, 8, 9]
@@ -99,20 +78,7 @@ def test_resume_generates_only_missing_videos_and_reproduces_them(shared_dir, ca
     mtimes = {f: f.stat().st_mtime_ns for f in files}
     files[1].unlink()  # as if the run had been interrupted before writing this video
     capsys.readouterr()
-    prompts = shared_dir / "prompts.txt"
-    assert (
-        _infer(
-            "--config",
-            str(_config(shared_dir)),
-            "--prompts",
-            str(prompts),
-            "--out",
-            str(out),
-            "--seed",
-            "7",
-        )
-        == 0
-    )
+    assert _infer_shared(shared_dir) == 0
     assert "2 already done, 1 to generate" in capsys.readouterr().out
     assert (
         files[0].stat().st_mtime_ns == mtimes[files[0]]
@@ -125,18 +91,7 @@ def test_resume_generates_only_missing_videos_and_reproduces_them(shared_dir, ca
 
 
 def test_resume_with_other_settings_is_refused(shared_dir, capsys):
-    out = shared_dir / "out"
-    rc = _infer(
-        "--config",
-        str(_config(shared_dir)),
-        "--prompts",
-        str(shared_dir / "prompts.txt"),
-        "--out",
-        str(out),
-        "--seed",
-        "8",
-    )
-    assert rc == 2
+    assert _infer_shared(shared_dir, seed=8) == 2
     err = capsys.readouterr().err
     assert "other settings" in err and "base_seed: 7 -> 8" in err
 

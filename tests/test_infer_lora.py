@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers.configs import tiny_wan_toml
 from worldr1_core import checkpoint as ckpt
 from worldr1_core.errors import InferenceError
 from worldr1_core.inference import resolve_adapter_dir
@@ -51,9 +52,8 @@ def test_a_failed_infer_does_not_block_the_corrected_rerun(tmp_path):
     out = tmp_path / "out"
     config = tmp_path / "infer.toml"
     config.write_text(
-        f'[model]\nname = "wan2.1"\npreset = "tiny"\ncache_dir = "{tmp_path / "cache"}"\n'
-        "[video]\nframes = 5\nheight = 16\nwidth = 16\n"
-        '[rl]\nname = "flow_grpo"\nnum_steps = 2\n',
+        tiny_wan_toml(tmp_path / "cache", frames=5, height=16, width=16)
+        + '[rl]\nname = "flow_grpo"\nnum_steps = 2\n',
         encoding="utf-8",
     )
     argv = [

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from worldr1_core.reward_serving.process import free_port
+
 pytestmark = pytest.mark.timeout(1800)  # several launches of the scripts, each up to 400-600 s
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,12 +41,6 @@ def _run(script: str, *args: str, timeout: float = 60, **env: str) -> subprocess
         text=True,
         timeout=timeout,
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _port_open(port: int) -> bool:
@@ -86,7 +82,7 @@ def test_multi_node_requires_its_variables(tmp_path):
 def test_training_refuses_to_start_without_healthy_servers(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text("[model]\nname = 'wan2.1'\n")
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     t0 = time.monotonic()
     r = _run(
         "run_training.sh",
@@ -164,7 +160,7 @@ def _needs(*names: str) -> None:
 def test_single_node_stops_the_servers_when_training_fails(tmp_path):
     _needs()
     cfg = _tiny_config(tmp_path)
-    port = _free_port()
+    port = free_port()
     logs = tmp_path / "servers"
     # a bad override makes `worldr1 train` fail right after the servers came up
     r = _run(
@@ -173,7 +169,7 @@ def test_single_node_stops_the_servers_when_training_fails(tmp_path):
         "train.lr=-1",
         timeout=240,
         GENERAL_REWARD_PORT=str(port),
-        REWARD_3D_PORT=str(_free_port()),
+        REWARD_3D_PORT=str(free_port()),
         SERVER_LOG_DIR=str(logs),
         NUM_PROCESSES="1",
         LAUNCHER="torchrun",
@@ -225,7 +221,7 @@ def test_run_single_node_end_to_end_on_cpu(tmp_path):
         "run.progress_bar=false",
     )
     _prebuild_tiny(cfg, overrides)
-    port = _free_port()
+    port = free_port()
     seen: list[int] = []
     stop = threading.Event()
 
@@ -248,7 +244,7 @@ def test_run_single_node_end_to_end_on_cpu(tmp_path):
             timeout=600,
             NUM_PROCESSES="2",
             GENERAL_REWARD_PORT=str(port),
-            REWARD_3D_PORT=str(_free_port()),
+            REWARD_3D_PORT=str(free_port()),
             SERVER_LOG_DIR=str(tmp_path / "servers"),
             TORCH_EXTENSIONS_DIR=os.environ.get(
                 "TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions")
@@ -272,7 +268,7 @@ def test_run_single_node_end_to_end_on_cpu(tmp_path):
 @pytest.fixture
 def running_server(tmp_path):
     """A general reward server started the way a user would (`worldr1 reward serve`)."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -316,7 +312,7 @@ def test_run_training_with_running_servers(tmp_path, running_server, launcher):
         timeout=400,
         LAUNCHER=launcher,
         NUM_PROCESSES="2",
-        MASTER_PORT=str(_free_port()),
+        MASTER_PORT=str(free_port()),
         GENERAL_REWARD_SERVER_URL=f"http://127.0.0.1:{running_server}",
         TORCH_EXTENSIONS_DIR=os.environ.get(
             "TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions")
@@ -339,7 +335,7 @@ def test_run_multi_node_two_nodes_on_one_machine(tmp_path):
     _prebuild_tiny(cfg)
     env = dict(
         MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(_free_port()),
+        MASTER_PORT=str(free_port()),
         NNODES="2",
         NUM_PROCESSES="1",
         TORCH_EXTENSIONS_DIR=os.environ.get(

@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import shutil
+from functools import partial
 
 import pytest
 import torch
 
+from tests.helpers.base_models import CAMERA_PROMPTS as PROMPTS
+from tests.helpers.base_models import load_tiny, tiny_checkpoint_fixture
 from worldr1_plugins.base_models.ltx_video import ENV_PATH, LTXVideo, ensure_tiny_checkpoint
 
 torch.set_num_threads(2)
-PROMPTS = ["Camera orbit left. A red car on a road.", "Camera push in. A small wooden cabin."]
 
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return ensure_tiny_checkpoint(tmp_path_factory.mktemp("ltx_cache"))
-
-
-def make(tiny_dir, **overrides) -> LTXVideo:
-    lora = overrides.pop("lora", {})
-    return LTXVideo(
-        LTXVideo.Config(path=str(tiny_dir), dtype="fp32", device="cpu", lora=lora, **overrides)
-    )
+tiny_dir = tiny_checkpoint_fixture(ensure_tiny_checkpoint, "ltx_cache")
+make = partial(load_tiny, LTXVideo)  # make(tiny_dir, lora={...}, **config)
 
 
 def test_layout_uses_the_vae_factors_not_wans():

@@ -14,6 +14,7 @@ from pathlib import Path
 import pydantic
 import pytest
 
+from tests.helpers.cli import worldr1
 from worldr1_core import hookimpl, hookspecs
 from worldr1_core.plugins import (
     PluginLoadError,
@@ -37,17 +38,14 @@ def make_dist(site: Path, dist: str, ep_name: str, module: str, source: str) -> 
     (info / "entry_points.txt").write_text(f"[worldr1]\n{ep_name} = {module}\n", encoding="utf-8")
 
 
-def run_cli(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "worldr1_core.cli", *args],
+def _pip(command: str, *args: str) -> None:
+    """``pip COMMAND --quiet --no-deps ARGS`` with this interpreter succeeds."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", command, "--quiet", "--no-deps", *args],
         capture_output=True,
         text=True,
-        env=full_env,
-        cwd=cwd,
     )
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_shipped_plugins_import_and_register_their_declared_kinds():
@@ -229,29 +227,14 @@ def test_disable_shipped_plugin(fresh_plugins):
 def installed_example(tmp_path_factory):
     """pip-install the example plugin package into a fresh target directory."""
     target = tmp_path_factory.mktemp("site")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(target),
-            str(REPO / "examples" / "contrast_reward"),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr
+    example = REPO / "examples" / "contrast_reward"
+    _pip("install", "--no-build-isolation", "--target", str(target), str(example))
     return target
 
 
 def test_example_plugin_is_discovered_after_install_and_blocked_by_env(installed_example, tmp_path):
     env = {"PYTHONPATH": str(installed_example)}
-    listed = json.loads(run_cli("plugins", "list", "--json", env=env).stdout)
+    listed = json.loads(worldr1("plugins", "list", "--json", env=env).stdout)
     rows = [r for r in listed if r["name"] == "contrast"]
     assert rows == [
         {
@@ -262,7 +245,7 @@ def test_example_plugin_is_discovered_after_install_and_blocked_by_env(installed
             "description": "pixel contrast of the video",
         }
     ]
-    blocked = run_cli(
+    blocked = worldr1(
         "plugins", "list", "--json", env={**env, "WORLDR1_DISABLE_PLUGINS": "contrast"}
     )
     assert "contrast" not in {r["name"] for r in json.loads(blocked.stdout)}
@@ -272,12 +255,12 @@ def test_example_plugin_is_discovered_after_install_and_blocked_by_env(installed
         '[[rewards]]\nname = "contrast"\nweight = 0.5\nmin_std = 0.01\n', encoding="utf-8"
     )
     shown = json.loads(
-        run_cli(
+        worldr1(
             "config", "show", str(cfg), "rewards.contrast.min_std=0.2", "--json", env=env
         ).stdout
     )
     assert shown["rewards"] == [{"name": "contrast", "weight": 0.5, "min_std": 0.2}]
-    bad = run_cli("config", "show", str(cfg), "rewards.0.min_sdt=1", env=env)
+    bad = worldr1("config", "show", str(cfg), "rewards.0.min_sdt=1", env=env)
     assert bad.returncode == 2
     assert (
         "rewards.0.min_sdt: unknown key; allowed keys: min_std, name, server, weight" in bad.stderr
@@ -303,41 +286,10 @@ def test_wheel_install_lists_shipped_plugins(tmp_path):
     data read at run time (default eval config, DeepSpeed and accelerate files), outside any
     checkout."""
     wheel_dir = tmp_path / "wheels"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "-w",
-            str(wheel_dir),
-            str(REPO),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr
+    _pip("wheel", "--no-build-isolation", "-w", str(wheel_dir), str(REPO))
     wheel = next(wheel_dir.glob("worldr1-*.whl"))
     site = tmp_path / "site"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--target",
-            str(site),
-            str(wheel),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr
+    _pip("install", "--target", str(site), str(wheel))
     # Run from an empty directory with only the wheel's copy importable as worldr1.
     code = (
         "import sys, json; sys.path.insert(0, sys.argv[1]);"

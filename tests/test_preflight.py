@@ -4,7 +4,6 @@ reported before a run directory exists or a model loads, naming the key and the 
 from __future__ import annotations
 
 import json
-import os
 import struct
 import subprocess
 import sys
@@ -12,24 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.cli import worldr1
 from worldr1_core.cli import main
 from worldr1_core.config import load_config
 from worldr1_core.preflight import config_checks, estimate_memory, run_preflight
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "configs" / "tiny_cpu.toml"
-
-
-def worldr1(*args: str, env: dict[str, str] | None = None, timeout: float = 120):
-    """The installed command line, as a user runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "worldr1_core.cli", *args],
-        cwd=REPO,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def _errors(config_path, *overrides: str, command: str = "train") -> list[str]:

@@ -4,7 +4,6 @@ with two real torch.distributed gloo processes), and the shipped World-R1 prompt
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -20,6 +19,7 @@ from worldr1_core.prompts import (
     prompts_from_arg,
     read_prompt_file,
 )
+from worldr1_core.reward_serving.process import free_port
 from worldr1_core.sections import PromptSourceSection
 
 REPO = Path(__file__).resolve().parents[1]
@@ -173,17 +173,11 @@ _WORKER = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_real_gloo_processes_split_prompts(tmp_path):
     f = _write(tmp_path / "p.txt", 16)
     script = tmp_path / "worker.py"
     script.write_text(_WORKER, encoding="utf-8")
-    port = str(_free_port())
+    port = str(free_port())
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     procs = [
         subprocess.Popen(

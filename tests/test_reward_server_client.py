@@ -7,17 +7,15 @@ rewards -- a shared-geometry counter, one that fails on a sample, a slow one -- 
 from __future__ import annotations
 
 import threading
-import time
 
 import pydantic
 import pytest
 import torch
-import uvicorn
 
+from tests.helpers.reward_servers import InThreadServer, Slow
 from worldr1_core.config import ConfigError, RewardConfig
 from worldr1_core.interfaces import Reward
 from worldr1_core.registry import ComponentSpec, Registry
-from worldr1_core.reward_serving.app import create_app
 from worldr1_core.reward_serving.client import (
     REWARD_SERVER_GROUPS,
     RemoteReward,
@@ -26,8 +24,7 @@ from worldr1_core.reward_serving.client import (
     resolve_server_url,
     server_group_of,
 )
-from worldr1_core.reward_serving.limits import ServerSettings
-from worldr1_core.reward_serving.served import ServedReward, build_served_rewards
+from worldr1_core.reward_serving.served import build_served_rewards
 from worldr1_core.rewards import RewardSet, build_reward
 from worldr1_core.types import RewardBatch, RewardOutput
 from worldr1_plugins.rewards.basic import Brightness
@@ -56,42 +53,6 @@ class FailsOnBoom(Reward):
         if "boom" in batch.prompts:
             raise RuntimeError("sample with prompt 'boom' is unscorable")
         return Brightness().score(batch)
-
-
-class Slow(Reward):
-    def score(self, batch: RewardBatch) -> RewardOutput:
-        time.sleep(1.5)
-        return Brightness().score(batch)
-
-
-class InThreadServer:
-    def __init__(self, served: dict[str, Reward], **settings):
-        self.port = 0  # the OS picks a free port when the server binds (no bind-then-close race)
-        rewards = {
-            n: ServedReward(n, r, r.config.model_dump(mode="json")) for n, r in served.items()
-        }
-        app = create_app(rewards, ServerSettings(**settings))
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "server did not start"
-            time.sleep(0.05)
-        self.port = self.server.servers[0].sockets[0].getsockname()[1]
-        return self
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 def batch_of(b: int, seed: int, prompts: list[str] | None = None) -> RewardBatch:

@@ -17,14 +17,11 @@ import httpx
 import numpy as np
 import pytest
 import torch
-import uvicorn
 
+from tests.helpers.reward_servers import InThreadServer, Slow
 from worldr1_core.interfaces import Reward
-from worldr1_core.reward_serving.app import create_app
 from worldr1_core.reward_serving.client import RemoteReward, RewardServerUnreachable
-from worldr1_core.reward_serving.connections import uvicorn_options
-from worldr1_core.reward_serving.limits import ServerSettings
-from worldr1_core.reward_serving.served import ServedReward
+from worldr1_core.reward_serving.process import free_port
 from worldr1_core.reward_serving.wire import encode_request
 from worldr1_core.types import RewardBatch, RewardOutput
 from worldr1_core.video_io import write_video
@@ -33,43 +30,11 @@ from worldr1_plugins.rewards.basic import Brightness
 TOKEN = "tok"
 
 
-class Slow(Reward):
-    def score(self, batch: RewardBatch) -> RewardOutput:
-        time.sleep(1.5)
-        return Brightness().score(batch)
-
-
-class GuardedServer:
-    """uvicorn + the app + the connection guard, in a thread, on an OS-chosen port."""
+class GuardedServer(InThreadServer):
+    """The server with the connection guard and token ``TOKEN``."""
 
     def __init__(self, served: dict[str, Reward], **settings):
-        self.settings = ServerSettings(token=TOKEN, **settings)
-        rewards = {
-            n: ServedReward(n, r, r.config.model_dump(mode="json")) for n, r in served.items()
-        }
-        config = uvicorn.Config(
-            create_app(rewards, self.settings),
-            host="127.0.0.1",
-            port=0,
-            log_level="warning",
-            **uvicorn_options(self.settings),
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "server did not start"
-            time.sleep(0.02)
-        self.port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        return self
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(15)
+        super().__init__(served, guarded=True, token=TOKEN, **settings)
 
     def post(self, body: bytes, timeout: float = 20) -> httpx.Response:
         headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
@@ -251,12 +216,9 @@ def test_client_does_not_resend_after_a_read_timeout():
 
 
 def test_client_deadline_covers_every_attempt():
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     client = RemoteReward(
         RemoteReward.Config(
-            url=f"http://127.0.0.1:{port}",
+            url=f"http://127.0.0.1:{free_port()}",  # a port nobody listens on
             reward="brightness",
             timeout_s=1.0,
             retries=50,

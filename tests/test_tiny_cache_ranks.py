@@ -6,11 +6,12 @@ Two real processes (gloo) build the tiny Wan2.1 into an empty cache at the same 
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
 import torch.multiprocessing as mp
+
+from worldr1_core.reward_serving.process import free_port
 
 
 def _build(rank: int, port: int, cache: str) -> None:
@@ -28,10 +29,7 @@ def _build(rank: int, port: int, cache: str) -> None:
 
 @pytest.mark.slow
 def test_two_ranks_build_a_complete_tiny_checkpoint(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.start_processes(_build, args=(port, str(tmp_path)), nprocs=2, start_method="spawn")
+    mp.start_processes(_build, args=(free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
     [built] = [p for p in tmp_path.iterdir() if p.name.startswith("tiny-wan")]
     assert (built / ".complete").is_file()
     for part in ("text_encoder", "transformer", "vae"):

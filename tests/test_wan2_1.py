@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import shutil
+from functools import partial
 
 import pytest
 import torch
 
+from tests.helpers.base_models import CAMERA_PROMPTS as PROMPTS
+from tests.helpers.base_models import load_tiny, tiny_checkpoint_fixture
 from worldr1_plugins.base_models.conditioning import TextConditioning
 from worldr1_plugins.base_models.wan2_1 import (
     ENV_PATH,
@@ -16,19 +19,9 @@ from worldr1_plugins.base_models.wan2_1 import (
 )
 
 torch.set_num_threads(2)
-PROMPTS = ["Camera orbit left. A red car on a road.", "Camera push in. A small wooden cabin."]
 
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return ensure_tiny_checkpoint(tmp_path_factory.mktemp("wan_cache"))
-
-
-def make(tiny_dir, **overrides) -> Wan21:
-    lora = overrides.pop("lora", {})
-    return Wan21(
-        Wan21.Config(path=str(tiny_dir), dtype="fp32", device="cpu", lora=lora, **overrides)
-    )
+tiny_dir = tiny_checkpoint_fixture(ensure_tiny_checkpoint, "wan_cache")
+make = partial(load_tiny, Wan21)  # make(tiny_dir, lora={...}, **config)
 
 
 def noisy_batch(model: Wan21, seed: int = 0, frames: int = 9, size: int = 32):
@@ -307,8 +300,11 @@ def test_euler_sampling_matches_wan_pipeline(tiny_dir):
     layout = model.latent_layout(9, 32, 32)
     x = torch.randn(2, *layout.shape, generator=torch.Generator().manual_seed(5))
     ours = euler_sample(model, x, cond, model.sigmas(4), guidance_scale=5.0)
-    with torch.no_grad():
-        theirs = pipe(
+
+    @torch.no_grad()
+    def pipeline(output_type: str) -> torch.Tensor:
+        """WanPipeline's own 4-step loop from the same latents and prompt embeddings."""
+        return pipe(
             prompt_embeds=cond.embeds,
             negative_prompt_embeds=cond.negative,
             latents=x.clone(),
@@ -317,25 +313,16 @@ def test_euler_sampling_matches_wan_pipeline(tiny_dir):
             width=32,
             num_inference_steps=4,
             guidance_scale=5.0,
-            output_type="latent",
+            output_type=output_type,
         ).frames
+
+    theirs = pipeline("latent")
     torch.testing.assert_close(
         ours, theirs, rtol=1e-3, atol=2e-4
     )  # batched vs separate CFG forwards
     assert (ours - x).abs().max() > 0.1  # the loop really moved the latents
     # and decoding matches the pipeline's decode of the same latents
-    with torch.no_grad():
-        video = pipe(
-            prompt_embeds=cond.embeds,
-            negative_prompt_embeds=cond.negative,
-            latents=x.clone(),
-            num_frames=9,
-            height=32,
-            width=32,
-            num_inference_steps=4,
-            guidance_scale=5.0,
-            output_type="pt",
-        ).frames  # [B, F, 3, H, W] in [0, 1]
+    video = pipeline("pt")  # [B, F, 3, H, W] in [0, 1]
     torch.testing.assert_close(model.decode(ours), video, rtol=1e-4, atol=1e-4)
 
 

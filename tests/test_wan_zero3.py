@@ -7,19 +7,12 @@ The test launches this file with ``torch.distributed.run``; ``main()`` is the wo
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.helpers.launch import run_launch, torchrun
 
 
 @pytest.mark.slow
@@ -28,23 +21,7 @@ def test_zero3_adapter_save_and_load_two_ranks(tmp_path):
     from worldr1_plugins.base_models.wan2_1 import ensure_tiny_checkpoint
 
     ckpt = ensure_tiny_checkpoint(tmp_path / "cache")
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(_free_port()),
-        __file__,
-        str(ckpt),
-        str(tmp_path),
-    ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    run_launch(torchrun(__file__, str(ckpt), str(tmp_path)), timeout=600)
     report = json.loads((tmp_path / "report.json").read_text())
     # every rank gathered the same full LoRA weights, and they moved away from the initial ones
     assert report["checksums_equal_across_ranks"]

@@ -115,22 +115,26 @@ def _model_and_processor(
         pad_token_id=ids["<|endoftext|>"],
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope},
     )
+
+    def vision(patch: int, **own: Any) -> dict[str, Any]:
+        """The vision tower both variants share (2 blocks, 2x2 merge, 2-frame patches) + ``own``."""
+        return dict(
+            depth=2,
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_heads=heads,
+            out_hidden_size=hidden,
+            patch_size=patch,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            **own,
+        )
+
     if variant == "qwen2_5_vl":
         patch = 14
         config = transformers.Qwen2_5_VLConfig(
             text_config=text,
-            vision_config=dict(
-                depth=2,
-                hidden_size=hidden,
-                intermediate_size=2 * hidden,
-                num_heads=heads,
-                out_hidden_size=hidden,
-                patch_size=patch,
-                spatial_merge_size=2,
-                temporal_patch_size=2,
-                window_size=2 * patch * 2,
-                fullatt_block_indexes=[1],
-            ),
+            vision_config=vision(patch, window_size=2 * patch * 2, fullatt_block_indexes=[1]),
             **token_ids,
         )
         processor_cls = transformers.Qwen2_5_VLProcessor
@@ -141,18 +145,7 @@ def _model_and_processor(
         text["head_dim"] = head_dim
         config = transformers.Qwen3VLConfig(
             text_config=text,
-            vision_config=dict(
-                depth=2,
-                hidden_size=hidden,
-                intermediate_size=2 * hidden,
-                num_heads=heads,
-                out_hidden_size=hidden,
-                patch_size=patch,
-                spatial_merge_size=2,
-                temporal_patch_size=2,
-                num_position_embeddings=64,
-                deepstack_visual_indexes=[1],
-            ),
+            vision_config=vision(patch, num_position_embeddings=64, deepstack_visual_indexes=[1]),
             **token_ids,
         )
         processor_cls = transformers.Qwen3VLProcessor

@@ -1,0 +1,1 @@
+"""Setup shared by several test modules (import as ``tests.helpers.<module>``)."""
