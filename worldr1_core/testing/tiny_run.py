@@ -32,7 +32,8 @@ def tiny_run_sections(**sections: Any) -> dict[str, Any]:
     }
     for name, value in sections.items():
         current = base.get(name)
-        merge = isinstance(value, dict) and isinstance(current, dict)
-        merge = merge and value.get("name", current.get("name")) == current.get("name")
-        base[name] = {**base[name], **value} if merge else value
+        if isinstance(value, dict) and isinstance(current, dict):
+            if value.get("name", current.get("name")) == current.get("name"):
+                value = {**current, **value}
+        base[name] = value
     return base
