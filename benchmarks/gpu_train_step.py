@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_io import write_result
 from published_archs import WAN21_T2V_1_3B
 
 REPO = Path(__file__).resolve().parents[1]
@@ -254,8 +255,7 @@ def main() -> int:
         result["ratios"]["nft_peak_over_pipeline_peak"] = (
             result["diffusion_nft"]["peak_gib"] / pipe["peak_gib"]
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result)
     print(json.dumps(result["ratios"], indent=1))
     return 0
 

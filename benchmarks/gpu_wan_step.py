@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_io import write_result
 from published_archs import WAN21_T2V_1_3B
 
 sys.path.insert(
@@ -198,9 +199,7 @@ def main() -> None:
         },
         "total_s": time.perf_counter() - total_start,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result)
     print(json.dumps(result, indent=2))
 
 

@@ -22,7 +22,6 @@ Run: ``python benchmarks/memory.py`` -> prints a table, writes ``benchmarks/resu
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -31,6 +30,7 @@ from pathlib import Path
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 import torch
+from bench_io import write_result
 from published_archs import LTX_VIDEO_2B, UMT5_XXL, WAN21_T2V_1_3B, WAN21_T2V_14B
 
 GiB = 1024**3
@@ -161,9 +161,7 @@ def main() -> None:
         "host": platform.node(),
         "seconds": time.perf_counter() - start,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_result(args.out, result)
 
     print(f"LoRA rank {args.lora_rank} on {', '.join(ATTENTION_PROJECTIONS)}; GiB per GPU")
     print(f"{'model':18} {'GPUs':>4} {'ZeRO':>4} {'full FT':>9} {'LoRA':>8}")

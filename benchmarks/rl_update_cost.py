@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_io import parse_cpu_args, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
@@ -41,7 +42,7 @@ from worldr1_core.testing.brightness_task import (  # noqa: E402
     LEARNING_RL,
     learning_sections,
     reward_trend,
-    tiny_wan_sections,
+    tiny_run_sections,
 )
 from worldr1_core.trainer import Trainer  # noqa: E402
 
@@ -92,7 +93,8 @@ class PassCounter:
 
 
 def cost(tmp: Path, key: str, steps: int) -> dict:
-    sections = tiny_wan_sections(
+    sections = tiny_run_sections(
+        "wan2.1",
         ALGOS[key],
         train={"lr": 1e-3, "minibatch_size": 2},
         prompts={"train": {"prompts": ["a red car", "a house in the snow", "a boat"]}},
@@ -133,7 +135,9 @@ def learning(tmp: Path, key: str, steps: int) -> dict:
     d = tmp / f"learn_{key}"
     d.mkdir()
     start = time.perf_counter()
-    Trainer(run_config(d, learning_sections(key)), run_dir=d / "run").train(max_steps=steps)
+    Trainer(run_config(d, learning_sections("wan2.1", key)), run_dir=d / "run").train(
+        max_steps=steps
+    )
     seconds = time.perf_counter() - start
     trend = reward_trend(d / "run")
     return {
@@ -152,11 +156,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2, help="measured steps for the cost part")
     parser.add_argument("--learn-steps", type=int, default=24)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    torch.set_num_threads(args.threads)
+    args = parse_cpu_args(parser, RESULTS)
     out: dict = {
         "benchmark": "benchmarks/rl_update_cost.py",
         "machine": {
@@ -193,8 +193,7 @@ def main() -> int:
         "learning_gain_nft_over_grpo": out["learning"]["diffusion_nft"]["gain"]
         / out["learning"]["flow_grpo"]["gain"],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    write_result(args.out, out)
     print(json.dumps(out["ratios"], indent=1))
     return 0
 

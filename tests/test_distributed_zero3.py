@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from worldr1_core.testing import run_config
-from worldr1_core.testing.brightness_task import tiny_wan_sections
+from worldr1_core.testing.brightness_task import tiny_run_sections
 
 pytestmark = pytest.mark.timeout(1800)  # three launches of two DeepSpeed processes each
 
@@ -34,7 +34,8 @@ def _free_port() -> int:
 
 def _sections(backend: str) -> dict:
     # each rank draws its own prompts, so the ranks' gradients differ before the reduction
-    return tiny_wan_sections(
+    return tiny_run_sections(
+        "wan2.1",
         {
             "name": "flow_grpo",
             "group_size": 2,

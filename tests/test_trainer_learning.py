@@ -53,7 +53,7 @@ RELEASE_MODE = {
 def test_flow_grpo_raises_brightness(tmp_path, fresh_plugins, mode):
     """Measured (seed 0, sde mode): first 4 steps 0.511, last 4 steps 0.553 (+0.042) with a
     within-step spread of 0.053 at the start."""
-    sections = learning_sections("flow_grpo")
+    sections = learning_sections("wan2.1", "flow_grpo")
     if mode == "release":
         sections["rl"].update(RELEASE_MODE["rl"])
         sections["latent_init"] = RELEASE_MODE["latent_init"]
@@ -71,4 +71,4 @@ def test_flow_grpo_raises_brightness(tmp_path, fresh_plugins, mode):
 def test_diffusion_nft_raises_brightness(tmp_path, fresh_plugins):
     """The same task with ``rl.name = "diffusion_nft"`` (forward-process update, no CFG in it).
     Measured (seed 0, lr 2e-2): first 4 steps 0.491, last 4 steps 0.556, initial spread 0.048."""
-    _train_and_check_trend(tmp_path, learning_sections("diffusion_nft"))
+    _train_and_check_trend(tmp_path, learning_sections("wan2.1", "diffusion_nft"))

@@ -1,9 +1,9 @@
-"""Short runs of the real trainer on the tiny Wan2.1 preset rewarded by frame brightness, and the
-reward trend of a finished run.
+"""Short runs of the real trainer on a base model's tiny preset rewarded by frame brightness, and
+the reward trend of a finished run.
 
 The brightness learning task (:func:`learning_sections`) is what ``tests/test_trainer_learning.py``
 asserts RL improves and what ``benchmarks/rl_update_cost.py`` measures the samples' worth on;
-:func:`tiny_wan_sections` is the run it varies (also a few steps on several ranks in the
+:func:`tiny_run_sections` is the run it varies (also a few steps on several ranks in the
 distributed tests).
 """
 
@@ -24,15 +24,17 @@ LEARNING_RL = {
 3 sampling steps with CFG 2, no KL)."""
 
 
-def tiny_wan_sections(rl: dict[str, Any], **tables: dict[str, Any]) -> dict[str, Any]:
+def tiny_run_sections(
+    base_model: str, rl: dict[str, Any], **tables: dict[str, Any]
+) -> dict[str, Any]:
     """Run-config sections (for :func:`worldr1_core.testing.run_config`) of a short run: the tiny
-    Wan2.1 with a rank-4 LoRA (alpha 8), 5x16x16 videos, two of :data:`PROMPTS` per step, the
-    ``brightness`` reward, ``rl`` as the ``[rl]`` table, no tensorboard or sample videos. Each
-    keyword updates the table of its name (or adds it): ``train={"lr": 1e-2}``."""
+    preset of ``base_model`` with a rank-4 LoRA (alpha 8), 5x16x16 videos, two of :data:`PROMPTS`
+    per step, the ``brightness`` reward, ``rl`` as the ``[rl]`` table, no tensorboard or sample
+    videos. Each keyword updates the table of its name (or adds it): ``train={"lr": 1e-2}``."""
     sections: dict[str, Any] = {
         "run": {"seed": 0, "progress_bar": False, "tensorboard": False, "sample_every": 0},
         "video": {"frames": 5, "height": 16, "width": 16},
-        "model": {"name": "wan2.1", "preset": "tiny", "lora": {"rank": 4, "alpha": 8.0}},
+        "model": {"name": base_model, "preset": "tiny", "lora": {"rank": 4, "alpha": 8.0}},
         "train": {"prompts_per_step": 2},
         "prompts": {"train": {"prompts": list(PROMPTS)}},
         "rl": dict(rl),
@@ -43,13 +45,16 @@ def tiny_wan_sections(rl: dict[str, Any], **tables: dict[str, Any]) -> dict[str,
     return sections
 
 
-def learning_sections(algo: str) -> dict[str, Any]:
+def learning_sections(base_model: str, algo: str) -> dict[str, Any]:
     """The brightness learning task for ``algo`` (a key of :data:`LEARNING_RL`):
-    :func:`tiny_wan_sections` with frames decoded by the ``latent_preview`` decoder (the random
-    tiny VAE's brightness does not depend on the latents, the preview's does) and lr 2e-2."""
+    :func:`tiny_run_sections` with frames decoded by the ``latent_preview`` decoder (a random
+    tiny VAE's brightness need not depend on the latents, the preview's does) and lr 2e-2."""
     rl = {"group_size": 4, "num_steps": 3, "guidance_scale": 2.0, "kl_beta": 0.0}
-    return tiny_wan_sections(
-        {**rl, **LEARNING_RL[algo]}, model={"decoder": "latent_preview"}, train={"lr": 2e-2}
+    return tiny_run_sections(
+        base_model,
+        {**rl, **LEARNING_RL[algo]},
+        model={"decoder": "latent_preview"},
+        train={"lr": 2e-2},
     )
 
 
