@@ -84,9 +84,9 @@ class DiffusersVideoModel(VideoModel):
 
     A subclass implements ``_load(path)`` (which also sets ``temporal_compression``,
     ``spatial_compression`` and, when the transformer patchifies, ``temporal_patch`` /
-    ``spatial_patch``), ``_pipeline_cls()``, ``sigmas``, ``_vae_decode`` (latents -> ``[B, F, 3, H, W]`` in [0, 1]
-    through the VAE; :meth:`decode` calls it, or :func:`latent_preview` when
-    ``model.decoder = "latent_preview"``) and
+    ``spatial_patch``), ``_pipeline_cls()``, ``sigmas``, ``_vae_decode`` (latents ->
+    ``[B, F, 3, H, W]`` in [0, 1] through the VAE; :meth:`decode` calls it, or
+    :func:`latent_preview` when ``model.decoder = "latent_preview"``) and
 
     * ``_encode_texts(texts) -> list[[L_i, D]]``: embeddings of the real tokens of each text;
     * ``_forward(latents [N, C, F', H', W'], sigma [N], embeds [N, L, D], mask [N, L])``: the

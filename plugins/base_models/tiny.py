@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def default_cache_root() -> Path:
@@ -122,7 +123,12 @@ def char_tokenizer(model_max_length: int = 512):
 
 
 def save_tiny_pipeline(
-    directory: Path, pipeline_cls, *, scheduler, tokenizer_max_length: int = 512, **modules
+    directory: Path,
+    pipeline_cls: Any,
+    *,
+    scheduler: Any,
+    tokenizer_max_length: int = 512,
+    **modules: Any,
 ) -> None:
     """Save random tiny ``modules`` (``transformer``, ``vae``, ``text_encoder``; put in eval mode),
     ``scheduler`` and a :func:`char_tokenizer` of ``tokenizer_max_length`` tokens as a diffusers

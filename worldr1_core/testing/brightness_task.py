@@ -16,7 +16,7 @@ from typing import Any
 
 PROMPTS = ["a red car", "a house in the snow", "a tree on a hill", "a boat"]
 
-LEARNING_RL = {
+LEARNING_RL: dict[str, dict[str, Any]] = {
     "flow_grpo": {"name": "flow_grpo", "noise_level": 0.8, "clip_range": 1e-2},
     "diffusion_nft": {"name": "diffusion_nft"},
 }
