@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from tests.helpers.launch import run_launch, torchrun
-from worldr1_core.testing import TINY_PROMPTS, run_config, tiny_run_sections
+from worldr1_core.testing import run_config
+from worldr1_core.testing.brightness_task import tiny_run_sections
 
 REPO = Path(__file__).resolve().parents[1]
 WORKER = REPO / "tests" / "backend_equivalence_worker.py"
@@ -25,11 +26,11 @@ BACKENDS = {"ddp": ("ddp", 3), "zero2": ("deepspeed", 2), "zero3": ("deepspeed",
 
 def _sections(backend: str, stage: int) -> dict:
     return tiny_run_sections(
+        "wan2.1",
+        # 2 SDE steps, both trained: 2 backward calls per optimizer update
+        {"name": "flow_grpo", "group_size": 2, "num_steps": 2, "guidance_scale": 2.0},
         run={"seed": 1},
-        train={"lr": 1e-2},
-        prompts={"train": {"prompts": [*TINY_PROMPTS, "a boat"]}},
-        # 2 SDE steps (the tiny run's), both trained: 2 backward calls per optimizer update
-        rl={"guidance_scale": 2.0},
+        train={"prompts_per_step": 1, "lr": 1e-2},
         distributed={"backend": backend, "zero_stage": stage},
     )
 

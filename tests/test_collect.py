@@ -19,7 +19,8 @@ from worldr1_core.interfaces import Reward
 from worldr1_core.plugins import get_plugin_manager
 from worldr1_core.registry import reset_registry
 from worldr1_core.rewards import ComposedReward, RewardError
-from worldr1_core.testing import run_config, tiny_run_sections
+from worldr1_core.testing import run_config
+from worldr1_core.testing.brightness_task import PROMPTS, tiny_run_sections
 from worldr1_core.trainer import Trainer
 from worldr1_core.types import RewardBatch, RewardOutput, Rollout
 
@@ -28,9 +29,11 @@ torch.set_num_threads(2)
 
 def _sections(**train) -> dict:
     return tiny_run_sections(
+        "wan2.1",
+        {**CLIPPED_KL_RL, "num_steps": 2},
         run={"seed": 5},
         train={"prompts_per_step": 1, "lr": 3e-3, "minibatch_size": 2, **train},
-        rl=CLIPPED_KL_RL,
+        prompts={"train": {"prompts": PROMPTS[:3]}},
     )
 
 

@@ -16,7 +16,8 @@ from worldr1_core import trainer as trainer_module
 from worldr1_core.interfaces import Reward
 from worldr1_core.plugins import get_plugin_manager
 from worldr1_core.registry import reset_registry
-from worldr1_core.testing import run_config, tiny_run_sections
+from worldr1_core.testing import run_config
+from worldr1_core.testing.brightness_task import tiny_run_sections
 from worldr1_core.testing.tiny_clip import build_tiny_clip_checkpoint
 from worldr1_core.testing.tiny_qwen_vl import build_tiny_qwen_vl
 from worldr1_core.types import RewardBatch, RewardOutput
@@ -48,7 +49,9 @@ def nan_plugin(fresh_plugins):
 
 def _sections(tmp_path: Path, rewards: list[dict], prompts: list[str], **train) -> dict:
     return tiny_run_sections(
-        train={"prompts_per_step": 2, "lr": 1e-3, "minibatch_size": 2, **train},
+        "wan2.1",
+        {"name": "flow_grpo", "group_size": 2, "num_steps": 2},
+        train={"lr": 1e-3, "minibatch_size": 2, **train},
         prompts={"train": {"prompts": prompts, "shuffle": False}},
         rewards=rewards,
     )

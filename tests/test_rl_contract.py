@@ -16,7 +16,8 @@ import torch
 from worldr1_core import hookimpl
 from worldr1_core.interfaces import RLAlgorithm, StepHook, VideoModel
 from worldr1_core.plugins import get_plugin_manager
-from worldr1_core.testing import run_config, tiny_run_sections
+from worldr1_core.testing import run_config
+from worldr1_core.testing.brightness_task import PROMPTS, tiny_run_sections
 from worldr1_core.trainer import Trainer
 from worldr1_core.types import Rollout
 
@@ -104,10 +105,11 @@ class RWRPlugin:
 
 def sections() -> dict:
     return tiny_run_sections(
+        "wan2.1",
+        {"name": "forward_rwr", "group_size": 2},
         run={"seed": 5},
-        train={"prompts_per_step": 2, "lr": 1e-3, "minibatch_size": 2},
-        prompts={"train": {"prompts": ["a red car", "a house in the snow"]}},
-        rl={"name": "forward_rwr", "group_size": 2},
+        train={"lr": 1e-3, "minibatch_size": 2},
+        prompts={"train": {"prompts": PROMPTS[:2]}},
     )
 
 

@@ -18,16 +18,19 @@ from worldr1_core import checkpoint as ckpt
 from worldr1_core import run_dir as rd
 from worldr1_core.distributed import Distributed
 from worldr1_core.errors import UserError
-from worldr1_core.testing import run_config, tiny_run_sections
+from worldr1_core.testing import run_config
+from worldr1_core.testing.brightness_task import PROMPTS, tiny_run_sections
 from worldr1_core.trainer import Trainer
 
 
 def tiny_sections() -> dict:
     """The tiny run of tests/test_trainer.py: 2 prompts x group 2 of 5x16x16 videos."""
     return tiny_run_sections(
+        "wan2.1",
+        {"name": "flow_grpo", "group_size": 2, "num_steps": 2, "guidance_scale": 2.0},
         run={"seed": 3},
-        train={"prompts_per_step": 2, "lr": 3e-3, "minibatch_size": 2},
-        rl={"guidance_scale": 2.0},
+        train={"lr": 3e-3, "minibatch_size": 2},
+        prompts={"train": {"prompts": PROMPTS[:3]}},
     )
 
 

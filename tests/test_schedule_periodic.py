@@ -219,21 +219,25 @@ def test_trainer_runs_the_periodic_schedule(fresh_plugins, tmp_path):
 
     from worldr1_core.plugins import get_plugin_manager
     from worldr1_core.registry import reset_registry
-    from worldr1_core.testing import TINY_PROMPTS, run_config, tiny_run_sections
+    from worldr1_core.testing import run_config
+    from worldr1_core.testing.brightness_task import PROMPTS, tiny_run_sections
     from worldr1_core.trainer import Trainer
 
     plugin = _TrainerTestPlugin()
     get_plugin_manager().register(plugin, name="sched_test_plugin")
     reset_registry()
     _SourceProbe.seen.clear()
-    train_prompts = list(TINY_PROMPTS)
+    train_prompts = PROMPTS[:3]
     dynamic_prompts = ["a dog running in a park", "waves crashing on rocks"]
     config = run_config(
         tmp_path,
         tiny_run_sections(
+            "wan2.1",
+            {"name": "flow_grpo", "group_size": 2, "num_steps": 2},
             run={"max_steps": 4},
             model={"lora": {"rank": 2, "alpha": 4.0}},
-            prompts={"dynamic": {"prompts": dynamic_prompts}},
+            train={"prompts_per_step": 1},
+            prompts={"train": {"prompts": train_prompts}, "dynamic": {"prompts": dynamic_prompts}},
             schedule={
                 "name": "periodic_dynamic",
                 "cycle": 2,

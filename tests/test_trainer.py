@@ -12,7 +12,8 @@ from worldr1_core import checkpoint as ckpt
 from worldr1_core import hookimpl
 from worldr1_core.config import load_config
 from worldr1_core.plugins import get_plugin_manager
-from worldr1_core.testing import run_config, tiny_run_sections
+from worldr1_core.testing import run_config
+from worldr1_core.testing.brightness_task import PROMPTS, tiny_run_sections
 from worldr1_core.trainer import Trainer
 
 torch.set_num_threads(2)
@@ -20,16 +21,25 @@ torch.set_num_threads(2)
 REPO = Path(__file__).resolve().parents[1]
 
 
-# the trainer tests' flow_grpo: CFG, a noisy SDE, the KL term and a ratio clip all active
-CLIPPED_KL_RL = {"guidance_scale": 2.0, "noise_level": 0.8, "kl_beta": 0.01, "clip_range": 1e-3}
+# the trainer tests' flow_grpo: groups of 2, CFG, a noisy SDE, the KL term and a ratio clip
+CLIPPED_KL_RL = {
+    "name": "flow_grpo",
+    "group_size": 2,
+    "guidance_scale": 2.0,
+    "noise_level": 0.8,
+    "kl_beta": 0.01,
+    "clip_range": 1e-3,
+}
 
 
 def tiny_sections(**rl) -> dict:
     """A small, fast run: 2 prompts x group 2 of 5x16x16 videos, 3 denoising steps."""
     return tiny_run_sections(
+        "wan2.1",
+        {**CLIPPED_KL_RL, "num_steps": 3, **rl},
         run={"seed": 3},
-        train={"prompts_per_step": 2, "lr": 3e-3, "minibatch_size": 2},
-        rl={**CLIPPED_KL_RL, "num_steps": 3, **rl},
+        train={"lr": 3e-3, "minibatch_size": 2},
+        prompts={"train": {"prompts": PROMPTS[:3]}},
     )
 
 

@@ -3,11 +3,11 @@
 * :func:`run_config` -- write a run config TOML into a temporary directory and load it.
 * :func:`random_videos`, :func:`reward_batch` -- small deterministic inputs.
 * :func:`check_reward` -- the reward contract (shape, dtype, finiteness, components).
-* :func:`tiny_run_sections` -- the sections of a small, fast training run of the tiny Wan2.1.
 
 Further modules: ``synthetic_scene`` (textured 3D scene rendered along a camera path, with
 ground-truth depth and poses), ``base_model_contract`` (a test suite any base-model plugin can
-run against itself), tiny random-weight judges for reward tests.
+run against itself), ``brightness_task`` (short tiny-preset runs and the brightness learning
+task with its reward trend), tiny random-weight judges for reward tests.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import torch
 from ..config import RunConfig, load_config
 from ..interfaces import Reward
 from ..types import CameraTrajectory, RewardBatch, RewardOutput
-from .tiny_run import TINY_PROMPTS, tiny_run_sections
 
 
 def run_config(
@@ -71,11 +70,4 @@ def check_reward(reward: Reward, batch: RewardBatch | None = None) -> RewardOutp
     return out
 
 
-__all__ = [
-    "TINY_PROMPTS",
-    "check_reward",
-    "random_videos",
-    "reward_batch",
-    "run_config",
-    "tiny_run_sections",
-]
+__all__ = ["check_reward", "random_videos", "reward_batch", "run_config"]
