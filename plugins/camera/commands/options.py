@@ -1,9 +1,12 @@
 """What the camera commands share: the optional run config, video size, sampling and noise-warp
-settings (flags win over the config, the config over the defaults), and their flags."""
+settings (flags win over the config, the config over the defaults), generation with them
+(:class:`CommandSetup`), and their flags."""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
+from typing import Any
 
 from worldr1_core.errors import CommandError
 from worldr1_core.generation import DEFAULT_GUIDANCE_SCALE, DEFAULT_NUM_STEPS, sampling_settings
@@ -76,6 +79,55 @@ def sampling(args: argparse.Namespace, cfg) -> tuple[int, float]:
     return (args.steps or steps), (args.guidance if args.guidance is not None else guidance)
 
 
+@dataclass
+class CommandSetup:
+    """What a camera command resolves first: its run config (None without ``--config``), the
+    camera parser and the video size."""
+
+    cfg: Any
+    parser: Any
+    frames: int
+    height: int
+    width: int
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> CommandSetup:
+        cfg = load_config(args)
+        frames, height, width = video_size(args, cfg)
+        return cls(cfg, parser_from(cfg), frames, height, width)
+
+    @property
+    def size(self) -> tuple[int, int, int]:
+        return self.frames, self.height, self.width
+
+    def build_model(self):
+        """The config's ``[model]``, or None."""
+        return build_model(self.cfg)
+
+    def sampling(self, args: argparse.Namespace) -> tuple[int, float]:
+        return sampling(args, self.cfg)
+
+    def generate(self, model, prompts: list, initializer, args: argparse.Namespace, seed: int):
+        """:func:`worldr1_core.generation.generate` of ``prompts`` at this size, with this parser,
+        the sampling settings of :meth:`sampling` and the config's negative prompt."""
+        from worldr1_core.generation import generate
+
+        steps, guidance = self.sampling(args)
+        return generate(
+            model,
+            prompts,
+            initializer=initializer,
+            parser=self.parser,
+            frames=self.frames,
+            height=self.height,
+            width=self.width,
+            num_steps=steps,
+            guidance_scale=guidance,
+            seed=seed,
+            negative_prompt=self.cfg.video.negative_prompt or None,
+        )
+
+
 def default_layout(
     frames: int, height: int, width: int, channels: int = 16, temporal: int = 4, spatial: int = 8
 ):
@@ -118,3 +170,9 @@ def sampling_args(p: argparse.ArgumentParser) -> None:
         type=float,
         help=f"CFG scale (default: rl.guidance_scale, else {DEFAULT_GUIDANCE_SCALE})",
     )
+
+
+def generation_args(p: argparse.ArgumentParser) -> None:
+    """The flags of a command that generates videos: the size and the sampling settings."""
+    size_args(p)
+    sampling_args(p)
