@@ -33,23 +33,11 @@ import time
 from pathlib import Path
 
 import torch
+from bench_io import write_result
+from published_archs import WAN21_T2V_1_3B
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
-
-WAN_1_3B = dict(
-    patch_size=(1, 2, 2),
-    num_attention_heads=12,
-    attention_head_dim=128,
-    in_channels=16,
-    out_channels=16,
-    text_dim=4096,
-    freq_dim=256,
-    ffn_dim=8960,
-    num_layers=30,
-    cross_attn_norm=True,
-    qk_norm="rms_norm_across_heads",
-)
 
 
 def build_full_checkpoint(directory: Path) -> None:
@@ -66,7 +54,7 @@ def build_full_checkpoint(directory: Path) -> None:
     from worldr1_plugins.rl_algos.stepping import WAN_UNIPC
 
     torch.manual_seed(0)
-    transformer = WanTransformer3DModel(**WAN_1_3B).to(torch.bfloat16)
+    transformer = WanTransformer3DModel(**WAN21_T2V_1_3B).to(torch.bfloat16)
     vae = AutoencoderKLWan()  # the published architecture's defaults
     text_encoder = UMT5EncoderModel(
         UMT5Config(
@@ -267,8 +255,7 @@ def main() -> int:
         result["ratios"]["nft_peak_over_pipeline_peak"] = (
             result["diffusion_nft"]["peak_gib"] / pipe["peak_gib"]
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result)
     print(json.dumps(result["ratios"], indent=1))
     return 0
 

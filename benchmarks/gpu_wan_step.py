@@ -28,23 +28,12 @@ import time
 from pathlib import Path
 
 import torch
+from bench_io import write_result
+from published_archs import WAN21_T2V_1_3B
 
 sys.path.insert(
     0, str(Path(__file__).resolve().parents[1])
 )  # run from a checkout without installing
-
-WAN_1_3B = dict(
-    num_attention_heads=12, attention_head_dim=128, ffn_dim=8960, num_layers=30, text_dim=4096
-)
-TINY = dict(num_attention_heads=2, attention_head_dim=12, ffn_dim=32, num_layers=2, text_dim=32)
-COMMON = dict(
-    patch_size=(1, 2, 2),
-    in_channels=16,
-    out_channels=16,
-    freq_dim=256,
-    cross_attn_norm=True,
-    qk_norm="rms_norm_across_heads",
-)
 
 
 def sync(device: torch.device) -> None:
@@ -91,6 +80,7 @@ def main() -> None:
     from diffusers import WanPipeline, WanTransformer3DModel
 
     from worldr1_plugins.base_models.lora import LoraAdapter, LoraSettings
+    from worldr1_plugins.base_models.wan2_1 import TINY_TRANSFORMER
 
     if args.tiny:
         args.frames, args.height, args.width, args.text_len = 9, 32, 32, 16
@@ -101,12 +91,12 @@ def main() -> None:
         )
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     torch.manual_seed(0)
-    arch = TINY if args.tiny else WAN_1_3B
+    arch = TINY_TRANSFORMER if args.tiny else WAN21_T2V_1_3B
     total_start = time.perf_counter()
 
     t0 = time.perf_counter()
     with torch.device(device):
-        transformer = WanTransformer3DModel(**arch, **COMMON)
+        transformer = WanTransformer3DModel(**arch)
     transformer = transformer.to(dtype).eval()
     build_s = time.perf_counter() - t0
     n_params = sum(p.numel() for p in transformer.parameters())
@@ -209,9 +199,7 @@ def main() -> None:
         },
         "total_s": time.perf_counter() - total_start,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result)
     print(json.dumps(result, indent=2))
 
 

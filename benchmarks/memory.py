@@ -22,7 +22,6 @@ Run: ``python benchmarks/memory.py`` -> prints a table, writes ``benchmarks/resu
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -31,66 +30,18 @@ from pathlib import Path
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 import torch
+from bench_io import write_result
+from published_archs import LTX_VIDEO_2B, UMT5_XXL, WAN21_T2V_1_3B, WAN21_T2V_14B
 
 GiB = 1024**3
 ATTENTION_PROJECTIONS = ["to_q", "to_k", "to_v", "to_out.0"]
 
-# Published transformer configs: Wan2.1 T2V (dim = heads * 128) and, for the base-model ablation,
-# LTX-Video 2B (the diffusers LTXVideoTransformer3DModel defaults: 32 x 64 heads, 28 layers).
-WAN_COMMON = dict(
-    patch_size=(1, 2, 2),
-    in_channels=16,
-    out_channels=16,
-    text_dim=4096,
-    freq_dim=256,
-    cross_attn_norm=True,
-    qk_norm="rms_norm_across_heads",
-)
+# the published transformer configs (and, for the base-model ablation, LTX-Video 2B)
 ARCHS = {
-    "Wan2.1-T2V-1.3B": (
-        "WanTransformer3DModel",
-        dict(
-            num_attention_heads=12,
-            attention_head_dim=128,
-            ffn_dim=8960,
-            num_layers=30,
-            **WAN_COMMON,
-        ),
-    ),
-    "Wan2.1-T2V-14B": (
-        "WanTransformer3DModel",
-        dict(
-            num_attention_heads=40,
-            attention_head_dim=128,
-            ffn_dim=13824,
-            num_layers=40,
-            **WAN_COMMON,
-        ),
-    ),
-    "LTX-Video-2B": (
-        "LTXVideoTransformer3DModel",
-        dict(
-            in_channels=128,
-            out_channels=128,
-            num_attention_heads=32,
-            attention_head_dim=64,
-            cross_attention_dim=2048,
-            num_layers=28,
-            caption_channels=4096,
-        ),
-    ),
+    "Wan2.1-T2V-1.3B": ("WanTransformer3DModel", WAN21_T2V_1_3B),
+    "Wan2.1-T2V-14B": ("WanTransformer3DModel", WAN21_T2V_14B),
+    "LTX-Video-2B": ("LTXVideoTransformer3DModel", LTX_VIDEO_2B),
 }
-# umt5-xxl encoder (text_encoder/config.json of the Wan2.1 Diffusers checkpoints)
-UMT5_XXL = dict(
-    vocab_size=256384,
-    d_model=4096,
-    d_kv=64,
-    d_ff=10240,
-    num_layers=24,
-    num_heads=64,
-    feed_forward_proj="gated-gelu",
-    relative_attention_num_buckets=32,
-)
 SETUPS = [(1, 1), (8, 1), (8, 2)]  # (gpus per node, nodes): 1, 8, 16 GPUs
 
 
@@ -210,9 +161,7 @@ def main() -> None:
         "host": platform.node(),
         "seconds": time.perf_counter() - start,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_result(args.out, result)
 
     print(f"LoRA rank {args.lora_rank} on {', '.join(ATTENTION_PROJECTIONS)}; GiB per GPU")
     print(f"{'model':18} {'GPUs':>4} {'ZeRO':>4} {'full FT':>9} {'LoRA':>8}")

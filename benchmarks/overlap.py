@@ -35,6 +35,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import tomli_w
 import torch
+from bench_io import parse_cpu_args, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
@@ -78,11 +79,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=5, help="measured steps per mode")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--frames", type=int, default=17)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    torch.set_num_threads(args.threads)
+    args = parse_cpu_args(parser, RESULTS)
     from worldr1_core.reward_serving.process import RewardServerProcess
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -183,8 +180,7 @@ def main() -> int:
         "goal_ratio": 0.6,
         "same_rewards": rewards["sequential"] == rewards["overlap"],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    write_result(args.out, out)
     print(
         json.dumps(
             {

@@ -13,6 +13,7 @@ random bf16 weights and timed there.
 from __future__ import annotations
 
 import argparse
+import functools
 import inspect
 import json
 import os
@@ -183,61 +184,47 @@ def bench_aesthetic(tmp: Path, frames: int, repeats: int) -> dict:
 # --------------------------------------------------------------------------- real models: counts
 
 
-def _qwen25_vl_7b_config():
+QWEN25_VL_VISION = dict(
+    depth=32,
+    hidden_size=1280,
+    intermediate_size=3420,
+    num_heads=16,
+    patch_size=14,
+    spatial_merge_size=2,
+    temporal_patch_size=2,
+    window_size=112,
+    fullatt_block_indexes=[7, 15, 23, 31],
+)
+"""The Qwen2.5-VL vision tower: the same ViT in the 3B and 7B models (its merger projects to the
+language model's width, ``out_hidden_size``)."""
+QWEN25_VL_3B_TEXT = dict(
+    vocab_size=151936,
+    hidden_size=2048,
+    intermediate_size=11008,
+    num_hidden_layers=36,
+    num_attention_heads=16,
+    num_key_value_heads=2,
+    tie_word_embeddings=True,
+)
+QWEN25_VL_7B_TEXT = dict(
+    vocab_size=152064,
+    hidden_size=3584,
+    intermediate_size=18944,
+    num_hidden_layers=28,
+    num_attention_heads=28,
+    num_key_value_heads=4,
+    tie_word_embeddings=False,
+)
+
+
+def _qwen25_vl_config(text: dict):
+    """A Qwen2.5-VL config: the language model ``text`` on :data:`QWEN25_VL_VISION`."""
     from transformers import Qwen2_5_VLConfig
 
     return Qwen2_5_VLConfig(
-        text_config=dict(
-            vocab_size=152064,
-            hidden_size=3584,
-            intermediate_size=18944,
-            num_hidden_layers=28,
-            num_attention_heads=28,
-            num_key_value_heads=4,
-            tie_word_embeddings=False,
-        ),
-        vision_config=dict(
-            depth=32,
-            hidden_size=1280,
-            intermediate_size=3420,
-            num_heads=16,
-            out_hidden_size=3584,
-            patch_size=14,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            window_size=112,
-            fullatt_block_indexes=[7, 15, 23, 31],
-        ),
-        tie_word_embeddings=False,
-    )
-
-
-def _qwen25_vl_3b_config():
-    from transformers import Qwen2_5_VLConfig
-
-    return Qwen2_5_VLConfig(
-        text_config=dict(
-            vocab_size=151936,
-            hidden_size=2048,
-            intermediate_size=11008,
-            num_hidden_layers=36,
-            num_attention_heads=16,
-            num_key_value_heads=2,
-            tie_word_embeddings=True,
-        ),
-        vision_config=dict(
-            depth=32,
-            hidden_size=1280,
-            intermediate_size=3420,
-            num_heads=16,
-            out_hidden_size=2048,
-            patch_size=14,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            window_size=112,
-            fullatt_block_indexes=[7, 15, 23, 31],
-        ),
-        tie_word_embeddings=True,
+        text_config=text,
+        vision_config={**QWEN25_VL_VISION, "out_hidden_size": text["hidden_size"]},
+        tie_word_embeddings=text["tie_word_embeddings"],
     )
 
 
@@ -278,8 +265,14 @@ def _qwen3_vl_8b_config():
 
 
 VLM_CONFIGS = {
-    "Qwen2.5-VL-3B-Instruct": ("Qwen2_5_VLForConditionalGeneration", _qwen25_vl_3b_config),
-    "Qwen2.5-VL-7B-Instruct": ("Qwen2_5_VLForConditionalGeneration", _qwen25_vl_7b_config),
+    "Qwen2.5-VL-3B-Instruct": (
+        "Qwen2_5_VLForConditionalGeneration",
+        functools.partial(_qwen25_vl_config, QWEN25_VL_3B_TEXT),
+    ),
+    "Qwen2.5-VL-7B-Instruct": (
+        "Qwen2_5_VLForConditionalGeneration",
+        functools.partial(_qwen25_vl_config, QWEN25_VL_7B_TEXT),
+    ),
     "Qwen3-VL-8B-Instruct": ("Qwen3VLForConditionalGeneration", _qwen3_vl_8b_config),
 }
 

@@ -32,11 +32,18 @@ import time
 from pathlib import Path
 
 import torch
+from bench_io import parse_cpu_args, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from worldr1_core.testing import run_config  # noqa: E402
+from worldr1_core.testing.brightness_task import (  # noqa: E402
+    LEARNING_RL,
+    learning_sections,
+    reward_trend,
+    tiny_run_sections,
+)
 from worldr1_core.trainer import Trainer  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "rl_update_cost.json"
@@ -86,15 +93,12 @@ class PassCounter:
 
 
 def cost(tmp: Path, key: str, steps: int) -> dict:
-    sections = {
-        "run": {"seed": 0, "progress_bar": False, "sample_every": 0, "save_every": 0},
-        "video": {"frames": 5, "height": 16, "width": 16},
-        "model": {"name": "wan2.1", "preset": "tiny", "lora": {"rank": 4, "alpha": 8.0}},
-        "train": {"prompts_per_step": 2, "lr": 1e-3, "minibatch_size": 2},
-        "prompts": {"train": {"prompts": ["a red car", "a house in the snow", "a boat"]}},
-        "rl": ALGOS[key],
-        "rewards": [{"name": "brightness", "weight": 1.0}],
-    }
+    sections = tiny_run_sections(
+        "wan2.1",
+        ALGOS[key],
+        train={"lr": 1e-3, "minibatch_size": 2},
+        prompts={"train": {"prompts": ["a red car", "a house in the snow", "a boat"]}},
+    )
     d = tmp / f"cost_{key}"
     d.mkdir()
     trainer = Trainer(run_config(d, sections), run_dir=d / "run")
@@ -127,47 +131,23 @@ def cost(tmp: Path, key: str, steps: int) -> dict:
     }
 
 
-LEARNING = {  # the learning tests' settings (tests/test_trainer_learning.py)
-    "flow_grpo": {"name": "flow_grpo", "noise_level": 0.8, "clip_range": 1e-2},
-    "diffusion_nft": {"name": "diffusion_nft"},
-}
-
-
 def learning(tmp: Path, key: str, steps: int) -> dict:
-    rl = LEARNING[key]
-    sections = {
-        "run": {"seed": 0, "progress_bar": False, "sample_every": 0, "save_every": 0},
-        "video": {"frames": 5, "height": 16, "width": 16},
-        "model": {
-            "name": "wan2.1",
-            "preset": "tiny",
-            "decoder": "latent_preview",
-            "lora": {"rank": 4, "alpha": 8.0},
-        },
-        "train": {"prompts_per_step": 2, "lr": 2e-2},
-        "prompts": {
-            "train": {"prompts": ["a red car", "a house in the snow", "a tree on a hill", "a boat"]}
-        },
-        "rl": {"group_size": 4, "num_steps": 3, "guidance_scale": 2.0, "kl_beta": 0.0, **rl},
-        "rewards": [{"name": "brightness", "weight": 1.0}],
-    }
     d = tmp / f"learn_{key}"
     d.mkdir()
     start = time.perf_counter()
-    Trainer(run_config(d, sections), run_dir=d / "run").train(max_steps=steps)
+    Trainer(run_config(d, learning_sections("wan2.1", key)), run_dir=d / "run").train(
+        max_steps=steps
+    )
     seconds = time.perf_counter() - start
-    rows = [json.loads(x) for x in (d / "run" / "metrics.jsonl").read_text().splitlines()]
-    reward = [r["reward/total/mean"] for r in rows]
-    spread = sum(r["reward/total/std"] for r in rows[:4]) / 4
-    early, late = sum(reward[:4]) / 4, sum(reward[-4:]) / 4
+    trend = reward_trend(d / "run")
     return {
         "task": "tests/test_trainer_learning.py brightness task (group 4 x 2 prompts, 3 steps, CFG 2)",
         "samples": steps * 8,
-        "reward_per_step": reward,
-        "first4_mean": early,
-        "last4_mean": late,
-        "gain": late - early,
-        "gain_over_initial_spread": (late - early) / spread,
+        "reward_per_step": trend.rewards,
+        "first4_mean": trend.early,
+        "last4_mean": trend.late,
+        "gain": trend.gain,
+        "gain_over_initial_spread": trend.gain / trend.initial_spread,
         "wall_s": seconds,
     }
 
@@ -176,11 +156,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2, help="measured steps for the cost part")
     parser.add_argument("--learn-steps", type=int, default=24)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    torch.set_num_threads(args.threads)
+    args = parse_cpu_args(parser, RESULTS)
     out: dict = {
         "benchmark": "benchmarks/rl_update_cost.py",
         "machine": {
@@ -196,7 +172,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         out["cost"] = {k: cost(tmp, k, args.steps) for k in ALGOS}
-        out["learning"] = {k: learning(tmp, k, args.learn_steps) for k in LEARNING}
+        out["learning"] = {k: learning(tmp, k, args.learn_steps) for k in LEARNING_RL}
     g, n = out["cost"]["flow_grpo_release"], out["cost"]["diffusion_nft"]
     passes = lambda c: (  # noqa: E731
         c["update_forward_only_passes_per_sample"]
@@ -217,8 +193,7 @@ def main() -> int:
         "learning_gain_nft_over_grpo": out["learning"]["diffusion_nft"]["gain"]
         / out["learning"]["flow_grpo"]["gain"],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    write_result(args.out, out)
     print(json.dumps(out["ratios"], indent=1))
     return 0
 

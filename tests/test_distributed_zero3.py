@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from worldr1_core.testing import run_config
+from worldr1_core.testing.brightness_task import tiny_run_sections
 
 pytestmark = pytest.mark.timeout(1800)  # three launches of two DeepSpeed processes each
 
@@ -32,25 +33,20 @@ def _free_port() -> int:
 
 
 def _sections(backend: str) -> dict:
-    return {
-        "run": {"seed": 1, "progress_bar": False, "tensorboard": False, "sample_every": 0},
-        "video": {"frames": 5, "height": 16, "width": 16},
-        "model": {"name": "wan2.1", "preset": "tiny", "lora": {"rank": 4, "alpha": 8.0}},
-        "train": {"prompts_per_step": 1, "lr": 1e-2},
-        # each rank draws its own prompts, so the ranks' gradients differ before the reduction
-        "prompts": {
-            "train": {"prompts": ["a red car", "a house in the snow", "a tree on a hill", "a boat"]}
-        },
-        "rl": {
+    # each rank draws its own prompts, so the ranks' gradients differ before the reduction
+    return tiny_run_sections(
+        "wan2.1",
+        {
             "name": "flow_grpo",
             "group_size": 2,
             "num_steps": 2,
             "guidance_scale": 2.0,
             "kl_beta": 0.01,
         },
-        "rewards": [{"name": "brightness"}],
-        "distributed": {"backend": backend},
-    }
+        run={"seed": 1},
+        train={"prompts_per_step": 1, "lr": 1e-2},
+        distributed={"backend": backend},
+    )
 
 
 def _launch(cmd: list[str], tmp_path: Path) -> None:

@@ -44,11 +44,10 @@ from worldr1_core import hookimpl
 
 from .diffusers_model import DiffusersModelConfig, DiffusersVideoModel
 from .rng import seeded
-from .tiny import TINY_TEXT_ENCODER, cached_tiny_checkpoint, char_tokenizer
+from .tiny import TINY_TEXT_ENCODER
 
 ENV_PATH = "WORLD_R1_COGVIDEOX_MODEL"
 TINY_SEED = 0
-TINY_VERSION = 1  # bump when the tiny architecture below changes (new cache directory)
 _INTEGER_TIMESTEP_TOL = 1e-3  # a sigma this close to a scheduler timestep uses the integer t
 
 
@@ -57,6 +56,71 @@ def vp_to_sigma(alphas_cumprod: torch.Tensor) -> torch.Tensor:
     of a variance-preserving ``a = alpha_bar``."""
     a = alphas_cumprod.double().clamp(0.0, 1.0)
     return (1 - a).sqrt() / (a.sqrt() + (1 - a).sqrt())
+
+
+# ----------------------------------------------------------------------------------------------
+# tiny preset (CogVideoX.TINY_VERSION: bump it when the architecture below changes)
+
+
+def tiny_scheduler_config() -> dict:
+    """The scheduler of the tiny preset: CogVideoX1.5-5B's DDIM settings (v-prediction, scaled-linear
+    betas 0.00085..0.012, zero terminal SNR, trailing spacing, SNR shift 1)."""
+    return {
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        "beta_schedule": "scaled_linear",
+        "clip_sample": False,
+        "num_train_timesteps": 1000,
+        "prediction_type": "v_prediction",
+        "rescale_betas_zero_snr": True,
+        "set_alpha_to_one": True,
+        "snr_shift_scale": 1.0,
+        "steps_offset": 0,
+        "timestep_spacing": "trailing",
+    }
+
+
+def tiny_components() -> dict:
+    """Random tiny CogVideoX1.5-style model (rotary embeddings, ``patch_size_t = 2``, 4 latent
+    channels, 4x temporal / 8x spatial VAE): the CogVideoXPipeline's modules and scheduler."""
+    from diffusers import (
+        AutoencoderKLCogVideoX,
+        CogVideoXDDIMScheduler,
+        CogVideoXTransformer3DModel,
+    )
+    from transformers import T5Config, T5EncoderModel
+
+    with seeded(TINY_SEED):
+        transformer = CogVideoXTransformer3DModel(
+            num_attention_heads=2,
+            attention_head_dim=16,
+            in_channels=4,
+            out_channels=4,
+            time_embed_dim=8,
+            text_embed_dim=32,
+            num_layers=2,
+            sample_width=16,
+            sample_height=16,
+            sample_frames=9,
+            patch_size=2,
+            patch_size_t=2,
+            temporal_compression_ratio=4,
+            max_text_seq_length=226,
+            use_rotary_positional_embeddings=True,
+            use_learned_positional_embeddings=False,
+            patch_bias=False,
+        )
+        vae = AutoencoderKLCogVideoX(
+            block_out_channels=(8, 8, 8, 8),
+            latent_channels=4,
+            layers_per_block=1,
+            norm_num_groups=2,
+            temporal_compression_ratio=4,
+            scaling_factor=0.7,
+        )
+        text_encoder = T5EncoderModel(T5Config(**TINY_TEXT_ENCODER))
+    scheduler = CogVideoXDDIMScheduler(**tiny_scheduler_config())
+    return dict(transformer=transformer, vae=vae, text_encoder=text_encoder, scheduler=scheduler)
 
 
 class CogVideoX(DiffusersVideoModel):
@@ -81,15 +145,13 @@ class CogVideoX(DiffusersVideoModel):
 
     NAME = "CogVideoX"
     ENV_PATH = ENV_PATH
+    TINY_NAME = "cogvideox"
+    _tiny_components = staticmethod(tiny_components)
     sampler_family = "ddim"
     LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]  # the release's CogVideoX LoRA targets
 
     # ------------------------------------------------------------------------------------------
     # loading
-
-    @classmethod
-    def _build_tiny(cls, cache_root: Path) -> Path:
-        return ensure_tiny_checkpoint(cache_root)
 
     @staticmethod
     def _pipeline_cls():
@@ -222,81 +284,7 @@ class CogVideoX(DiffusersVideoModel):
         return ((video.float() + 1) / 2).clamp(0, 1).permute(0, 2, 1, 3, 4).contiguous()
 
 
-# ----------------------------------------------------------------------------------------------
-# tiny preset
-
-
-def tiny_scheduler_config() -> dict:
-    """The scheduler of the tiny preset: CogVideoX1.5-5B's DDIM settings (v-prediction, scaled-linear
-    betas 0.00085..0.012, zero terminal SNR, trailing spacing, SNR shift 1)."""
-    return {
-        "beta_start": 0.00085,
-        "beta_end": 0.012,
-        "beta_schedule": "scaled_linear",
-        "clip_sample": False,
-        "num_train_timesteps": 1000,
-        "prediction_type": "v_prediction",
-        "rescale_betas_zero_snr": True,
-        "set_alpha_to_one": True,
-        "snr_shift_scale": 1.0,
-        "steps_offset": 0,
-        "timestep_spacing": "trailing",
-    }
-
-
-def build_tiny_cogvideox(directory: Path) -> None:
-    """Random tiny CogVideoX1.5-style model (rotary embeddings, ``patch_size_t = 2``, 4 latent
-    channels, 4x temporal / 8x spatial VAE) saved as a diffusers CogVideoXPipeline directory."""
-    from diffusers import (
-        AutoencoderKLCogVideoX,
-        CogVideoXDDIMScheduler,
-        CogVideoXPipeline,
-        CogVideoXTransformer3DModel,
-    )
-    from transformers import T5Config, T5EncoderModel
-
-    with seeded(TINY_SEED):
-        transformer = CogVideoXTransformer3DModel(
-            num_attention_heads=2,
-            attention_head_dim=16,
-            in_channels=4,
-            out_channels=4,
-            time_embed_dim=8,
-            text_embed_dim=32,
-            num_layers=2,
-            sample_width=16,
-            sample_height=16,
-            sample_frames=9,
-            patch_size=2,
-            patch_size_t=2,
-            temporal_compression_ratio=4,
-            max_text_seq_length=226,
-            use_rotary_positional_embeddings=True,
-            use_learned_positional_embeddings=False,
-            patch_bias=False,
-        )
-        vae = AutoencoderKLCogVideoX(
-            block_out_channels=(8, 8, 8, 8),
-            latent_channels=4,
-            layers_per_block=1,
-            norm_num_groups=2,
-            temporal_compression_ratio=4,
-            scaling_factor=0.7,
-        )
-        text_encoder = T5EncoderModel(T5Config(**TINY_TEXT_ENCODER))
-    pipe = CogVideoXPipeline(
-        tokenizer=char_tokenizer(model_max_length=226),
-        text_encoder=text_encoder.eval(),
-        vae=vae.eval(),
-        transformer=transformer.eval(),
-        scheduler=CogVideoXDDIMScheduler(**tiny_scheduler_config()),
-    )
-    pipe.save_pretrained(str(directory))
-
-
-def ensure_tiny_checkpoint(cache_root: Path) -> Path:
-    """The tiny CogVideoX checkpoint directory under ``cache_root``, built once (atomically)."""
-    return cached_tiny_checkpoint(cache_root, "cogvideox", TINY_VERSION, build_tiny_cogvideox)
+ensure_tiny_checkpoint = CogVideoX._build_tiny  # the tiny checkpoint directory under a cache root
 
 
 @hookimpl

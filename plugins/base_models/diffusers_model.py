@@ -27,7 +27,7 @@ from .conditioning import PromptCache, TextConditioning, pad_stack
 from .dtypes import resolve_dtype
 from .latent_preview import latent_preview
 from .lora import LoraAdapter, LoraSettings
-from .tiny import default_cache_root
+from .tiny import cached_tiny_checkpoint, default_cache_root, save_tiny_pipeline
 
 
 class DiffusersModelConfig(pydantic.BaseModel, extra="forbid"):
@@ -84,14 +84,17 @@ class DiffusersVideoModel(VideoModel):
 
     A subclass implements ``_load(path)`` (which also sets ``temporal_compression``,
     ``spatial_compression`` and, when the transformer patchifies, ``temporal_patch`` /
-    ``spatial_patch``), ``_build_tiny(cache_root) -> Path``, ``_pipeline_cls()``,
-    ``sigmas``, ``_vae_decode`` (latents -> ``[B, F, 3, H, W]`` in [0, 1]
-    through the VAE; :meth:`decode` calls it, or :func:`latent_preview` when
-    ``model.decoder = "latent_preview"``) and
+    ``spatial_patch``), ``_pipeline_cls()``, ``sigmas``, ``_vae_decode`` (latents ->
+    ``[B, F, 3, H, W]`` in [0, 1] through the VAE; :meth:`decode` calls it, or
+    :func:`latent_preview` when ``model.decoder = "latent_preview"``) and
 
     * ``_encode_texts(texts) -> list[[L_i, D]]``: embeddings of the real tokens of each text;
     * ``_forward(latents [N, C, F', H', W'], sigma [N], embeds [N, L, D], mask [N, L])``: the
       velocity ``noise - x0`` (converted if the model predicts something else).
+
+    Its tiny preset: ``TINY_NAME``, ``TINY_VERSION`` and ``_tiny_components()`` (the random
+    pipeline modules and scheduler, seeded); :meth:`_build_tiny` saves and caches them (a subclass
+    may override ``_build_tiny(cache_root) -> Path`` instead).
     """
 
     Config = DiffusersModelConfig
@@ -232,9 +235,29 @@ class DiffusersVideoModel(VideoModel):
             )
         return check_checkpoint_dir(path, cls.REQUIRED, key="model.path", what=cls.NAME)
 
+    TINY_NAME = ""  # the tiny preset's name in the cache (``tiny-{TINY_NAME}-v{TINY_VERSION}-...``)
+    TINY_VERSION = 1  # bump when the tiny architecture changes (a new cache directory)
+
+    @staticmethod
+    def _tiny_components() -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def _write_tiny(cls, directory: Path) -> None:
+        """Save ``_tiny_components()`` as a ``_pipeline_cls()`` directory whose tokenizer takes the
+        model's default ``max_sequence_length`` tokens."""
+        save_tiny_pipeline(
+            directory,
+            cls._pipeline_cls(),
+            tokenizer_max_length=cls.Config.model_fields["max_sequence_length"].default,
+            **cls._tiny_components(),
+        )
+
     @classmethod
     def _build_tiny(cls, cache_root: Path) -> Path:
-        raise NotImplementedError
+        """The tiny preset's checkpoint directory under ``cache_root``, written once (atomically)
+        by ``_write_tiny``."""
+        return cached_tiny_checkpoint(cache_root, cls.TINY_NAME, cls.TINY_VERSION, cls._write_tiny)
 
     @staticmethod
     def _pipeline_cls() -> Any:

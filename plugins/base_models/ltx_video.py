@@ -40,14 +40,64 @@ from worldr1_core import hookimpl
 
 from .diffusers_model import DiffusersModelConfig, DiffusersVideoModel
 from .rng import seeded
-from .tiny import TINY_TEXT_ENCODER, cached_tiny_checkpoint, char_tokenizer
+from .tiny import TINY_TEXT_ENCODER
 
 ENV_PATH = "WORLD_R1_LTX_MODEL"
 TINY_SEED = 0
 DEFAULT_SHIFT_TOKENS = (
     21 * 16 * 22
 )  # LTXPipeline's default 161 x 512 x 704 video in the real latent space
-TINY_VERSION = 1  # bump when the tiny architecture below changes (new cache directory)
+
+
+# ----------------------------------------------------------------------------------------------
+# tiny preset (LTXVideo.TINY_VERSION: bump it when the architecture below changes)
+
+
+def tiny_components() -> dict:
+    """Random tiny LTX-Video, the LTXPipeline's modules and scheduler (4x temporal and spatial
+    compression, 8 latent channels; the scheduler uses LTX's dynamic shift and terminal stretch)."""
+    from diffusers import (
+        AutoencoderKLLTXVideo,
+        FlowMatchEulerDiscreteScheduler,
+        LTXVideoTransformer3DModel,
+    )
+    from transformers import T5Config, T5EncoderModel
+
+    with seeded(TINY_SEED):
+        transformer = LTXVideoTransformer3DModel(
+            in_channels=8,
+            out_channels=8,
+            patch_size=1,
+            patch_size_t=1,
+            num_attention_heads=4,
+            attention_head_dim=8,
+            cross_attention_dim=32,
+            num_layers=2,
+            caption_channels=32,
+        )
+        vae = AutoencoderKLLTXVideo(
+            latent_channels=8,
+            block_out_channels=(8, 8, 8, 8),
+            decoder_block_out_channels=(8, 8, 8, 8),
+            layers_per_block=(1, 1, 1, 1, 1),
+            decoder_layers_per_block=(1, 1, 1, 1, 1),
+            spatio_temporal_scaling=(True, True, False, False),
+            decoder_spatio_temporal_scaling=(True, True, False, False),
+            patch_size=1,
+            patch_size_t=1,
+            encoder_causal=True,
+            decoder_causal=False,
+        )
+        text_encoder = T5EncoderModel(T5Config(**TINY_TEXT_ENCODER))
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        use_dynamic_shifting=True,
+        base_shift=0.95,
+        max_shift=2.05,
+        base_image_seq_len=1024,
+        max_image_seq_len=4096,
+        shift_terminal=0.1,
+    )
+    return dict(transformer=transformer, vae=vae, text_encoder=text_encoder, scheduler=scheduler)
 
 
 class LTXVideo(DiffusersVideoModel):
@@ -77,6 +127,8 @@ class LTXVideo(DiffusersVideoModel):
 
     NAME = "LTX-Video"
     ENV_PATH = ENV_PATH
+    TINY_NAME = "ltx-video"
+    _tiny_components = staticmethod(tiny_components)
     HUB_EXAMPLE = "Lightricks/LTX-Video"
     FRAME_STEP, SIZE_MULTIPLE = 8, 32  # published LTX-Video: 8x temporal, 32x spatial VAE
     TINY_FRAME_STEP, TINY_SIZE_MULTIPLE = 4, 4  # the tiny preset's VAE compresses 4x and 4x
@@ -84,10 +136,6 @@ class LTXVideo(DiffusersVideoModel):
 
     # ------------------------------------------------------------------------------------------
     # loading
-
-    @classmethod
-    def _build_tiny(cls, cache_root: Path) -> Path:
-        return ensure_tiny_checkpoint(cache_root)
 
     @staticmethod
     def _pipeline_cls():
@@ -217,68 +265,7 @@ class LTXVideo(DiffusersVideoModel):
         )  # [B, F, 3, H, W]
 
 
-# ----------------------------------------------------------------------------------------------
-# tiny preset
-
-
-def build_tiny_ltx(directory: Path) -> None:
-    """Random tiny LTX-Video saved as a diffusers LTXPipeline directory (4x temporal and spatial
-    compression, 8 latent channels; the scheduler uses LTX's dynamic shift and terminal stretch)."""
-    from diffusers import (
-        AutoencoderKLLTXVideo,
-        FlowMatchEulerDiscreteScheduler,
-        LTXPipeline,
-        LTXVideoTransformer3DModel,
-    )
-    from transformers import T5Config, T5EncoderModel
-
-    with seeded(TINY_SEED):
-        transformer = LTXVideoTransformer3DModel(
-            in_channels=8,
-            out_channels=8,
-            patch_size=1,
-            patch_size_t=1,
-            num_attention_heads=4,
-            attention_head_dim=8,
-            cross_attention_dim=32,
-            num_layers=2,
-            caption_channels=32,
-        )
-        vae = AutoencoderKLLTXVideo(
-            latent_channels=8,
-            block_out_channels=(8, 8, 8, 8),
-            decoder_block_out_channels=(8, 8, 8, 8),
-            layers_per_block=(1, 1, 1, 1, 1),
-            decoder_layers_per_block=(1, 1, 1, 1, 1),
-            spatio_temporal_scaling=(True, True, False, False),
-            decoder_spatio_temporal_scaling=(True, True, False, False),
-            patch_size=1,
-            patch_size_t=1,
-            encoder_causal=True,
-            decoder_causal=False,
-        )
-        text_encoder = T5EncoderModel(T5Config(**TINY_TEXT_ENCODER))
-    scheduler = FlowMatchEulerDiscreteScheduler(
-        use_dynamic_shifting=True,
-        base_shift=0.95,
-        max_shift=2.05,
-        base_image_seq_len=1024,
-        max_image_seq_len=4096,
-        shift_terminal=0.1,
-    )
-    pipe = LTXPipeline(
-        scheduler=scheduler,
-        vae=vae.eval(),
-        text_encoder=text_encoder.eval(),
-        tokenizer=char_tokenizer(model_max_length=128),
-        transformer=transformer.eval(),
-    )
-    pipe.save_pretrained(str(directory))
-
-
-def ensure_tiny_checkpoint(cache_root: Path) -> Path:
-    """The tiny LTX checkpoint directory under ``cache_root``, built once (atomically) if missing."""
-    return cached_tiny_checkpoint(cache_root, "ltx-video", TINY_VERSION, build_tiny_ltx)
+ensure_tiny_checkpoint = LTXVideo._build_tiny  # the tiny checkpoint directory under a cache root
 
 
 @hookimpl

@@ -1,4 +1,5 @@
-"""Tiny presets: where they are cached, their atomic deterministic build, their tokenizer."""
+"""Tiny presets: where they are cached, their atomic deterministic build, their tokenizer, how
+they are saved."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def default_cache_root() -> Path:
@@ -118,3 +120,22 @@ def char_tokenizer(model_max_length: int = 512):
         unk_token="<unk>",
         model_max_length=model_max_length,
     )
+
+
+def save_tiny_pipeline(
+    directory: Path,
+    pipeline_cls: Any,
+    *,
+    scheduler: Any,
+    tokenizer_max_length: int = 512,
+    **modules: Any,
+) -> None:
+    """Save random tiny ``modules`` (``transformer``, ``vae``, ``text_encoder``; put in eval mode),
+    ``scheduler`` and a :func:`char_tokenizer` of ``tokenizer_max_length`` tokens as a diffusers
+    ``pipeline_cls`` directory."""
+    pipe = pipeline_cls(
+        tokenizer=char_tokenizer(model_max_length=tokenizer_max_length),
+        scheduler=scheduler,
+        **{name: module.eval() for name, module in modules.items()},
+    )
+    pipe.save_pretrained(str(directory))

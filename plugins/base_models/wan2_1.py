@@ -25,11 +25,56 @@ from worldr1_core import hookimpl
 
 from .diffusers_model import DiffusersModelConfig, DiffusersVideoModel
 from .rng import seeded
-from .tiny import TINY_TEXT_ENCODER, cached_tiny_checkpoint, char_tokenizer
+from .tiny import TINY_TEXT_ENCODER
 
 ENV_PATH = "WORLD_R1_WAN_MODEL"
 TINY_SEED = 0
-TINY_VERSION = 1  # bump when the tiny architecture below changes (new cache directory)
+
+
+TRANSFORMER_COMMON = dict(
+    patch_size=(1, 2, 2),
+    in_channels=16,
+    out_channels=16,
+    freq_dim=256,
+    cross_attn_norm=True,
+    qk_norm="rms_norm_across_heads",
+)
+"""What every Wan2.1 T2V transformer shares (``WanTransformer3DModel`` keywords; the published 1.3B
+and 14B and the tiny preset): the Wan VAE's 16 latent channels, 1x2x2 patches, 256 frequency dims,
+cross-attention norm, q/k RMS norm across heads. Sizes (heads, widths, layers) are per model."""
+
+
+# ----------------------------------------------------------------------------------------------
+# tiny preset (Wan21.TINY_VERSION: bump it when the architecture below changes)
+
+TINY_TRANSFORMER = dict(
+    num_attention_heads=2,
+    attention_head_dim=12,
+    ffn_dim=32,
+    num_layers=2,
+    text_dim=TINY_TEXT_ENCODER["d_model"],
+    **TRANSFORMER_COMMON,
+)
+"""The tiny preset's transformer (``WanTransformer3DModel`` keywords)."""
+
+
+def tiny_components() -> dict:
+    """Random tiny Wan2.1 (a 53 k-parameter transformer): the WanPipeline's modules and scheduler."""
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    with seeded(TINY_SEED):
+        transformer = WanTransformer3DModel(**TINY_TRANSFORMER)
+        vae = AutoencoderKLWan(
+            base_dim=3,
+            z_dim=16,
+            dim_mult=[1, 1, 1, 1],
+            num_res_blocks=1,
+            temperal_downsample=[False, True, True],
+        )
+        text_encoder = UMT5EncoderModel(UMT5Config(**TINY_TEXT_ENCODER))
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    return dict(transformer=transformer, vae=vae, text_encoder=text_encoder, scheduler=scheduler)
 
 
 class Wan21(DiffusersVideoModel):
@@ -50,6 +95,8 @@ class Wan21(DiffusersVideoModel):
 
     NAME = "Wan2.1"
     ENV_PATH = ENV_PATH
+    TINY_NAME = "wan2.1"
+    _tiny_components = staticmethod(tiny_components)
     HUB_EXAMPLE = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
     FRAME_STEP, SIZE_MULTIPLE = 4, 16  # Wan VAE: 4x temporal, 8x spatial; patch 2
     TINY_FRAME_STEP, TINY_SIZE_MULTIPLE = 4, 16
@@ -62,10 +109,6 @@ class Wan21(DiffusersVideoModel):
 
     # ------------------------------------------------------------------------------------------
     # loading
-
-    @classmethod
-    def _build_tiny(cls, cache_root: Path) -> Path:
-        return ensure_tiny_checkpoint(cache_root)
 
     @staticmethod
     def _pipeline_cls():
@@ -159,55 +202,8 @@ class Wan21(DiffusersVideoModel):
         return torch.cat(out).contiguous()  # [B, F, 3, H, W]
 
 
-# ----------------------------------------------------------------------------------------------
-# tiny preset
-
-
-def build_tiny_wan(directory: Path) -> None:
-    """Random tiny Wan2.1 (a 53 k-parameter transformer) saved as a diffusers WanPipeline directory."""
-    from diffusers import (
-        AutoencoderKLWan,
-        FlowMatchEulerDiscreteScheduler,
-        WanPipeline,
-        WanTransformer3DModel,
-    )
-    from transformers import UMT5Config, UMT5EncoderModel
-
-    with seeded(TINY_SEED):
-        transformer = WanTransformer3DModel(
-            patch_size=(1, 2, 2),
-            num_attention_heads=2,
-            attention_head_dim=12,
-            in_channels=16,
-            out_channels=16,
-            text_dim=32,
-            freq_dim=256,
-            ffn_dim=32,
-            num_layers=2,
-            cross_attn_norm=True,
-            qk_norm="rms_norm_across_heads",
-        )
-        vae = AutoencoderKLWan(
-            base_dim=3,
-            z_dim=16,
-            dim_mult=[1, 1, 1, 1],
-            num_res_blocks=1,
-            temperal_downsample=[False, True, True],
-        )
-        text_encoder = UMT5EncoderModel(UMT5Config(**TINY_TEXT_ENCODER))
-    pipe = WanPipeline(
-        tokenizer=char_tokenizer(),
-        text_encoder=text_encoder.eval(),
-        vae=vae.eval(),
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-        transformer=transformer.eval(),
-    )
-    pipe.save_pretrained(str(directory))
-
-
-def ensure_tiny_checkpoint(cache_root: Path) -> Path:
-    """The tiny checkpoint directory under ``cache_root``, built once (atomically) if missing."""
-    return cached_tiny_checkpoint(cache_root, "wan2.1", TINY_VERSION, build_tiny_wan)
+ensure_tiny_checkpoint = Wan21._build_tiny  # the tiny checkpoint directory under a cache root
+build_tiny_wan = Wan21._write_tiny  # writes the tiny preset into a directory
 
 
 @hookimpl

@@ -6,7 +6,8 @@
 
 Further modules: ``synthetic_scene`` (textured 3D scene rendered along a camera path, with
 ground-truth depth and poses), ``base_model_contract`` (a test suite any base-model plugin can
-run against itself), tiny random-weight judges for reward tests.
+run against itself), ``brightness_task`` (short tiny-preset runs and the brightness learning
+task with its reward trend), tiny random-weight judges for reward tests.
 """
 
 from __future__ import annotations
