@@ -145,31 +145,31 @@ def default_layout(
     )
 
 
+# flag -> (type, what it sets, the config key it overrides, the value without a config)
+OVERRIDE_FLAGS: dict[str, tuple[type, str, str, Any]] = {
+    "--frames": (int, "video frames", "video.frames", DEFAULT_SIZE[0]),
+    "--height": (int, "video height", "video.height", DEFAULT_SIZE[1]),
+    "--width": (int, "video width", "video.width", DEFAULT_SIZE[2]),
+    "--steps": (int, "denoising steps", "rl.num_steps", DEFAULT_NUM_STEPS),
+    "--guidance": (float, "CFG scale", "rl.guidance_scale", DEFAULT_GUIDANCE_SCALE),
+}
+
+
+def override_args(p: argparse.ArgumentParser, *flags: str) -> None:
+    """``flags`` of :data:`OVERRIDE_FLAGS` (default None: the config's value, else the built-in)."""
+    for flag in flags:
+        kind, what, key, default = OVERRIDE_FLAGS[flag]
+        p.add_argument(
+            flag, type=kind, help=f"{what} (default: the config's {key}, else {default})"
+        )
+
+
 def size_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--frames",
-        type=int,
-        help=f"video frames (default: the config's video.frames, else {DEFAULT_SIZE[0]})",
-    )
-    p.add_argument(
-        "--height", type=int, help=f"video height (default: config, else {DEFAULT_SIZE[1]})"
-    )
-    p.add_argument(
-        "--width", type=int, help=f"video width (default: config, else {DEFAULT_SIZE[2]})"
-    )
+    override_args(p, "--frames", "--height", "--width")
 
 
 def sampling_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--steps",
-        type=int,
-        help=f"denoising steps (default: rl.num_steps, else {DEFAULT_NUM_STEPS})",
-    )
-    p.add_argument(
-        "--guidance",
-        type=float,
-        help=f"CFG scale (default: rl.guidance_scale, else {DEFAULT_GUIDANCE_SCALE})",
-    )
+    override_args(p, "--steps", "--guidance")
 
 
 def generation_args(p: argparse.ArgumentParser) -> None:
