@@ -22,7 +22,7 @@ def command_group(
 ) -> argparse._SubParsersAction[Any]:
     """``worldr1 NAME SUBCOMMAND``: adds command ``name`` whose subcommand is required and
     returns the collection to add its subcommands to (the chosen one is ``args.NAME_command``)."""
-    group = subparsers.add_parser(name, help=help)
+    group: argparse.ArgumentParser = subparsers.add_parser(name, help=help)
     return group.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND", required=True)
 
 
@@ -36,6 +36,6 @@ def add_command(
     """Subcommand ``name`` that runs ``func(args)`` (it returns the exit code); its ``--help``
     ends with ``example_lines``. Returns the subcommand's parser, to add its arguments to."""
     extra = examples(*example_lines) if example_lines else {}
-    parser = subparsers.add_parser(name, help=help, **extra)
+    parser: argparse.ArgumentParser = subparsers.add_parser(name, help=help, **extra)
     parser.set_defaults(func=func)
     return parser
