@@ -187,7 +187,7 @@ def test_release_mode_warped_noise_statistics_match_the_releases(motion):
                 ).mean()
             )
         )  # fmt: skip
-        _, low = step._sample(layout, [Prompt("x")], [traj], torch.Generator().manual_seed(seed))
+        _, low = step._sample(layout, [traj], torch.Generator().manual_seed(seed))
         lows.append(float(low.std()))
     mean = lambda v: sum(v) / len(v)  # noqa: E731
     assert mean(stds) == pytest.approx(ref["warped_std"], abs=0.03)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__
-from .cli_help import examples
+from .cli_help import command_group, examples
 from .cli_types import number
 from .errors import CommandError, UserError
 from .plugins import get_plugin_manager
@@ -193,10 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"worldr1 {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p_plugins = sub.add_parser("plugins", help="inspect installed plugins")
-    plugins_sub = p_plugins.add_subparsers(
-        dest="plugins_command", metavar="SUBCOMMAND", required=True
-    )
+    plugins_sub = command_group(sub, "plugins", "inspect installed plugins")
     p_list = plugins_sub.add_parser(
         "list",
         help="list registered components by kind, and callback plugins",
@@ -208,8 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_list.set_defaults(func=_cmd_plugins_list)
 
-    p_config = sub.add_parser("config", help="compose and validate run configs")
-    config_sub = p_config.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
+    config_sub = command_group(sub, "config", "compose and validate run configs")
     p_show = config_sub.add_parser(
         "show", help="print the composed, validated config", **_examples("config show")
     )

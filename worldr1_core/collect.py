@@ -307,14 +307,18 @@ class RolloutCollector:
         with torch.no_grad():
             videos = self.model.decode(item.rollout.final)  # [B, F, 3, H, W] in [0, 1]
         decoded = time.perf_counter() - start
-        batch = RewardBatch(
+        batch = self._reward_batch(item, videos)
+        return videos, self.rewards.score(batch, phase.reward_weights), decoded
+
+    def _reward_batch(self, item: SampledBatch, videos: torch.Tensor) -> RewardBatch:
+        """What the rewards score: ``item``'s decoded ``videos`` with its prompts and cameras."""
+        return RewardBatch(
             videos=videos,
             prompts=[p.text for p in item.prompts],
             trajectories=item.trajectories,
             metadata=item.metadata,
             fps=self.config.video.fps,
         )
-        return videos, self.rewards.score(batch, phase.reward_weights), decoded
 
     def _score_inline(
         self, item: SampledBatch, phase: Phase, timer: StageTimer, step: int
@@ -322,13 +326,7 @@ class RolloutCollector:
         with timer("decode"), torch.no_grad():
             videos = self.model.decode(item.rollout.final)
         with timer("reward"):
-            batch = RewardBatch(
-                videos=videos,
-                prompts=[p.text for p in item.prompts],
-                trajectories=item.trajectories,
-                metadata=item.metadata,
-                fps=self.config.video.fps,
-            )
+            batch = self._reward_batch(item, videos)
             try:
                 scored = self.rewards.score(batch, phase.reward_weights)
             except RewardError as exc:

@@ -23,7 +23,7 @@ import sys
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, cast, overload
 
 import pydantic
 import tomli_w
@@ -46,6 +46,8 @@ else:  # pragma: no cover
 
 
 COMMAND_LINE = "command line"
+
+SectionT = TypeVar("SectionT")
 
 # section -> (component kind, default name or None). Every section is optional here so that
 # tools that need no generator (reward servers, eval) can share configs; `worldr1 train` and
@@ -244,6 +246,33 @@ class RewardConfig(ComponentConfig):
         return out
 
 
+class _SectionAttribute(Generic[SectionT]):
+    """A typed read-only attribute of :class:`RunConfig` named after one of its sections: the core
+    section of that name (``config.train``), else the component section (``config.model``; None
+    when absent)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> _SectionAttribute[SectionT]: ...
+
+    @overload
+    def __get__(self, obj: RunConfig, owner: type | None = None) -> SectionT: ...
+
+    def __get__(
+        self, obj: RunConfig | None, owner: type | None = None
+    ) -> SectionT | _SectionAttribute[SectionT]:
+        if obj is None:
+            return self
+        if self.name in CoreSections.model_fields:
+            return cast(SectionT, getattr(obj.core, self.name))
+        return cast(SectionT, obj.components.get(self.name))
+
+    def __set__(self, obj: RunConfig, value: object) -> None:
+        raise AttributeError(f"RunConfig.{self.name} is read-only")
+
+
 @dataclass
 class RunConfig:
     """A composed and validated run config."""
@@ -255,50 +284,19 @@ class RunConfig:
     provenance: dict[str, str] = field(default_factory=dict, repr=False)
 
     # the core sections, typed (what __getattr__ would return)
-    @property
-    def run(self) -> RunSection:
-        return self.core.run
-
-    @property
-    def video(self) -> VideoSection:
-        return self.core.video
-
-    @property
-    def train(self) -> TrainSection:
-        return self.core.train
-
-    @property
-    def prompts(self) -> dict[str, PromptSourceSection]:
-        return self.core.prompts
-
-    @property
-    def distributed(self) -> DistributedSection:
-        return self.core.distributed
+    run = _SectionAttribute[RunSection]()
+    video = _SectionAttribute[VideoSection]()
+    train = _SectionAttribute[TrainSection]()
+    prompts = _SectionAttribute[dict[str, PromptSourceSection]]()
+    distributed = _SectionAttribute[DistributedSection]()
 
     # the component sections (None: absent and without an installed default)
-    @property
-    def model(self) -> ComponentConfig | None:
-        return self.components.get("model")
-
-    @property
-    def latent_init(self) -> ComponentConfig | None:
-        return self.components.get("latent_init")
-
-    @property
-    def camera(self) -> ComponentConfig | None:
-        return self.components.get("camera")
-
-    @property
-    def geometry(self) -> ComponentConfig | None:
-        return self.components.get("geometry")
-
-    @property
-    def rl(self) -> ComponentConfig | None:
-        return self.components.get("rl")
-
-    @property
-    def schedule(self) -> ComponentConfig | None:
-        return self.components.get("schedule")
+    model = _SectionAttribute[ComponentConfig | None]()
+    latent_init = _SectionAttribute[ComponentConfig | None]()
+    camera = _SectionAttribute[ComponentConfig | None]()
+    geometry = _SectionAttribute[ComponentConfig | None]()
+    rl = _SectionAttribute[ComponentConfig | None]()
+    schedule = _SectionAttribute[ComponentConfig | None]()
 
     def __getattr__(self, item: str) -> Any:
         # sections added later (core or component) as attributes

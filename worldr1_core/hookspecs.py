@@ -108,9 +108,10 @@ def worldr1_register_commands(subparsers: argparse._SubParsersAction[Any]) -> No
 
     Called once per CLI invocation, before arguments are parsed, with the argparse
     sub-parser collection of the top-level parser. A plugin adds its parser with
-    ``p = subparsers.add_parser("name", help=...)`` and sets ``p.set_defaults(func=callable)``;
-    the callable receives the parsed ``argparse.Namespace`` and returns an exit code (or None
-    for 0). Returns nothing.
+    ``p = subparsers.add_parser("name", help=...)`` and sets ``p.set_defaults(func=callable)``
+    (:func:`worldr1_core.cli_help.add_command` does both, with examples in ``--help``); the
+    callable receives the parsed ``argparse.Namespace`` and returns an exit code (or None for 0).
+    Returns nothing.
     """
 
 

@@ -18,18 +18,13 @@ same code works under DeepSpeed, whose optimizer wrapper is not a ``torch.optim.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_args
 
 import torch
 
-SCHEDULERS = (
-    "constant",
-    "constant_with_warmup",
-    "linear",
-    "cosine",
-    "cosine_with_restarts",
-    "polynomial",
-)
+from .sections import LRSchedulerName
+
+SCHEDULERS: tuple[str, ...] = get_args(LRSchedulerName)
 
 
 class LRSchedule:

@@ -11,6 +11,16 @@ from typing import Literal
 
 import pydantic
 
+LRSchedulerName = Literal[
+    "constant",
+    "constant_with_warmup",
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+]
+"""``train.lr_scheduler``: the diffusers schedules :mod:`worldr1_core.lr_schedule` reproduces."""
+
 
 class _Section(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", validate_assignment=True)
@@ -69,14 +79,7 @@ class TrainSection(_Section):
         1, ge=1, description="distinct prompts per process per step"
     )
     lr: float = pydantic.Field(1e-4, gt=0)
-    lr_scheduler: Literal[
-        "constant",
-        "constant_with_warmup",
-        "linear",
-        "cosine",
-        "cosine_with_restarts",
-        "polynomial",
-    ] = pydantic.Field(
+    lr_scheduler: LRSchedulerName = pydantic.Field(
         "constant", description="diffusers' get_scheduler name, over run.max_steps steps"
     )
     lr_warmup_steps: int = pydantic.Field(0, ge=0, description="linear warmup steps")

@@ -32,8 +32,6 @@ def frame_strip(video: torch.Tensor, frames: int = 8) -> torch.Tensor:
 
 class TensorBoardTracker(Tracker):
     name = "tensorboard"
-    package = "tensorboard"
-    extra = "tensorboard"
 
     def __init__(self, trainer: Any) -> None:
         super().__init__(trainer)

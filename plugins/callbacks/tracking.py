@@ -20,6 +20,7 @@ The environment record (commit, package hash, ``pip freeze`` lines) is also writ
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.metadata
 import json
 import subprocess
@@ -166,8 +167,13 @@ class Tracker:
     """One experiment tracker of one run (main process only)."""
 
     name = ""
-    package = ""  # the import name the tracker needs (preflight checks it is installed)
-    extra = ""  # the pip extra that installs it
+    package = ""  # the import name it needs (preflight checks it is installed); default: name
+    extra = ""  # the pip extra that installs it; default: name
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.package = cls.package or cls.name
+        cls.extra = cls.extra or cls.name
 
     def __init__(self, trainer: Any) -> None:
         self.trainer = trainer
@@ -182,6 +188,27 @@ class Tracker:
     ) -> None: ...
 
     def finish(self) -> None: ...
+
+
+class RunTracker(Tracker):
+    """A tracker whose package (``self.sdk``, imported here) has ``Table(columns=, data=)`` and
+    whose run object (``self.run``, made by the subclass) has ``log(dict, step=)`` and
+    ``finish()``: wandb and trackio."""
+
+    def __init__(self, trainer: Any) -> None:
+        super().__init__(trainer)
+        self.sdk = importlib.import_module(self.package)
+        self.run: Any = None
+
+    def log_scalars(self, step: int, values: dict[str, float]) -> None:
+        self.run.log(values, step=step)
+
+    def log_prompt_table(self, step: int, stats: PromptStats) -> None:
+        table = self.sdk.Table(columns=PromptStats.COLUMNS, data=stats.rows())
+        self.run.log({"prompts/per_prompt_reward": table}, step=step)
+
+    def finish(self) -> None:
+        self.run.finish()
 
 
 class LazyVideos:

@@ -12,20 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from .tracking import PromptStats, Tracker, hooks, run_hparams
+from .tracking import RunTracker, hooks, run_hparams
 
 
-class TrackioTracker(Tracker):
+class TrackioTracker(RunTracker):
     name = "trackio"
-    package = "trackio"
-    extra = "trackio"
 
     def __init__(self, trainer: Any) -> None:
         super().__init__(trainer)
-        import trackio
-
-        self.trackio = trackio
-        self.run = trackio.init(
+        self.run = self.sdk.init(
             project=trainer.config.run.tracker_project,
             name=self.run_dir.name,
             config=run_hparams(trainer),
@@ -35,22 +30,12 @@ class TrackioTracker(Tracker):
             auto_log_cpu=False,
         )
 
-    def log_scalars(self, step: int, values: dict[str, float]) -> None:
-        self.run.log(values, step=step)
-
-    def log_prompt_table(self, step: int, stats: PromptStats) -> None:
-        table = self.trackio.Table(columns=PromptStats.COLUMNS, data=stats.rows())
-        self.run.log({"prompts/per_prompt_reward": table}, step=step)
-
     def log_samples(self, step, videos, prompts, rewards, paths) -> None:
         media = {
-            f"samples/{i}": self.trackio.Video(path, caption=f"reward {reward:.4f}: {prompt}")
+            f"samples/{i}": self.sdk.Video(path, caption=f"reward {reward:.4f}: {prompt}")
             for i, (path, prompt, reward) in enumerate(zip(paths, prompts, rewards))
         }
         self.run.log(media, step=step)
-
-    def finish(self) -> None:
-        self.run.finish()
 
 
 TRACKER = TrackioTracker

@@ -14,25 +14,20 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from .tracking import PromptStats, Tracker, hooks, run_hparams
+from .tracking import RunTracker, hooks, run_hparams
 
 ID_FILE = "wandb_run_id.txt"
 
 
-class WandbTracker(Tracker):
+class WandbTracker(RunTracker):
     name = "wandb"
-    package = "wandb"
-    extra = "wandb"
 
     def __init__(self, trainer: Any) -> None:
         super().__init__(trainer)
-        import wandb
-
-        self.wandb = wandb
         id_file = self.run_dir / ID_FILE
         run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:12]
         id_file.write_text(run_id + "\n")
-        self.run = wandb.init(
+        self.run = self.sdk.init(
             project=trainer.config.run.tracker_project,
             name=self.run_dir.name,
             id=run_id,
@@ -41,22 +36,12 @@ class WandbTracker(Tracker):
             config=run_hparams(trainer),
         )
 
-    def log_scalars(self, step: int, values: dict[str, float]) -> None:
-        self.run.log(values, step=step)
-
-    def log_prompt_table(self, step: int, stats: PromptStats) -> None:
-        table = self.wandb.Table(columns=PromptStats.COLUMNS, data=stats.rows())
-        self.run.log({"prompts/per_prompt_reward": table}, step=step)
-
     def log_samples(self, step, videos, prompts, rewards, paths) -> None:
         media = [
-            self.wandb.Video(path, caption=f"reward {reward:.4f}: {prompt}", format="mp4")
+            self.sdk.Video(path, caption=f"reward {reward:.4f}: {prompt}", format="mp4")
             for path, prompt, reward in zip(paths, prompts, rewards)
         ]
         self.run.log({"samples": media}, step=step)
-
-    def finish(self) -> None:
-        self.run.finish()
 
 
 TRACKER = WandbTracker

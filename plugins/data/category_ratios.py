@@ -23,11 +23,11 @@ import math
 import random
 from pathlib import Path
 
-from worldr1_core.cli_help import examples
+from worldr1_core.cli_help import add_command
 from worldr1_core.errors import CommandError
 from worldr1_plugins.camera.parser import parse_camera_prompt
 
-from .prompt_files import parse_motions, read_prompts, write_prompts
+from .prompt_files import in_out_args, parse_motions, read_prompts, write_prompts
 
 APPENDIX_RATIOS = (
     "Natural Landscapes=33,Urban and Architectural=26,Micro and Still Life=65,"
@@ -136,16 +136,17 @@ def data_category_ratios_command(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "category-ratios",
-        help="append pool prompts so the additions follow category ratios (seeded)",
-        **examples(
+        data_category_ratios_command,
+        "append pool prompts so the additions follow category ratios (seeded)",
+        [
             "worldr1 data category-ratios data/enhanced/train.txt out.txt --pool pool.jsonl --add 183",
             'worldr1 data category-ratios in.txt out.txt --pool pool.jsonl --add 30 --ratios "City=1,Forest=2" --seed 4',
-        ),
+        ],
     )
-    p.add_argument("input", metavar="IN", help="prompt file, one per line")
-    p.add_argument("output", metavar="OUT", help="where to write IN plus the appended prompts")
+    in_out_args(p, "where to write IN plus the appended prompts")
     p.add_argument("--pool", required=True, help='JSON lines {"category": ..., "prompt": ...}')
     p.add_argument("--add", type=int, required=True, help="how many prompts to append")
     p.add_argument(
@@ -153,4 +154,3 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--motions", default=DEFAULT_MOTIONS, help="camera motions taken in turn")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (deterministic)")
-    p.set_defaults(func=data_category_ratios_command)

@@ -25,12 +25,12 @@ from collections import Counter
 from typing import Any
 
 from worldr1_core import hookimpl
-from worldr1_core.cli_help import examples
+from worldr1_core.cli_help import add_command, command_group
 from worldr1_core.errors import CommandError
 from worldr1_plugins.camera.motions import MOTIONS
 from worldr1_plugins.camera.parser import parse_camera_prompt
 
-from .prompt_files import read_prompts, write_prompts
+from .prompt_files import in_out_args, read_prompts, write_prompts
 
 
 def prompt_stats(prompts: list[str]) -> dict[str, Any]:
@@ -125,36 +125,36 @@ def data_add_camera_command(args: argparse.Namespace) -> int:
 
 @hookimpl
 def worldr1_register_commands(subparsers):
-    data = subparsers.add_parser("data", help="prompt-set tools")
-    sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
-    s = sub.add_parser(
+    sub = command_group(subparsers, "data", "prompt-set tools")
+    s = add_command(
+        sub,
         "stats",
-        help="prompts per motion and without a camera sentence, per file",
-        **examples(
+        data_stats_command,
+        "prompts per motion and without a camera sentence, per file",
+        [
             "worldr1 data stats data/final/train.txt data/final/dynamic.txt",
             "worldr1 data stats data/final/test.txt --json",
-        ),
+        ],
     )
     s.add_argument("files", nargs="+", metavar="FILE", help="prompt files (e.g. one per phase)")
     s.add_argument("--json", action="store_true", help="print JSON")
-    s.set_defaults(func=data_stats_command)
-    a = sub.add_parser(
+    a = add_command(
+        sub,
         "add-camera",
-        help="prepend a balanced camera sentence to prompts that have none",
-        **examples(
+        data_add_camera_command,
+        "prepend a balanced camera sentence to prompts that have none",
+        [
             "worldr1 data add-camera my_prompts.txt my_prompts_camera.txt",
             'worldr1 data add-camera my_prompts.txt out.txt --seed 1 --motions "orbit left,pan right"',
-        ),
+        ],
     )
-    a.add_argument("input", metavar="IN", help="prompt file, one per line")
-    a.add_argument("output", metavar="OUT", help="where to write the result")
+    in_out_args(a)
     a.add_argument("--seed", type=int, default=0, help="tie-breaking seed (deterministic)")
     a.add_argument(
         "--motions",
         default="push_in,pull_out,move_left,move_right,orbit_left,orbit_right,pan_left,pan_right",
         help="comma-separated motions to draw from ('orbit_left' or 'orbit left')",
     )
-    a.set_defaults(func=data_add_camera_command)
     from . import category_ratios, rebalance, rewrite
 
     rebalance.add_parser(sub)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from worldr1_core.errors import CommandError
@@ -32,3 +33,9 @@ def parse_motions(text: str, command: str = "data") -> list[str]:
     if not motions:
         raise CommandError(f"{command}: --motions: empty; expected e.g. push_in,pan_left")
     return motions
+
+
+def in_out_args(p: argparse.ArgumentParser, out_help: str = "where to write the result") -> None:
+    """The ``IN OUT`` prompt-file arguments (``args.input``, ``args.output``) of a data command."""
+    p.add_argument("input", metavar="IN", help="prompt file, one per line")
+    p.add_argument("output", metavar="OUT", help=out_help)

@@ -16,7 +16,7 @@ import hashlib
 import random
 from collections import Counter
 
-from worldr1_core.cli_help import examples
+from worldr1_core.cli_help import add_command
 from worldr1_core.errors import CommandError
 from worldr1_plugins.camera.parser import parse_camera_prompt
 
@@ -73,13 +73,15 @@ def data_rebalance_command(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "rebalance",
-        help="re-draw, balanced, the camera sentences a rewrite added to prompts that had none",
-        **examples(
+        data_rebalance_command,
+        "re-draw, balanced, the camera sentences a rewrite added to prompts that had none",
+        [
             "worldr1 data rebalance data/final/train.txt my_rewritten.txt out.txt --seed 1",
             "worldr1 data rebalance data/final/train.txt data/enhanced/train.txt out.txt --ties body-hash",
-        ),
+        ],
     )
     p.add_argument("original", metavar="ORIGINAL", help="the prompts before rewriting")
     p.add_argument("rewritten", metavar="REWRITTEN", help="the rewritten prompts, line for line")
@@ -94,4 +96,3 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--motions", default=RELEASE_MOTIONS, help="comma-separated motions to draw from"
     )
-    p.set_defaults(func=data_rebalance_command)

@@ -27,12 +27,12 @@ import shlex
 import subprocess
 from collections.abc import Callable
 
-from worldr1_core.cli_help import examples
+from worldr1_core.cli_help import add_command
 from worldr1_core.errors import CommandError
 from worldr1_plugins.camera.keywords import strip_camera_keywords
 from worldr1_plugins.camera.parser import parse_camera_prompt
 
-from .prompt_files import read_prompts, write_prompts
+from .prompt_files import in_out_args, read_prompts, write_prompts
 
 Rewriter = Callable[[list[tuple[int, str, str]], int], dict[int, str]]
 
@@ -168,16 +168,17 @@ def data_rewrite_command(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "rewrite",
-        help="rewrite prompt scene texts with a local program (your LLM); camera sentences kept",
-        **examples(
+        data_rewrite_command,
+        "rewrite prompt scene texts with a local program (your LLM); camera sentences kept",
+        [
             'worldr1 data rewrite data/final/train.txt out.txt --command "python my_llm.py"',
             'worldr1 data rewrite in.txt out.txt --command "./rewrite.sh" --format lines --min-length 520 --max-length 740',
-        ),
+        ],
     )
-    p.add_argument("input", metavar="IN", help="prompt file, one per line")
-    p.add_argument("output", metavar="OUT", help="where to write the result")
+    in_out_args(p)
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--command", help="the rewriting program and its arguments")
     which.add_argument(
@@ -203,4 +204,3 @@ def add_parser(sub) -> None:
         "--max-length", type=int, default=None, help="longest accepted prompt (characters)"
     )
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per call of the program")
-    p.set_defaults(func=data_rewrite_command)

@@ -313,18 +313,12 @@ class NoiseWarpInitializer(LatentInitializer):
     def _sample(
         self,
         layout: LatentLayout,
-        prompts: list[Prompt],
         trajectories: list[CameraTrajectory | None],
         generator: torch.Generator,
-        *,
         device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Initial latents ``[B, ...]`` and (stepwise_delta) the low-passed delta ``[B, ...]``."""
-        if len(trajectories) != len(prompts):
-            raise ValueError(
-                f"noise_warp got {len(prompts)} prompts but {len(trajectories)} trajectories"
-            )
+        """Initial latents ``[B, ...]`` (float32) and (stepwise_delta) the low-passed delta
+        ``[B, ...]``, both on ``device``, one per trajectory."""
         cfg = self.config
         generator = self._generator(generator)
         if cfg.no_camera == "fixed":
@@ -367,7 +361,7 @@ class NoiseWarpInitializer(LatentInitializer):
                     deltas[i] = w - fresh
                 else:
                     out[i] = cfg.strength * w + math.sqrt(1.0 - cfg.strength**2) * fresh
-        latents = torch.stack(out).to(device=device, dtype=dtype)  # [B, C, F', H', W']
+        latents = torch.stack(out).to(device)  # [B, C, F', H', W']
         if not stepwise:
             return latents, None
         zero = torch.zeros(layout.shape, device=generator.device)
@@ -385,7 +379,8 @@ class NoiseWarpInitializer(LatentInitializer):
         dtype: torch.dtype = torch.float32,
     ) -> torch.Tensor:
         """The state a rollout starts from (stepwise_delta: the plain noise; see :meth:`prepare`)."""
-        return self._sample(layout, prompts, trajectories, generator, device=device, dtype=dtype)[0]
+        initial = self.prepare(layout, prompts, trajectories, generator, device=device, dtype=dtype)
+        return initial.latents
 
     def prepare(
         self,
@@ -399,10 +394,13 @@ class NoiseWarpInitializer(LatentInitializer):
     ) -> InitialNoise:
         """Initial latents plus the per-step hook: the release's stepwise delta
         (``mode = "stepwise_delta"``) or the pull toward the warped noise (``inject_steps``)."""
+        if len(trajectories) != len(prompts):
+            raise ValueError(
+                f"noise_warp got {len(prompts)} prompts but {len(trajectories)} trajectories"
+            )
         cfg = self.config
-        latents, delta_low = self._sample(
-            layout, prompts, trajectories, generator, device=device, dtype=dtype
-        )
+        latents, delta_low = self._sample(layout, trajectories, generator, device)
+        latents = latents.to(dtype)
         if cfg.mode == "stepwise_delta":
             hook = stepwise_delta_hook(delta_low, cfg.strength, cfg.guidance_steps)
             return InitialNoise(latents=latents, step_hook=hook)

@@ -40,7 +40,7 @@ from worldr1_core import hookimpl
 from worldr1_core.interfaces import Reward
 from worldr1_core.types import Geometry, RewardBatch, RewardOutput
 
-from .geometry.common import frame_cameras, resolve_estimator
+from .geometry.common import frame_cameras, reward_estimator
 from .release_views import RENDER_SIZE, farthest_camera, release_intrinsics
 from .render import render_gaussians
 from .scene_text import SceneText
@@ -210,9 +210,7 @@ class MetaView(Reward):
 
     def estimator(self):
         """The shared geometry estimator named by ``geometry`` (or the run's ``[geometry]``)."""
-        if self._estimator is None:
-            self._estimator = resolve_estimator(self.config.geometry, "meta_view")
-        return self._estimator
+        return reward_estimator(self, "meta_view")
 
     # ------------------------------------------------------------------ views
 

@@ -48,7 +48,7 @@ from worldr1_core.devices import resolve_device
 from worldr1_core.interfaces import Reward
 from worldr1_core.types import Geometry, RewardBatch, RewardOutput
 
-from .geometry.common import frame_cameras, resolve_estimator
+from .geometry.common import frame_cameras, reward_estimator
 from .release_views import extend_path, jpeg_roundtrip, release_intrinsics, release_lpips_score
 from .render import render_gaussians
 
@@ -195,9 +195,7 @@ class ReconstructionConsistency(Reward):
 
     @property
     def estimator(self):
-        if self._estimator is None:
-            self._estimator = resolve_estimator(self.config.geometry, "reconstruction")
-        return self._estimator
+        return reward_estimator(self, "reconstruction")
 
     def score(self, batch: RewardBatch) -> RewardOutput:
         geometries = self.estimator.estimate_cached(batch)

@@ -55,7 +55,7 @@ from worldr1_core import hookimpl
 from worldr1_core.interfaces import Reward
 from worldr1_core.types import CameraTrajectory, Geometry, RewardBatch, RewardOutput
 
-from .geometry.common import resolve_estimator
+from .geometry.common import reward_estimator
 from .trajectory_anchored import AnchoredParams, anchored_trajectory_score
 from .trajectory_release import release_trajectory_score, resample_indices
 
@@ -208,9 +208,7 @@ class TrajectoryAlignment(Reward):
 
     @property
     def estimator(self):
-        if self._estimator is None:
-            self._estimator = resolve_estimator(self.config.geometry, "trajectory_alignment")
-        return self._estimator
+        return reward_estimator(self, "trajectory_alignment")
 
     def score_poses(
         self, est_c2w: torch.Tensor, ref_c2w: torch.Tensor, scene_scale: float | None = None

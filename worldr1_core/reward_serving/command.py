@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from .. import hookimpl
-from ..cli_help import examples
+from ..cli_help import add_command, command_group
 from ..cli_types import number
 from ..errors import CommandError
 from .limits import ServerSettings
@@ -153,17 +153,17 @@ def serve_command(args: argparse.Namespace) -> int:
 def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
     """``reward serve`` with its flags (the defaults are :class:`ServerSettings`'s)."""
     defaults = ServerSettings()
-    p_reward = subparsers.add_parser("reward", help="reward services")
-    reward_sub = p_reward.add_subparsers(dest="reward_command", metavar="SUBCOMMAND", required=True)
-    p = reward_sub.add_parser(
+    p = add_command(
+        command_group(subparsers, "reward", "reward services"),
         "serve",
-        help="serve registered rewards over a JSON HTTP API",
-        **examples(
+        serve_command,
+        "serve registered rewards over a JSON HTTP API",
+        [
             "worldr1 reward serve brightness --port 18089",
             "worldr1 reward serve aesthetic --config configs/world_r1_small.toml --device cuda:1",
             "worldr1 reward serve meta_view reconstruction --config configs/world_r1_small.toml "
             "--devices cuda:0,cuda:1,cuda:2,cuda:3",
-        ),
+        ],
     )
     p.add_argument("names", nargs="+", metavar="NAME", help="reward names to serve")
     p.add_argument("--host", default="127.0.0.1")
@@ -221,7 +221,6 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="allow a non-loopback --host without a token",
     )
-    p.set_defaults(func=serve_command)
 
 
 @hookimpl

@@ -7,19 +7,18 @@ One module per command (``parse``, ``warp_ablation``, ``warp_sweep``), each with
 from __future__ import annotations
 
 from worldr1_core import hookimpl
+from worldr1_core.cli_help import command_group
 
 from . import parse, warp_ablation, warp_sweep
 
 
 @hookimpl
 def worldr1_register_commands(subparsers):
-    camera = subparsers.add_parser("camera", help="camera instructions -> motions -> trajectories")
-    camera_sub = camera.add_subparsers(dest="camera_command", metavar="SUBCOMMAND", required=True)
-    parse.add_parser(camera_sub)
-
-    warp = subparsers.add_parser(
-        "warp", help="noise-warping tools: ablation pictures and strength sweeps"
+    parse.add_parser(
+        command_group(subparsers, "camera", "camera instructions -> motions -> trajectories")
     )
-    warp_sub = warp.add_subparsers(dest="warp_command", metavar="SUBCOMMAND", required=True)
+    warp_sub = command_group(
+        subparsers, "warp", "noise-warping tools: ablation pictures and strength sweeps"
+    )
     warp_ablation.add_parser(warp_sub)
     warp_sweep.add_parser(warp_sub)

@@ -1,9 +1,12 @@
 """What the camera commands share: the optional run config, video size, sampling and noise-warp
-settings (flags win over the config, the config over the defaults), and their flags."""
+settings (flags win over the config, the config over the defaults), generation with them
+(:class:`CommandSetup`), and their flags."""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
+from typing import Any
 
 from worldr1_core.errors import CommandError
 from worldr1_core.generation import DEFAULT_GUIDANCE_SCALE, DEFAULT_NUM_STEPS, sampling_settings
@@ -76,6 +79,55 @@ def sampling(args: argparse.Namespace, cfg) -> tuple[int, float]:
     return (args.steps or steps), (args.guidance if args.guidance is not None else guidance)
 
 
+@dataclass
+class CommandSetup:
+    """What a camera command resolves first: its run config (None without ``--config``), the
+    camera parser and the video size."""
+
+    cfg: Any
+    parser: Any
+    frames: int
+    height: int
+    width: int
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> CommandSetup:
+        cfg = load_config(args)
+        frames, height, width = video_size(args, cfg)
+        return cls(cfg, parser_from(cfg), frames, height, width)
+
+    @property
+    def size(self) -> tuple[int, int, int]:
+        return self.frames, self.height, self.width
+
+    def build_model(self):
+        """The config's ``[model]``, or None."""
+        return build_model(self.cfg)
+
+    def sampling(self, args: argparse.Namespace) -> tuple[int, float]:
+        return sampling(args, self.cfg)
+
+    def generate(self, model, prompts: list, initializer, args: argparse.Namespace, seed: int):
+        """:func:`worldr1_core.generation.generate` of ``prompts`` at this size, with this parser,
+        the sampling settings of :meth:`sampling` and the config's negative prompt."""
+        from worldr1_core.generation import generate
+
+        steps, guidance = self.sampling(args)
+        return generate(
+            model,
+            prompts,
+            initializer=initializer,
+            parser=self.parser,
+            frames=self.frames,
+            height=self.height,
+            width=self.width,
+            num_steps=steps,
+            guidance_scale=guidance,
+            seed=seed,
+            negative_prompt=self.cfg.video.negative_prompt or None,
+        )
+
+
 def default_layout(
     frames: int, height: int, width: int, channels: int = 16, temporal: int = 4, spatial: int = 8
 ):
@@ -93,28 +145,34 @@ def default_layout(
     )
 
 
+# flag -> (type, what it sets, the config key it overrides, the value without a config)
+OVERRIDE_FLAGS: dict[str, tuple[type, str, str, Any]] = {
+    "--frames": (int, "video frames", "video.frames", DEFAULT_SIZE[0]),
+    "--height": (int, "video height", "video.height", DEFAULT_SIZE[1]),
+    "--width": (int, "video width", "video.width", DEFAULT_SIZE[2]),
+    "--steps": (int, "denoising steps", "rl.num_steps", DEFAULT_NUM_STEPS),
+    "--guidance": (float, "CFG scale", "rl.guidance_scale", DEFAULT_GUIDANCE_SCALE),
+}
+
+
+def override_args(p: argparse.ArgumentParser, *flags: str) -> None:
+    """``flags`` of :data:`OVERRIDE_FLAGS` (default None: the config's value, else the built-in)."""
+    for flag in flags:
+        kind, what, key, default = OVERRIDE_FLAGS[flag]
+        p.add_argument(
+            flag, type=kind, help=f"{what} (default: the config's {key}, else {default})"
+        )
+
+
 def size_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--frames",
-        type=int,
-        help=f"video frames (default: the config's video.frames, else {DEFAULT_SIZE[0]})",
-    )
-    p.add_argument(
-        "--height", type=int, help=f"video height (default: config, else {DEFAULT_SIZE[1]})"
-    )
-    p.add_argument(
-        "--width", type=int, help=f"video width (default: config, else {DEFAULT_SIZE[2]})"
-    )
+    override_args(p, "--frames", "--height", "--width")
 
 
 def sampling_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--steps",
-        type=int,
-        help=f"denoising steps (default: rl.num_steps, else {DEFAULT_NUM_STEPS})",
-    )
-    p.add_argument(
-        "--guidance",
-        type=float,
-        help=f"CFG scale (default: rl.guidance_scale, else {DEFAULT_GUIDANCE_SCALE})",
-    )
+    override_args(p, "--steps", "--guidance")
+
+
+def generation_args(p: argparse.ArgumentParser) -> None:
+    """The flags of a command that generates videos: the size and the sampling settings."""
+    size_args(p)
+    sampling_args(p)

@@ -6,19 +6,19 @@ import argparse
 import json
 import math
 
-from worldr1_core.cli_help import examples
+from worldr1_core.cli_help import add_command
 from worldr1_core.errors import CommandError
 
-from .options import load_config, parser_from, size_args, video_size
+from .options import CommandSetup, size_args
 
 
 def camera_parse_command(args: argparse.Namespace) -> int:
     from ..motions import save_trajectory
     from ..parser import CameraParseError
 
-    cfg = load_config(args)
-    parser = parser_from(cfg)
-    frames, height, width = video_size(args, cfg)
+    setup = CommandSetup.from_args(args)
+    parser = setup.parser
+    frames, height, width = setup.size
     try:
         spec = parser.parse(args.text)
     except CameraParseError as exc:
@@ -52,13 +52,15 @@ def camera_parse_command(args: argparse.Namespace) -> int:
 
 
 def add_parser(camera_sub) -> None:
-    p = camera_sub.add_parser(
+    p = add_command(
+        camera_sub,
         "parse",
-        help="parse a prompt's camera sentence and print the camera path",
-        **examples(
+        camera_parse_command,
+        "parse a prompt's camera sentence and print the camera path",
+        [
             'worldr1 camera parse "Camera orbit left, then pull out. A car."',
             'worldr1 camera parse "Camera pan right. A beach." --json --frames 49',
-        ),
+        ],
     )
     p.add_argument("text", help='prompt text, e.g. "Camera orbit left, then pull out. A car."')
     size_args(p)
@@ -68,4 +70,3 @@ def add_parser(camera_sub) -> None:
     p.add_argument("--save", metavar="FILE", help="write the trajectory JSON to FILE")
     p.add_argument("--config", help="run config whose [camera] section configures the parser")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-    p.set_defaults(func=camera_parse_command)

@@ -12,19 +12,9 @@ from typing import Any
 
 import torch
 
-from worldr1_core.cli_help import examples
+from worldr1_core.cli_help import add_command
 
-from .options import (
-    build_model,
-    default_layout,
-    load_config,
-    noise_warp_config,
-    parser_from,
-    sampling,
-    sampling_args,
-    size_args,
-    video_size,
-)
+from .options import CommandSetup, default_layout, generation_args, noise_warp_config
 
 
 def warp_ablation_command(args: argparse.Namespace) -> int:
@@ -38,19 +28,19 @@ def warp_ablation_command(args: argparse.Namespace) -> int:
 
     from ..visualize import flow_to_rgb, noise_to_rgb, side_by_side, write_pngs
 
-    cfg = load_config(args)
+    setup = CommandSetup.from_args(args)
+    cfg, parser = setup.cfg, setup.parser
+    frames, height, width = setup.size
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    frames, height, width = video_size(args, cfg)
     fps = cfg.video.fps if cfg is not None else 16
-    parser = parser_from(cfg)
     spec = parser.parse(args.prompt)
     if not spec.motions:
         print("note: the prompt has no camera sentence; showing a fixed camera")
     traj = parser.trajectory(spec, frames, width, height)
     (out / "trajectory.json").write_text(json.dumps(traj.to_dict(), indent=1), encoding="utf-8")
 
-    model = build_model(cfg)
+    model = setup.build_model()
     layout = (
         model.latent_layout(frames, height, width)
         if model is not None
@@ -126,16 +116,13 @@ def warp_ablation_command(args: argparse.Namespace) -> int:
     }  # fmt: skip
 
     if model is not None:
-        from worldr1_core.generation import generate
         from worldr1_plugins.latent_init.gaussian import GaussianInitializer
 
-        steps, guidance = sampling(args, cfg)
-        common = dict(parser=parser, frames=frames, height=height, width=width, num_steps=steps,
-                      guidance_scale=guidance, seed=args.seed, negative_prompt=cfg.video.negative_prompt or None)  # fmt: skip
-        plain = generate(model, [args.prompt], initializer=GaussianInitializer(), **common).videos[
-            0
-        ]
-        warped_video = generate(model, [args.prompt], initializer=init, **common).videos[0]
+        steps, guidance = setup.sampling(args)
+        plain, warped_video = (
+            setup.generate(model, [args.prompt], initializer, args, args.seed).videos[0]
+            for initializer in (GaussianInitializer(), init)
+        )
         write_video(out / "video_gaussian.mp4", plain.cpu(), fps)
         write_video(out / "video_noise_warp.mp4", warped_video.cpu(), fps)
         write_video(out / "side_by_side.mp4", side_by_side(plain.cpu(), warped_video.cpu()), fps)
@@ -148,20 +135,22 @@ def warp_ablation_command(args: argparse.Namespace) -> int:
 
 
 def add_parser(warp_sub) -> None:
-    a = warp_sub.add_parser(
+    a = add_command(
+        warp_sub,
         "ablation",
-        help="flow + warped noise of a prompt; videos with/without warping if a model is configured",
-        **examples(
+        warp_ablation_command,
+        "flow + warped noise of a prompt; videos with/without warping if a model is configured",
+        [
             'worldr1 warp ablation --prompt "Camera orbit left. A house." --out ablation/',
             'worldr1 warp ablation --prompt "Camera push in. A tree." --out ablation/ --config configs/tiny_cpu.toml',
-        ),
+        ],
     )
     a.add_argument("--prompt", required=True, help="prompt text with its camera sentence")
     a.add_argument("--out", required=True, help="output directory")
     a.add_argument(
         "--config", help="run config: [model], [video], [camera], [latent_init] (optional)"
     )
-    size_args(a)
+    generation_args(a)
     a.add_argument("--strength", type=float, help="override latent_init.strength")
     a.add_argument("--upsample", type=int, help="override latent_init.upsample")
     a.add_argument("--seed", type=int, default=0)
@@ -177,6 +166,4 @@ def add_parser(warp_sub) -> None:
     a.add_argument(
         "--spatial-stride", type=int, default=8, help="without a model: pixels per latent pixel"
     )
-    sampling_args(a)
     a.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-    a.set_defaults(func=warp_ablation_command)

@@ -21,20 +21,10 @@ from typing import Any
 
 import torch
 
-from worldr1_core.cli_help import examples
+from worldr1_core.cli_help import add_command
 from worldr1_core.errors import CommandError
 
-from .options import (
-    build_model,
-    component,
-    load_config,
-    noise_warp_config,
-    parser_from,
-    sampling,
-    sampling_args,
-    size_args,
-    video_size,
-)
+from .options import CommandSetup, component, generation_args, noise_warp_config
 
 
 def _read_prompts(spec: str) -> list[str]:
@@ -61,7 +51,6 @@ def _parse_strengths(text: str) -> list[float]:
 
 
 def warp_sweep_command(args: argparse.Namespace) -> int:
-    from worldr1_core.generation import generate
     from worldr1_core.rewards import RewardSet
     from worldr1_core.types import RewardBatch
     from worldr1_core.video_io import write_video
@@ -69,12 +58,13 @@ def warp_sweep_command(args: argparse.Namespace) -> int:
     from worldr1_plugins.latent_init.noise_warp import NoiseWarpInitializer
 
     strengths = _parse_strengths(args.strengths)
-    cfg = load_config(args)
+    setup = CommandSetup.from_args(args)
+    cfg = setup.cfg
     if cfg is None:
         raise CommandError(
             "warp sweep needs --config with a [model] section and [[rewards]] to score with"
         )
-    model = build_model(cfg)
+    model = setup.build_model()
     if model is None:
         raise CommandError(
             f'{args.config}: warp sweep needs a [model] section (e.g. name = "wan2.1", preset = "tiny")'
@@ -84,9 +74,8 @@ def warp_sweep_command(args: argparse.Namespace) -> int:
             f"{args.config}: warp sweep needs at least one [[rewards]] entry to score the videos"
         )
     prompts = _read_prompts(args.prompts)[: args.limit or None]
-    frames, height, width = video_size(args, cfg)
-    steps, guidance = sampling(args, cfg)
-    parser = parser_from(cfg)
+    frames, height, width = setup.size
+    steps, guidance = setup.sampling(args)
     rewards = RewardSet(cfg.rewards, geometry=component(cfg, "geometry"))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -104,9 +93,7 @@ def warp_sweep_command(args: argparse.Namespace) -> int:
         for start in range(0, len(prompts), args.batch_size):
             batch_prompts = prompts[start : start + args.batch_size]
             t0 = time.perf_counter()
-            gen = generate(model, batch_prompts, initializer=initializer, parser=parser, frames=frames, height=height,
-                           width=width, num_steps=steps, guidance_scale=guidance, seed=args.seed + start,
-                           negative_prompt=cfg.video.negative_prompt or None)  # fmt: skip
+            gen = setup.generate(model, batch_prompts, initializer, args, args.seed + start)
             batch = RewardBatch(
                 videos=gen.videos.float().cpu(), prompts=[p.text for p in gen.prompts],
                 trajectories=gen.trajectories, metadata=[{"strength": strength} for _ in batch_prompts], fps=cfg.video.fps,
@@ -276,13 +263,15 @@ def _plot(summary: dict[str, Any], strengths: list[float], metrics: list[str], p
 
 
 def add_parser(warp_sub) -> None:
-    s = warp_sub.add_parser(
+    s = add_command(
+        warp_sub,
         "sweep",
-        help="generate per strength, score with the configured rewards, CSV/JSON/PNG",
-        **examples(
+        warp_sweep_command,
+        "generate per strength, score with the configured rewards, CSV/JSON/PNG",
+        [
             "worldr1 warp sweep --config configs/tiny_cpu.toml --prompts data/final/test.txt --out sweep/ --limit 4",
             'worldr1 warp sweep --config configs/tiny_cpu.toml --prompts "Camera pan left. A car." --out sweep/ --strengths 0,0.4',
-        ),
+        ],
     )
     s.add_argument(
         "--strengths", default="0.2,0.35,0.45,0.6", help="comma-separated strengths in [0, 1]"
@@ -298,7 +287,5 @@ def add_parser(warp_sub) -> None:
     s.add_argument(
         "--no-baseline", action="store_true", help="skip the plain Gaussian-noise baseline"
     )
-    size_args(s)
-    sampling_args(s)
+    generation_args(s)
     s.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-    s.set_defaults(func=warp_sweep_command)

@@ -18,7 +18,7 @@ from worldr1_core.interfaces import GeometryEstimator
 from worldr1_core.registry import shared_component
 from worldr1_core.types import Geometry
 
-__all__ = ["resolve_estimator", "frame_cameras"]
+__all__ = ["resolve_estimator", "reward_estimator", "frame_cameras"]
 
 
 def resolve_estimator(spec: dict[str, Any] | None, reward: str) -> GeometryEstimator:
@@ -35,6 +35,14 @@ def resolve_estimator(spec: dict[str, Any] | None, reward: str) -> GeometryEstim
             f'reward {reward!r}: option `geometry` must name the estimator, e.g. {{name = "colmap"}}; got {spec!r}'
         )
     return shared_component("geometry_estimator", name, options)
+
+
+def reward_estimator(reward: Any, name: str) -> GeometryEstimator:
+    """The estimator of reward ``name``'s ``geometry`` option (``reward.config.geometry``),
+    resolved on first use and kept in ``reward._estimator``."""
+    if getattr(reward, "_estimator", None) is None:
+        reward._estimator = resolve_estimator(reward.config.geometry, name)
+    return reward._estimator
 
 
 def frame_cameras(geometry: Geometry, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
