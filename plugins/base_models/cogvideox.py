@@ -222,14 +222,7 @@ class CogVideoX(DiffusersVideoModel):
 
     @torch.no_grad()
     def _encode_texts(self, texts: list[str]) -> list[torch.Tensor]:
-        tokens = self.tokenizer(
-            texts,
-            padding="max_length",
-            max_length=self.config.max_sequence_length,
-            truncation=True,
-            add_special_tokens=True,
-            return_tensors="pt",
-        )
+        tokens = self._tokenize(texts)
         # as CogVideoXPipeline: the encoder sees the padded ids without a mask, and the DiT gets
         # all max_sequence_length embeddings (pad positions included), so every row is kept whole
         hidden = self.text_encoder(tokens.input_ids.to(self._device))[0].to(self._dtype)

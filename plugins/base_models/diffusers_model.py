@@ -294,6 +294,20 @@ class DiffusersVideoModel(VideoModel):
     def _encode_texts(self, texts: list[str]) -> list[torch.Tensor]:
         raise NotImplementedError
 
+    def _tokenize(self, texts: list[str], **options: Any) -> Any:
+        """``texts`` tokenized as the diffusers pipelines do for their text encoders: special tokens
+        added, padded and truncated to ``max_sequence_length``, as tensors (``options``: further
+        tokenizer keywords)."""
+        return self.tokenizer(
+            texts,
+            padding="max_length",
+            max_length=self.config.max_sequence_length,
+            truncation=True,
+            add_special_tokens=True,
+            return_tensors="pt",
+            **options,
+        )
+
     def _forward(
         self, latents: torch.Tensor, sigma: torch.Tensor, embeds: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:

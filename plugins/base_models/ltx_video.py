@@ -199,14 +199,7 @@ class LTXVideo(DiffusersVideoModel):
 
     @torch.no_grad()
     def _encode_texts(self, texts: list[str]) -> list[torch.Tensor]:
-        tokens = self.tokenizer(
-            texts,
-            padding="max_length",
-            max_length=self.config.max_sequence_length,
-            truncation=True,
-            add_special_tokens=True,
-            return_tensors="pt",
-        )
+        tokens = self._tokenize(texts)
         ids = tokens.input_ids.to(self._device)
         # as LTXPipeline: the encoder sees the padded ids without a mask; the mask goes to the DiT
         hidden = self.text_encoder(ids)[0].to(self._dtype)  # [N, L, D]

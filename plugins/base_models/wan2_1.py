@@ -143,15 +143,7 @@ class Wan21(DiffusersVideoModel):
     def _encode_texts(self, texts: list[str]) -> list[torch.Tensor]:
         from diffusers.pipelines.wan.pipeline_wan import prompt_clean
 
-        tokens = self.tokenizer(
-            [prompt_clean(t) for t in texts],
-            padding="max_length",
-            max_length=self.config.max_sequence_length,
-            truncation=True,
-            add_special_tokens=True,
-            return_attention_mask=True,
-            return_tensors="pt",
-        )
+        tokens = self._tokenize([prompt_clean(t) for t in texts], return_attention_mask=True)
         ids, mask = tokens.input_ids.to(self._device), tokens.attention_mask.to(self._device)
         hidden = self.text_encoder(ids, mask).last_hidden_state.to(self._dtype)  # [N, L, D]
         lengths = mask.gt(0).sum(dim=1).tolist()
