@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -36,11 +37,13 @@ BUSY = (
 
 class RateLimitedLog(logging.Filter):
     """Let a message (by its format string) through at most once per ``period_s`` seconds; the
-    next one that passes says how many were left out."""
+    next one that passes says how many were left out. ``clock`` (seconds, monotonic) is injectable
+    so the limit can be tested without depending on how fast the machine logs."""
 
-    def __init__(self, period_s: float = 10.0) -> None:
+    def __init__(self, period_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self.period_s = period_s
+        self._clock = clock
         self._last: dict[str, float] = {}
         self._dropped: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -49,7 +52,7 @@ class RateLimitedLog(logging.Filter):
         if record.levelno < logging.WARNING:
             return True
         key = f"{record.name}:{record.msg}"
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             if now - self._last.get(key, -1e9) < self.period_s:
                 self._dropped[key] += 1
