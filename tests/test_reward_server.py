@@ -321,12 +321,13 @@ def test_client_retries_until_a_restarted_server_answers(token_file):
     remote = client(first.url, retries=8, backoff_s=0.5, max_backoff_s=4.0, timeout_s=120)
     first.kill()
     restarted = RewardServerProcess(["brightness"], port=port, token_file=token_file)
-    threading.Timer(0.5, restarted.start).start()  # comes back while the client is backing off
+    restart = threading.Timer(0.5, restarted.start)  # comes back while the client backs off
+    restart.start()
     try:
         batch = make_batch(2, seed=11)
         assert torch.equal(remote.score(batch).scores, Brightness().score(batch).scores)
     finally:
-        time.sleep(0.5)
+        restart.join()  # started (not still pending) before it is stopped
         restarted.stop()
 
 
