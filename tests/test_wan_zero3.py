@@ -117,6 +117,9 @@ def main(ckpt: str, out: str) -> None:
         }
         (out / "report.json").write_text(json.dumps(report))
     dist.barrier()
+    # without this, Gloo's threads are torn down during interpreter finalization, which aborts a
+    # rank now and then ("terminate called without an active exception", exit -6)
+    dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -379,6 +380,21 @@ class Distributed:
             self.engine.load_checkpoint(str(directory), tag=tag, load_module_strict=False)
 
     def close(self) -> None:
-        if self.is_distributed and torch.distributed.is_initialized():
-            torch.distributed.barrier()
-            torch.distributed.destroy_process_group()
+        """End of the run, on every rank: release the DeepSpeed engine, then the process groups.
+
+        What holds a process group (the engine, ZeRO-3's hooks and optimizer) is released and
+        collected while the interpreter is fully alive. Left to interpreter finalization, Gloo's
+        worker threads are torn down after Python stopped handing out the GIL, and now and then a
+        rank aborts after a complete run ("terminate called without an active exception", -6).
+        """
+        if not (self.is_distributed and torch.distributed.is_initialized()):
+            return
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            engine.destroy()  # removes ZeRO-3's hooks, frees its buffers; not collective
+        del engine
+        self.optimizer = None
+        gc.collect()
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+        gc.collect()
