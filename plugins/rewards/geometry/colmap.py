@@ -62,8 +62,16 @@ class ColmapEstimator(GeometryEstimator):
         interp_neighbours: int = pydantic.Field(
             4, ge=1, description="points used to interpolate each pixel's depth"
         )
-        num_threads: int = pydantic.Field(2, ge=1)
-        seed: int = 0
+        num_threads: int = pydantic.Field(
+            1,
+            ge=1,
+            description="COLMAP threads; above 1 is faster but the reconstruction (and so the "
+            "score) varies from run to run, because multi-threaded matching and mapping are not "
+            "deterministic",
+        )
+        seed: int = pydantic.Field(
+            0, description="RANSAC / mapper seed (deterministic at 1 thread)"
+        )
 
     def estimate(self, videos: torch.Tensor) -> list[Geometry]:
         return [self._estimate_one(v) for v in videos]
